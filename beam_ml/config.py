@@ -1,0 +1,183 @@
+"""The run configuration: one frozen dataclass, loaded from YAML and overridden by flags of the same names.
+
+Config flows one way: YAML file / flags (strings) → `PipelineConfig` (parsed and validated here, before any work)
+→ transform constructors. Every field is flat so that a Flex Template parameter or a `--flag` can override it;
+structured fields (`split_buckets`, `eval_*`, `hyperparameters`, `column_types`) take JSON on the command line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Any, Mapping, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message starts with the option's name (`--name: ...`)."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(f"--{name}: {message}")
+        self.option = name
+
+
+def _field(default: Any = dataclasses.MISSING, *, help: str, kind: str = "str", regex: Optional[str] = None,
+           required: bool = False) -> Any:
+    metadata = {"help": help, "kind": kind, "regex": regex, "required": required}
+    if isinstance(default, (dict, list)):
+        frozen = default
+        return dataclasses.field(default_factory=lambda: json.loads(json.dumps(frozen)), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+ANOMALY_POLICIES = ("fail", "warn")
+COLUMN_TYPES = ("int", "float", "string")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Everything one training run needs. Field metadata drives the flags, `--help` and the template metadata."""
+
+    input: str = _field(None, required=True, regex=r"^\S+$",
+                        help="Input CSV file glob (local path or gs://), e.g. data/*.csv. Every file has a header.")
+    # Not `label`: Beam's Dataflow options already own `--label` (an alias of `--labels`).
+    label_key: str = _field(None, required=True, regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                            help="Name of the raw label column; the preprocessing_fn outputs the transformed label "
+                                 "under the same name.")
+    module: str = _field(None, required=True, regex=r"^\S+$",
+                         help="User module with preprocessing_fn(inputs) and run_fn(fn_args): a dotted module "
+                              "name (transforms.penguins) or a path to a .py file.")
+    output_dir: str = _field(None, required=True, regex=r"^\S+$",
+                             help="Base directory for runs; each run writes only under <output_dir>/<run_id>/.")
+    serving_dir: str = _field(None, required=True, regex=r"^\S+$",
+                              help="TF Serving base directory; blessed models are pushed to <serving_dir>/<version>/.")
+    run_id: Optional[str] = _field(None, regex=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+                                   help="Run id (default: UTC timestamp plus a short random suffix).")
+    split_key: Optional[str] = _field(None, regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                      help="Feature whose value is hashed (sha256) to pick the split; default: the "
+                                           "whole record (the raw CSV line).")
+    split_buckets: dict = _field({"train": 2, "eval": 1}, kind="json",
+                                 help='Split names and hash bucket weights as JSON, e.g. {"train": 2, "eval": 1}. '
+                                      "Must contain train and eval.")
+    column_types: dict = _field({}, kind="json",
+                                help='Column types as JSON ({"col": "int"|"float"|"string"}); columns not listed '
+                                     "are inferred from a sample of the first file.")
+    schema: Optional[str] = _field(None, regex=r"^\S+\.pbtxt$",
+                                   help="A schema.pbtxt to validate against; default: infer it from train statistics.")
+    drift_baseline: Optional[str] = _field(None, regex=r"^\S+$",
+                                           help="Statistics (FeatureStats.pb) of a previous run's train split to "
+                                                "check drift against.")
+    drift_threshold: float = _field(0.3, kind="float", regex=r"^[0-9.]+$",
+                                    help="Drift threshold: L-infinity distance for categorical features, "
+                                         "Jensen-Shannon divergence for numeric ones.")
+    anomaly_policy: str = _field("fail", kind="choice", regex=r"^(fail|warn)$",
+                                 help="What anomalies do: 'fail' stops before training, 'warn' records and continues.")
+    eval_metrics: list = _field(["ExampleCount"], kind="json",
+                                help='TFMA metric class names as JSON, e.g. ["ExampleCount", "AUC"].')
+    eval_slices: list = _field([[]], kind="json",
+                               help='Slices as JSON lists of feature names; [] is the overall slice, '
+                                    'e.g. [[], ["island"]].')
+    eval_thresholds: dict = _field({}, kind="json",
+                                   help='Value thresholds as JSON, e.g. {"auc": {"lower": 0.9}}.')
+    eval_change_thresholds: dict = _field({}, kind="json",
+                                          help='Thresholds against the pushed baseline model as JSON, e.g. '
+                                               '{"auc": {"direction": "higher", "absolute": -0.01}}.')
+    hyperparameters: dict = _field({}, kind="json", help="Hyperparameters passed to run_fn as JSON.")
+    seed: int = _field(42, kind="int", regex=r"^[0-9]+$", help="Random seed for training.")
+    temp_dir: Optional[str] = _field(None, regex=r"^\S+$",
+                                     help="Scratch directory for tf.Transform (default: <run dir>/tmp).")
+    batch_bytes: int = _field(8 << 20, kind="int", regex=r"^[0-9]+$",
+                              help="Bytes of CSV parsed into one Arrow RecordBatch.")
+
+    # ---- construction ------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: Optional[str], overrides: Mapping[str, Any]) -> "PipelineConfig":
+        """Reads a YAML file (optional) and applies overrides (flag values, strings or parsed); validates all."""
+        values: dict[str, Any] = {}
+        if path:
+            try:
+                with open(path) as f:
+                    loaded = yaml.safe_load(f) or {}
+            except (OSError, yaml.YAMLError) as e:
+                raise ConfigError("config", f"cannot read {path}: {e}") from e
+            if not isinstance(loaded, dict):
+                raise ConfigError("config", f"{path} must hold a mapping of option names to values")
+            values.update(loaded)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in dataclasses.fields(cls)}
+        for name in values:
+            if name not in known:
+                raise ConfigError(name, f"unknown option (known: {', '.join(sorted(known))})")
+        parsed = {f.name: _parse(f, values[f.name]) for f in dataclasses.fields(cls) if f.name in values}
+        config = cls(**parsed)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Checks each field and the rules between fields; raises ConfigError naming the option."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata["required"] and value in (None, ""):
+                raise ConfigError(f.name, "is required")
+            regex = f.metadata["regex"]
+            if regex and value is not None and f.metadata["kind"] in ("str", "choice") and \
+                    not re.match(regex, str(value)):
+                raise ConfigError(f.name, f"{value!r} does not match {regex}")
+        if self.anomaly_policy not in ANOMALY_POLICIES:
+            raise ConfigError("anomaly_policy", f"must be one of {ANOMALY_POLICIES}, got {self.anomaly_policy!r}")
+        buckets = self.split_buckets
+        if not isinstance(buckets, dict) or not {"train", "eval"} <= set(buckets):
+            raise ConfigError("split_buckets", f"must be a mapping containing train and eval, got {buckets!r}")
+        for name, weight in buckets.items():
+            if not re.match(r"^[a-z][a-z0-9_]*$", str(name)):
+                raise ConfigError("split_buckets", f"split name {name!r} must be lower_snake_case")
+            if not isinstance(weight, int) or isinstance(weight, bool) or weight <= 0:
+                raise ConfigError("split_buckets", f"weight of {name!r} must be a positive integer, got {weight!r}")
+        if not isinstance(self.column_types, dict) or any(t not in COLUMN_TYPES for t in self.column_types.values()):
+            raise ConfigError("column_types", f"must map column names to one of {COLUMN_TYPES}")
+        if not isinstance(self.eval_metrics, list) or not self.eval_metrics or \
+                not all(isinstance(m, str) for m in self.eval_metrics):
+            raise ConfigError("eval_metrics", "must be a non-empty list of TFMA/Keras metric class names")
+        if not isinstance(self.eval_slices, list) or \
+                not all(isinstance(s, list) and all(isinstance(c, str) for c in s) for s in self.eval_slices):
+            raise ConfigError("eval_slices", "must be a list of lists of feature names")
+        for name, bounds in self.eval_thresholds.items():
+            if not isinstance(bounds, dict) or not bounds or not set(bounds) <= {"lower", "upper"}:
+                raise ConfigError("eval_thresholds", f"{name}: give lower and/or upper, got {bounds!r}")
+        for name, change in self.eval_change_thresholds.items():
+            if not isinstance(change, dict) or change.get("direction") not in ("higher", "lower") or \
+                    not set(change) <= {"direction", "absolute", "relative"} or len(change) < 2:
+                raise ConfigError("eval_change_thresholds",
+                                  f"{name}: give direction (higher|lower) and absolute and/or relative, "
+                                  f"got {change!r}")
+        if self.drift_threshold <= 0:
+            raise ConfigError("drift_threshold", "must be positive")
+        if self.batch_bytes < 1024:
+            raise ConfigError("batch_bytes", "must be at least 1024")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _parse(field: dataclasses.Field, value: Any) -> Any:
+    kind = field.metadata["kind"]
+    if value is None:
+        return None
+    try:
+        if kind == "json":
+            return json.loads(value) if isinstance(value, str) else value
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError("booleans are not integers")
+            return int(value)
+        if kind == "float":
+            return float(value)
+        return str(value)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(field.name, f"cannot parse {value!r} as {kind}: {e}") from e
+
+
+def config_fields() -> tuple[dataclasses.Field, ...]:
+    """The options every job flag, `--help` line and template parameter is generated from."""
+    return dataclasses.fields(PipelineConfig)

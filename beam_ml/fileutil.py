@@ -1,0 +1,26 @@
+"""Small file helpers over tf.io.gfile, so the same code writes locally and to gs://."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes a file whole: to a temporary name, then renamed over the target."""
+    import tensorflow as tf
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(text)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def write_json(path: str, value: Any) -> None:
+    write_text(path, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_text(path: str) -> str:
+    import tensorflow as tf
+    with tf.io.gfile.GFile(path) as f:
+        return f.read()

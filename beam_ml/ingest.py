@@ -1,0 +1,207 @@
+"""Ingest: CSV files (a glob) → Arrow RecordBatches per split, plus dead letters and the count of records read.
+
+Output of `ReadCsvSplits`: a dict with one `PCollection[pa.RecordBatch]` per split name, `"dead_letter"`
+(`PCollection[DeadLetter]`) and `"records_read"` (`PCollection[int]`, one count per chunk). Files are cut into
+byte-range chunks (a chunk owns the lines that start inside it) so large files parse in parallel and in large
+batches; the header is checked once per file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Iterator, Sequence
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from beam_ml.csv_format import CsvFormat, infer_csv_format, parse_csv_chunk
+from beam_ml.split import HashSplit
+
+DEAD_LETTER = "dead_letter"
+RECORDS_READ = "records_read"
+_READ_BLOCK = 1 << 20
+_SAMPLE_BYTES = 8 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvChunk:
+    """The lines of `path` that start in the byte range [start, end)."""
+
+    path: str
+    start: int
+    end: int
+
+
+@dataclasses.dataclass(frozen=True)
+class InputFile:
+    path: str
+    size: int
+    sha256: str
+
+
+def plan_chunks(path: str, size: int, chunk_bytes: int) -> list[CsvChunk]:
+    return [CsvChunk(path, start, min(start + chunk_bytes, size)) for start in range(0, max(size, 1), chunk_bytes)]
+
+
+def _open(path: str):
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def read_header(path: str) -> bytes:
+    with _open(path) as f:
+        head = b""
+        while b"\n" not in head:
+            block = f.read(_READ_BLOCK)
+            if not block:
+                break
+            head += block
+    return head.split(b"\n", 1)[0].rstrip(b"\r")
+
+
+def read_chunk(chunk: CsvChunk) -> tuple[bytes, int, bool]:
+    """The bytes of the chunk's whole lines, the offset they start at, and whether they start with the header."""
+    with _open(chunk.path) as f:
+        begin = chunk.start
+        if begin > 0:
+            f.seek(begin - 1)
+            if f.read(1) != b"\n":  # mid-line: this line belongs to the previous chunk
+                rest = _read_to_newline(f)
+                begin += len(rest)
+        f.seek(begin)
+        data = f.read(max(chunk.end - begin, 0)) if begin < chunk.end else b""
+        if data and not data.endswith(b"\n"):
+            data += _read_to_newline(f)
+    return data, begin, chunk.start == 0
+
+
+def _read_to_newline(f) -> bytes:
+    out = b""
+    while True:
+        block = f.read(64 << 10)
+        if not block:
+            return out
+        cut = block.find(b"\n")
+        if cut >= 0:
+            return out + block[: cut + 1]
+        out += block
+
+
+def count_lines_before(path: str, offset: int) -> int:
+    count = 0
+    with _open(path) as f:
+        remaining = offset
+        while remaining > 0:
+            block = f.read(min(_READ_BLOCK, remaining))
+            if not block:
+                break
+            count += block.count(b"\n")
+            remaining -= len(block)
+    return count
+
+
+def resolve_csv_input(pattern: str, column_types: dict[str, str]) -> tuple[list[InputFile], CsvFormat]:
+    """Matches the glob and reads headers (all must agree) and a type sample, when the graph is built.
+
+    Raises ValueError for no files, differing headers, or no data rows in any file.
+    """
+    matches = FileSystems.match([pattern])[0].metadata_list
+    if not matches:
+        raise ValueError(f"{pattern!r} matches no files")
+    paths = sorted(m.path for m in matches)
+    headers = {p: read_header(p) for p in paths}
+    first = paths[0]
+    for path in paths[1:]:
+        if headers[path] != headers[first]:
+            raise ValueError(f"header of {path} differs from {first}: {headers[path]!r} vs {headers[first]!r}")
+    with _open(first) as f:
+        sample = f.read(_SAMPLE_BYTES)
+    fmt = infer_csv_format(headers[first], sample.split(b"\n", 1)[1] if b"\n" in sample else b"", column_types)
+    files = [InputFile(p, *_size_and_sha256(p)) for p in paths]
+    if all(f.size <= len(headers[f.path]) + 2 for f in files):
+        raise ValueError(f"{pattern!r}: {len(files)} file(s) but no data rows, only headers")
+    return files, fmt
+
+
+def _size_and_sha256(path: str) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    with _open(path) as f:
+        for block in iter(lambda: f.read(_READ_BLOCK), b""):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+class ParseAndSplitCsvChunk(beam.DoFn):
+    """Parses one chunk, splits its rows by hash; emits batches tagged by split, dead letters and the read count."""
+
+    def __init__(self, fmt: CsvFormat, split: HashSplit):
+        self._fmt = fmt
+        self._split = split
+        self._rows = Metrics.counter("ingest", "rows_parsed")
+        self._dead = Metrics.counter("ingest", "dead_letters")
+
+    def process(self, chunk: CsvChunk) -> Iterator:
+        data, begin, has_header = read_chunk(chunk)
+        if has_header:
+            header, _, data = data.partition(b"\n")
+            expected = self._fmt.delimiter.join(self._fmt.columns).encode()
+            if header.rstrip(b"\r") != expected:
+                raise ValueError(f"{chunk.path}: header {header!r} differs from the one the job was built with "
+                                 f"({expected!r})")
+            begin += len(header) + 1
+        parsed = parse_csv_chunk(data, self._fmt, chunk.path, lambda: count_lines_before(chunk.path, begin) + 1)
+        self._rows.inc(parsed.batch.num_rows)
+        self._dead.inc(len(parsed.dead_letters))
+        yield beam.pvalue.TaggedOutput(RECORDS_READ, parsed.records_read)
+        for dead_letter in parsed.dead_letters:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter)
+        if parsed.batch.num_rows:
+            for name, batch in self._split.partition(parsed.batch, parsed.lines):
+                yield beam.pvalue.TaggedOutput(name, batch)
+
+
+class ReadCsvSplits(beam.PTransform):
+    """Reads headed CSV files into RecordBatches per split, with dead letters and read counts.
+
+    Example::
+
+        files, fmt = resolve_csv_input("data/*.csv", column_types={})
+        out = p | ReadCsvSplits([f.path for f in files], fmt, HashSplit((("train", 2), ("eval", 1))))
+        train_batches, dead_letters = out["train"], out["dead_letter"]
+
+    Args:
+      paths: the files to read (resolved when the graph is built, recorded in the run manifest).
+      fmt: their columns and types.
+      split: how rows are assigned to named splits.
+      chunk_bytes: bytes parsed into one RecordBatch.
+    """
+
+    def __init__(self, paths: Sequence[str], fmt: CsvFormat, split: HashSplit, chunk_bytes: int = 8 << 20):
+        super().__init__()
+        if not paths:
+            raise ValueError("paths is empty")
+        if split.key is not None and split.key not in fmt.columns:
+            raise ValueError(f"split key {split.key!r} is not a column ({', '.join(fmt.columns)})")
+        if split.key is not None and fmt.type_of(split.key) == "float":
+            raise ValueError(f"split key {split.key!r} is a float column; hash an int or string column")
+        self._paths = list(paths)
+        self._fmt = fmt
+        self._split = split
+        self._chunk_bytes = chunk_bytes
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        outputs = (pbegin
+                   | "Paths" >> beam.Create(self._paths)
+                   | "Match" >> fileio.MatchAll()
+                   | "PlanChunks" >> beam.FlatMap(_chunks_of, self._chunk_bytes)
+                   | "Distribute" >> beam.Reshuffle()
+                   | "ParseAndSplit" >> beam.ParDo(ParseAndSplitCsvChunk(self._fmt, self._split)).with_outputs(
+                       RECORDS_READ, DEAD_LETTER, *self._split.names))
+        return {name: outputs[name] for name in (RECORDS_READ, DEAD_LETTER, *self._split.names)}
+
+
+def _chunks_of(metadata, chunk_bytes: int) -> list[CsvChunk]:
+    return plan_chunks(metadata.path, metadata.size_in_bytes, chunk_bytes)

@@ -1,0 +1,273 @@
+"""The whole batch pipeline as one composite PTransform: ingest → validate → transform → train → evaluate → push.
+
+`plan_run` resolves everything that must be known when the graph is built (input files and their fingerprints,
+the CSV format, the user module, the baseline model, the run directory) and fails with a `ConfigError` naming the
+option before any work. `TrainPipeline(plan)` then wires the stages; each stage is its own reusable PTransform.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import time
+from typing import Any, Optional
+
+import apache_beam as beam
+from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
+
+from beam_ml import modules
+from beam_ml.config import ConfigError, PipelineConfig
+from beam_ml.csv_format import CsvFormat
+from beam_ml.deadletter import WriteDeadLetters
+from beam_ml.evaluate import EvaluateModel, build_eval_config
+from beam_ml.ingest import DEAD_LETTER, RECORDS_READ, InputFile, ReadCsvSplits, resolve_csv_input
+from beam_ml.manifest import RunManifest, package_versions, utc_now
+from beam_ml.push import PushIfBlessed, latest_model
+from beam_ml.split import HashSplit
+from beam_ml.train import FnArgs, TrainModel
+from beam_ml.transform import TransformSplits
+from beam_ml.validate import SCHEMA_FILE, GenerateSplitStatistics, ValidateSplits, load_drift_baseline
+
+
+class RunFailed(RuntimeError):
+    """The run stopped on purpose (anomalies under the `fail` policy, an empty split); the manifest says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """A validated config plus everything resolved when the graph is built."""
+
+    config: PipelineConfig
+    run_id: str
+    run_dir: str
+    files: tuple[InputFile, ...]
+    fmt: CsvFormat
+    schema: Optional[schema_pb2.Schema]
+    drift_baseline: Optional[statistics_pb2.DatasetFeatureStatisticsList]
+    baseline_model: Optional[str]
+    started: str
+
+    @property
+    def split(self) -> HashSplit:
+        return HashSplit(tuple(self.config.split_buckets.items()), self.config.split_key)
+
+    @property
+    def serving_model_dir(self) -> str:
+        return os.path.join(self.run_dir, "model", "serving")
+
+    @property
+    def temp_dir(self) -> str:
+        return self.config.temp_dir or os.path.join(self.run_dir, "tmp")
+
+    def manifest(self) -> RunManifest:
+        return RunManifest(self.run_dir, {
+            "run_id": self.run_id, "run_dir": self.run_dir, "started": self.started,
+            "versions": package_versions(), "config": self.config.to_dict(),
+            "inputs": [dataclasses.asdict(f) for f in self.files],
+            "csv_format": {"columns": list(self.fmt.columns), "types": list(self.fmt.types)},
+            "baseline_model": self.baseline_model,
+            "evaluation_mode": ("value and change thresholds against the baseline model" if self.baseline_model
+                                else "value thresholds only (first model: no baseline to compare with)")})
+
+
+def plan_run(config: PipelineConfig) -> RunPlan:
+    """Resolves and checks everything the graph needs; raises ConfigError naming the offending option."""
+    import tensorflow as tf
+
+    try:
+        files, fmt = resolve_csv_input(config.input, config.column_types)
+    except (ValueError, OSError) as e:
+        raise ConfigError("input", str(e)) from e
+    except Exception as e:  # a filesystem error (e.g. permissions, unknown scheme)
+        raise ConfigError("input", f"cannot read {config.input!r}: {e}") from e
+    _require_column(fmt, config.label_key, "label_key")
+    if config.split_key:
+        _require_column(fmt, config.split_key, "split_key")
+        if fmt.type_of(config.split_key) == "float":
+            raise ConfigError("split_key", f"{config.split_key!r} is a float column; hash an int or string column")
+    for slice_columns in config.eval_slices:
+        for column in slice_columns:
+            _require_column(fmt, column, "eval_slices")
+    try:
+        module = modules.check(config.module)
+    except ValueError as e:
+        raise ConfigError("module", str(e)) from e
+    _check_preprocessing_inputs(module, fmt, config)
+    try:
+        build_eval_config(config.label_key, config.eval_metrics, config.eval_slices, config.eval_thresholds,
+                          config.eval_change_thresholds, with_baseline=True)
+    except ValueError as e:
+        raise ConfigError("eval_thresholds", str(e)) from e
+    schema = _load_schema(config.schema) if config.schema else None
+    drift_baseline = None
+    if config.drift_baseline:
+        try:
+            drift_baseline = load_drift_baseline(config.drift_baseline)
+        except Exception as e:
+            raise ConfigError("drift_baseline", f"cannot read statistics from {config.drift_baseline}: {e}") from e
+    run_id = config.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+    run_dir = os.path.join(config.output_dir, run_id)
+    if tf.io.gfile.exists(run_dir):
+        raise ConfigError("run_id", f"{run_dir} already exists; each run needs its own directory")
+    return RunPlan(config=config, run_id=run_id, run_dir=run_dir, files=tuple(files), fmt=fmt, schema=schema,
+                   drift_baseline=drift_baseline, baseline_model=latest_model(config.serving_dir),
+                   started=utc_now())
+
+
+def _require_column(fmt: CsvFormat, column: str, option: str) -> None:
+    if column not in fmt.columns:
+        raise ConfigError(option, f"column {column!r} is not in the input header ({', '.join(fmt.columns)})")
+
+
+def _check_preprocessing_inputs(module: Any, fmt: CsvFormat, config: PipelineConfig) -> None:
+    """Traces preprocessing_fn on the input's columns so a missing column is named now, not mid-run."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    dtypes = {"int": tf.int64, "float": tf.float32, "string": tf.string}
+    spec = {c: tf.SparseTensorSpec([None, None], dtypes[t]) for c, t in zip(fmt.columns, fmt.types)}
+    try:
+        tft.get_transform_input_columns(module.preprocessing_fn, spec)
+    except KeyError as e:
+        raise ConfigError("input", f"column {e.args[0]!r}, used by {config.module}.preprocessing_fn, is not in "
+                                   f"the input header ({', '.join(fmt.columns)})") from e
+
+
+def _load_schema(path: str) -> schema_pb2.Schema:
+    import tensorflow_data_validation as tfdv
+    try:
+        return tfdv.load_schema_text(path)
+    except Exception as e:
+        raise ConfigError("schema", f"cannot read a schema from {path}: {e}") from e
+
+
+# ---- small steps of the graph ------------------------------------------------------------------------------------
+def _keyed(value: Any, key: str) -> tuple[str, int]:
+    return key, value
+
+
+def _one(unused: Any, key: str) -> tuple[str, int]:
+    return key, 1
+
+
+def _rows(batch: Any, key: str) -> tuple[str, int]:
+    return key, batch.num_rows
+
+
+def counts_record(totals: dict[str, int], splits: tuple[str, ...]) -> dict[str, Any]:
+    """{read, dead_letter, splits: {name: n}} from the per-key totals (absent keys count 0)."""
+    return {"read": totals.get("read", 0), "dead_letter": totals.get("dead_letter", 0),
+            "splits": {name: totals.get(f"split:{name}", 0) for name in splits}}
+
+
+class CheckData(beam.DoFn):
+    """The gate before training: stops the run (failed manifest, then an error) on an empty split or, under the
+    `fail` policy, on anomalies; otherwise passes on."""
+
+    def __init__(self, policy: str, manifest: RunManifest):
+        self._policy = policy
+        self._manifest = manifest
+
+    def process(self, _, counts: dict, anomalies: list):
+        empty = [name for name, n in counts["splits"].items() if n == 0]
+        if empty:
+            error = (f"split(s) {', '.join(empty)} received no rows (read {counts['read']}, dead-lettered "
+                     f"{counts['dead_letter']}); check --input and --split_buckets")
+            self._manifest.write("failed", counts=counts, anomalies=anomalies, error=error)
+            raise RunFailed(error)
+        if anomalies and self._policy == "fail":
+            listing = "; ".join(f"[{a['split']}] {a['feature'] or '(dataset)'}: {a['type']}: {a['description']}"
+                                for a in anomalies)
+            error = f"data validation found {len(anomalies)} anomalies (policy 'fail'): {listing}"
+            self._manifest.write("failed", counts=counts, anomalies=anomalies, error=error)
+            raise RunFailed(error)
+        yield "ok"
+
+
+class WriteRunManifest(beam.DoFn):
+    def __init__(self, manifest: RunManifest):
+        self._manifest = manifest
+
+    def process(self, _, counts: dict, anomalies: list, evaluation: dict, pushed: list):
+        yield self._manifest.write(
+            "succeeded", counts=counts, anomalies=anomalies, metrics=evaluation["metrics"],
+            blessed=evaluation["blessed"], threshold_failures=evaluation["failures"],
+            pushed_model_dir=pushed[0] if pushed else None)
+
+
+class TrainPipeline(beam.PTransform):
+    """The whole run as one composite PTransform; returns its main outputs for tests to assert on.
+
+    Example::
+
+        plan = plan_run(PipelineConfig.load("examples/penguins/config.yaml", {}))
+        with beam.Pipeline() as p:
+            outputs = p | TrainPipeline(plan)
+
+    Outputs (dict): the per-split RecordBatches, `dead_letter`, `counts` and `anomalies` (singletons),
+    `model_dir`, `evaluation` ({blessed, metrics, failures, baseline_model}), `pushed` (path or None) and
+    `manifest` (the record written to run_manifest.json).
+    """
+
+    def __init__(self, plan: RunPlan):
+        super().__init__()
+        self._plan = plan
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        plan, config = self._plan, self._plan.config
+        run_dir, splits = plan.run_dir, plan.split.names
+        manifest = plan.manifest()
+
+        ingested = pbegin | "Ingest" >> ReadCsvSplits([f.path for f in plan.files], plan.fmt, plan.split,
+                                                      config.batch_bytes)
+        batches = {name: ingested[name] for name in splits}
+        _ = ingested[DEAD_LETTER] | "WriteDeadLetters" >> WriteDeadLetters(
+            os.path.join(run_dir, "dead_letter", "dead_letter"))
+        counts = (
+            [ingested[RECORDS_READ] | "KeyRead" >> beam.Map(_keyed, "read"),
+             ingested[DEAD_LETTER] | "KeyDeadLetters" >> beam.Map(_one, "dead_letter")]
+            + [batches[name] | f"KeyRows{name.title()}" >> beam.Map(_rows, f"split:{name}") for name in splits]
+            | "AllCounts" >> beam.Flatten()
+            | "SumCounts" >> beam.CombinePerKey(sum)
+            | "CountsToDict" >> beam.combiners.ToDict()
+            | "CountsRecord" >> beam.Map(counts_record, splits))
+
+        stats = {name: batches[name] | f"Statistics{name.title()}" >> GenerateSplitStatistics(
+            os.path.join(run_dir, "statistics"), name) for name in splits}
+        validation = stats | "Validate" >> ValidateSplits(run_dir, plan.schema, plan.drift_baseline,
+                                                          config.drift_threshold)
+        checked = (pbegin | "CheckTrigger" >> beam.Create([None])
+                   | "CheckData" >> beam.ParDo(CheckData(config.anomaly_policy, manifest),
+                                               counts=beam.pvalue.AsSingleton(counts),
+                                               anomalies=beam.pvalue.AsSingleton(validation["anomalies"])))
+
+        transformed = batches | "Transform" >> TransformSplits(
+            modules.load(config.module).preprocessing_fn, plan.fmt, os.path.join(run_dir, "transform"),
+            plan.temp_dir)
+
+        fn_args = FnArgs(train_files=(), eval_files=(), transform_output=os.path.join(run_dir, "transform"),
+                         schema_path=os.path.join(run_dir, "schema", SCHEMA_FILE),
+                         serving_model_dir=plan.serving_model_dir,
+                         model_run_dir=os.path.join(run_dir, "model", "logs"), label=config.label_key,
+                         hyperparameters=config.hyperparameters, seed=config.seed)
+        model_dir = pbegin | "Train" >> TrainModel(
+            config.module, fn_args, transformed["train"], transformed["eval"],
+            after={"transform_fn": transformed["transform_fn"], "checked": checked,
+                   "schema": validation["schema"]})
+
+        eval_config = build_eval_config(config.label_key, config.eval_metrics, config.eval_slices,
+                                        config.eval_thresholds, config.eval_change_thresholds,
+                                        with_baseline=plan.baseline_model is not None)
+        evaluation = {"examples": batches["eval"], "model": model_dir} | "Evaluate" >> EvaluateModel(
+            eval_config, plan.serving_model_dir, plan.baseline_model, os.path.join(run_dir, "evaluation"), plan.fmt)
+
+        pushed = model_dir | "Push" >> beam.ParDo(PushIfBlessed(config.serving_dir),
+                                                  beam.pvalue.AsSingleton(evaluation))
+        written = (pbegin | "ManifestTrigger" >> beam.Create([None])
+                   | "WriteManifest" >> beam.ParDo(
+                       WriteRunManifest(manifest), counts=beam.pvalue.AsSingleton(counts),
+                       anomalies=beam.pvalue.AsSingleton(validation["anomalies"]),
+                       evaluation=beam.pvalue.AsSingleton(evaluation), pushed=beam.pvalue.AsList(pushed)))
+        return {**batches, "dead_letter": ingested[DEAD_LETTER], "counts": counts,
+                "anomalies": validation["anomalies"], "model_dir": model_dir, "evaluation": evaluation,
+                "pushed": pushed, "manifest": written}

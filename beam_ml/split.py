@@ -1,0 +1,56 @@
+"""Deterministic hash splits with TFX's semantics: sha256 of a key feature (or of the whole record) mod the total
+bucket weight, then the split whose cumulative weight first exceeds that bucket (`bisect`)."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+
+@dataclasses.dataclass(frozen=True)
+class HashSplit:
+    """Named splits with integer bucket weights, e.g. `HashSplit((("train", 2), ("eval", 1)))`.
+
+    `key` names the feature to hash; without it the whole record is hashed (for CSV: the raw line's bytes,
+    where TFX hashes the serialized tf.Example). A missing key value hashes as the empty string.
+    """
+
+    buckets: tuple[tuple[str, int], ...]
+    key: Optional[str] = None
+
+    def __post_init__(self):
+        if not self.buckets or any(w <= 0 for _, w in self.buckets):
+            raise ValueError(f"buckets need positive weights: {self.buckets}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.buckets)
+
+    def assign(self, batch: pa.RecordBatch, lines: Sequence[bytes]) -> np.ndarray:
+        """The split index of each row."""
+        keys = lines if self.key is None else [_key_bytes(v) for v in batch.column(self.key).to_pylist()]
+        cumulative = np.cumsum([w for _, w in self.buckets])
+        total = int(cumulative[-1])
+        buckets = np.fromiter((int.from_bytes(hashlib.sha256(k).digest(), "big") % total for k in keys),
+                              dtype=np.int64, count=len(keys))
+        return np.searchsorted(cumulative, buckets, side="right")
+
+    def partition(self, batch: pa.RecordBatch, lines: Sequence[bytes]) -> Iterator[tuple[str, pa.RecordBatch]]:
+        """Yields (split name, rows of that split) for each non-empty split."""
+        index = self.assign(batch, lines)
+        for i, name in enumerate(self.names):
+            mask = index == i
+            if mask.all():
+                yield name, batch
+            elif mask.any():
+                yield name, batch.filter(pa.array(mask))
+
+
+def _key_bytes(value) -> bytes:
+    if not value:  # null or empty list
+        return b""
+    first = value[0]
+    return first if isinstance(first, bytes) else str(first).encode()

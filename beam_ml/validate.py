@@ -1,0 +1,160 @@
+"""Validate with TFDV: statistics per split, a schema (inferred from train or given), anomalies and drift.
+
+Data contract: `GenerateSplitStatistics` takes `PCollection[pa.RecordBatch]` and returns a singleton
+`PCollection[DatasetFeatureStatisticsList]`, written where TFX writes it (`Split-<name>/FeatureStats.pb`).
+Proto-in/proto-out logic (`make_schema`, `validate_split`, `anomaly_records`) is plain functions.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import apache_beam as beam
+import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
+
+from beam_ml import fileutil
+
+STATS_FILE = "FeatureStats.pb"
+ANOMALIES_FILE = "SchemaDiff.pbtxt"
+SCHEMA_FILE = "schema.pbtxt"
+
+
+def split_dir(base: str, split: str) -> str:
+    return os.path.join(base, f"Split-{split}")
+
+
+class GenerateSplitStatistics(beam.PTransform):
+    """TFDV statistics of one split's RecordBatches, also written to `<stats_dir>/Split-<split>/FeatureStats.pb`.
+
+    Example::
+
+        train_stats = train_batches | GenerateSplitStatistics(stats_dir, "train")
+    """
+
+    def __init__(self, stats_dir: str, split: str):
+        super().__init__()
+        self._path = os.path.join(split_dir(stats_dir, split), STATS_FILE)
+
+    def expand(self, batches: beam.PCollection) -> beam.PCollection:
+        stats = batches | "Generate" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
+        _ = stats | "Write" >> tfdv.WriteStatisticsToBinaryFile(self._path)
+        return stats
+
+
+def make_schema(train_stats: statistics_pb2.DatasetFeatureStatisticsList) -> schema_pb2.Schema:
+    """The schema TFX's SchemaGen would infer from the train statistics."""
+    return tfdv.infer_schema(train_stats, infer_feature_shape=False)
+
+
+def with_drift_comparators(schema: schema_pb2.Schema, threshold: float) -> schema_pb2.Schema:
+    """A copy of `schema` that checks every feature for drift: L-infinity distance for categorical (string)
+    features, Jensen-Shannon divergence for numeric ones."""
+    checked = schema_pb2.Schema()
+    checked.CopyFrom(schema)
+    for feature in checked.feature:
+        if feature.type == schema_pb2.BYTES:
+            feature.drift_comparator.infinity_norm.threshold = threshold
+        else:
+            feature.drift_comparator.jensen_shannon_divergence.threshold = threshold
+    return checked
+
+
+def validate_split(stats: statistics_pb2.DatasetFeatureStatisticsList, schema: schema_pb2.Schema,
+                   drift_baseline: Optional[statistics_pb2.DatasetFeatureStatisticsList] = None,
+                   drift_threshold: float = 0.3) -> anomalies_pb2.Anomalies:
+    """Anomalies of one split against the schema, and drift against `drift_baseline` when given."""
+    if drift_baseline is None:
+        return tfdv.validate_statistics(stats, schema)
+    return tfdv.validate_statistics(stats, with_drift_comparators(schema, drift_threshold),
+                                    previous_statistics=drift_baseline)
+
+
+def anomaly_records(split: str, anomalies: anomalies_pb2.Anomalies) -> list[dict]:
+    """Flat, JSON-ready anomalies: [{split, feature, type, description}] sorted by feature."""
+    records = []
+    for feature, info in sorted(anomalies.anomaly_info.items()):
+        kinds = sorted({anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in info.reason}) or ["UNKNOWN_TYPE"]
+        records.append({"split": split, "feature": feature, "type": ",".join(kinds),
+                        "description": info.description or info.short_description})
+    if anomalies.HasField("dataset_anomaly_info"):
+        info = anomalies.dataset_anomaly_info
+        records.append({"split": split, "feature": "", "type": ",".join(
+            sorted({anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in info.reason})),
+            "description": info.description})
+    return records
+
+
+def load_drift_baseline(path: str) -> statistics_pb2.DatasetFeatureStatisticsList:
+    return tfdv.load_stats_binary(path)
+
+
+class WriteSchema(beam.DoFn):
+    """Writes the schema as `schema.pbtxt`; passes it on."""
+
+    def __init__(self, path: str):
+        self._path = path
+
+    def process(self, schema: schema_pb2.Schema):
+        fileutil.write_text(self._path, str(schema))
+        yield schema
+
+
+class ValidateSplit(beam.DoFn):
+    """Validates one split's statistics; writes the Anomalies text proto; emits the flat anomaly records."""
+
+    def __init__(self, split: str, anomalies_dir: str,
+                 drift_baseline: Optional[statistics_pb2.DatasetFeatureStatisticsList], drift_threshold: float):
+        self._split = split
+        self._path = os.path.join(split_dir(anomalies_dir, split), ANOMALIES_FILE)
+        self._drift_baseline = drift_baseline
+        self._drift_threshold = drift_threshold
+
+    def process(self, stats, schema):
+        anomalies = validate_split(stats, schema, self._drift_baseline, self._drift_threshold)
+        fileutil.write_text(self._path, str(anomalies))
+        yield anomaly_records(self._split, anomalies)
+
+
+class ValidateSplits(beam.PTransform):
+    """Schema (given or inferred from train) and anomalies of every split; returns the flat anomaly records.
+
+    Input: `{split: PCollection[DatasetFeatureStatisticsList]}` (singletons). Output: a dict with `"schema"`
+    (singleton `Schema`) and `"anomalies"` (singleton list of {split, feature, type, description}). Drift is
+    checked on the train split when `drift_baseline` is given.
+
+    Example::
+
+        out = {"train": train_stats, "eval": eval_stats} | ValidateSplits(run_dir, schema=None)
+    """
+
+    def __init__(self, output_dir: str, schema: Optional[schema_pb2.Schema] = None,
+                 drift_baseline: Optional[statistics_pb2.DatasetFeatureStatisticsList] = None,
+                 drift_threshold: float = 0.3):
+        super().__init__()
+        self._output_dir = output_dir
+        self._schema = schema
+        self._drift_baseline = drift_baseline
+        self._drift_threshold = drift_threshold
+
+    def expand(self, stats_by_split: dict[str, beam.PCollection]) -> dict[str, beam.PCollection]:
+        pipeline = stats_by_split["train"].pipeline
+        if self._schema is None:
+            schema = stats_by_split["train"] | "InferSchema" >> beam.Map(make_schema)
+        else:
+            schema = pipeline | "GivenSchema" >> beam.Create([self._schema])
+        schema = schema | "WriteSchema" >> beam.ParDo(
+            WriteSchema(os.path.join(self._output_dir, "schema", SCHEMA_FILE)))
+        per_split = []
+        for split, stats in sorted(stats_by_split.items()):
+            per_split.append(stats | f"Validate{split.title()}" >> beam.ParDo(
+                ValidateSplit(split, os.path.join(self._output_dir, "anomalies"),
+                              self._drift_baseline if split == "train" else None, self._drift_threshold),
+                schema=beam.pvalue.AsSingleton(schema)))
+        anomalies = (per_split | "AllSplits" >> beam.Flatten()
+                     | "Combine" >> beam.CombineGlobally(_concat_lists))
+        return {"schema": schema, "anomalies": anomalies}
+
+
+def _concat_lists(lists) -> list:
+    return sorted((item for items in lists for item in items), key=lambda r: (r["split"], r["feature"]))
