@@ -6,3 +6,5 @@ set before TensorFlow is first imported, which is why it lives at the top of the
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+# TensorFlow's C++ INFO/WARNING lines (CUDA probing, oneDNN notes) bury the pipeline's own output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

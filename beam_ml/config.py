@@ -13,6 +13,8 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
+from beam_ml import fileutil
+
 
 class ConfigError(ValueError):
     """A configuration value is wrong; the message starts with the option's name (`--name: ...`)."""
@@ -97,9 +99,8 @@ class PipelineConfig:
         values: dict[str, Any] = {}
         if path:
             try:
-                with open(path) as f:
-                    loaded = yaml.safe_load(f) or {}
-            except (OSError, yaml.YAMLError) as e:
+                loaded = yaml.safe_load(fileutil.read_text(path)) or {}
+            except Exception as e:  # OSError, YAMLError or a gfile NotFoundError
                 raise ConfigError("config", f"cannot read {path}: {e}") from e
             if not isinstance(loaded, dict):
                 raise ConfigError("config", f"{path} must hold a mapping of option names to values")

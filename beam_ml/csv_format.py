@@ -66,12 +66,9 @@ def infer_csv_format(header: bytes, sample: bytes, column_types: dict[str, str],
     """Column names from the header line; types from `column_types`, else inferred by pyarrow on the sample.
 
     A column pyarrow reads as int64 is 'int', as a floating type 'float'; anything else (text, dates, booleans,
-    all-empty) is 'string'.
+    all-empty) is 'string'. Entries of `column_types` that are not in the header are ignored (callers check).
     """
     columns = tuple(next(csv.reader([header.decode("utf-8").rstrip("\r\n")], delimiter=delimiter)))
-    unknown = set(column_types) - set(columns)
-    if unknown:
-        raise ValueError(f"column_types names columns not in the header: {sorted(unknown)}")
     inferred: dict[str, str] = {}
     body = sample[: sample.rfind(b"\n") + 1]
     if body.strip():

@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 import apache_beam as beam
 import pyarrow as pa
 import tensorflow_model_analysis as tfma
+from google.protobuf import text_format
 from tfx_bsl.coders import example_coder
 from tfx_bsl.tfxio import tensor_adapter
 
@@ -52,13 +53,13 @@ def build_eval_config(label: str, metrics: Sequence[str], slices: Sequence[Seque
             if "relative" in change:
                 threshold.change_threshold.relative.value = float(change["relative"])
         config = tfma.MetricConfig(class_name=class_name)
-        if threshold.ByteSize():
-            config.threshold.CopyFrom(threshold)
+        if threshold.ByteSize():  # judged on the overall slice; the other slices are for reading
+            config.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)
         configs.append(config)
 
     def model_spec(name: str, is_baseline: bool) -> tfma.ModelSpec:
         return tfma.ModelSpec(name=name, signature_name="serving_default", label_key=label,
-                              prediction_key=OUTPUT_KEY, preprocessing_function_names=["transform_features"],
+                              prediction_key=OUTPUT_KEY, preprocessing_function_names=["transformed_label"],
                               model_type=tfma.TF_GENERIC, is_baseline=is_baseline)
 
     specs = [model_spec(CANDIDATE, False)] + ([model_spec(BASELINE, True)] if with_baseline else [])
@@ -95,9 +96,10 @@ def threshold_failures(output_path: str) -> list[str]:
     failures = []
     for per_slice in result.metric_validations_per_slice:
         for failure in per_slice.failures:
-            failures.append(f"{failure.metric_key.name}"
-                            f"{' (change vs baseline)' if failure.metric_key.is_diff else ''}: "
-                            f"{failure.message}")
+            value = failure.metric_value.double_value.value
+            bound = text_format.MessageToString(failure.metric_threshold, as_one_line=True)
+            failures.append(f"{failure.metric_key.name}{' change vs baseline' if failure.metric_key.is_diff else ''}"
+                            f" = {value:.6g} fails {{{bound}}} {failure.message}".strip())
     if not result.validation_ok and not failures:
         failures = [str(result.validation_details) or "validation not ok"]
     return failures

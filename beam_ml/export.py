@@ -2,7 +2,9 @@
 
 Signatures of the SavedModel:
   * `serving_default`: serialized tf.Example (raw features, label optional) → `{"outputs": predictions}`;
-  * `transform_features`: serialized tf.Example → the transformed features (TFMA reads the label here);
+  * `transform_features`: serialized tf.Example → the transformed features;
+  * `transformed_label`: serialized tf.Example → {label: transformed label}; TFMA reads the label here (and slices
+    on the raw features, which full transformed features of the same names would shadow);
   * `serving_raw`: one tensor per raw feature (shape [batch]) → `{"outputs": ...}`, for JSON REST clients.
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ def _dense_to_sparse(values: tf.Tensor) -> tf.SparseTensor:
 
 
 def serving_signatures(model: Any, tf_transform_output: tft.TFTransformOutput, label: str) -> dict:
-    """The three signatures above, for `model.save(..., signatures=...)`."""
+    """The signatures above, for `model.save(..., signatures=...)`."""
     model.tft_layer = tf_transform_output.transform_features_layer()  # tracked, so its assets are saved
     raw_spec = tf_transform_output.raw_feature_spec()
     serving_spec = {k: v for k, v in raw_spec.items() if k != label}
@@ -40,12 +42,17 @@ def serving_signatures(model: Any, tf_transform_output: tft.TFTransformOutput, l
     def transform_features(examples):
         return model.tft_layer(tf.io.parse_example(examples, raw_spec))
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transformed_label(examples):
+        return {label: model.tft_layer(tf.io.parse_example(examples, raw_spec))[label]}
+
     @tf.function(input_signature=[{k: tf.TensorSpec([None], spec.dtype, name=k) for k, spec in serving_spec.items()}])
     def serve_raw(features):
         return predict(model.tft_layer({k: _dense_to_sparse(v) for k, v in features.items()}))
 
     return {"serving_default": serve_examples.get_concrete_function(),
             "transform_features": transform_features.get_concrete_function(),
+            "transformed_label": transformed_label.get_concrete_function(),
             "serving_raw": serve_raw.get_concrete_function()}
 
 

@@ -93,6 +93,9 @@ def plan_run(config: PipelineConfig) -> RunPlan:
     except ValueError as e:
         raise ConfigError("module", str(e)) from e
     _check_preprocessing_inputs(module, fmt, config)
+    unknown = sorted(set(config.column_types) - set(fmt.columns))
+    if unknown:
+        raise ConfigError("column_types", f"names columns not in the input header: {unknown}")
     try:
         build_eval_config(config.label_key, config.eval_metrics, config.eval_slices, config.eval_thresholds,
                           config.eval_change_thresholds, with_baseline=True)

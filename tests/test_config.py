@@ -1,0 +1,66 @@
+import argparse
+import json
+import os
+
+import pytest
+
+from beam_ml.config import ConfigError, PipelineConfig, config_fields
+from beam_ml.templates import train_pipeline_metadata
+from beam_ml.options import TrainPipelineOptions, reject_unknown_flags
+from conftest import PENGUINS_CONFIG, ROOT
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+
+def _config(**overrides):
+    return PipelineConfig.load(PENGUINS_CONFIG, overrides)
+
+
+def test_flags_override_the_yaml_and_json_fields_parse():
+    options = PipelineOptions(["--config", PENGUINS_CONFIG, "--anomaly_policy", "warn",
+                               "--split_buckets", '{"train": 3, "eval": 1}', "--seed", "7"])
+    config = options.view_as(TrainPipelineOptions).to_config()
+    assert config.anomaly_policy == "warn" and config.split_buckets == {"train": 3, "eval": 1} and config.seed == 7
+    assert config.label_key == "species"  # from the file
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("anomaly_policy", "explode", "--anomaly_policy"),
+    ("split_buckets", '{"train": 2}', "--split_buckets"),
+    ("split_buckets", '{"train": 2, "eval": 0}', "--split_buckets"),
+    ("split_buckets", "{not json", "--split_buckets"),
+    ("seed", "abc", "--seed"),
+    ("column_types", '{"x": "decimal"}', "--column_types"),
+    ("eval_thresholds", '{"AUC": {"lowest": 1}}', "--eval_thresholds"),
+    ("eval_change_thresholds", '{"AUC": {"direction": "up", "absolute": 1}}', "--eval_change_thresholds"),
+    ("run_id", "../escape", "--run_id"),
+    ("schema", "schema.json", "--schema"),
+])
+def test_a_bad_value_names_its_option(name, value, message):
+    with pytest.raises(ConfigError, match=message):
+        _config(**{name: value})
+
+
+def test_required_fields_and_unknown_keys_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="--label_key: is required"):
+        PipelineConfig.load(None, {"input": "x", "module": "m", "output_dir": "o", "serving_dir": "s"})
+    bad = tmp_path / "c.yaml"
+    bad.write_text("input: x\nlabels: y\n")
+    with pytest.raises(ConfigError, match="--labels: unknown option"):
+        PipelineConfig.load(str(bad), {})
+
+
+def test_unknown_flags_fail_instead_of_being_dropped():
+    reject_unknown_flags(["--config", "c.yaml", "--runner", "DirectRunner", "--direct_num_workers=2"])
+    with pytest.raises(ConfigError, match="--anomaly_polcy"):
+        reject_unknown_flags(["--anomaly_polcy", "warn"])
+
+
+def test_template_metadata_is_in_step_with_the_job_options():
+    with open(os.path.join(ROOT, "templates", "train_pipeline", "metadata.json")) as f:
+        committed = json.load(f)
+    assert committed == train_pipeline_metadata(), "run: python -m beam_ml.templates"
+    parser = argparse.ArgumentParser()
+    TrainPipelineOptions._add_argparse_args(parser)
+    flags = {a.dest for a in parser._actions if a.dest != "help"}
+    assert {p["name"] for p in committed["parameters"]} == flags
