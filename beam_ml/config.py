@@ -87,6 +87,9 @@ class PipelineConfig:
                                                '{"auc": {"direction": "higher", "absolute": -0.01}}.')
     hyperparameters: dict = _field({}, kind="json", help="Hyperparameters passed to run_fn as JSON.")
     seed: int = _field(42, kind="int", regex=r"^[0-9]+$", help="Random seed for training.")
+    train_min_ram: str = _field("4GB", regex=r"^[0-9]+(\.[0-9]+)?(MB|MiB|GB|GiB)$",
+                                help="Memory the training step needs (a Beam resource hint; Dataflow picks a "
+                                     "worker with at least this much).")
     temp_dir: Optional[str] = _field(None, regex=r"^\S+$",
                                      help="Scratch directory for tf.Transform (default: <run dir>/tmp).")
     batch_bytes: int = _field(8 << 20, kind="int", regex=r"^[0-9]+$",

@@ -86,6 +86,8 @@ def infer_csv_format(header: bytes, sample: bytes, column_types: dict[str, str],
 
 def _to_list_array(values: pa.Array) -> pa.Array:
     """Wraps each value in a one-element list; a null value becomes a null list (a missing feature)."""
+    if values.null_count == 0:
+        return pa.LargeListArray.from_arrays(pa.array(np.arange(len(values) + 1, dtype=np.int64)), values)
     valid = values.is_valid().to_numpy(zero_copy_only=False)
     offsets = np.zeros(len(values) + 1, dtype=np.int64)
     np.cumsum(valid, out=offsets[1:])
@@ -145,7 +147,9 @@ def parse_csv_chunk(data: bytes, fmt: CsvFormat, source: str,
 
     `first_line_number` is called only when a line must be named (it may have to count newlines in the file).
     """
-    lines = [line for line in data.replace(b"\r\n", b"\n").split(b"\n") if line]
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+    lines = [line for line in data.split(b"\n") if line]
     dead: list[DeadLetter] = []
     try:
         table = _parse_lines(lines, fmt) if lines else None

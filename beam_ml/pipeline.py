@@ -256,7 +256,7 @@ class TrainPipeline(beam.PTransform):
         model_dir = pbegin | "Train" >> TrainModel(
             config.module, fn_args, transformed["train"], transformed["eval"],
             after={"transform_fn": transformed["transform_fn"], "checked": checked,
-                   "schema": validation["schema"]})
+                   "schema": validation["schema"]}, min_ram=config.train_min_ram)
 
         eval_config = build_eval_config(config.label_key, config.eval_metrics, config.eval_slices,
                                         config.eval_thresholds, config.eval_change_thresholds,

@@ -33,10 +33,7 @@ class HashSplit:
         """The split index of each row."""
         keys = lines if self.key is None else [_key_bytes(v) for v in batch.column(self.key).to_pylist()]
         cumulative = np.cumsum([w for _, w in self.buckets])
-        total = int(cumulative[-1])
-        buckets = np.fromiter((int.from_bytes(hashlib.sha256(k).digest(), "big") % total for k in keys),
-                              dtype=np.int64, count=len(keys))
-        return np.searchsorted(cumulative, buckets, side="right")
+        return np.searchsorted(cumulative, sha256_mod(keys, int(cumulative[-1])), side="right")
 
     def partition(self, batch: pa.RecordBatch, lines: Sequence[bytes]) -> Iterator[tuple[str, pa.RecordBatch]]:
         """Yields (split name, rows of that split) for each non-empty split."""
@@ -47,6 +44,20 @@ class HashSplit:
                 yield name, batch
             elif mask.any():
                 yield name, batch.filter(pa.array(mask))
+
+
+def sha256_mod(keys: Sequence[bytes], modulus: int) -> np.ndarray:
+    """`int(sha256(k).hexdigest(), 16) % modulus` for each key, the big-integer remainder taken in numpy
+    (Horner's rule over the digest's eight 32-bit words) instead of one Python int per row."""
+    if not 0 < modulus < 2 ** 31:
+        raise ValueError(f"modulus {modulus} out of range")
+    sha256 = hashlib.sha256
+    words = np.frombuffer(b"".join([sha256(k).digest() for k in keys]), dtype=">u4").reshape(-1, 8)
+    remainder = np.zeros(len(keys), dtype=np.uint64)
+    m = np.uint64(modulus)
+    for j in range(8):  # remainder < 2**31, so remainder * 2**32 + word fits in 64 bits
+        remainder = (remainder * np.uint64(1 << 32) + words[:, j].astype(np.uint64)) % m
+    return remainder.astype(np.int64)
 
 
 def _key_bytes(value) -> bytes:

@@ -95,8 +95,9 @@ class TrainModel(beam.PTransform):
     """
 
     def __init__(self, module: str, fn_args: FnArgs, train_files: beam.PCollection, eval_files: beam.PCollection,
-                 after: dict[str, beam.PCollection]):
+                 after: dict[str, beam.PCollection], min_ram: str = "4GB"):
         super().__init__()
+        self._min_ram = min_ram
         self._module = module
         self._fn_args = fn_args
         self._train_files = train_files
@@ -108,4 +109,5 @@ class TrainModel(beam.PTransform):
                 | "Trigger" >> beam.Create([None])
                 | "RunFn" >> beam.ParDo(RunTrainer(self._module, self._fn_args),
                                         beam.pvalue.AsList(self._train_files), beam.pvalue.AsList(self._eval_files),
-                                        **{k: beam.pvalue.AsList(v) for k, v in self._after.items()}))
+                                        **{k: beam.pvalue.AsList(v) for k, v in self._after.items()}
+                                        ).with_resource_hints(min_ram=self._min_ram))

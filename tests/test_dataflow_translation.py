@@ -1,0 +1,62 @@
+"""The training graph translates for the DataflowRunner offline (dry run), with zero network calls."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import PENGUINS_CONFIG, ROOT
+
+pytestmark = pytest.mark.e2e
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    events = []
+    def audit(event, args):
+        if event in ("socket.getaddrinfo", "socket.connect", "socket.gethostbyname"):
+            target = args[1] if event == "socket.connect" else args[0]
+            if not (event == "socket.connect" and isinstance(target, str)):  # AF_UNIX is local
+                events.append(f"{event} {target}")
+    sys.addaudithook(audit)
+    sys.path.insert(0, ROOT)
+    import beam_ml
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from beam_ml.options import TrainPipelineOptions
+    from beam_ml.pipeline import TrainPipeline, plan_run
+    options = PipelineOptions(ARGS)
+    plan = plan_run(options.view_as(TrainPipelineOptions).to_config())
+    pipeline = beam.Pipeline(options=options)
+    _ = pipeline | "TrainPipeline" >> TrainPipeline(plan)
+    result = pipeline.run()
+    proto = result.job.proto_pipeline
+    transforms = {t.unique_name: t for t in proto.components.transforms.values()}
+    envs = proto.components.environments
+    train = transforms["TrainPipeline/Train/RunFn"]
+    print(json.dumps({
+        "state": str(result.state), "network": events, "transforms": sorted(transforms),
+        "train_hints": {k: v.decode() for k, v in envs[train.environment_id].resource_hints.items()},
+        "images": sorted({e.payload.decode("latin-1") for e in envs.values()}),
+    }))
+""")
+
+
+def test_dry_run_translation_has_every_stage_and_no_network(tmp_path):
+    args = ["--config", PENGUINS_CONFIG, "--output_dir", str(tmp_path / "runs"),
+            "--serving_dir", str(tmp_path / "serving"), "--temp_dir", str(tmp_path / "tmp"),
+            "--train_min_ram", "6GB", "--runner=DataflowRunner", "--dry_run=True", "--no_auth",
+            "--project=demo-project", "--region=us-central1", "--temp_location=gs://demo-bkt/tmp",
+            "--staging_location=gs://demo-bkt/staging", "--sdk_location=container"]
+    script = SCRIPT.replace("ROOT", repr(ROOT)).replace("ARGS", repr(args))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["state"] == "DONE"
+    assert out["network"] == []
+    for stage in ["Ingest/ParseAndSplit", "StatisticsTrain/Generate", "StatisticsEval/Generate",
+                  "Validate/InferSchema", "CheckData", "Transform/Analyze", "Transform/TransformEval",
+                  "Train/RunFn", "Evaluate/Tfma", "Evaluate/DecideBlessing", "Push", "WriteManifest"]:
+        assert f"TrainPipeline/{stage}" in out["transforms"], stage
+    assert out["train_hints"] == {"beam:resources:min_ram_bytes:v1": "6000000000"}
+    assert any("beam_python3.11_sdk:2.66.0" in image for image in out["images"])
