@@ -9,8 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import warnings
 from typing import Optional, Sequence
+
+# Google client libraries warn at import time about Python 3.11's end of support in 2027; not actionable here.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
 
 import beam_ml  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 import apache_beam as beam
@@ -75,4 +80,10 @@ def _read_manifest(path: str) -> Optional[dict]:
 
 if __name__ == "__main__":
     logging.getLogger().setLevel(logging.WARNING)
-    sys.exit(main())
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA's deprecation notices
+    exit_code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: TensorFlow's function finalizers print spurious "Exception ignored" tracebacks
+    # there. All output is written and flushed by now.
+    os._exit(exit_code)

@@ -48,3 +48,19 @@ def penguins_rows() -> list[str]:
 def workdir(tmp_path):
     yield tmp_path
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+_EXIT_STATUS = 0
+
+
+def pytest_sessionfinish(session, exitstatus):
+    global _EXIT_STATUS
+    _EXIT_STATUS = int(exitstatus)
+
+
+def pytest_unconfigure(config):
+    """End the process right after pytest's summary: at interpreter teardown TensorFlow's function finalizers
+    print spurious 'Exception ignored' tracebacks, which would bury the summary line."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_EXIT_STATUS)

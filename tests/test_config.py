@@ -64,3 +64,11 @@ def test_template_metadata_is_in_step_with_the_job_options():
     TrainPipelineOptions._add_argparse_args(parser)
     flags = {a.dest for a in parser._actions if a.dest != "help"}
     assert {p["name"] for p in committed["parameters"]} == flags
+
+
+def test_help_documents_every_option(capsys):
+    from jobs.train_pipeline import main
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for field in config_fields():
+        assert f"--{field.name}" in text

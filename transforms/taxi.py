@@ -5,9 +5,9 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
 
-from beam_ml.export import export_serving_model
 from beam_ml.train import FnArgs
 from transforms.features import fill_missing, vocabulary_index, z_score
+from transforms.keras_recipes import encoded_inputs, fit_and_export
 
 LABEL = "tips"
 FARE = "fare"
@@ -32,37 +32,16 @@ def preprocessing_fn(inputs: dict) -> dict:
     return outputs
 
 
-def build_model(tf_transform_output: tft.TFTransformOutput, hidden_units: list, learning_rate: float):
-    inputs, encoded = {}, []
-    for name in NUMERIC:
-        inputs[name] = tf_keras.Input(shape=(), name=name, dtype=tf.float32)
-        encoded.append(tf_keras.layers.Reshape((1,))(inputs[name]))
-    for name in BUCKETIZED:
-        inputs[name] = tf_keras.Input(shape=(), name=name, dtype=tf.int64)
-        encoded.append(tf_keras.layers.CategoryEncoding(num_tokens=NUM_BUCKETS + 1,
-                                                        output_mode="one_hot")(inputs[name]))
-    for name in CATEGORICAL:
-        inputs[name] = tf_keras.Input(shape=(), name=name, dtype=tf.int64)
-        size = tf_transform_output.vocabulary_size_by_name(name) + OOV_BUCKETS
-        encoded.append(tf_keras.layers.CategoryEncoding(num_tokens=size, output_mode="one_hot")(inputs[name]))
-    x = tf_keras.layers.Concatenate()(encoded)
-    for units in hidden_units:
-        x = tf_keras.layers.Dense(units, activation="relu")(x)
-    outputs = tf_keras.layers.Dense(1, activation="sigmoid")(x)
-    model = tf_keras.Model(inputs, outputs)
-    model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
-                  metrics=[tf_keras.metrics.AUC(name="auc")])
-    return model
-
-
 def run_fn(fn_args: FnArgs) -> None:
     hp = fn_args.hyperparameters
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    batch_size = int(hp.get("batch_size", 128))
-    train = fn_args.make_dataset(fn_args.train_files, batch_size)
-    evaluation = fn_args.make_dataset(fn_args.eval_files, batch_size, num_epochs=1, shuffle=False)
-    model = build_model(tf_transform_output, list(hp.get("hidden_units", [64, 32])),
-                        float(hp.get("learning_rate", 0.001)))
-    model.fit(train, epochs=int(hp.get("epochs", 10)), steps_per_epoch=int(hp.get("steps_per_epoch", 100)),
-              validation_data=evaluation, verbose=2)
-    export_serving_model(model, tf_transform_output, fn_args.label, fn_args.serving_model_dir)
+    categorical = {name: NUM_BUCKETS + 1 for name in BUCKETIZED}
+    categorical.update({name: tf_transform_output.vocabulary_size_by_name(name) + OOV_BUCKETS
+                        for name in CATEGORICAL})
+    inputs, x = encoded_inputs(NUMERIC, categorical)
+    for units in hp.get("hidden_units", [64, 32]):
+        x = tf_keras.layers.Dense(int(units), activation="relu")(x)
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(1, activation="sigmoid")(x))
+    model.compile(optimizer=tf_keras.optimizers.Adam(float(hp.get("learning_rate", 0.001))),
+                  loss="binary_crossentropy", metrics=[tf_keras.metrics.AUC(name="auc")])
+    fit_and_export(model, fn_args, tf_transform_output)
