@@ -74,6 +74,10 @@ def plan_run(config: PipelineConfig) -> RunPlan:
     """Resolves and checks everything the graph needs; raises ConfigError naming the offending option."""
     import tensorflow as tf
 
+    # Workers (other processes, other machines) must not depend on the launcher's working directory.
+    config = dataclasses.replace(config, **{name: _absolute(getattr(config, name))
+                                            for name in ("output_dir", "serving_dir", "temp_dir")})
+
     try:
         files, fmt = resolve_csv_input(config.input, config.column_types)
     except (ValueError, OSError) as e:
@@ -115,6 +119,10 @@ def plan_run(config: PipelineConfig) -> RunPlan:
     return RunPlan(config=config, run_id=run_id, run_dir=run_dir, files=tuple(files), fmt=fmt, schema=schema,
                    drift_baseline=drift_baseline, baseline_model=latest_model(config.serving_dir),
                    started=utc_now())
+
+
+def _absolute(path: Optional[str]) -> Optional[str]:
+    return path if path is None or "://" in path else os.path.abspath(path)
 
 
 def _require_column(fmt: CsvFormat, column: str, option: str) -> None:
