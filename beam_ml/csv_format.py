@@ -94,8 +94,10 @@ def _to_list_array(values: pa.Array) -> pa.Array:
     return pa.LargeListArray.from_arrays(pa.array(offsets), values.drop_null(), mask=pa.array(~valid))
 
 
-def _parse_lines(lines: Sequence[bytes], fmt: CsvFormat) -> pa.Table:
-    """Parses complete CSV lines (no header) into a table of primitive columns; raises pa.ArrowInvalid."""
+def _parse_lines(lines: Sequence[bytes], fmt: CsvFormat, data: Optional[bytes] = None) -> pa.Table:
+    """Parses complete CSV lines (no header) into a table of primitive columns; raises pa.ArrowInvalid.
+
+    `data`, when given, is the same lines as one buffer (saves joining them again)."""
     invalid: list[int] = []
 
     def on_invalid(row) -> str:
@@ -103,7 +105,7 @@ def _parse_lines(lines: Sequence[bytes], fmt: CsvFormat) -> pa.Table:
         return "skip"
 
     table = pa_csv.read_csv(
-        io.BytesIO(b"\n".join(lines) + b"\n"),
+        io.BytesIO(data if data is not None else b"\n".join(lines) + b"\n"),
         read_options=pa_csv.ReadOptions(column_names=list(fmt.columns), block_size=1 << 26),
         parse_options=pa_csv.ParseOptions(delimiter=fmt.delimiter, invalid_row_handler=on_invalid),
         convert_options=pa_csv.ConvertOptions(
@@ -152,7 +154,7 @@ def parse_csv_chunk(data: bytes, fmt: CsvFormat, source: str,
     lines = [line for line in data.split(b"\n") if line]
     dead: list[DeadLetter] = []
     try:
-        table = _parse_lines(lines, fmt) if lines else None
+        table = _parse_lines(lines, fmt, data) if lines else None
     except pa.ArrowInvalid:
         table, lines, dead = _parse_slowly(data, fmt, source, first_line_number())
     if table is None:
