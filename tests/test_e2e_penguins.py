@@ -143,3 +143,38 @@ def test_empty_input_is_a_clear_error(tmp_path, penguins_rows, capsys):
     assert "--input" in err and "no data rows" in err
     assert run_job(*job_args(tmp_path, "none", input=str(tmp_path / "nothing*.csv")))[0] == 2
     assert "matches no files" in capsys.readouterr().err
+
+
+@pytest.fixture
+def job_service():
+    """Beam's local portable job service on a free loopback port, stopped afterwards."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("the job service did not start")
+        yield f"localhost:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_the_same_graph_runs_on_the_portable_runner(tmp_path, job_service):
+    code, manifest = run_job(*job_args(tmp_path, "portable"), "--runner", "PortableRunner",
+                             "--job_endpoint", job_service, "--environment_type", "LOOPBACK")
+    assert code == 0, manifest.get("error")
+    assert manifest["blessed"] is True and manifest["metrics"]["sparse_categorical_accuracy"] >= 0.95
+    assert manifest["counts"]["splits"] == {"train": 226, "eval": 118}
