@@ -15,6 +15,9 @@ class TrainPipelineOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--config", default=None, help="YAML config file; flags of the same names override it.")
+        parser.add_argument("--validate_only", default=False, nargs="?", const="true", type=_true_or_false,
+                            help="Check the options, config and inputs, print the resolved plan and exit without "
+                                 "building or running the pipeline.")
         for field in config_fields():
             parser.add_argument(f"--{field.name}", default=None, help=field.metadata["help"])
 
@@ -22,6 +25,12 @@ class TrainPipelineOptions(PipelineOptions):
         values = self.get_all_options(retain_unknown_options=False)
         overrides = {f.name: values.get(f.name) for f in config_fields()}
         return PipelineConfig.load(values.get("config"), overrides)
+
+
+def _true_or_false(value: str) -> bool:
+    if str(value).lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return str(value).lower() == "true"
 
 
 def reject_unknown_flags(argv: Sequence[str]) -> None:

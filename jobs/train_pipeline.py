@@ -42,6 +42,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if options.view_as(TrainPipelineOptions).validate_only:
+        print(json.dumps({"valid": True, "run_dir": plan.run_dir, "inputs": [f.path for f in plan.files],
+                          "columns": dict(zip(plan.fmt.columns, plan.fmt.types)),
+                          "baseline_model": plan.baseline_model}, indent=2))
+        return 0
 
     pipeline = beam.Pipeline(options=options)
     _ = pipeline | "TrainPipeline" >> TrainPipeline(plan)

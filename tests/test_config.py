@@ -62,7 +62,7 @@ def test_template_metadata_is_in_step_with_the_job_options():
     assert committed == train_pipeline_metadata(), "run: python -m beam_ml.templates"
     parser = argparse.ArgumentParser()
     TrainPipelineOptions._add_argparse_args(parser)
-    flags = {a.dest for a in parser._actions if a.dest != "help"}
+    flags = {a.dest for a in parser._actions if a.dest not in ("help", "validate_only")}  # a pre-flight switch
     assert {p["name"] for p in committed["parameters"]} == flags
 
 
@@ -72,3 +72,13 @@ def test_help_documents_every_option(capsys):
     text = capsys.readouterr().out
     for field in config_fields():
         assert f"--{field.name}" in text
+
+
+def test_validate_only_checks_everything_and_builds_nothing(tmp_path, capsys):
+    from conftest import job_args, run_job
+    code, _ = run_job(*job_args(tmp_path, "check", anomaly_policy="sometimes"), "--validate_only")
+    assert code == 2 and "--anomaly_policy" in capsys.readouterr().err
+    code, _ = run_job(*job_args(tmp_path, "check"), "--validate_only")
+    out = capsys.readouterr().out
+    assert code == 0 and '"valid": true' in out and '"species": "string"' in out
+    assert not (tmp_path / "runs").exists()
