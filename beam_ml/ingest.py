@@ -24,6 +24,7 @@ DEAD_LETTER = "dead_letter"
 RECORDS_READ = "records_read"
 _READ_BLOCK = 1 << 20
 _SAMPLE_BYTES = 8 << 20
+_UTF8_BOM = b"\xef\xbb\xbf"  # spreadsheet exports start with it; it is not part of the first column's name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +59,7 @@ def read_header(path: str) -> bytes:
             if not block:
                 break
             head += block
-    return head.split(b"\n", 1)[0].rstrip(b"\r")
+    return head.split(b"\n", 1)[0].rstrip(b"\r").removeprefix(_UTF8_BOM)
 
 
 def read_chunk(chunk: CsvChunk) -> tuple[bytes, int, bool]:
@@ -148,7 +149,7 @@ class ParseAndSplitCsvChunk(beam.DoFn):
         if has_header:
             header, _, data = data.partition(b"\n")
             expected = self._fmt.delimiter.join(self._fmt.columns).encode()
-            if header.rstrip(b"\r") != expected:
+            if header.rstrip(b"\r").removeprefix(_UTF8_BOM) != expected:
                 raise ValueError(f"{chunk.path}: header {header!r} differs from the one the job was built with "
                                  f"({expected!r})")
             begin += len(header) + 1

@@ -50,6 +50,17 @@ def test_resolve_rejects_no_files_header_only_and_different_headers(tmp_path):
         resolve_csv_input(str(tmp_path / "*.csv"), {})
 
 
+def test_a_utf8_bom_is_not_part_of_the_first_column(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbfx,y\r\n1,a\r\n2,b\r\n")
+    files, fmt = resolve_csv_input(str(path), {})
+    assert fmt.columns == ("x", "y")
+    with TestPipeline() as p:
+        out = p | ReadCsvSplits([str(path)], fmt, HashSplit((("all", 1),)))
+        assert_that(out["all"] | beam.Map(_rows), equal_to([2]), label="Rows")
+        assert_that(out[DEAD_LETTER], equal_to([]), label="NoDeadLetters")
+
+
 def test_resolve_fingerprints_content(tmp_path):
     path = _write(tmp_path / "a.csv", "x,y\n1,2\n")
     files, fmt = resolve_csv_input(path, {})
