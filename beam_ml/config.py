@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from typing import Any, Mapping, Optional
 
@@ -35,6 +36,7 @@ def _field(default: Any = dataclasses.MISSING, *, help: str, kind: str = "str", 
 
 ANOMALY_POLICIES = ("fail", "warn")
 COLUMN_TYPES = ("int", "float", "string")
+RESERVED_SPLIT_NAMES = ("dead_letter", "records_read", "transform_fn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +135,11 @@ class PipelineConfig:
         buckets = self.split_buckets
         if not isinstance(buckets, dict) or not {"train", "eval"} <= set(buckets):
             raise ConfigError("split_buckets", f"must be a mapping containing train and eval, got {buckets!r}")
+        if sum(w for w in buckets.values() if isinstance(w, int)) >= 2 ** 31:
+            raise ConfigError("split_buckets", "weights must sum to less than 2**31")
         for name, weight in buckets.items():
+            if name in RESERVED_SPLIT_NAMES:
+                raise ConfigError("split_buckets", f"{name!r} is reserved for the pipeline's own outputs")
             if not re.match(r"^[a-z][a-z0-9_]*$", str(name)):
                 raise ConfigError("split_buckets", f"split name {name!r} must be lower_snake_case")
             if not isinstance(weight, int) or isinstance(weight, bool) or weight <= 0:
@@ -146,6 +152,9 @@ class PipelineConfig:
         if not isinstance(self.eval_slices, list) or \
                 not all(isinstance(s, list) and all(isinstance(c, str) for c in s) for s in self.eval_slices):
             raise ConfigError("eval_slices", "must be a list of lists of feature names")
+        for name in ("eval_thresholds", "eval_change_thresholds", "hyperparameters"):
+            if not isinstance(getattr(self, name), dict):
+                raise ConfigError(name, "must be a JSON object")
         for name, bounds in self.eval_thresholds.items():
             if not isinstance(bounds, dict) or not bounds or not set(bounds) <= {"lower", "upper"}:
                 raise ConfigError("eval_thresholds", f"{name}: give lower and/or upper, got {bounds!r}")
@@ -155,8 +164,10 @@ class PipelineConfig:
                 raise ConfigError("eval_change_thresholds",
                                   f"{name}: give direction (higher|lower) and absolute and/or relative, "
                                   f"got {change!r}")
-        if self.drift_threshold <= 0:
-            raise ConfigError("drift_threshold", "must be positive")
+        if not math.isfinite(self.drift_threshold) or self.drift_threshold <= 0:
+            raise ConfigError("drift_threshold", "must be a positive finite number")
+        if not 0 <= self.seed < 2 ** 32:
+            raise ConfigError("seed", "must be in [0, 2**32)")
         if self.batch_bytes < 1024:
             raise ConfigError("batch_bytes", "must be at least 1024")
 

@@ -29,7 +29,7 @@ _TFMD_TYPES = {"int": schema_pb2.INT, "float": schema_pb2.FLOAT, "string": schem
 # What pyarrow's converters accept (checked in tests against pyarrow itself), used to name the bad value.
 _VALUE_PATTERNS = {
     "int": re.compile(r"\s*-?(\d+|0[xX][0-9a-fA-F]+)\s*"),
-    "float": re.compile(r"\s*-?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf|nan)\s*", re.IGNORECASE),
+    "float": re.compile(r"\s*-?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf|infinity|nan)\s*", re.IGNORECASE),
 }
 
 

@@ -35,6 +35,10 @@ def test_flags_override_the_yaml_and_json_fields_parse():
     ("eval_change_thresholds", '{"AUC": {"direction": "up", "absolute": 1}}', "--eval_change_thresholds"),
     ("run_id", "../escape", "--run_id"),
     ("schema", "schema.json", "--schema"),
+    ("split_buckets", '{"train": 2, "eval": 1, "dead_letter": 1}', "--split_buckets"),
+    ("drift_threshold", "nan", "--drift_threshold"),
+    ("seed", "-1", "--seed"),
+    ("eval_thresholds", "[]", "--eval_thresholds"),
 ])
 def test_a_bad_value_names_its_option(name, value, message):
     with pytest.raises(ConfigError, match=message):

@@ -46,7 +46,7 @@ def test_malformed_lines_are_dead_lettered_with_line_numbers_and_reasons():
 
 
 @pytest.mark.parametrize("kind", ["int", "float"])
-@pytest.mark.parametrize("value", ["1", "-3", "+3", " 4", "4 ", "1e3", "0x1F", "1_0", "inf", "-inf", "nan", "NaN",
+@pytest.mark.parametrize("value", ["1", "-3", "+3", " 4", "4 ", "1e3", "0x1F", "1_0", "inf", "-inf", "Infinity", "-Infinity", "nan", "NaN",
                                    "1.", ".5", "3.0", "1,5", "abc", "NA", "--1", "1e", "e3"])
 def test_line_check_agrees_with_pyarrow(kind, value):
     fmt = CsvFormat(columns=("v",), types=(kind,))
