@@ -135,8 +135,6 @@ class PipelineConfig:
         buckets = self.split_buckets
         if not isinstance(buckets, dict) or not {"train", "eval"} <= set(buckets):
             raise ConfigError("split_buckets", f"must be a mapping containing train and eval, got {buckets!r}")
-        if sum(w for w in buckets.values() if isinstance(w, int)) >= 2 ** 31:
-            raise ConfigError("split_buckets", "weights must sum to less than 2**31")
         for name, weight in buckets.items():
             if name in RESERVED_SPLIT_NAMES:
                 raise ConfigError("split_buckets", f"{name!r} is reserved for the pipeline's own outputs")
@@ -144,6 +142,8 @@ class PipelineConfig:
                 raise ConfigError("split_buckets", f"split name {name!r} must be lower_snake_case")
             if not isinstance(weight, int) or isinstance(weight, bool) or weight <= 0:
                 raise ConfigError("split_buckets", f"weight of {name!r} must be a positive integer, got {weight!r}")
+        if sum(buckets.values()) >= 2 ** 31:
+            raise ConfigError("split_buckets", "weights must sum to less than 2**31")
         if not isinstance(self.column_types, dict) or any(t not in COLUMN_TYPES for t in self.column_types.values()):
             raise ConfigError("column_types", f"must map column names to one of {COLUMN_TYPES}")
         if not isinstance(self.eval_metrics, list) or not self.eval_metrics or \

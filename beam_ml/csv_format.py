@@ -62,13 +62,18 @@ class CsvFormat:
         return schema
 
 
+def parse_header(header: bytes, delimiter: str = ",") -> tuple[str, ...]:
+    """Column names of a header line (quotes removed, as for any CSV row)."""
+    return tuple(next(csv.reader([header.decode("utf-8").rstrip("\r\n")], delimiter=delimiter)))
+
+
 def infer_csv_format(header: bytes, sample: bytes, column_types: dict[str, str], delimiter: str = ",") -> CsvFormat:
     """Column names from the header line; types from `column_types`, else inferred by pyarrow on the sample.
 
     A column pyarrow reads as int64 is 'int', as a floating type 'float'; anything else (text, dates, booleans,
     all-empty) is 'string'. Entries of `column_types` that are not in the header are ignored (callers check).
     """
-    columns = tuple(next(csv.reader([header.decode("utf-8").rstrip("\r\n")], delimiter=delimiter)))
+    columns = parse_header(header, delimiter)
     inferred: dict[str, str] = {}
     body = sample[: sample.rfind(b"\n") + 1]
     if body.strip():
@@ -94,10 +99,9 @@ def _to_list_array(values: pa.Array) -> pa.Array:
     return pa.LargeListArray.from_arrays(pa.array(offsets), values.drop_null(), mask=pa.array(~valid))
 
 
-def _parse_lines(lines: Sequence[bytes], fmt: CsvFormat, data: Optional[bytes] = None) -> pa.Table:
-    """Parses complete CSV lines (no header) into a table of primitive columns; raises pa.ArrowInvalid.
-
-    `data`, when given, is the same lines as one buffer (saves joining them again)."""
+def _parse_lines(data: bytes, expected_rows: int, fmt: CsvFormat) -> pa.Table:
+    """Parses complete CSV lines (no header) into a table of primitive columns; raises pa.ArrowInvalid unless
+    every one of the `expected_rows` non-empty lines became exactly one row."""
     invalid: list[int] = []
 
     def on_invalid(row) -> str:
@@ -105,15 +109,19 @@ def _parse_lines(lines: Sequence[bytes], fmt: CsvFormat, data: Optional[bytes] =
         return "skip"
 
     table = pa_csv.read_csv(
-        io.BytesIO(data if data is not None else b"\n".join(lines) + b"\n"),
+        io.BytesIO(data),
         read_options=pa_csv.ReadOptions(column_names=list(fmt.columns), block_size=1 << 26),
         parse_options=pa_csv.ParseOptions(delimiter=fmt.delimiter, invalid_row_handler=on_invalid),
         convert_options=pa_csv.ConvertOptions(
             column_types={c: _ARROW_TYPES[t] for c, t in zip(fmt.columns, fmt.types)},
             null_values=list(NULL_VALUES), strings_can_be_null=True, quoted_strings_can_be_null=False))
-    if invalid or table.num_rows != len(lines):
-        raise pa.ArrowInvalid(f"{len(invalid)} invalid rows, {table.num_rows} rows for {len(lines)} lines")
+    if invalid or table.num_rows != expected_rows:
+        raise pa.ArrowInvalid(f"{len(invalid)} invalid rows, {table.num_rows} rows for {expected_rows} lines")
     return table
+
+
+def _join(lines: Sequence[bytes]) -> bytes:
+    return b"\n".join(lines) + b"\n"
 
 
 def line_problem(line: bytes, fmt: CsvFormat) -> Optional[str]:
@@ -154,7 +162,7 @@ def parse_csv_chunk(data: bytes, fmt: CsvFormat, source: str,
     lines = [line for line in data.split(b"\n") if line]
     dead: list[DeadLetter] = []
     try:
-        table = _parse_lines(lines, fmt, data) if lines else None
+        table = _parse_lines(data, len(lines), fmt) if lines else None
     except pa.ArrowInvalid:
         table, lines, dead = _parse_slowly(data, fmt, source, first_line_number())
     if table is None:
@@ -178,13 +186,13 @@ def _parse_slowly(data: bytes, fmt: CsvFormat, source: str, first_line: int):
         else:
             good.append((number, line))
     try:
-        table = _parse_lines([line for _, line in good], fmt) if good else None
+        table = _parse_lines(_join([line for _, line in good]), len(good), fmt) if good else None
     except pa.ArrowInvalid:
         # The line checks and pyarrow disagree on some value: let pyarrow judge each line on its own.
         kept, tables = [], []
         for number, line in good:
             try:
-                tables.append(_parse_lines([line], fmt))
+                tables.append(_parse_lines(_join([line]), 1, fmt))
                 kept.append((number, line))
             except pa.ArrowInvalid as e:
                 dead.append(DeadLetter(source=source, line=number, raw=line.decode("utf-8", "replace"),

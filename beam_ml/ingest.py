@@ -12,12 +12,11 @@ import hashlib
 from typing import Iterator, Sequence
 
 import apache_beam as beam
-from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from beam_ml.csv_format import CsvFormat, infer_csv_format, parse_csv_chunk
+from beam_ml.csv_format import CsvFormat, infer_csv_format, parse_csv_chunk, parse_header
 from beam_ml.split import HashSplit
 
 DEAD_LETTER = "dead_letter"
@@ -148,10 +147,10 @@ class ParseAndSplitCsvChunk(beam.DoFn):
         data, begin, has_header = read_chunk(chunk)
         if has_header:
             header, _, data = data.partition(b"\n")
-            expected = self._fmt.delimiter.join(self._fmt.columns).encode()
-            if header.rstrip(b"\r").removeprefix(_UTF8_BOM) != expected:
-                raise ValueError(f"{chunk.path}: header {header!r} differs from the one the job was built with "
-                                 f"({expected!r})")
+            columns = parse_header(header.removeprefix(_UTF8_BOM), self._fmt.delimiter)
+            if columns != self._fmt.columns:
+                raise ValueError(f"{chunk.path}: header columns {columns} differ from those the job was built "
+                                 f"with ({self._fmt.columns})")
             begin += len(header) + 1
         parsed = parse_csv_chunk(data, self._fmt, chunk.path, lambda: count_lines_before(chunk.path, begin) + 1)
         self._rows.inc(parsed.batch.num_rows)
@@ -170,39 +169,33 @@ class ReadCsvSplits(beam.PTransform):
     Example::
 
         files, fmt = resolve_csv_input("data/*.csv", column_types={})
-        out = p | ReadCsvSplits([f.path for f in files], fmt, HashSplit((("train", 2), ("eval", 1))))
+        out = p | ReadCsvSplits(files, fmt, HashSplit((("train", 2), ("eval", 1))))
         train_batches, dead_letters = out["train"], out["dead_letter"]
 
     Args:
-      paths: the files to read (resolved when the graph is built, recorded in the run manifest).
+      files: the files to read, with their sizes (resolved when the graph is built and recorded in the run
+        manifest; not globbed again, so names with glob characters are read as they are).
       fmt: their columns and types.
       split: how rows are assigned to named splits.
       chunk_bytes: bytes parsed into one RecordBatch.
     """
 
-    def __init__(self, paths: Sequence[str], fmt: CsvFormat, split: HashSplit, chunk_bytes: int = 8 << 20):
+    def __init__(self, files: Sequence[InputFile], fmt: CsvFormat, split: HashSplit, chunk_bytes: int = 8 << 20):
         super().__init__()
-        if not paths:
-            raise ValueError("paths is empty")
+        if not files:
+            raise ValueError("files is empty")
         if split.key is not None and split.key not in fmt.columns:
             raise ValueError(f"split key {split.key!r} is not a column ({', '.join(fmt.columns)})")
         if split.key is not None and fmt.type_of(split.key) == "float":
             raise ValueError(f"split key {split.key!r} is a float column; hash an int or string column")
-        self._paths = list(paths)
+        self._chunks = [c for f in files for c in plan_chunks(f.path, f.size, chunk_bytes)]
         self._fmt = fmt
         self._split = split
-        self._chunk_bytes = chunk_bytes
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         outputs = (pbegin
-                   | "Paths" >> beam.Create(self._paths)
-                   | "Match" >> fileio.MatchAll()
-                   | "PlanChunks" >> beam.FlatMap(_chunks_of, self._chunk_bytes)
+                   | "Chunks" >> beam.Create(self._chunks)
                    | "Distribute" >> beam.Reshuffle()
                    | "ParseAndSplit" >> beam.ParDo(ParseAndSplitCsvChunk(self._fmt, self._split)).with_outputs(
                        RECORDS_READ, DEAD_LETTER, *self._split.names))
         return {name: outputs[name] for name in (RECORDS_READ, DEAD_LETTER, *self._split.names)}
-
-
-def _chunks_of(metadata, chunk_bytes: int) -> list[CsvChunk]:
-    return plan_chunks(metadata.path, metadata.size_in_bytes, chunk_bytes)

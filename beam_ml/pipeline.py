@@ -229,7 +229,7 @@ class TrainPipeline(beam.PTransform):
         run_dir, splits = plan.run_dir, plan.split.names
         manifest = plan.manifest()
 
-        ingested = pbegin | "Ingest" >> ReadCsvSplits([f.path for f in plan.files], plan.fmt, plan.split,
+        ingested = pbegin | "Ingest" >> ReadCsvSplits(plan.files, plan.fmt, plan.split,
                                                       config.batch_bytes)
         batches = {name: ingested[name] for name in splits}
         _ = ingested[DEAD_LETTER] | "WriteDeadLetters" >> WriteDeadLetters(

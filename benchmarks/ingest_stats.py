@@ -59,7 +59,7 @@ def time_beam_ml(path: str, out_dir: str) -> tuple[float, int]:
     split = HashSplit((("train", 2), ("eval", 1)))
     start = time.perf_counter()
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as p:
-        out = p | ReadCsvSplits([f.path for f in files], fmt, split)
+        out = p | ReadCsvSplits(files, fmt, split)
         for name in split.names:
             _ = out[name] | f"Stats{name}" >> GenerateSplitStatistics(out_dir, name)
     elapsed = time.perf_counter() - start

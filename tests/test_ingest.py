@@ -56,7 +56,7 @@ def test_a_utf8_bom_is_not_part_of_the_first_column(tmp_path):
     files, fmt = resolve_csv_input(str(path), {})
     assert fmt.columns == ("x", "y")
     with TestPipeline() as p:
-        out = p | ReadCsvSplits([str(path)], fmt, HashSplit((("all", 1),)))
+        out = p | ReadCsvSplits(files, fmt, HashSplit((("all", 1),)))
         assert_that(out["all"] | beam.Map(_rows), equal_to([2]), label="Rows")
         assert_that(out[DEAD_LETTER], equal_to([]), label="NoDeadLetters")
 
@@ -79,9 +79,19 @@ def test_read_csv_splits_counts_add_up_with_small_chunks(tmp_path):
     path = _write(tmp_path / "p.csv", "\n".join(lines) + "\n")
     files, fmt = resolve_csv_input(path, {"bill_length_mm": "float"})
     with TestPipeline() as p:
-        out = p | ReadCsvSplits([path], fmt, TRAIN_EVAL, chunk_bytes=2048)
+        out = p | ReadCsvSplits(files, fmt, TRAIN_EVAL, chunk_bytes=2048)
         rows = ((out["train"], out["eval"]) | beam.Flatten() | beam.Map(_rows) | beam.CombineGlobally(sum))
         assert_that(rows, equal_to([344]), label="Rows")
         assert_that(out[RECORDS_READ] | "Read" >> beam.CombineGlobally(sum), equal_to([347]), label="Read")
         assert_that(out[DEAD_LETTER] | beam.Map(lambda d: (d.line, d.raw)),
                     equal_to([(101, bad[0]), (202, bad[1]), (203, bad[2])]), label="DeadLetters")
+
+
+def test_quoted_headers_and_glob_characters_in_file_names(tmp_path):
+    path = tmp_path / "part[1].csv"
+    path.write_bytes(b'"x","y"\n1,a\n2,b\n')
+    files, fmt = resolve_csv_input(str(tmp_path / "part*.csv"), {})
+    assert fmt.columns == ("x", "y") and files[0].path == str(path)
+    with TestPipeline() as p:
+        out = p | ReadCsvSplits(files, fmt, HashSplit((("all", 1),)))
+        assert_that(out["all"] | beam.Map(_rows), equal_to([2]), label="Rows")
