@@ -1,7 +1,8 @@
 """Ingest: CSV files (a glob) → Arrow RecordBatches per split, plus dead letters and the count of records read.
 
-Output of `ReadCsvSplits`: a dict with one `PCollection[pa.RecordBatch]` per split name, `"dead_letter"`
-(`PCollection[DeadLetter]`) and `"records_read"` (`PCollection[int]`, one count per chunk). Files are cut into
+Output of `ReadCsvSplits`: a dict with `"split_batches"` (`PCollection[(split name, pa.RecordBatch)]`, what
+TFDV's sliced statistics consume), the same batches as one `PCollection[pa.RecordBatch]` per split name,
+`"dead_letter"` (`PCollection[DeadLetter]`) and `"records_read"` (`PCollection[int]`, one count per chunk). Files are cut into
 byte-range chunks (a chunk owns the lines that start inside it) so large files parse in parallel and in large
 batches; the header is checked once per file.
 """
@@ -21,6 +22,7 @@ from beam_ml.split import HashSplit
 
 DEAD_LETTER = "dead_letter"
 RECORDS_READ = "records_read"
+SPLIT_BATCHES = "split_batches"
 _READ_BLOCK = 1 << 20
 _SAMPLE_BYTES = 8 << 20
 _UTF8_BOM = b"\xef\xbb\xbf"  # spreadsheet exports start with it; it is not part of the first column's name
@@ -135,7 +137,8 @@ def _size_and_sha256(path: str) -> tuple[int, str]:
 
 
 class ParseAndSplitCsvChunk(beam.DoFn):
-    """Parses one chunk, splits its rows by hash; emits batches tagged by split, dead letters and the read count."""
+    """Parses one chunk, splits its rows by hash; emits (split name, batch) pairs, and dead letters and the read
+    count as tagged outputs."""
 
     def __init__(self, fmt: CsvFormat, split: HashSplit):
         self._fmt = fmt
@@ -159,8 +162,7 @@ class ParseAndSplitCsvChunk(beam.DoFn):
         for dead_letter in parsed.dead_letters:
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter)
         if parsed.batch.num_rows:
-            for name, batch in self._split.partition(parsed.batch, parsed.lines):
-                yield beam.pvalue.TaggedOutput(name, batch)
+            yield from self._split.partition(parsed.batch, parsed.lines)
 
 
 class ReadCsvSplits(beam.PTransform):
@@ -170,7 +172,7 @@ class ReadCsvSplits(beam.PTransform):
 
         files, fmt = resolve_csv_input("data/*.csv", column_types={})
         out = p | ReadCsvSplits(files, fmt, HashSplit((("train", 2), ("eval", 1))))
-        train_batches, dead_letters = out["train"], out["dead_letter"]
+        train_batches, dead_letters, keyed = out["train"], out["dead_letter"], out["split_batches"]
 
     Args:
       files: the files to read, with their sizes (resolved when the graph is built and recorded in the run
@@ -197,5 +199,15 @@ class ReadCsvSplits(beam.PTransform):
                    | "Chunks" >> beam.Create(self._chunks)
                    | "Distribute" >> beam.Reshuffle()
                    | "ParseAndSplit" >> beam.ParDo(ParseAndSplitCsvChunk(self._fmt, self._split)).with_outputs(
-                       RECORDS_READ, DEAD_LETTER, *self._split.names))
-        return {name: outputs[name] for name in (RECORDS_READ, DEAD_LETTER, *self._split.names)}
+                       RECORDS_READ, DEAD_LETTER, main=SPLIT_BATCHES))
+        names = self._split.names
+        # Partition, not one tagged output per split: FnApiRunner materializes a Flatten, and the statistics
+        # step wants all splits in one keyed collection.
+        by_split = outputs[SPLIT_BATCHES] | "BySplit" >> beam.Partition(_split_index, len(names), names)
+        return {SPLIT_BATCHES: outputs[SPLIT_BATCHES], RECORDS_READ: outputs[RECORDS_READ],
+                DEAD_LETTER: outputs[DEAD_LETTER],
+                **{name: by_split[i] | f"Batches{name.title()}" >> beam.Values() for i, name in enumerate(names)}}
+
+
+def _split_index(keyed_batch: tuple, num_partitions: int, names: tuple[str, ...]) -> int:
+    return names.index(keyed_batch[0])

@@ -20,7 +20,7 @@ from beam_ml.config import ConfigError, PipelineConfig
 from beam_ml.csv_format import CsvFormat
 from beam_ml.deadletter import WriteDeadLetters
 from beam_ml.evaluate import EvaluateModel, build_eval_config
-from beam_ml.ingest import DEAD_LETTER, RECORDS_READ, InputFile, ReadCsvSplits, resolve_csv_input
+from beam_ml.ingest import DEAD_LETTER, RECORDS_READ, SPLIT_BATCHES, InputFile, ReadCsvSplits, resolve_csv_input
 from beam_ml.manifest import RunManifest, package_versions, utc_now
 from beam_ml.push import PushIfBlessed, latest_model
 from beam_ml.split import HashSplit
@@ -46,6 +46,7 @@ class RunPlan:
     drift_baseline: Optional[statistics_pb2.DatasetFeatureStatisticsList]
     baseline_model: Optional[str]
     started: str
+    module: modules.UserModule
 
     @property
     def split(self) -> HashSplit:
@@ -93,10 +94,10 @@ def plan_run(config: PipelineConfig) -> RunPlan:
         for column in slice_columns:
             _require_column(fmt, column, "eval_slices")
     try:
-        module = modules.check(config.module)
+        user_module = modules.check(config.module)
     except ValueError as e:
         raise ConfigError("module", str(e)) from e
-    _check_preprocessing_inputs(module, fmt, config)
+    _check_preprocessing_inputs(user_module.load(), fmt, config)
     unknown = sorted(set(config.column_types) - set(fmt.columns))
     if unknown:
         raise ConfigError("column_types", f"names columns not in the input header: {unknown}")
@@ -118,7 +119,7 @@ def plan_run(config: PipelineConfig) -> RunPlan:
         raise ConfigError("run_id", f"{run_dir} already exists; each run needs its own directory")
     return RunPlan(config=config, run_id=run_id, run_dir=run_dir, files=tuple(files), fmt=fmt, schema=schema,
                    drift_baseline=drift_baseline, baseline_model=latest_model(config.serving_dir),
-                   started=utc_now())
+                   started=utc_now(), module=user_module)
 
 
 def _absolute(path: Optional[str]) -> Optional[str]:
@@ -243,8 +244,8 @@ class TrainPipeline(beam.PTransform):
             | "CountsToDict" >> beam.combiners.ToDict()
             | "CountsRecord" >> beam.Map(counts_record, splits))
 
-        stats = {name: batches[name] | f"Statistics{name.title()}" >> GenerateSplitStatistics(
-            os.path.join(run_dir, "statistics"), name) for name in splits}
+        stats = ingested[SPLIT_BATCHES] | "Statistics" >> GenerateSplitStatistics(
+            os.path.join(run_dir, "statistics"), splits)
         validation = stats | "Validate" >> ValidateSplits(run_dir, plan.schema, plan.drift_baseline,
                                                           config.drift_threshold)
         checked = (pbegin | "CheckTrigger" >> beam.Create([None])
@@ -253,7 +254,7 @@ class TrainPipeline(beam.PTransform):
                                                anomalies=beam.pvalue.AsSingleton(validation["anomalies"])))
 
         transformed = batches | "Transform" >> TransformSplits(
-            modules.load(config.module).preprocessing_fn, plan.fmt, os.path.join(run_dir, "transform"),
+            plan.module.load().preprocessing_fn, plan.fmt, os.path.join(run_dir, "transform"),
             plan.temp_dir)
 
         fn_args = FnArgs(train_files=(), eval_files=(), transform_output=os.path.join(run_dir, "transform"),
@@ -262,7 +263,7 @@ class TrainPipeline(beam.PTransform):
                          model_run_dir=os.path.join(run_dir, "model", "logs"), label=config.label_key,
                          hyperparameters=config.hyperparameters, seed=config.seed)
         model_dir = pbegin | "Train" >> TrainModel(
-            config.module, fn_args, transformed["train"], transformed["eval"],
+            plan.module, fn_args, transformed["train"], transformed["eval"],
             after={"transform_fn": transformed["transform_fn"], "checked": checked,
                    "schema": validation["schema"]}, min_ram=config.train_min_ram)
 
@@ -272,7 +273,7 @@ class TrainPipeline(beam.PTransform):
         evaluation = {"examples": batches["eval"], "model": model_dir} | "Evaluate" >> EvaluateModel(
             eval_config, plan.serving_model_dir, plan.baseline_model, os.path.join(run_dir, "evaluation"), plan.fmt)
 
-        pushed = model_dir | "Push" >> beam.ParDo(PushIfBlessed(config.serving_dir),
+        pushed = model_dir | "Push" >> beam.ParDo(PushIfBlessed(config.serving_dir, plan.run_id),
                                                   beam.pvalue.AsSingleton(evaluation))
         written = (pbegin | "ManifestTrigger" >> beam.Create([None])
                    | "WriteManifest" >> beam.ParDo(

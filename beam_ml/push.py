@@ -5,9 +5,14 @@ loads numeric directory names) and renamed into place in one step. On object sto
 (gs://) the files are copied straight into the version directory with `saved_model.pb` last, since a SavedModel is
 only loadable once that file exists. Leftover `.partial-*` directories of a crashed push are removed by the next
 push (one pusher per serving directory at a time).
+
+Each pushed version carries `assets.extra/beam_ml_push.json` (the run id and source model; TF Serving ignores
+`assets.extra`), so a push retried by the runner after it had succeeded returns the version already pushed
+instead of publishing the same model twice.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -18,6 +23,7 @@ import apache_beam as beam
 
 PARTIAL_PREFIX = ".partial-"
 SAVED_MODEL_FILE = "saved_model.pb"
+PUSH_RECORD = os.path.join("assets.extra", "beam_ml_push.json")
 
 
 def versions(serving_dir: str) -> list[int]:
@@ -39,6 +45,26 @@ def latest_model(serving_dir: str) -> Optional[str]:
     return os.path.join(serving_dir, str(found[-1])) if found else None
 
 
+def pushed_by(serving_dir: str, run_id: str) -> Optional[str]:
+    """The version directory that run `run_id` pushed, or None."""
+    import tensorflow as tf
+    for version in reversed(versions(serving_dir)):
+        record = os.path.join(serving_dir, str(version), PUSH_RECORD)
+        if tf.io.gfile.exists(record):
+            with tf.io.gfile.GFile(record) as f:
+                if json.load(f).get("run_id") == run_id:
+                    return os.path.join(serving_dir, str(version))
+    return None
+
+
+def _write_push_record(version_dir: str, run_id: str, model_dir: str) -> None:
+    import tensorflow as tf
+    path = os.path.join(version_dir, PUSH_RECORD)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump({"run_id": run_id, "model_dir": model_dir}, f)
+
+
 def _copy_file(src: str, dst: str) -> None:
     import tensorflow as tf
     tf.io.gfile.copy(src, dst, overwrite=True)
@@ -56,10 +82,14 @@ def _copy_tree(src: str, dst: str) -> None:
         _copy_file(os.path.join(src, rel), os.path.join(dst, rel))
 
 
-def push_model(model_dir: str, serving_dir: str) -> str:
-    """Publishes `model_dir` as a new version; returns its path."""
+def push_model(model_dir: str, serving_dir: str, run_id: str) -> str:
+    """Publishes `model_dir` as a new version for run `run_id`; returns its path (the existing one if this run
+    already pushed)."""
     import tensorflow as tf
     tf.io.gfile.makedirs(serving_dir)
+    already = pushed_by(serving_dir, run_id)
+    if already:
+        return already
     local = "://" not in serving_dir
     if local:
         for name in os.listdir(serving_dir):
@@ -69,10 +99,12 @@ def push_model(model_dir: str, serving_dir: str) -> str:
     version = max(int(time.time()), existing[-1] + 1 if existing else 0)
     if not local:
         target = os.path.join(serving_dir, str(version))
+        _write_push_record(target, run_id, model_dir)  # before saved_model.pb makes the version visible
         _copy_tree(model_dir, target)
         return target
     staging = os.path.join(serving_dir, f"{PARTIAL_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
     _copy_tree(model_dir, staging)
+    _write_push_record(staging, run_id, model_dir)
     while True:
         target = os.path.join(serving_dir, str(version))
         try:
@@ -87,8 +119,9 @@ def push_model(model_dir: str, serving_dir: str) -> str:
 class PushIfBlessed(beam.DoFn):
     """Pushes the model when the evaluation blessed it; emits the pushed path or None."""
 
-    def __init__(self, serving_dir: str):
+    def __init__(self, serving_dir: str, run_id: str):
         self._serving_dir = serving_dir
+        self._run_id = run_id
 
     def process(self, model_dir: str, evaluation: dict):
-        yield push_model(model_dir, self._serving_dir) if evaluation["blessed"] else None
+        yield push_model(model_dir, self._serving_dir, self._run_id) if evaluation["blessed"] else None

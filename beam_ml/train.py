@@ -66,7 +66,7 @@ def set_seeds(seed: int) -> None:
 class RunTrainer(beam.DoFn):
     """Calls the module's `run_fn` once per input element; emits the exported model directory."""
 
-    def __init__(self, module: str, fn_args: FnArgs):
+    def __init__(self, module: modules.UserModule, fn_args: FnArgs):
         self._module = module
         self._fn_args = fn_args
 
@@ -79,9 +79,9 @@ class RunTrainer(beam.DoFn):
         if tf.io.gfile.exists(fn_args.serving_model_dir):  # a retried bundle starts clean
             tf.io.gfile.rmtree(fn_args.serving_model_dir)
         set_seeds(fn_args.seed)
-        modules.load(self._module).run_fn(fn_args)
+        self._module.load().run_fn(fn_args)
         if not tf.io.gfile.exists(os.path.join(fn_args.serving_model_dir, "saved_model.pb")):
-            raise RuntimeError(f"run_fn of {self._module} exported no SavedModel to {fn_args.serving_model_dir}")
+            raise RuntimeError(f"run_fn of {self._module.spec} exported no SavedModel to {fn_args.serving_model_dir}")
         yield fn_args.serving_model_dir
 
 
@@ -90,11 +90,11 @@ class TrainModel(beam.PTransform):
 
     Example::
 
-        model_dir = p | TrainModel("transforms.penguins", fn_args, train_files=out["train"],
+        model_dir = p | TrainModel(UserModule("transforms.penguins"), fn_args, train_files=out["train"],
                                    eval_files=out["eval"], after={"transform": out["transform_fn"]})
     """
 
-    def __init__(self, module: str, fn_args: FnArgs, train_files: beam.PCollection, eval_files: beam.PCollection,
+    def __init__(self, module: modules.UserModule, fn_args: FnArgs, train_files: beam.PCollection, eval_files: beam.PCollection,
                  after: dict[str, beam.PCollection], min_ram: str = "4GB"):
         super().__init__()
         self._min_ram = min_ram

@@ -54,7 +54,7 @@ def test_dry_run_translation_has_every_stage_and_no_network(tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["state"] == "DONE"
     assert out["network"] == []
-    for stage in ["Ingest/ParseAndSplit", "StatisticsTrain/Generate", "StatisticsEval/Generate",
+    for stage in ["Ingest/ParseAndSplit", "Statistics/Generate", "Statistics/WriteTrain", "Statistics/WriteEval",
                   "Validate/InferSchema", "CheckData", "Transform/Analyze", "Transform/TransformEval",
                   "Train/RunFn", "Evaluate/Tfma", "Evaluate/DecideBlessing", "Push", "WriteManifest"]:
         assert f"TrainPipeline/{stage}" in out["transforms"], stage

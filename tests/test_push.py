@@ -3,7 +3,7 @@ import subprocess
 import sys
 import textwrap
 
-from beam_ml.push import PARTIAL_PREFIX, latest_model, push_model, versions
+from beam_ml.push import PARTIAL_PREFIX, latest_model, push_model, pushed_by, versions
 from conftest import ROOT
 
 
@@ -20,12 +20,21 @@ def _fake_model(path, n_files=5):
 def test_push_publishes_numbered_versions(tmp_path):
     model = _fake_model(tmp_path / "model")
     serving = str(tmp_path / "serving")
-    first = push_model(model, serving)
-    second = push_model(model, serving)
+    first = push_model(model, serving, "run-1")
+    second = push_model(model, serving, "run-2")
     assert int(os.path.basename(second)) > int(os.path.basename(first))
     assert latest_model(serving) == second
-    assert sorted(os.listdir(second)) == ["saved_model.pb", "variables"]
+    assert sorted(os.listdir(second)) == ["assets.extra", "saved_model.pb", "variables"]
     assert versions(serving) == [int(os.path.basename(first)), int(os.path.basename(second))]
+    assert pushed_by(serving, "run-1") == first and pushed_by(serving, "run-3") is None
+
+
+def test_a_retried_push_of_the_same_run_returns_the_version_it_pushed(tmp_path):
+    model = _fake_model(tmp_path / "model")
+    serving = str(tmp_path / "serving")
+    first = push_model(model, serving, "run-1")
+    assert push_model(model, serving, "run-1") == first
+    assert versions(serving) == [int(os.path.basename(first))]
 
 
 def test_a_push_killed_midway_leaves_no_partial_version_and_the_next_push_is_clean(tmp_path):
@@ -43,7 +52,7 @@ def test_a_push_killed_midway_leaves_no_partial_version_and_the_next_push_is_cle
             if len(copied) == 7:
                 os.kill(os.getpid(), signal.SIGKILL)
         push._copy_file = copy_then_die
-        push.push_model({model!r}, {serving!r})
+        push.push_model({model!r}, {serving!r}, 'killed-run')
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert proc.returncode == -9
@@ -52,6 +61,6 @@ def test_a_push_killed_midway_leaves_no_partial_version_and_the_next_push_is_cle
     assert versions(serving) == [] and latest_model(serving) is None
     assert not any(name.isdigit() for name in leftovers)
 
-    pushed = push_model(model, serving)
+    pushed = push_model(model, serving, 'killed-run')
     assert os.listdir(serving) == [os.path.basename(pushed)]
     assert len(os.listdir(os.path.join(pushed, "variables"))) == 20

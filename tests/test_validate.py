@@ -10,13 +10,34 @@ from beam_ml.validate import (STATS_FILE, GenerateSplitStatistics, anomaly_recor
 from conftest import PENGUINS_CSV
 
 
-def _statistics(tmp_path, name, lines):
+def _batch(lines):
     header, rows = lines[0].encode(), "\n".join(lines[1:]).encode() + b"\n"
-    fmt = infer_csv_format(header, rows, {})
-    batch = parse_csv_chunk(rows, fmt, "x", lambda: 2).batch
+    return parse_csv_chunk(rows, infer_csv_format(header, rows, {}), "x", lambda: 2).batch
+
+
+def _statistics(tmp_path, name, lines):
     with TestPipeline() as p:
-        _ = p | beam.Create([batch]) | GenerateSplitStatistics(str(tmp_path), name)
+        _ = p | beam.Create([(name, _batch(lines))]) | GenerateSplitStatistics(str(tmp_path), [name])
     return tfdv.load_stats_binary(os.path.join(split_dir(str(tmp_path), name), STATS_FILE))
+
+
+def test_split_statistics_from_one_graph_equal_tfdv_run_on_each_split_alone(tmp_path, penguins_rows):
+    header, rows = penguins_rows[0], penguins_rows[1:]
+    parts = {"train": [header] + rows[:200], "eval": [header] + rows[200:]}
+    with TestPipeline() as p:
+        keyed = [(name, _batch(lines)) for name, lines in parts.items()]
+        _ = p | beam.Create(keyed) | GenerateSplitStatistics(str(tmp_path / "joint"), ["train", "eval", "empty"])
+        for name in parts:
+            _ = (p | f"Alone{name}" >> beam.Create([_batch(parts[name])])
+                 | f"Stats{name}" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
+                 | f"Write{name}" >> tfdv.WriteStatisticsToBinaryFile(str(tmp_path / f"{name}.pb")))
+    for name in parts:
+        joint = tfdv.load_stats_binary(os.path.join(split_dir(str(tmp_path / "joint"), name), STATS_FILE))
+        alone = tfdv.load_stats_binary(str(tmp_path / f"{name}.pb"))
+        assert joint.datasets[0].num_examples == len(parts[name]) - 1
+        assert joint == alone
+    empty = tfdv.load_stats_binary(os.path.join(split_dir(str(tmp_path / "joint"), "empty"), STATS_FILE))
+    assert len(empty.datasets) == 1 and empty.datasets[0].num_examples == 0
 
 
 def _skew(line: str) -> str:
