@@ -39,8 +39,65 @@ COLUMN_TYPES = ("int", "float", "string")
 RESERVED_SPLIT_NAMES = ("dead_letter", "records_read", "transform_fn")
 
 
+class JobConfig:
+    """Base of a job's frozen config dataclass: loading from YAML plus overrides, and the per-field checks.
+
+    Each field is declared once with `_field` (help, kind, regex, required); that declaration gives the job's
+    flags, its `--help`, its Flex Template parameters and the checks below.
+    """
+
+    @classmethod
+    def load(cls, path: Optional[str], overrides: Mapping[str, Any]):
+        """Reads a YAML file (optional) and applies overrides (flag values, strings or parsed); validates all."""
+        values: dict[str, Any] = {}
+        if path:
+            try:
+                loaded = yaml.safe_load(fileutil.read_text(path)) or {}
+            except Exception as e:  # OSError, YAMLError or a gfile NotFoundError
+                raise ConfigError("config", f"cannot read {path}: {e}") from e
+            if not isinstance(loaded, dict):
+                raise ConfigError("config", f"{path} must hold a mapping of option names to values")
+            values.update(loaded)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in dataclasses.fields(cls)}
+        for name in values:
+            if name not in known:
+                raise ConfigError(name, f"unknown option (known: {', '.join(sorted(known))})")
+        parsed = {f.name: _parse(f, values[f.name]) for f in dataclasses.fields(cls) if f.name in values}
+        config = cls(**parsed)
+        config.validate()
+        return config
+
+    @classmethod
+    def fields(cls) -> tuple[dataclasses.Field, ...]:
+        """The options every job flag, `--help` line and template parameter is generated from."""
+        return dataclasses.fields(cls)
+
+    def validate(self) -> None:
+        """Required fields and regexes; subclasses add the rules between fields. Raises ConfigError."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata["required"] and value in (None, ""):
+                raise ConfigError(f.name, "is required")
+            regex = f.metadata["regex"]
+            if regex and value is not None and f.metadata["kind"] in ("str", "choice") and \
+                    not re.match(regex, str(value)):
+                raise ConfigError(f.name, f"{value!r} does not match {regex}")
+        if getattr(self, "batch_bytes", 1024) < 1024:
+            raise ConfigError("batch_bytes", "must be at least 1024")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+RUN_ID_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+BATCH_BYTES_HELP = "Bytes of CSV parsed into one Arrow RecordBatch."
+COLUMN_TYPES_HELP = ('Column types as JSON ({"col": "int"|"float"|"string"}); columns not listed are inferred '
+                     "from a sample of the first file.")
+
+
 @dataclasses.dataclass(frozen=True)
-class PipelineConfig:
+class PipelineConfig(JobConfig):
     """Everything one training run needs. Field metadata drives the flags, `--help` and the template metadata."""
 
     input: str = _field(None, required=True, regex=r"^\S+$",
@@ -56,7 +113,7 @@ class PipelineConfig:
                              help="Base directory for runs; each run writes only under <output_dir>/<run_id>/.")
     serving_dir: str = _field(None, required=True, regex=r"^\S+$",
                               help="TF Serving base directory; blessed models are pushed to <serving_dir>/<version>/.")
-    run_id: Optional[str] = _field(None, regex=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+    run_id: Optional[str] = _field(None, regex=RUN_ID_REGEX,
                                    help="Run id (default: UTC timestamp plus a short random suffix).")
     split_key: Optional[str] = _field(None, regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
                                       help="Feature whose value is hashed (sha256) to pick the split; default: the "
@@ -64,9 +121,7 @@ class PipelineConfig:
     split_buckets: dict = _field({"train": 2, "eval": 1}, kind="json",
                                  help='Split names and hash bucket weights as JSON, e.g. {"train": 2, "eval": 1}. '
                                       "Must contain train and eval.")
-    column_types: dict = _field({}, kind="json",
-                                help='Column types as JSON ({"col": "int"|"float"|"string"}); columns not listed '
-                                     "are inferred from a sample of the first file.")
+    column_types: dict = _field({}, kind="json", help=COLUMN_TYPES_HELP)
     schema: Optional[str] = _field(None, regex=r"^\S+\.pbtxt$",
                                    help="A schema.pbtxt to validate against; default: infer it from train statistics.")
     drift_baseline: Optional[str] = _field(None, regex=r"^\S+$",
@@ -94,42 +149,11 @@ class PipelineConfig:
                                      "worker with at least this much).")
     temp_dir: Optional[str] = _field(None, regex=r"^\S+$",
                                      help="Scratch directory for tf.Transform (default: <run dir>/tmp).")
-    batch_bytes: int = _field(8 << 20, kind="int", regex=r"^[0-9]+$",
-                              help="Bytes of CSV parsed into one Arrow RecordBatch.")
-
-    # ---- construction ------------------------------------------------------------------------------------------
-    @classmethod
-    def load(cls, path: Optional[str], overrides: Mapping[str, Any]) -> "PipelineConfig":
-        """Reads a YAML file (optional) and applies overrides (flag values, strings or parsed); validates all."""
-        values: dict[str, Any] = {}
-        if path:
-            try:
-                loaded = yaml.safe_load(fileutil.read_text(path)) or {}
-            except Exception as e:  # OSError, YAMLError or a gfile NotFoundError
-                raise ConfigError("config", f"cannot read {path}: {e}") from e
-            if not isinstance(loaded, dict):
-                raise ConfigError("config", f"{path} must hold a mapping of option names to values")
-            values.update(loaded)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        known = {f.name for f in dataclasses.fields(cls)}
-        for name in values:
-            if name not in known:
-                raise ConfigError(name, f"unknown option (known: {', '.join(sorted(known))})")
-        parsed = {f.name: _parse(f, values[f.name]) for f in dataclasses.fields(cls) if f.name in values}
-        config = cls(**parsed)
-        config.validate()
-        return config
+    batch_bytes: int = _field(8 << 20, kind="int", regex=r"^[0-9]+$", help=BATCH_BYTES_HELP)
 
     def validate(self) -> None:
         """Checks each field and the rules between fields; raises ConfigError naming the option."""
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.metadata["required"] and value in (None, ""):
-                raise ConfigError(f.name, "is required")
-            regex = f.metadata["regex"]
-            if regex and value is not None and f.metadata["kind"] in ("str", "choice") and \
-                    not re.match(regex, str(value)):
-                raise ConfigError(f.name, f"{value!r} does not match {regex}")
+        super().validate()
         if self.anomaly_policy not in ANOMALY_POLICIES:
             raise ConfigError("anomaly_policy", f"must be one of {ANOMALY_POLICIES}, got {self.anomaly_policy!r}")
         buckets = self.split_buckets
@@ -144,8 +168,6 @@ class PipelineConfig:
                 raise ConfigError("split_buckets", f"weight of {name!r} must be a positive integer, got {weight!r}")
         if sum(buckets.values()) >= 2 ** 31:
             raise ConfigError("split_buckets", "weights must sum to less than 2**31")
-        if not isinstance(self.column_types, dict) or any(t not in COLUMN_TYPES for t in self.column_types.values()):
-            raise ConfigError("column_types", f"must map column names to one of {COLUMN_TYPES}")
         if not isinstance(self.eval_metrics, list) or not self.eval_metrics or \
                 not all(isinstance(m, str) for m in self.eval_metrics):
             raise ConfigError("eval_metrics", "must be a non-empty list of TFMA/Keras metric class names")
@@ -168,11 +190,7 @@ class PipelineConfig:
             raise ConfigError("drift_threshold", "must be a positive finite number")
         if not 0 <= self.seed < 2 ** 32:
             raise ConfigError("seed", "must be in [0, 2**32)")
-        if self.batch_bytes < 1024:
-            raise ConfigError("batch_bytes", "must be at least 1024")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        _check_column_types(self.column_types)
 
 
 def _parse(field: dataclasses.Field, value: Any) -> Any:
@@ -193,6 +211,35 @@ def _parse(field: dataclasses.Field, value: Any) -> Any:
         raise ConfigError(field.name, f"cannot parse {value!r} as {kind}: {e}") from e
 
 
-def config_fields() -> tuple[dataclasses.Field, ...]:
-    """The options every job flag, `--help` line and template parameter is generated from."""
-    return dataclasses.fields(PipelineConfig)
+def _check_column_types(column_types: Any) -> None:
+    if not isinstance(column_types, dict) or any(t not in COLUMN_TYPES for t in column_types.values()):
+        raise ConfigError("column_types", f"must map column names to one of {COLUMN_TYPES}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictConfig(JobConfig):
+    """One batch prediction run: which data, which model, where the predictions go."""
+
+    input: str = _field(None, required=True, regex=r"^\S+$",
+                        help="Input CSV file glob (local path or gs://) of rows to predict; every file has a header.")
+    key_column: str = _field(None, required=True, regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                             help="Column that identifies a row; each prediction is written with its value.")
+    output_dir: str = _field(None, required=True, regex=r"^\S+$",
+                             help="Base directory for runs; predictions go to <output_dir>/<run_id>/predictions/.")
+    serving_dir: Optional[str] = _field(None, regex=r"^\S+$",
+                                        help="TF Serving base directory: the newest version in it is used "
+                                             "(give this or model_dir).")
+    model_dir: Optional[str] = _field(None, regex=r"^\S+$",
+                                      help="A specific SavedModel directory, e.g. <serving_dir>/1732800000.")
+    run_id: Optional[str] = _field(None, regex=RUN_ID_REGEX,
+                                   help="Run id (default: UTC timestamp plus a short random suffix).")
+    column_types: dict = _field({}, kind="json", help=COLUMN_TYPES_HELP + " The model's raw schema, when it has "
+                                                                          "one, types its own features.")
+    batch_bytes: int = _field(8 << 20, kind="int", regex=r"^[0-9]+$", help=BATCH_BYTES_HELP)
+
+    def validate(self) -> None:
+        super().validate()
+        if bool(self.serving_dir) == bool(self.model_dir):
+            raise ConfigError("serving_dir" if not self.model_dir else "model_dir",
+                              "give exactly one of --serving_dir (newest version) and --model_dir")
+        _check_column_types(self.column_types)

@@ -6,15 +6,20 @@ Signatures of the SavedModel:
   * `transformed_label`: serialized tf.Example → {label: transformed label}; TFMA reads the label here (and slices
     on the raw features, which full transformed features of the same names would shadow);
   * `serving_raw`: one tensor per raw feature (shape [batch]) → `{"outputs": ...}`, for JSON REST clients.
+
+The raw schema goes with it (`assets.extra/raw_schema.pbtxt`), so batch prediction parses input columns with the
+types the model was trained on.
 """
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
 OUTPUT_KEY = "outputs"
+RAW_SCHEMA = os.path.join("assets.extra", "raw_schema.pbtxt")
 
 
 def _dense_to_sparse(values: tf.Tensor) -> tf.SparseTensor:
@@ -59,3 +64,20 @@ def serving_signatures(model: Any, tf_transform_output: tft.TFTransformOutput, l
 def export_serving_model(model: Any, tf_transform_output: tft.TFTransformOutput, label: str, path: str) -> None:
     """Saves `model` as a SavedModel at `path` with the signatures above."""
     model.save(path, save_format="tf", signatures=serving_signatures(model, tf_transform_output, label))
+    tf.io.gfile.makedirs(os.path.join(path, os.path.dirname(RAW_SCHEMA)))
+    with tf.io.gfile.GFile(os.path.join(path, RAW_SCHEMA), "w") as f:
+        f.write(str(tf_transform_output.raw_metadata.schema))
+
+
+def raw_column_types(model_dir: str) -> Optional[dict[str, str]]:
+    """{column: int|float|string} from the model's raw schema, or None for a model exported without one."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    path = os.path.join(model_dir, RAW_SCHEMA)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        schema = text_format.Parse(f.read(), schema_pb2.Schema())
+    names = {schema_pb2.INT: "int", schema_pb2.FLOAT: "float", schema_pb2.BYTES: "string"}
+    return {feature.name: names[feature.type] for feature in schema.feature if feature.type in names}

@@ -1,4 +1,4 @@
-"""The training job's PipelineOptions, generated from `PipelineConfig` so flags, `--help` and templates agree."""
+"""Each job's PipelineOptions, generated from its config dataclass so flags, `--help` and templates agree."""
 from __future__ import annotations
 
 import argparse
@@ -6,25 +6,60 @@ from typing import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_ml.config import ConfigError, PipelineConfig, config_fields
+from beam_ml.config import ConfigError, JobConfig, PipelineConfig, PredictConfig
 
 
-class TrainPipelineOptions(PipelineOptions):
-    """`--config FILE` plus one flag per config field (a flag overrides the file's value)."""
+def add_config_flags(parser: argparse.ArgumentParser, config: type[JobConfig]) -> None:
+    """`--config FILE`, `--validate_only` and one flag per field of `config` (a flag overrides the file).
+
+    Jobs share flag names (`--input`, `--output_dir`, ...) with the same meaning, and Beam registers every job's
+    flags in one parser when it parses options, so a name already there is not added twice.
+    """
+    _add_once(parser, "--config", default=None, help="YAML config file; flags of the same names override it.")
+    _add_once(parser, "--validate_only", default=False, nargs="?", const="true", type=_true_or_false,
+              help="Check the options, config and inputs, print the resolved plan and exit without building "
+                   "or running the pipeline.")
+    for field in config.fields():
+        _add_once(parser, f"--{field.name}", default=None, help=field.metadata["help"])
+
+
+class _ConfigFlags:
+    """`to_config()` for a job's options. A mixin, not a PipelineOptions base: Beam registers only direct
+    subclasses of PipelineOptions, and calls `_add_argparse_args` of every class in a view's MRO."""
+
+    CONFIG: type[JobConfig]
+
+    def to_config(self):
+        values = self.get_all_options(retain_unknown_options=False)
+        overrides = {f.name: values.get(f.name) for f in self.CONFIG.fields()}
+        return self.CONFIG.load(values.get("config"), overrides)
+
+
+class TrainPipelineOptions(_ConfigFlags, PipelineOptions):
+    """Options of `jobs.train_pipeline`: `--config` plus one flag per `PipelineConfig` field."""
+
+    CONFIG = PipelineConfig
 
     @classmethod
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--config", default=None, help="YAML config file; flags of the same names override it.")
-        parser.add_argument("--validate_only", default=False, nargs="?", const="true", type=_true_or_false,
-                            help="Check the options, config and inputs, print the resolved plan and exit without "
-                                 "building or running the pipeline.")
-        for field in config_fields():
-            parser.add_argument(f"--{field.name}", default=None, help=field.metadata["help"])
+        add_config_flags(parser, PipelineConfig)
 
-    def to_config(self) -> PipelineConfig:
-        values = self.get_all_options(retain_unknown_options=False)
-        overrides = {f.name: values.get(f.name) for f in config_fields()}
-        return PipelineConfig.load(values.get("config"), overrides)
+
+class BatchPredictOptions(_ConfigFlags, PipelineOptions):
+    """Options of `jobs.batch_predict`: `--config` plus one flag per `PredictConfig` field."""
+
+    CONFIG = PredictConfig
+
+    @classmethod
+    def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
+        add_config_flags(parser, PredictConfig)
+
+
+def _add_once(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
+    try:
+        parser.add_argument(flag, **kwargs)
+    except argparse.ArgumentError:  # registered by another job's options
+        pass
 
 
 def _true_or_false(value: str) -> bool:

@@ -73,26 +73,18 @@ class RunPlan:
 
 def plan_run(config: PipelineConfig) -> RunPlan:
     """Resolves and checks everything the graph needs; raises ConfigError naming the offending option."""
-    import tensorflow as tf
-
-    # Workers (other processes, other machines) must not depend on the launcher's working directory.
-    config = dataclasses.replace(config, **{name: _absolute(getattr(config, name))
+    config = dataclasses.replace(config, **{name: absolute(getattr(config, name))
                                             for name in ("output_dir", "serving_dir", "temp_dir")})
 
-    try:
-        files, fmt = resolve_csv_input(config.input, config.column_types)
-    except (ValueError, OSError) as e:
-        raise ConfigError("input", str(e)) from e
-    except Exception as e:  # a filesystem error (e.g. permissions, unknown scheme)
-        raise ConfigError("input", f"cannot read {config.input!r}: {e}") from e
-    _require_column(fmt, config.label_key, "label_key")
+    files, fmt = resolve_input(config.input, config.column_types)
+    require_column(fmt, config.label_key, "label_key")
     if config.split_key:
-        _require_column(fmt, config.split_key, "split_key")
+        require_column(fmt, config.split_key, "split_key")
         if fmt.type_of(config.split_key) == "float":
             raise ConfigError("split_key", f"{config.split_key!r} is a float column; hash an int or string column")
     for slice_columns in config.eval_slices:
         for column in slice_columns:
-            _require_column(fmt, column, "eval_slices")
+            require_column(fmt, column, "eval_slices")
     try:
         user_module = modules.check(config.module)
     except ValueError as e:
@@ -113,20 +105,38 @@ def plan_run(config: PipelineConfig) -> RunPlan:
             drift_baseline = load_drift_baseline(config.drift_baseline)
         except Exception as e:
             raise ConfigError("drift_baseline", f"cannot read statistics from {config.drift_baseline}: {e}") from e
-    run_id = config.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
-    run_dir = os.path.join(config.output_dir, run_id)
-    if tf.io.gfile.exists(run_dir):
-        raise ConfigError("run_id", f"{run_dir} already exists; each run needs its own directory")
+    run_id, run_dir = new_run_dir(config.output_dir, config.run_id)
     return RunPlan(config=config, run_id=run_id, run_dir=run_dir, files=tuple(files), fmt=fmt, schema=schema,
                    drift_baseline=drift_baseline, baseline_model=latest_model(config.serving_dir),
                    started=utc_now(), module=user_module)
 
 
-def _absolute(path: Optional[str]) -> Optional[str]:
+def resolve_input(pattern: str, column_types: dict[str, str]) -> tuple[list[InputFile], CsvFormat]:
+    """`resolve_csv_input`, with any failure reported against `--input`."""
+    try:
+        return resolve_csv_input(pattern, column_types)
+    except (ValueError, OSError) as e:
+        raise ConfigError("input", str(e)) from e
+    except Exception as e:  # a filesystem error (e.g. permissions, unknown scheme)
+        raise ConfigError("input", f"cannot read {pattern!r}: {e}") from e
+
+
+def new_run_dir(output_dir: str, run_id: Optional[str]) -> tuple[str, str]:
+    """The run id (given, or UTC time plus a random suffix) and its directory, which must not exist yet."""
+    import tensorflow as tf
+    run_id = run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+    run_dir = os.path.join(output_dir, run_id)
+    if tf.io.gfile.exists(run_dir):
+        raise ConfigError("run_id", f"{run_dir} already exists; each run needs its own directory")
+    return run_id, run_dir
+
+
+def absolute(path: Optional[str]) -> Optional[str]:
+    """Local paths made absolute: workers (other processes, machines) must not depend on the launcher's cwd."""
     return path if path is None or "://" in path else os.path.abspath(path)
 
 
-def _require_column(fmt: CsvFormat, column: str, option: str) -> None:
+def require_column(fmt: CsvFormat, column: str, option: str) -> None:
     if column not in fmt.columns:
         raise ConfigError(option, f"column {column!r} is not in the input header ({', '.join(fmt.columns)})")
 
@@ -154,11 +164,11 @@ def _load_schema(path: str) -> schema_pb2.Schema:
 
 
 # ---- small steps of the graph ------------------------------------------------------------------------------------
-def _keyed(value: Any, key: str) -> tuple[str, int]:
+def key_value(value: Any, key: str) -> tuple[str, Any]:
     return key, value
 
 
-def _one(unused: Any, key: str) -> tuple[str, int]:
+def count_one(unused: Any, key: str) -> tuple[str, int]:
     return key, 1
 
 
@@ -236,8 +246,8 @@ class TrainPipeline(beam.PTransform):
         _ = ingested[DEAD_LETTER] | "WriteDeadLetters" >> WriteDeadLetters(
             os.path.join(run_dir, "dead_letter", "dead_letter"))
         counts = (
-            [ingested[RECORDS_READ] | "KeyRead" >> beam.Map(_keyed, "read"),
-             ingested[DEAD_LETTER] | "KeyDeadLetters" >> beam.Map(_one, "dead_letter")]
+            [ingested[RECORDS_READ] | "KeyRead" >> beam.Map(key_value, "read"),
+             ingested[DEAD_LETTER] | "KeyDeadLetters" >> beam.Map(count_one, "dead_letter")]
             + [batches[name] | f"KeyRows{name.title()}" >> beam.Map(_rows, f"split:{name}") for name in splits]
             | "AllCounts" >> beam.Flatten()
             | "SumCounts" >> beam.CombinePerKey(sum)

@@ -1,24 +1,46 @@
-"""Flex Template metadata generated from the job options (one source of truth).
+"""Flex Template metadata generated from the jobs' config classes (one source of truth).
 
-    python -m beam_ml.templates   # rewrites templates/*/metadata.json
+    python -m beam_ml.templates   # rewrites templates/<job>/metadata.json
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any
 
-from beam_ml.config import config_fields
+from beam_ml.config import JobConfig, PipelineConfig, PredictConfig
 
 TEMPLATES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "templates")
 REQUIRED_NOTE = " Required unless set in the --config file."
 
 
-def train_pipeline_metadata() -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class JobTemplate:
+    """A job launched as a Flex Template: `jobs/<job>.py` with the flags of `config`."""
+
+    job: str
+    config: type[JobConfig]
+    name: str
+    description: str
+    streaming: bool = False
+
+
+JOBS = (
+    JobTemplate("train_pipeline", PipelineConfig, "beam_ml train pipeline",
+                "Ingest, validate (TFDV), transform (tf.Transform), train (tf_keras), evaluate (TFMA) and push a "
+                "TF Serving model, as one Beam job."),
+    JobTemplate("batch_predict", PredictConfig, "beam_ml batch prediction",
+                "Predict with a pushed model (Beam RunInference on its serialized tf.Example signature) and write "
+                "the predictions with each row's key."),
+)
+
+
+def metadata(template: JobTemplate) -> dict[str, Any]:
     parameters = [{"name": "config", "label": "Config file",
                    "helpText": "YAML config file (local path or gs://); parameters override its values.",
                    "isOptional": True, "regexes": [r"^\S+\.ya?ml$"]}]
-    for field in config_fields():
+    for field in template.config.fields():
         parameter = {"name": field.name, "label": field.name.replace("_", " ").capitalize(),
                      "helpText": field.metadata["help"] + (REQUIRED_NOTE if field.metadata["required"] else ""),
                      # Every value may come from the config file instead, so none is mandatory here.
@@ -26,20 +48,24 @@ def train_pipeline_metadata() -> dict[str, Any]:
         if field.metadata["regex"]:
             parameter["regexes"] = [field.metadata["regex"]]
         parameters.append(parameter)
-    return {"name": "beam_ml train pipeline",
-            "description": "Ingest, validate (TFDV), transform (tf.Transform), train (tf_keras), evaluate (TFMA) "
-                           "and push a TF Serving model, as one Beam job.",
-            "streaming": False,
+    return {"name": template.name, "description": template.description, "streaming": template.streaming,
             "parameters": parameters}
 
 
+def metadata_path(job: str) -> str:
+    return os.path.join(TEMPLATES_DIR, job, "metadata.json")
+
+
 def write_all() -> list[str]:
-    path = os.path.join(TEMPLATES_DIR, "train_pipeline", "metadata.json")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(train_pipeline_metadata(), f, indent=2)
-        f.write("\n")
-    return [path]
+    paths = []
+    for template in JOBS:
+        path = metadata_path(template.job)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(metadata(template), f, indent=2)
+            f.write("\n")
+        paths.append(path)
+    return paths
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -36,6 +37,35 @@ def job_args(tmp_path, run_id: str, config: str = PENGUINS_CONFIG, **overrides: 
     for name, value in overrides.items():
         args += [f"--{name}", str(value)]
     return args
+
+
+BUCKET = "gs://my-bucket/"
+
+
+def flex_launch(job: str, bucket_dir: str, **overrides: str) -> subprocess.CompletedProcess:
+    """Runs `jobs/<job>.py` the way the Flex Template Python launcher does: the file named by
+    FLEX_TEMPLATE_PYTHON_PY_FILE run as a script, the sample launch request's parameters as `--name=value`, from a
+    working directory that is not the repository (the package is installed in the container; here PYTHONPATH).
+    `gs://my-bucket/` in the request maps to `bucket_dir`; the runner is the DirectRunner."""
+    with open(os.path.join(ROOT, "templates", job, "launch_request.json")) as f:
+        parameters = {**json.load(f)["launchParameter"]["parameters"], **overrides}
+    args = [f"--{name}={value.replace(BUCKET, bucket_dir.rstrip('/') + '/')}" for name, value in parameters.items()]
+    env = {**os.environ, "FLEX_TEMPLATE_PYTHON_PY_FILE": os.path.join(ROOT, "jobs", f"{job}.py"),
+           "FLEX_TEMPLATE_PYTHON_SETUP_FILE": os.path.join(ROOT, "setup.py")}
+    return subprocess.run([sys.executable, env["FLEX_TEMPLATE_PYTHON_PY_FILE"], *args, "--runner=DirectRunner"],
+                          cwd=bucket_dir, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def launched_penguins(tmp_path_factory) -> tuple[str, dict]:
+    """The penguin example trained and pushed once per session by a launcher-style run of the train job, in a
+    local stand-in for the bucket; returns (bucket dir, run manifest)."""
+    bucket = tmp_path_factory.mktemp("bucket")
+    shutil.copytree(os.path.join(ROOT, "examples", "penguins"), bucket / "examples" / "penguins")
+    proc = flex_launch("train_pipeline", str(bucket))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(bucket / "runs" / "penguins" / "launch-1" / "run_manifest.json") as f:
+        return str(bucket), json.load(f)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,33 @@
+"""Predict with a pushed model as one Beam job; writes one JSON line per input row, with the row's key.
+
+    python -m jobs.batch_predict --input new/*.csv --key_column id --serving_dir serving/penguins \
+        --output_dir runs/predict [--flag value ...]
+
+Every option can also come from a YAML --config file (a flag wins). Exit codes: 0 success, 1 the run failed,
+2 a bad option.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Optional, Sequence
+
+from beam_ml import launch
+from beam_ml.options import BatchPredictOptions
+from beam_ml.predict import BatchPredict, PredictPlan, plan_predict
+
+
+def describe(plan: PredictPlan) -> dict:
+    return {"run_dir": plan.run_dir, "model_dir": plan.model_dir, "inputs": [f.path for f in plan.files],
+            "columns": dict(zip(plan.fmt.columns, plan.fmt.types))}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return launch.run_job(sys.argv[1:] if argv is None else argv, prog="python -m jobs.batch_predict",
+                          doc=__doc__, options_class=BatchPredictOptions, plan=plan_predict,
+                          graph=lambda plan: "BatchPredict" >> BatchPredict(plan), describe=describe,
+                          summary_keys=("run_id", "status", "model_dir", "counts", "predictions"))
+
+
+if __name__ == "__main__":
+    launch.quiet_logs()
+    launch.exit_now(main())
