@@ -4,7 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test benchmark clean
+EMU_VENV := .venv-emu
+EMU_STAMP := $(EMU_VENV)/.installed
+
+.PHONY: setup emulators demo test benchmark clean
 
 setup: $(STAMP)
 
@@ -19,10 +22,22 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 	$(PY) -m pip check
 	touch $(STAMP)
 
+# The BigQuery and GCS emulators the tests start, in their own venv (bqemulator needs protobuf/grpcio versions that
+# Beam rejects). DuckDB's extensions come from wheels: bqemulator would otherwise download them at start.
+emulators: $(EMU_STAMP)
+
+$(EMU_STAMP): tests/requirements-emulators.txt
+	$(PYTHON) -m venv $(EMU_VENV)
+	$(EMU_VENV)/bin/python -m pip install --quiet -r tests/requirements-emulators.txt
+	mkdir -p $(EMU_VENV)/duckdb-home
+	HOME=$(abspath $(EMU_VENV))/duckdb-home $(EMU_VENV)/bin/python -c \
+	  "from duckdb_extensions import import_extension; import_extension('spatial'); import_extension('avro')"
+	touch $(EMU_STAMP)
+
 demo: setup
 	$(PY) -m jobs.train_pipeline --config examples/penguins/config.yaml
 
-test: setup
+test: setup emulators
 	$(PY) -m pytest -q tests
 
 benchmark: setup

@@ -236,6 +236,12 @@ class PredictConfig(JobConfig):
     column_types: dict = _field({}, kind="json", help=COLUMN_TYPES_HELP + " The model's raw schema, when it has "
                                                                           "one, types its own features.")
     batch_bytes: int = _field(8 << 20, kind="int", regex=r"^[0-9]+$", help=BATCH_BYTES_HELP)
+    bigquery_table: Optional[str] = _field(None, regex=r"^[a-z][a-z0-9-]{4,61}[a-z0-9][:.][A-Za-z0-9_]{1,1024}\.[A-Za-z0-9_]{1,1024}$",
+                                           help="Also write the predictions to this BigQuery table "
+                                                "(project:dataset.table); created if needed, rows appended.")
+    bigquery_method: str = _field("FILE_LOADS", kind="choice", regex=r"^(FILE_LOADS|STREAMING_INSERTS)$",
+                                  help="How rows reach BigQuery: FILE_LOADS (load jobs from --temp_location) or "
+                                       "STREAMING_INSERTS.")
 
     def validate(self) -> None:
         super().validate()

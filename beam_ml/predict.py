@@ -5,7 +5,8 @@ in-process SavedModel handler on the `serving_default` signature) → one JSON l
 their column types (from the model's raw schema, so rows parse as in training) before any work, and fails with a
 `ConfigError` naming the option. `BatchPredict(plan)` is the whole job as one PTransform. Every row read ends up
 either in the predictions or in the dead letters (unparsable rows, rows without a key, batches the model
-rejected), and the run record says how many of each: `read = predicted + dead_letter`.
+rejected), and the run record says how many of each: `read = predicted + dead_letter`. Predictions go to JSON
+Lines files and, with `--bigquery_table`, to BigQuery too.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class PredictPlan:
     files: tuple[InputFile, ...]
     fmt: CsvFormat
     started: str
+    bigquery_schema: Optional[dict] = None
 
     @property
     def predictions_prefix(self) -> str:
@@ -52,7 +54,7 @@ class PredictPlan:
             "versions": package_versions(), "config": self.config.to_dict(), "model_dir": self.model_dir,
             "inputs": [dataclasses.asdict(f) for f in self.files],
             "csv_format": {"columns": list(self.fmt.columns), "types": list(self.fmt.types)},
-            "predictions": self.predictions_prefix + "-*.jsonl"})
+            "predictions": self.predictions_prefix + "-*.jsonl", "bigquery_table": self.config.bigquery_table})
 
 
 def plan_predict(config: PredictConfig) -> PredictPlan:
@@ -75,7 +77,8 @@ def plan_predict(config: PredictConfig) -> PredictPlan:
     require_column(fmt, config.key_column, "key_column")
     run_id, run_dir = new_run_dir(config.output_dir, config.run_id)
     return PredictPlan(config=config, run_id=run_id, run_dir=run_dir, model_dir=model_dir, files=tuple(files),
-                       fmt=fmt, started=utc_now())
+                       fmt=fmt, started=utc_now(),
+                       bigquery_schema=bigquery_schema(model_dir) if config.bigquery_table else None)
 
 
 def model_handler(model_dir: str) -> ModelHandler:
@@ -114,16 +117,33 @@ def _key_text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def prediction_record(keyed_log: tuple) -> str:
-    """(key, PredictionLog) → a JSON line {"key": ..., "<output>": [...]} with the signature's outputs."""
+def prediction_row(keyed_log: tuple) -> dict[str, Any]:
+    """(key, PredictionLog) → {"key": ..., "<output>": [values]} with each of the signature's outputs for that
+    one row, flattened (a BigQuery REPEATED column; a JSON list)."""
     import tensorflow as tf
 
     key, log = keyed_log
-    record: dict[str, Any] = {"key": key}
+    row: dict[str, Any] = {"key": key}
     for name, tensor in sorted(log.predict_log.response.outputs.items()):
-        values = tf.make_ndarray(tensor)
-        record[name] = (values[0] if values.shape[:1] == (1,) else values).tolist()
-    return json.dumps(record, sort_keys=True)
+        row[name] = tf.make_ndarray(tensor).reshape(-1).tolist()  # the batch dimension is 1: one example per log
+    return row
+
+
+def _to_json(row: dict) -> str:
+    return json.dumps(row, sort_keys=True)
+
+
+def bigquery_schema(model_dir: str) -> dict:
+    """`key:STRING` plus one REPEATED column per output of the serving signature, as a TableSchema dict."""
+    import tensorflow as tf
+
+    outputs = tf.saved_model.load(model_dir).signatures[SIGNATURE].structured_outputs
+    kinds = {tf.string: "STRING", tf.bool: "BOOLEAN"}
+    fields = [{"name": "key", "type": "STRING", "mode": "REQUIRED"}]
+    for name, spec in sorted(outputs.items()):
+        kind = kinds.get(spec.dtype, "INTEGER" if spec.dtype.is_integer else "FLOAT")
+        fields.append({"name": name, "type": kind, "mode": "REPEATED"})
+    return {"fields": fields}
 
 
 def failed_batch_dead_letters(failure: tuple) -> Iterator[DeadLetter]:
@@ -152,7 +172,7 @@ class BatchPredict(beam.PTransform):
         with beam.Pipeline() as p:
             outputs = p | BatchPredict(plan)
 
-    Outputs (dict): `predictions` (JSON lines), `dead_letter` and `manifest` (the record written to
+    Outputs (dict): `predictions` (one dict per row), `dead_letter` and `manifest` (the record written to
     run_manifest.json, with counts {read, predicted, dead_letter}).
     """
 
@@ -168,9 +188,14 @@ class BatchPredict(beam.PTransform):
         predicted, failed = (examples["examples"]
                              | "RunInference" >> RunInference(model_handler(plan.model_dir))
                              .with_exception_handling())
-        predictions = predicted | "ToJson" >> beam.Map(prediction_record)
-        _ = predictions | "WritePredictions" >> beam.io.WriteToText(plan.predictions_prefix,
-                                                                    file_name_suffix=".jsonl")
+        predictions = predicted | "ToRows" >> beam.Map(prediction_row)
+        _ = (predictions | "ToJson" >> beam.Map(_to_json)
+             | "WritePredictions" >> beam.io.WriteToText(plan.predictions_prefix, file_name_suffix=".jsonl"))
+        if plan.config.bigquery_table:
+            _ = predictions | "WriteBigQuery" >> beam.io.WriteToBigQuery(
+                plan.config.bigquery_table, schema=plan.bigquery_schema, method=plan.config.bigquery_method,
+                create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
+                write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND)
         dead_letters = ((ingested[DEAD_LETTER], examples[DEAD_LETTER],
                          failed.failed_inferences | "FailedBatches" >> beam.FlatMap(failed_batch_dead_letters))
                         | "AllDeadLetters" >> beam.Flatten())

@@ -69,6 +69,31 @@ def launched_penguins(tmp_path_factory) -> tuple[str, dict]:
 
 
 @pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory):
+    """The GCS emulator (gcp-storage-emulator) for this session; Beam's gcsio reaches it via STORAGE_EMULATOR_HOST."""
+    import emulators
+    data = tmp_path_factory.mktemp("gcs")
+    process, url, _ = emulators.start_gcs(str(data), str(tmp_path_factory.mktemp("gcs_logs")))
+    os.environ["STORAGE_EMULATOR_HOST"] = url
+    yield {"url": url, "root": str(data / ".cloudstorage")}
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def bq_emulator(gcs_emulator, tmp_path_factory):
+    """bqemulator (REST + Storage Read gRPC) for this session, with the test-only shim applied in this process
+    (so only in-process runners reach it)."""
+    import emulators
+    process, rest, grpc_target, _ = emulators.start_bq(gcs_emulator["root"], str(tmp_path_factory.mktemp("bq_logs")))
+    emulators.patch_auth()
+    emulators.patch_bigquery(rest, grpc_target)
+    emulators.patch_beam_temp_dataset_cleanup()
+    emulators.patch_query_destination()
+    yield {"rest": rest, "grpc": grpc_target, "project": emulators.PROJECT}
+    process.stop()
+
+
+@pytest.fixture(scope="session")
 def penguins_rows() -> list[str]:
     with open(PENGUINS_CSV) as f:
         return f.read().splitlines()

@@ -90,3 +90,35 @@ def test_no_pushed_model_fails_at_launch_naming_the_option(tmp_path, capsys):
     code = main(["--input", UNLABELLED, "--key_column", "penguin_id", "--serving_dir", str(tmp_path / "empty"),
                  "--output_dir", str(tmp_path / "runs")])
     assert code == 2 and "--serving_dir: no model version has been pushed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["STREAMING_INSERTS", "FILE_LOADS"])
+def test_predictions_are_also_written_to_bigquery(launched_penguins, bq_emulator, tmp_path, method):
+    """Against the BigQuery emulator (FILE_LOADS stages files in the GCS emulator)."""
+    import uuid
+
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery, storage
+
+    from jobs.batch_predict import main
+    project = bq_emulator["project"]
+    client = bigquery.Client(project=project, credentials=AnonymousCredentials(),
+                             client_options=ClientOptions(api_endpoint=bq_emulator["rest"]))
+    dataset = "predictions_" + uuid.uuid4().hex[:8]
+    client.create_dataset(dataset)
+    gcs = storage.Client(project=project, credentials=AnonymousCredentials())
+    if gcs.lookup_bucket("beam-tmp") is None:
+        gcs.create_bucket("beam-tmp")
+    bucket, _ = launched_penguins
+    code = main(["--input", os.path.join(bucket, UNLABELLED), "--key_column", "penguin_id",
+                 "--serving_dir", os.path.join(bucket, "serving", "penguins"), "--output_dir", str(tmp_path / "runs"),
+                 "--run_id", "bq", "--bigquery_table", f"{project}:{dataset}.penguins",
+                 "--bigquery_method", method, f"--project={project}", "--temp_location=gs://beam-tmp/tmp"])
+    assert code == 0
+    in_files = {p["key"]: p["outputs"] for p in _read_jsonl(str(tmp_path / "runs" / "bq" / "predictions" / "*.jsonl"))}
+    in_table = {r["key"]: list(r["outputs"])
+                for r in client.query(f"SELECT key, outputs FROM `{project}.{dataset}.penguins`").result()}
+    assert len(in_table) == 344 and in_table.keys() == in_files.keys()
+    for key, outputs in in_files.items():
+        np.testing.assert_allclose(in_table[key], outputs, rtol=1e-6)
