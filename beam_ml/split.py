@@ -9,6 +9,11 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 import pyarrow as pa
 
+try:
+    from beam_ml import _sha256mod  # built by setup.py when a C compiler and OpenSSL's headers are present
+except ImportError:
+    _sha256mod = None
+
 
 @dataclasses.dataclass(frozen=True)
 class HashSplit:
@@ -47,8 +52,16 @@ class HashSplit:
 
 
 def sha256_mod(keys: Sequence[bytes], modulus: int) -> np.ndarray:
-    """`int(sha256(k).hexdigest(), 16) % modulus` for each key, the big-integer remainder taken in numpy
-    (Horner's rule over the digest's eight 32-bit words) instead of one Python int per row."""
+    """`int(sha256(k).hexdigest(), 16) % modulus` for each key: in C when the extension is built, else
+    `sha256_mod_hashlib`."""
+    if _sha256mod is None:
+        return sha256_mod_hashlib(keys, modulus)
+    return np.frombuffer(_sha256mod.sha256_mod(list(keys), modulus), dtype="<i8")
+
+
+def sha256_mod_hashlib(keys: Sequence[bytes], modulus: int) -> np.ndarray:
+    """The same with hashlib, the big-integer remainder taken in numpy (Horner's rule over the digest's eight
+    32-bit words) instead of one Python int per row."""
     if not 0 < modulus < 2 ** 31:
         raise ValueError(f"modulus {modulus} out of range")
     sha256 = hashlib.sha256

@@ -39,3 +39,15 @@ def test_int_keys_hash_their_decimal_text_and_missing_keys_hash_empty():
     batch = pa.RecordBatch.from_arrays([pa.array([[12], None], pa.large_list(pa.int64()))], ["k"])
     index = HashSplit((("train", 2), ("eval", 1)), key="k").assign(batch, [b"", b""])
     assert list(index) == [_tfx_bucket(b"12", [2, 3]), _tfx_bucket(b"", [2, 3])]
+
+
+def test_the_c_hash_and_the_hashlib_fallback_agree_with_tfx_on_awkward_keys():
+    from beam_ml import split
+    assert split._sha256mod is not None, "the C extension was not built (setup.py build_ext)"
+    keys = [b"", b"\x00", b"a" * 55, b"a" * 56, b"a" * 64, b"\xff" * 1000, "ünïcode".encode()] + \
+           [f"row-{i}".encode() for i in range(2000)]
+    for modulus in (1, 2, 3, 7, 100, 2 ** 31 - 1):
+        expected = [int(hashlib.sha256(k).hexdigest(), 16) % modulus for k in keys]
+        assert list(split.sha256_mod(keys, modulus)) == expected
+        assert list(split.sha256_mod_hashlib(keys, modulus)) == expected
+    assert len(split.sha256_mod([], 3)) == 0
