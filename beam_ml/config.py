@@ -90,6 +90,7 @@ class JobConfig:
         return dataclasses.asdict(self)
 
 
+BIGQUERY_TABLE_REGEX = r"^[a-z][a-z0-9-]{4,61}[a-z0-9][:.][A-Za-z0-9_]{1,1024}\.[A-Za-z0-9_]{1,1024}$"  # project:ds.t
 RUN_ID_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 BATCH_BYTES_HELP = "Bytes of CSV parsed into one Arrow RecordBatch."
 COLUMN_TYPES_HELP = ('Column types as JSON ({"col": "int"|"float"|"string"}); columns not listed are inferred '
@@ -236,7 +237,7 @@ class PredictConfig(JobConfig):
     column_types: dict = _field({}, kind="json", help=COLUMN_TYPES_HELP + " The model's raw schema, when it has "
                                                                           "one, types its own features.")
     batch_bytes: int = _field(8 << 20, kind="int", regex=r"^[0-9]+$", help=BATCH_BYTES_HELP)
-    bigquery_table: Optional[str] = _field(None, regex=r"^[a-z][a-z0-9-]{4,61}[a-z0-9][:.][A-Za-z0-9_]{1,1024}\.[A-Za-z0-9_]{1,1024}$",
+    bigquery_table: Optional[str] = _field(None, regex=BIGQUERY_TABLE_REGEX,
                                            help="Also write the predictions to this BigQuery table "
                                                 "(project:dataset.table); created if needed, rows appended.")
     bigquery_method: str = _field("FILE_LOADS", kind="choice", regex=r"^(FILE_LOADS|STREAMING_INSERTS)$",

@@ -2,8 +2,8 @@
 
 Output of `ReadCsvSplits`: a dict with `"split_batches"` (`PCollection[(split name, pa.RecordBatch)]`, what
 TFDV's sliced statistics consume), the same batches as one `PCollection[pa.RecordBatch]` per split name,
-`"dead_letter"` (`PCollection[DeadLetter]`) and `"records_read"` (`PCollection[int]`, one count per chunk). Files are cut into
-byte-range chunks (a chunk owns the lines that start inside it) so large files parse in parallel and in large
+`"dead_letter"` (`PCollection[DeadLetter]`) and `"records_read"` (`PCollection[int]`, one count per chunk). Files are
+cut into byte-range chunks (a chunk owns the lines that start inside it) so large files parse in parallel and in large
 batches; the header is checked once per file.
 """
 from __future__ import annotations

@@ -94,8 +94,8 @@ class TrainModel(beam.PTransform):
                                    eval_files=out["eval"], after={"transform": out["transform_fn"]})
     """
 
-    def __init__(self, module: modules.UserModule, fn_args: FnArgs, train_files: beam.PCollection, eval_files: beam.PCollection,
-                 after: dict[str, beam.PCollection], min_ram: str = "4GB"):
+    def __init__(self, module: modules.UserModule, fn_args: FnArgs, train_files: beam.PCollection,
+                 eval_files: beam.PCollection, after: dict[str, beam.PCollection], min_ram: str = "4GB"):
         super().__init__()
         self._min_ram = min_ram
         self._module = module

@@ -39,6 +39,18 @@ def job_args(tmp_path, run_id: str, config: str = PENGUINS_CONFIG, **overrides: 
     return args
 
 
+# Python code for a subprocess script: an audit hook recording every name lookup and TCP connection in `events`.
+NETWORK_AUDIT = """
+import sys
+events = []
+def audit(event, args):
+    if event in ("socket.getaddrinfo", "socket.connect", "socket.gethostbyname"):
+        target = args[1] if event == "socket.connect" else args[0]
+        if not (event == "socket.connect" and isinstance(target, str)):  # AF_UNIX is local
+            events.append(f"{event} {target}")
+sys.addaudithook(audit)
+"""
+
 BUCKET = "gs://my-bucket/"
 
 

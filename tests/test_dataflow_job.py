@@ -11,19 +11,13 @@ import textwrap
 import pytest
 
 from beam_ml.flex import image_uri
-from conftest import PENGUINS_CONFIG, ROOT
+from conftest import NETWORK_AUDIT, PENGUINS_CONFIG, ROOT
 
 pytestmark = pytest.mark.e2e
 
 SCRIPT = textwrap.dedent("""
     import os, sys
-    events = []
-    def audit(event, args):
-        if event in ("socket.getaddrinfo", "socket.connect", "socket.gethostbyname"):
-            target = args[1] if event == "socket.connect" else args[0]
-            if not (event == "socket.connect" and isinstance(target, str)):  # AF_UNIX is local
-                events.append(f"{event} {target}")
-    sys.addaudithook(audit)
+    exec(NETWORK_AUDIT)  # records every name lookup and TCP connection in `events`
     sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
     import beam_ml
     import offline_dataflow  # stage to FAKE_GCS_ROOT, never submit
@@ -38,7 +32,8 @@ def _job_request(tmp_path, job: str, args: list[str]) -> tuple[dict, bytes]:
     args = args + ["--runner=DataflowRunner", "--no_auth", "--project=demo-project", "--region=us-central1",
                    "--temp_location=gs://demo-bkt/tmp", "--staging_location=gs://demo-bkt/staging",
                    f"--sdk_container_image={image}", f"--dataflow_job_file={tmp_path / 'job.json'}"]
-    script = SCRIPT.replace("ROOT", repr(ROOT)).replace("JOB", job).replace("ARGS", repr(args))
+    script = (SCRIPT.replace("NETWORK_AUDIT", repr(NETWORK_AUDIT)).replace("ROOT", repr(ROOT))
+              .replace("JOB", job).replace("ARGS", repr(args)))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "FAKE_GCS_ROOT": str(tmp_path / "gcs")})
     assert proc.returncode == 0, proc.stderr[-3000:]

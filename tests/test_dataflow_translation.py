@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from conftest import PENGUINS_CONFIG, ROOT
+from conftest import NETWORK_AUDIT, PENGUINS_CONFIG, ROOT
 
 DATAFLOW_ARGS = ["--runner=DataflowRunner", "--dry_run=True", "--no_auth", "--project=demo-project",
                  "--region=us-central1", "--temp_location=gs://demo-bkt/tmp",
@@ -15,7 +15,8 @@ DATAFLOW_ARGS = ["--runner=DataflowRunner", "--dry_run=True", "--no_auth", "--pr
 
 
 def _translate(job: str, args: list[str]) -> dict:
-    script = SCRIPT.replace("ROOT", repr(ROOT)).replace("ARGS", repr(args + DATAFLOW_ARGS)).replace("JOB", job)
+    script = (SCRIPT.replace("NETWORK_AUDIT", repr(NETWORK_AUDIT)).replace("ROOT", repr(ROOT))
+              .replace("ARGS", repr(args + DATAFLOW_ARGS)).replace("JOB", job))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -28,13 +29,7 @@ pytestmark = pytest.mark.e2e
 
 SCRIPT = textwrap.dedent("""
     import json, sys
-    events = []
-    def audit(event, args):
-        if event in ("socket.getaddrinfo", "socket.connect", "socket.gethostbyname"):
-            target = args[1] if event == "socket.connect" else args[0]
-            if not (event == "socket.connect" and isinstance(target, str)):  # AF_UNIX is local
-                events.append(f"{event} {target}")
-    sys.addaudithook(audit)
+    exec(NETWORK_AUDIT)  # records every name lookup and TCP connection in `events`
     sys.path.insert(0, ROOT)
     import beam_ml
     import apache_beam as beam
