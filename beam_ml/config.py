@@ -118,7 +118,7 @@ class PipelineConfig(JobConfig):
                                    help="Run id (default: UTC timestamp plus a short random suffix).")
     split_key: Optional[str] = _field(None, regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
                                       help="Feature whose value is hashed (sha256) to pick the split; default: the "
-                                           "whole record (the raw CSV line).")
+                                           "whole record (its typed values, the same for any spelling of them).")
     split_buckets: dict = _field({"train": 2, "eval": 1}, kind="json",
                                  help='Split names and hash bucket weights as JSON, e.g. {"train": 2, "eval": 1}. '
                                       "Must contain train and eval.")

@@ -1,8 +1,8 @@
 """CSV parsing into Arrow: the column format, its inference, and the chunk parser with exact dead-lettering.
 
 Data contract: a chunk of CSV bytes → one `pa.RecordBatch` whose columns are `large_list<int64|float32|
-large_binary>` (the layout TFXIO, TFDV and tf.Transform consume; a missing value is a null list), the raw lines that
-made it (for whole-record hashing), and one `DeadLetter` per malformed line.
+large_binary>` (the layout TFXIO, TFDV and tf.Transform consume; a missing value is a null list) and one
+`DeadLetter` per malformed line.
 
 The fast path is one multi-threaded pyarrow parse per chunk. Only a chunk that pyarrow rejects, or whose row count
 disagrees with its line count (a broken quote swallows following lines), is re-checked line by line, so each bad
@@ -146,7 +146,6 @@ def line_problem(line: bytes, fmt: CsvFormat) -> Optional[str]:
 @dataclasses.dataclass
 class ParsedChunk:
     batch: pa.RecordBatch
-    lines: list[bytes]  # the raw line of each row, in row order
     dead_letters: list[DeadLetter]
     records_read: int  # non-empty lines seen = batch.num_rows + len(dead_letters)
 
@@ -164,13 +163,13 @@ def parse_csv_chunk(data: bytes, fmt: CsvFormat, source: str,
     try:
         table = _parse_lines(data, len(lines), fmt) if lines else None
     except pa.ArrowInvalid:
-        table, lines, dead = _parse_slowly(data, fmt, source, first_line_number())
+        table, dead = _parse_slowly(data, fmt, source, first_line_number())
     if table is None:
         batch = pa.RecordBatch.from_pylist([], schema=fmt.arrow_schema())
     else:
         columns = [_to_list_array(col.combine_chunks()) for col in table.columns]
         batch = pa.RecordBatch.from_arrays(columns, schema=fmt.arrow_schema())
-    return ParsedChunk(batch=batch, lines=lines, dead_letters=dead, records_read=batch.num_rows + len(dead))
+    return ParsedChunk(batch=batch, dead_letters=dead, records_read=batch.num_rows + len(dead))
 
 
 def _parse_slowly(data: bytes, fmt: CsvFormat, source: str, first_line: int):
@@ -189,14 +188,12 @@ def _parse_slowly(data: bytes, fmt: CsvFormat, source: str, first_line: int):
         table = _parse_lines(_join([line for _, line in good]), len(good), fmt) if good else None
     except pa.ArrowInvalid:
         # The line checks and pyarrow disagree on some value: let pyarrow judge each line on its own.
-        kept, tables = [], []
+        tables = []
         for number, line in good:
             try:
                 tables.append(_parse_lines(_join([line]), 1, fmt))
-                kept.append((number, line))
             except pa.ArrowInvalid as e:
                 dead.append(DeadLetter(source=source, line=number, raw=line.decode("utf-8", "replace"),
                                        reason=f"rejected by the CSV parser: {e}"))
-        good = kept
         table = pa.concat_tables(tables) if tables else None
-    return table, [line for _, line in good], sorted(dead, key=lambda d: d.line)
+    return table, sorted(dead, key=lambda d: d.line)

@@ -162,7 +162,7 @@ class ParseAndSplitCsvChunk(beam.DoFn):
         for dead_letter in parsed.dead_letters:
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter)
         if parsed.batch.num_rows:
-            yield from self._split.partition(parsed.batch, parsed.lines)
+            yield from self._split.partition(parsed.batch)
 
 
 class ReadCsvSplits(beam.PTransform):

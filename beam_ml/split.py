@@ -1,5 +1,13 @@
 """Deterministic hash splits with TFX's semantics: sha256 of a key feature (or of the whole record) mod the total
-bucket weight, then the split whose cumulative weight first exceeds that bucket (`bisect`)."""
+bucket weight, then the split whose cumulative weight first exceeds that bucket (`bisect`).
+
+A key feature hashes as TFX hashes it: the value's text (an int as its decimal digits). The whole record hashes as
+its canonical bytes, built from the typed values rather than from how a file spelled them, so the same rows split the
+same way from CSV, Parquet, JSON Lines or a database. The bytes cover every column in name order. Each column gives
+a presence byte (0 missing, 1 present), then for a present value: an int as 8 bytes little-endian; a float as its
+IEEE float32 bits, 4 bytes little-endian, with -0.0 as 0.0 and every NaN alike; bytes as an 8-byte little-endian
+length and the bytes. (TFX hashes the serialized tf.Example instead, whose bytes depend on the encoder.)
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -19,8 +27,8 @@ except ImportError:
 class HashSplit:
     """Named splits with integer bucket weights, e.g. `HashSplit((("train", 2), ("eval", 1)))`.
 
-    `key` names the feature to hash; without it the whole record is hashed (for CSV: the raw line's bytes,
-    where TFX hashes the serialized tf.Example). A missing key value hashes as the empty string.
+    `key` names the feature to hash; without it the whole record is hashed (its canonical bytes, see above). A
+    missing key value hashes as the empty string.
     """
 
     buckets: tuple[tuple[str, int], ...]
@@ -34,15 +42,19 @@ class HashSplit:
     def names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.buckets)
 
-    def assign(self, batch: pa.RecordBatch, lines: Sequence[bytes]) -> np.ndarray:
+    def assign(self, batch: pa.RecordBatch) -> np.ndarray:
         """The split index of each row."""
-        keys = lines if self.key is None else [_key_bytes(v) for v in batch.column(self.key).to_pylist()]
         cumulative = np.cumsum([w for _, w in self.buckets])
-        return np.searchsorted(cumulative, sha256_mod(keys, int(cumulative[-1])), side="right")
+        modulus = int(cumulative[-1])
+        if self.key is None:
+            buckets = sha256_mod_records(batch, modulus)
+        else:
+            buckets = sha256_mod([_key_bytes(v) for v in batch.column(self.key).to_pylist()], modulus)
+        return np.searchsorted(cumulative, buckets, side="right")
 
-    def partition(self, batch: pa.RecordBatch, lines: Sequence[bytes]) -> Iterator[tuple[str, pa.RecordBatch]]:
+    def partition(self, batch: pa.RecordBatch) -> Iterator[tuple[str, pa.RecordBatch]]:
         """Yields (split name, rows of that split) for each non-empty split."""
-        index = self.assign(batch, lines)
+        index = self.assign(batch)
         for i, name in enumerate(self.names):
             mask = index == i
             if mask.all():
@@ -71,6 +83,70 @@ def sha256_mod_hashlib(keys: Sequence[bytes], modulus: int) -> np.ndarray:
     for j in range(8):  # remainder < 2**31, so remainder * 2**32 + word fits in 64 bits
         remainder = (remainder * np.uint64(1 << 32) + words[:, j].astype(np.uint64)) % m
     return remainder.astype(np.int64)
+
+
+_KINDS = {pa.int64(): 0, pa.float32(): 1, pa.large_binary(): 2}
+
+
+def _record_columns(batch: pa.RecordBatch) -> list[tuple[str, pa.LargeListArray]]:
+    columns = sorted(zip(batch.schema.names, batch.columns), key=lambda c: c[0])
+    for name, column in columns:
+        if not pa.types.is_large_list(column.type) or column.type.value_type not in _KINDS:
+            raise TypeError(f"column {name!r}: expected large_list<int64|float32|large_binary>, got {column.type}")
+    return columns
+
+
+def sha256_mod_records(batch: pa.RecordBatch, modulus: int) -> np.ndarray:
+    """`int(sha256(record).hexdigest(), 16) % modulus` for each row's canonical bytes (module docstring)."""
+    if _sha256mod is None:
+        return sha256_mod_hashlib(record_bytes(batch), modulus)
+    if batch.num_rows == 0:
+        return np.zeros(0, dtype=np.int64)
+    specs = []
+    for _, column in _record_columns(batch):
+        values = column.values
+        kind = _KINDS[values.type]
+        buffers = values.buffers()  # [validity, data] or [validity, offsets, data]
+        if kind == 2:
+            data, value_offsets = buffers[2] or b"", _sliced_offsets(buffers[1], values.offset, len(values))
+        else:
+            width = 8 if kind == 0 else 4
+            data, value_offsets = memoryview(buffers[1] or b"")[values.offset * width:], None
+        specs.append((kind, column.buffers()[1], data, value_offsets, column.offset))
+    return np.frombuffer(_sha256mod.sha256_mod_records(specs, batch.num_rows, modulus), dtype="<i8")
+
+
+def _sliced_offsets(buffer: pa.Buffer, offset: int, length: int) -> memoryview:
+    return memoryview(buffer)[offset * 8:(offset + length + 1) * 8]
+
+
+def record_bytes(batch: pa.RecordBatch) -> list[bytes]:
+    """Each row's canonical bytes, in Python (the reference for the C path, and its fallback)."""
+    encoders = []
+    for _, column in _record_columns(batch):
+        kind = _KINDS[column.type.value_type]
+        encoders.append((kind, column.to_pylist()))
+    rows = []
+    for i in range(batch.num_rows):
+        parts = []
+        for kind, values in encoders:
+            value = values[i]
+            if not value:
+                parts.append(b"\x00")
+            elif kind == 0:
+                parts.append(b"\x01" + int(value[0]).to_bytes(8, "little", signed=True))
+            elif kind == 1:
+                parts.append(b"\x01" + _float32_bits(value[0]))
+            else:
+                parts.append(b"\x01" + len(value[0]).to_bytes(8, "little") + value[0])
+        rows.append(b"".join(parts))
+    return rows
+
+
+def _float32_bits(value: float) -> bytes:
+    if value != value:
+        return (0x7FC00000).to_bytes(4, "little")
+    return np.array([0.0 if value == 0 else value], dtype="<f4").tobytes()
 
 
 def _key_bytes(value) -> bytes:

@@ -1,9 +1,11 @@
 import bisect
 import hashlib
+import struct
 
+import numpy as np
 import pyarrow as pa
 
-from beam_ml.split import HashSplit
+from beam_ml.split import HashSplit, record_bytes, sha256_mod_hashlib, sha256_mod_records
 
 
 def _tfx_bucket(key: bytes, cumulative: list[int]) -> int:
@@ -11,33 +13,66 @@ def _tfx_bucket(key: bytes, cumulative: list[int]) -> int:
     return bisect.bisect(cumulative, int(hashlib.sha256(key).hexdigest(), 16) % cumulative[-1])
 
 
-def test_whole_record_split_matches_tfx_formula_and_weights():
-    lines = [f"row-{i},{i * 7}".encode() for i in range(6000)]
-    batch = pa.RecordBatch.from_arrays([pa.array(range(6000))], ["i"])
+def _batch(**columns) -> pa.RecordBatch:
+    types = {int: pa.int64(), float: pa.float32(), bytes: pa.large_binary()}
+    arrays = []
+    for values in columns.values():
+        kind = next(type(v) for v in values if v is not None)
+        arrays.append(pa.array([None if v is None else [v] for v in values], pa.large_list(types[kind])))
+    return pa.RecordBatch.from_arrays(arrays, list(columns))
+
+
+def _canonical(row: dict) -> bytes:
+    """The documented record bytes, written out independently: columns by name, presence byte, value."""
+    out = b""
+    for name in sorted(row):
+        value = row[name]
+        if value is None:
+            out += b"\x00"
+        elif isinstance(value, int):
+            out += b"\x01" + struct.pack("<q", value)
+        elif isinstance(value, float):
+            out += b"\x01" + (struct.pack("<I", 0x7FC00000) if value != value else struct.pack("<f", value or 0.0))
+        else:
+            out += b"\x01" + struct.pack("<Q", len(value)) + value
+    return out
+
+
+def test_whole_record_split_hashes_the_canonical_record_with_tfx_bucketing():
+    rows = [{"b_text": f"row-{i}".encode() if i % 7 else None, "a_int": i * 7 - 300,
+             "c_float": float(i) / 3 if i % 5 else None} for i in range(6000)]
+    rows[1]["c_float"], rows[2]["c_float"], rows[3]["b_text"] = -0.0, float("nan"), b""
+    batch = _batch(**{name: [r[name] for r in rows] for name in ("c_float", "a_int", "b_text")})
     split = HashSplit((("train", 2), ("eval", 1)))
-    index = split.assign(batch, lines)
-    assert list(index) == [_tfx_bucket(line, [2, 3]) for line in lines]
+    index = split.assign(batch)
+    expected = [_tfx_bucket(_canonical({k: (float(np.float32(v)) if isinstance(v, float) else v)
+                                        for k, v in r.items()}), [2, 3]) for r in rows]
+    assert list(index) == expected
     assert abs((index == 0).mean() - 2 / 3) < 0.02
-    assert list(split.assign(batch, lines)) == list(index)  # deterministic
+    assert list(split.assign(batch.slice(1000, 2000))) == expected[1000:3000]  # sliced arrays too
+    reordered = pa.RecordBatch.from_arrays([batch.column(2), batch.column(0), batch.column(1)],
+                                           ["b_text", "c_float", "a_int"])
+    assert list(split.assign(reordered)) == expected  # column order does not matter
+    assert sha256_mod_hashlib(record_bytes(batch), 3).tolist() == sha256_mod_records(batch, 3).tolist()
 
 
 def test_key_split_keeps_every_key_in_one_split():
     keys = [[f"user{i % 50}".encode()] for i in range(1000)]
     batch = pa.RecordBatch.from_arrays([pa.array(keys, pa.large_list(pa.large_binary()))], ["user"])
     split = HashSplit((("train", 3), ("eval", 1), ("test", 1)), key="user")
-    index = split.assign(batch, [b""] * 1000)
+    index = split.assign(batch)
     by_key = {}
     for key, i in zip(keys, index):
         by_key.setdefault(key[0], set()).add(int(i))
     assert all(len(s) == 1 for s in by_key.values())
     assert list(index) == [_tfx_bucket(k[0], [3, 4, 5]) for k in keys]
-    parts = dict(split.partition(batch, [b""] * 1000))
+    parts = dict(split.partition(batch))
     assert sum(b.num_rows for b in parts.values()) == 1000
 
 
 def test_int_keys_hash_their_decimal_text_and_missing_keys_hash_empty():
     batch = pa.RecordBatch.from_arrays([pa.array([[12], None], pa.large_list(pa.int64()))], ["k"])
-    index = HashSplit((("train", 2), ("eval", 1)), key="k").assign(batch, [b"", b""])
+    index = HashSplit((("train", 2), ("eval", 1)), key="k").assign(batch)
     assert list(index) == [_tfx_bucket(b"12", [2, 3]), _tfx_bucket(b"", [2, 3])]
 
 
