@@ -1,4 +1,5 @@
-"""CSV parsing into Arrow: the column format, its inference, and the chunk parser with exact dead-lettering.
+"""CSV parsing into Arrow: the column format's inference from a header and a sample, and the chunk parser with exact
+dead-lettering.
 
 Data contract: a chunk of CSV bytes → one `pa.RecordBatch` whose columns are `large_list<int64|float32|
 large_binary>` (the layout TFXIO, TFDV and tf.Transform consume; a missing value is a null list) and one
@@ -16,16 +17,13 @@ import io
 import re
 from typing import Callable, Optional, Sequence
 
-import numpy as np
 import pyarrow as pa
 from pyarrow import csv as pa_csv
-from tensorflow_metadata.proto.v0 import schema_pb2
 
 from beam_ml.deadletter import DeadLetter
+from beam_ml.records import ARROW_TYPES, RecordFormat, to_list_array
 
 NULL_VALUES = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
-_ARROW_TYPES = {"int": pa.int64(), "float": pa.float32(), "string": pa.large_binary()}
-_TFMD_TYPES = {"int": schema_pb2.INT, "float": schema_pb2.FLOAT, "string": schema_pb2.BYTES}
 # What pyarrow's converters accept (checked in tests against pyarrow itself), used to name the bad value.
 _VALUE_PATTERNS = {
     "int": re.compile(r"\s*-?(\d+|0[xX][0-9a-fA-F]+)\s*"),
@@ -33,41 +31,12 @@ _VALUE_PATTERNS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class CsvFormat:
-    """Column names and types ('int' | 'float' | 'string') of a headed CSV dataset."""
-
-    columns: tuple[str, ...]
-    types: tuple[str, ...]
-    delimiter: str = ","
-
-    def __post_init__(self):
-        if len(self.columns) != len(self.types):
-            raise ValueError("columns and types differ in length")
-        if len(set(self.columns)) != len(self.columns):
-            raise ValueError(f"duplicate column names in {self.columns}")
-
-    def type_of(self, column: str) -> str:
-        return self.types[self.columns.index(column)]
-
-    def arrow_schema(self) -> pa.Schema:
-        """The schema of the RecordBatches the parser emits."""
-        return pa.schema([(c, pa.large_list(_ARROW_TYPES[t])) for c, t in zip(self.columns, self.types)])
-
-    def tfmd_schema(self) -> schema_pb2.Schema:
-        """A types-only TFMD schema: every feature optional and variable-length (a SparseTensor in tf.Transform)."""
-        schema = schema_pb2.Schema()
-        for column, kind in zip(self.columns, self.types):
-            schema.feature.add(name=column, type=_TFMD_TYPES[kind])
-        return schema
-
-
 def parse_header(header: bytes, delimiter: str = ",") -> tuple[str, ...]:
     """Column names of a header line (quotes removed, as for any CSV row)."""
     return tuple(next(csv.reader([header.decode("utf-8").rstrip("\r\n")], delimiter=delimiter)))
 
 
-def infer_csv_format(header: bytes, sample: bytes, column_types: dict[str, str], delimiter: str = ",") -> CsvFormat:
+def infer_csv_format(header: bytes, sample: bytes, column_types: dict[str, str], delimiter: str = ",") -> RecordFormat:
     """Column names from the header line; types from `column_types`, else inferred by pyarrow on the sample.
 
     A column pyarrow reads as int64 is 'int', as a floating type 'float'; anything else (text, dates, booleans,
@@ -86,20 +55,10 @@ def infer_csv_format(header: bytes, sample: bytes, column_types: dict[str, str],
             inferred[name] = ("int" if pa.types.is_integer(field_type) else
                               "float" if pa.types.is_floating(field_type) else "string")
     types = tuple(column_types.get(c) or inferred.get(c, "string") for c in columns)
-    return CsvFormat(columns=columns, types=types, delimiter=delimiter)
+    return RecordFormat(columns=columns, types=types, delimiter=delimiter)
 
 
-def _to_list_array(values: pa.Array) -> pa.Array:
-    """Wraps each value in a one-element list; a null value becomes a null list (a missing feature)."""
-    if values.null_count == 0:
-        return pa.LargeListArray.from_arrays(pa.array(np.arange(len(values) + 1, dtype=np.int64)), values)
-    valid = values.is_valid().to_numpy(zero_copy_only=False)
-    offsets = np.zeros(len(values) + 1, dtype=np.int64)
-    np.cumsum(valid, out=offsets[1:])
-    return pa.LargeListArray.from_arrays(pa.array(offsets), values.drop_null(), mask=pa.array(~valid))
-
-
-def _parse_lines(data: bytes, expected_rows: int, fmt: CsvFormat) -> pa.Table:
+def _parse_lines(data: bytes, expected_rows: int, fmt: RecordFormat) -> pa.Table:
     """Parses complete CSV lines (no header) into a table of primitive columns; raises pa.ArrowInvalid unless
     every one of the `expected_rows` non-empty lines became exactly one row."""
     invalid: list[int] = []
@@ -113,7 +72,7 @@ def _parse_lines(data: bytes, expected_rows: int, fmt: CsvFormat) -> pa.Table:
         read_options=pa_csv.ReadOptions(column_names=list(fmt.columns), block_size=1 << 26),
         parse_options=pa_csv.ParseOptions(delimiter=fmt.delimiter, invalid_row_handler=on_invalid),
         convert_options=pa_csv.ConvertOptions(
-            column_types={c: _ARROW_TYPES[t] for c, t in zip(fmt.columns, fmt.types)},
+            column_types={c: ARROW_TYPES[t] for c, t in zip(fmt.columns, fmt.types)},
             null_values=list(NULL_VALUES), strings_can_be_null=True, quoted_strings_can_be_null=False))
     if invalid or table.num_rows != expected_rows:
         raise pa.ArrowInvalid(f"{len(invalid)} invalid rows, {table.num_rows} rows for {expected_rows} lines")
@@ -124,7 +83,7 @@ def _join(lines: Sequence[bytes]) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
-def line_problem(line: bytes, fmt: CsvFormat) -> Optional[str]:
+def line_problem(line: bytes, fmt: RecordFormat) -> Optional[str]:
     """Why one CSV line cannot become a row of `fmt`, or None if it can."""
     try:
         text = line.decode("utf-8")
@@ -150,7 +109,7 @@ class ParsedChunk:
     records_read: int  # non-empty lines seen = batch.num_rows + len(dead_letters)
 
 
-def parse_csv_chunk(data: bytes, fmt: CsvFormat, source: str,
+def parse_csv_chunk(data: bytes, fmt: RecordFormat, source: str,
                     first_line_number: Callable[[], int]) -> ParsedChunk:
     """Parses whole CSV lines (no header) into a RecordBatch; malformed lines become dead letters.
 
@@ -167,12 +126,12 @@ def parse_csv_chunk(data: bytes, fmt: CsvFormat, source: str,
     if table is None:
         batch = pa.RecordBatch.from_pylist([], schema=fmt.arrow_schema())
     else:
-        columns = [_to_list_array(col.combine_chunks()) for col in table.columns]
+        columns = [to_list_array(col.combine_chunks()) for col in table.columns]
         batch = pa.RecordBatch.from_arrays(columns, schema=fmt.arrow_schema())
     return ParsedChunk(batch=batch, dead_letters=dead, records_read=batch.num_rows + len(dead))
 
 
-def _parse_slowly(data: bytes, fmt: CsvFormat, source: str, first_line: int):
+def _parse_slowly(data: bytes, fmt: RecordFormat, source: str, first_line: int):
     good: list[bytes] = []
     dead: list[DeadLetter] = []
     for number, line in enumerate(data.split(b"\n"), start=first_line):

@@ -18,7 +18,7 @@ from tfx_bsl.coders import example_coder
 from tfx_bsl.tfxio import tensor_adapter
 
 from beam_ml import fileutil
-from beam_ml.csv_format import CsvFormat
+from beam_ml.records import RecordFormat
 from beam_ml.export import OUTPUT_KEY
 from beam_ml.transform import tensor_adapter_config
 
@@ -141,7 +141,7 @@ class EvaluateModel(beam.PTransform):
     """
 
     def __init__(self, eval_config: tfma.EvalConfig, candidate_dir: str, baseline_dir: Optional[str],
-                 output_path: str, fmt: CsvFormat):
+                 output_path: str, fmt: RecordFormat):
         super().__init__()
         self._eval_config = eval_config
         self._candidate_dir = candidate_dir

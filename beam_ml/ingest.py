@@ -17,7 +17,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from beam_ml.csv_format import CsvFormat, infer_csv_format, parse_csv_chunk, parse_header
+from beam_ml.csv_format import infer_csv_format, parse_csv_chunk, parse_header
+from beam_ml.records import RecordFormat
 from beam_ml.split import HashSplit
 
 DEAD_LETTER = "dead_letter"
@@ -104,7 +105,7 @@ def count_lines_before(path: str, offset: int) -> int:
     return count
 
 
-def resolve_csv_input(pattern: str, column_types: dict[str, str]) -> tuple[list[InputFile], CsvFormat]:
+def resolve_csv_input(pattern: str, column_types: dict[str, str]) -> tuple[list[InputFile], RecordFormat]:
     """Matches the glob and reads headers (all must agree) and a type sample, when the graph is built.
 
     Raises ValueError for no files, differing headers, or no data rows in any file.
@@ -140,7 +141,7 @@ class ParseAndSplitCsvChunk(beam.DoFn):
     """Parses one chunk, splits its rows by hash; emits (split name, batch) pairs, and dead letters and the read
     count as tagged outputs."""
 
-    def __init__(self, fmt: CsvFormat, split: HashSplit):
+    def __init__(self, fmt: RecordFormat, split: HashSplit):
         self._fmt = fmt
         self._split = split
         self._rows = Metrics.counter("ingest", "rows_parsed")
@@ -182,7 +183,7 @@ class ReadCsvSplits(beam.PTransform):
       chunk_bytes: bytes parsed into one RecordBatch.
     """
 
-    def __init__(self, files: Sequence[InputFile], fmt: CsvFormat, split: HashSplit, chunk_bytes: int = 8 << 20):
+    def __init__(self, files: Sequence[InputFile], fmt: RecordFormat, split: HashSplit, chunk_bytes: int = 8 << 20):
         super().__init__()
         if not files:
             raise ValueError("files is empty")

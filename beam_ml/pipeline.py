@@ -17,7 +17,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from beam_ml import modules
 from beam_ml.config import ConfigError, PipelineConfig
-from beam_ml.csv_format import CsvFormat
+from beam_ml.records import RecordFormat
 from beam_ml.deadletter import WriteDeadLetters
 from beam_ml.evaluate import EvaluateModel, build_eval_config
 from beam_ml.ingest import DEAD_LETTER, RECORDS_READ, SPLIT_BATCHES, InputFile, ReadCsvSplits, resolve_csv_input
@@ -41,7 +41,7 @@ class RunPlan:
     run_id: str
     run_dir: str
     files: tuple[InputFile, ...]
-    fmt: CsvFormat
+    fmt: RecordFormat
     schema: Optional[schema_pb2.Schema]
     drift_baseline: Optional[statistics_pb2.DatasetFeatureStatisticsList]
     baseline_model: Optional[str]
@@ -111,7 +111,7 @@ def plan_run(config: PipelineConfig) -> RunPlan:
                    started=utc_now(), module=user_module)
 
 
-def resolve_input(pattern: str, column_types: dict[str, str]) -> tuple[list[InputFile], CsvFormat]:
+def resolve_input(pattern: str, column_types: dict[str, str]) -> tuple[list[InputFile], RecordFormat]:
     """`resolve_csv_input`, with any failure reported against `--input`."""
     try:
         return resolve_csv_input(pattern, column_types)
@@ -136,12 +136,12 @@ def absolute(path: Optional[str]) -> Optional[str]:
     return path if path is None or "://" in path else os.path.abspath(path)
 
 
-def require_column(fmt: CsvFormat, column: str, option: str) -> None:
+def require_column(fmt: RecordFormat, column: str, option: str) -> None:
     if column not in fmt.columns:
         raise ConfigError(option, f"column {column!r} is not in the input header ({', '.join(fmt.columns)})")
 
 
-def _check_preprocessing_inputs(module: Any, fmt: CsvFormat, config: PipelineConfig) -> None:
+def _check_preprocessing_inputs(module: Any, fmt: RecordFormat, config: PipelineConfig) -> None:
     """Traces preprocessing_fn on the input's columns so a missing column is named now, not mid-run."""
     import tensorflow as tf
     import tensorflow_transform as tft

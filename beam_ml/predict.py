@@ -20,7 +20,7 @@ import pyarrow as pa
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
 from beam_ml.config import ConfigError, PredictConfig
-from beam_ml.csv_format import CsvFormat
+from beam_ml.records import RecordFormat
 from beam_ml.deadletter import DeadLetter, WriteDeadLetters
 from beam_ml.export import raw_column_types
 from beam_ml.ingest import DEAD_LETTER, RECORDS_READ, InputFile, ReadCsvSplits
@@ -40,7 +40,7 @@ class PredictPlan:
     run_dir: str
     model_dir: str
     files: tuple[InputFile, ...]
-    fmt: CsvFormat
+    fmt: RecordFormat
     started: str
     bigquery_schema: Optional[dict] = None
 

@@ -17,12 +17,12 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
-from beam_ml.csv_format import CsvFormat
+from beam_ml.records import RecordFormat
 
 TRANSFORMED_EXAMPLES = "transformed_examples"
 
 
-def tensor_adapter_config(fmt: CsvFormat) -> tensor_adapter.TensorAdapterConfig:
+def tensor_adapter_config(fmt: RecordFormat) -> tensor_adapter.TensorAdapterConfig:
     """How tf.Transform sees the ingest batches: every raw feature a SparseTensor (values may be missing)."""
     return tensor_adapter.TensorAdapterConfig(
         fmt.arrow_schema(),
@@ -45,7 +45,7 @@ class TransformSplits(beam.PTransform):
       temp_dir: tf.Transform's scratch space.
     """
 
-    def __init__(self, preprocessing_fn: Callable, fmt: CsvFormat, output_dir: str, temp_dir: str,
+    def __init__(self, preprocessing_fn: Callable, fmt: RecordFormat, output_dir: str, temp_dir: str,
                  analyze_split: str = "train"):
         super().__init__()
         self._preprocessing_fn = preprocessing_fn
@@ -75,7 +75,7 @@ class TransformSplits(beam.PTransform):
         return outputs
 
 
-def _write_raw_metadata(unused_published, fmt: CsvFormat, path: str) -> str:
+def _write_raw_metadata(unused_published, fmt: RecordFormat, path: str) -> str:
     """The raw schema beside transform_fn/, where `TFTransformOutput.raw_feature_spec()` reads it."""
     metadata_io.write_metadata(dataset_metadata.DatasetMetadata(fmt.tfmd_schema()), path)
     return path

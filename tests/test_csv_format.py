@@ -4,9 +4,10 @@ import pyarrow as pa
 import pytest
 from pyarrow import csv as pa_csv
 
-from beam_ml.csv_format import (NULL_VALUES, CsvFormat, infer_csv_format, line_problem, parse_csv_chunk)
+from beam_ml.csv_format import NULL_VALUES, infer_csv_format, line_problem, parse_csv_chunk
+from beam_ml.records import RecordFormat
 
-FMT = CsvFormat(columns=("name", "count", "score"), types=("string", "int", "float"))
+FMT = RecordFormat(columns=("name", "count", "score"), types=("string", "int", "float"))
 
 
 def _no_line_numbers():
@@ -48,7 +49,7 @@ def test_malformed_lines_are_dead_lettered_with_line_numbers_and_reasons():
 @pytest.mark.parametrize("value", ["1", "-3", "+3", " 4", "4 ", "1e3", "0x1F", "1_0", "inf", "-inf", "Infinity", "-Infinity", "nan", "NaN",
                                    "1.", ".5", "3.0", "1,5", "abc", "NA", "--1", "1e", "e3"])
 def test_line_check_agrees_with_pyarrow(kind, value):
-    fmt = CsvFormat(columns=("v",), types=(kind,))
+    fmt = RecordFormat(columns=("v",), types=(kind,))
     line = f'"{value}"' if "," in value else value
     try:
         pa_csv.read_csv(io.BytesIO(line.encode() + b"\n"), read_options=pa_csv.ReadOptions(column_names=["v"]),
