@@ -102,7 +102,8 @@ class PipelineConfig(JobConfig):
     """Everything one training run needs. Field metadata drives the flags, `--help` and the template metadata."""
 
     input: str = _field(None, required=True, regex=r"^\S+$",
-                        help="Input CSV file glob (local path or gs://), e.g. data/*.csv. Every file has a header.")
+                        help="Input file glob (local path or gs://), e.g. data/*.csv: CSV with a header, JSON Lines "
+                             "(.jsonl) or Parquet (.parquet), by extension.")
     # Not `label`: Beam's Dataflow options already own `--label` (an alias of `--labels`).
     label_key: str = _field(None, required=True, regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
                             help="Name of the raw label column; the preprocessing_fn outputs the transformed label "
@@ -222,7 +223,8 @@ class PredictConfig(JobConfig):
     """One batch prediction run: which data, which model, where the predictions go."""
 
     input: str = _field(None, required=True, regex=r"^\S+$",
-                        help="Input CSV file glob (local path or gs://) of rows to predict; every file has a header.")
+                        help="Input file glob (local path or gs://) of rows to predict: CSV with a header, JSON "
+                             "Lines (.jsonl) or Parquet (.parquet), by extension.")
     key_column: str = _field(None, required=True, regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
                              help="Column that identifies a row; each prediction is written with its value.")
     output_dir: str = _field(None, required=True, regex=r"^\S+$",

@@ -1,15 +1,19 @@
-"""Ingest: CSV files (a glob) → Arrow RecordBatches per split, plus dead letters and the count of records read.
+"""Ingest: files (a glob of CSV, JSON Lines or Parquet) → Arrow RecordBatches per split, plus dead letters and
+the count of records read.
 
-Output of `ReadCsvSplits`: a dict with `"split_batches"` (`PCollection[(split name, pa.RecordBatch)]`, what
-TFDV's sliced statistics consume), the same batches as one `PCollection[pa.RecordBatch]` per split name,
-`"dead_letter"` (`PCollection[DeadLetter]`) and `"records_read"` (`PCollection[int]`, one count per chunk). Files are
-cut into byte-range chunks (a chunk owns the lines that start inside it) so large files parse in parallel and in large
-batches; the header is checked once per file.
+The file kind comes from the extension (`.parquet`/`.pq`, `.jsonl`/`.ndjson`/`.json`; anything else is CSV); one
+glob holds one kind. Output of `ReadSplits`: a dict with `"split_batches"` (`PCollection[(split name,
+pa.RecordBatch)]`, what TFDV's sliced statistics consume), the same batches as one `PCollection[pa.RecordBatch]` per
+split name, `"dead_letter"` (`PCollection[DeadLetter]`) and `"records_read"` (`PCollection[int]`, one count per
+chunk). Text files are cut into byte-range chunks (a chunk owns the lines that start inside it) so large files parse
+in parallel and in large batches (a CSV header is checked once per file); Parquet files are read a row group at a
+time.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from typing import Iterator, Sequence
 
 import apache_beam as beam
@@ -17,7 +21,9 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from beam_ml.csv_format import infer_csv_format, parse_csv_chunk, parse_header
+from beam_ml.csv_format import ParsedChunk, infer_csv_format, parse_csv_chunk, parse_header
+from beam_ml.jsonl_format import infer_jsonl_format, parse_jsonl_chunk
+from beam_ml.parquet_format import infer_parquet_format, read_row_group, row_group_count
 from beam_ml.records import RecordFormat
 from beam_ml.split import HashSplit
 
@@ -29,13 +35,13 @@ _SAMPLE_BYTES = 8 << 20
 _UTF8_BOM = b"\xef\xbb\xbf"  # spreadsheet exports start with it; it is not part of the first column's name
 
 
-@dataclasses.dataclass(frozen=True)
-class CsvChunk:
-    """The lines of `path` that start in the byte range [start, end)."""
+KINDS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
+         ".json": "jsonl"}
 
-    path: str
-    start: int
-    end: int
+
+def file_kind(path: str) -> str:
+    """'csv' | 'jsonl' | 'parquet', from the extension; CSV when it is none of these."""
+    return KINDS.get(os.path.splitext(path)[1].lower(), "csv")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,10 +49,50 @@ class InputFile:
     path: str
     size: int
     sha256: str
+    kind: str = "csv"
 
 
-def plan_chunks(path: str, size: int, chunk_bytes: int) -> list[CsvChunk]:
-    return [CsvChunk(path, start, min(start + chunk_bytes, size)) for start in range(0, max(size, 1), chunk_bytes)]
+@dataclasses.dataclass(frozen=True)
+class ByteRange:
+    """The lines of a text file (CSV or JSON Lines) that start in the byte range [start, end)."""
+
+    path: str
+    start: int
+    end: int
+    kind: str = "csv"
+
+    def parse(self, fmt: RecordFormat) -> ParsedChunk:
+        data, begin, at_file_start = read_chunk(self)
+        if at_file_start and self.kind == "csv":
+            header, _, data = data.partition(b"\n")
+            columns = parse_header(header.removeprefix(_UTF8_BOM), fmt.delimiter)
+            if columns != fmt.columns:
+                raise ValueError(f"{self.path}: header columns {columns} differ from those the job was built "
+                                 f"with ({fmt.columns})")
+            begin += len(header) + 1
+        elif at_file_start:
+            data = data.removeprefix(_UTF8_BOM)
+        parse = parse_csv_chunk if self.kind == "csv" else parse_jsonl_chunk
+        return parse(data, fmt, self.path, lambda: count_lines_before(self.path, begin) + 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class RowGroup:
+    """One row group of a Parquet file."""
+
+    path: str
+    index: int
+
+    def parse(self, fmt: RecordFormat) -> ParsedChunk:
+        return read_row_group(self.path, self.index, fmt)
+
+
+def plan_chunks(file: InputFile, chunk_bytes: int) -> list:
+    """The units read in parallel: row groups of a Parquet file, byte ranges of a text file."""
+    if file.kind == "parquet":
+        return [RowGroup(file.path, i) for i in range(row_group_count(file.path))]
+    return [ByteRange(file.path, start, min(start + chunk_bytes, file.size), file.kind)
+            for start in range(0, max(file.size, 1), chunk_bytes)]
 
 
 def _open(path: str):
@@ -64,7 +110,7 @@ def read_header(path: str) -> bytes:
     return head.split(b"\n", 1)[0].rstrip(b"\r").removeprefix(_UTF8_BOM)
 
 
-def read_chunk(chunk: CsvChunk) -> tuple[bytes, int, bool]:
+def read_chunk(chunk: ByteRange) -> tuple[bytes, int, bool]:
     """The bytes of the chunk's whole lines, the offset they start at, and whether they start with the header."""
     with _open(chunk.path) as f:
         begin = chunk.start
@@ -105,26 +151,42 @@ def count_lines_before(path: str, offset: int) -> int:
     return count
 
 
-def resolve_csv_input(pattern: str, column_types: dict[str, str]) -> tuple[list[InputFile], RecordFormat]:
-    """Matches the glob and reads headers (all must agree) and a type sample, when the graph is built.
+def resolve_files(pattern: str, column_types: dict[str, str]) -> tuple[list[InputFile], RecordFormat]:
+    """Matches the glob and works out the record format from the files, when the graph is built: CSV headers (all
+    must agree) and a type sample, a JSON Lines sample, or every Parquet file's schema.
 
-    Raises ValueError for no files, differing headers, or no data rows in any file.
+    Raises ValueError for no files, mixed kinds, differing headers or schemas, or no data rows in any file.
     """
     matches = FileSystems.match([pattern])[0].metadata_list
     if not matches:
         raise ValueError(f"{pattern!r} matches no files")
     paths = sorted(m.path for m in matches)
-    headers = {p: read_header(p) for p in paths}
-    first = paths[0]
-    for path in paths[1:]:
-        if headers[path] != headers[first]:
-            raise ValueError(f"header of {path} differs from {first}: {headers[path]!r} vs {headers[first]!r}")
-    with _open(first) as f:
-        sample = f.read(_SAMPLE_BYTES)
-    fmt = infer_csv_format(headers[first], sample.split(b"\n", 1)[1] if b"\n" in sample else b"", column_types)
-    files = [InputFile(p, *_size_and_sha256(p)) for p in paths]
-    if all(f.size <= len(headers[f.path]) + 2 for f in files):
-        raise ValueError(f"{pattern!r}: {len(files)} file(s) but no data rows, only headers")
+    kinds = {file_kind(p) for p in paths}
+    if len(kinds) > 1:
+        raise ValueError(f"{pattern!r} matches files of several kinds ({', '.join(sorted(kinds))}); use one glob "
+                         f"per kind")
+    kind = kinds.pop()
+    files = [InputFile(p, *_size_and_sha256(p), kind=kind) for p in paths]
+    if kind == "parquet":
+        fmt = infer_parquet_format(paths, column_types)
+        empty = all(sum(1 for _ in range(row_group_count(p))) == 0 for p in paths)
+    elif kind == "jsonl":
+        with _open(paths[0]) as f:
+            sample = f.read(_SAMPLE_BYTES).removeprefix(_UTF8_BOM)
+        fmt = infer_jsonl_format(sample, column_types)
+        empty = not fmt.columns
+    else:
+        headers = {p: read_header(p) for p in paths}
+        first = paths[0]
+        for path in paths[1:]:
+            if headers[path] != headers[first]:
+                raise ValueError(f"header of {path} differs from {first}: {headers[path]!r} vs {headers[first]!r}")
+        with _open(first) as f:
+            sample = f.read(_SAMPLE_BYTES)
+        fmt = infer_csv_format(headers[first], sample.split(b"\n", 1)[1] if b"\n" in sample else b"", column_types)
+        empty = all(f.size <= len(headers[f.path]) + 2 for f in files)
+    if empty:
+        raise ValueError(f"{pattern!r}: {len(files)} file(s) but no data rows")
     return files, fmt
 
 
@@ -137,7 +199,7 @@ def _size_and_sha256(path: str) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-class ParseAndSplitCsvChunk(beam.DoFn):
+class ParseAndSplit(beam.DoFn):
     """Parses one chunk, splits its rows by hash; emits (split name, batch) pairs, and dead letters and the read
     count as tagged outputs."""
 
@@ -147,16 +209,9 @@ class ParseAndSplitCsvChunk(beam.DoFn):
         self._rows = Metrics.counter("ingest", "rows_parsed")
         self._dead = Metrics.counter("ingest", "dead_letters")
 
-    def process(self, chunk: CsvChunk) -> Iterator:
-        data, begin, has_header = read_chunk(chunk)
-        if has_header:
-            header, _, data = data.partition(b"\n")
-            columns = parse_header(header.removeprefix(_UTF8_BOM), self._fmt.delimiter)
-            if columns != self._fmt.columns:
-                raise ValueError(f"{chunk.path}: header columns {columns} differ from those the job was built "
-                                 f"with ({self._fmt.columns})")
-            begin += len(header) + 1
-        parsed = parse_csv_chunk(data, self._fmt, chunk.path, lambda: count_lines_before(chunk.path, begin) + 1)
+    def process(self, chunk) -> Iterator:
+        """`chunk`: a `ByteRange` or a `RowGroup`."""
+        parsed = chunk.parse(self._fmt)
         self._rows.inc(parsed.batch.num_rows)
         self._dead.inc(len(parsed.dead_letters))
         yield beam.pvalue.TaggedOutput(RECORDS_READ, parsed.records_read)
@@ -166,13 +221,13 @@ class ParseAndSplitCsvChunk(beam.DoFn):
             yield from self._split.partition(parsed.batch)
 
 
-class ReadCsvSplits(beam.PTransform):
-    """Reads headed CSV files into RecordBatches per split, with dead letters and read counts.
+class ReadSplits(beam.PTransform):
+    """Reads CSV, JSON Lines or Parquet files into RecordBatches per split, with dead letters and read counts.
 
     Example::
 
-        files, fmt = resolve_csv_input("data/*.csv", column_types={})
-        out = p | ReadCsvSplits(files, fmt, HashSplit((("train", 2), ("eval", 1))))
+        files, fmt = resolve_files("data/*.parquet", column_types={})
+        out = p | ReadSplits(files, fmt, HashSplit((("train", 2), ("eval", 1))))
         train_batches, dead_letters, keyed = out["train"], out["dead_letter"], out["split_batches"]
 
     Args:
@@ -180,7 +235,7 @@ class ReadCsvSplits(beam.PTransform):
         manifest; not globbed again, so names with glob characters are read as they are).
       fmt: their columns and types.
       split: how rows are assigned to named splits.
-      chunk_bytes: bytes parsed into one RecordBatch.
+      chunk_bytes: bytes of a text file parsed into one RecordBatch (a Parquet row group is one batch).
     """
 
     def __init__(self, files: Sequence[InputFile], fmt: RecordFormat, split: HashSplit, chunk_bytes: int = 8 << 20):
@@ -191,7 +246,7 @@ class ReadCsvSplits(beam.PTransform):
             raise ValueError(f"split key {split.key!r} is not a column ({', '.join(fmt.columns)})")
         if split.key is not None and fmt.type_of(split.key) == "float":
             raise ValueError(f"split key {split.key!r} is a float column; hash an int or string column")
-        self._chunks = [c for f in files for c in plan_chunks(f.path, f.size, chunk_bytes)]
+        self._chunks = [c for f in files for c in plan_chunks(f, chunk_bytes)]
         self._fmt = fmt
         self._split = split
 
@@ -199,7 +254,7 @@ class ReadCsvSplits(beam.PTransform):
         outputs = (pbegin
                    | "Chunks" >> beam.Create(self._chunks)
                    | "Distribute" >> beam.Reshuffle()
-                   | "ParseAndSplit" >> beam.ParDo(ParseAndSplitCsvChunk(self._fmt, self._split)).with_outputs(
+                   | "ParseAndSplit" >> beam.ParDo(ParseAndSplit(self._fmt, self._split)).with_outputs(
                        RECORDS_READ, DEAD_LETTER, main=SPLIT_BATCHES))
         names = self._split.names
         # Partition, not one tagged output per split: FnApiRunner materializes a Flatten, and the statistics

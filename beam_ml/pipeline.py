@@ -20,7 +20,7 @@ from beam_ml.config import ConfigError, PipelineConfig
 from beam_ml.records import RecordFormat
 from beam_ml.deadletter import WriteDeadLetters
 from beam_ml.evaluate import EvaluateModel, build_eval_config
-from beam_ml.ingest import DEAD_LETTER, RECORDS_READ, SPLIT_BATCHES, InputFile, ReadCsvSplits, resolve_csv_input
+from beam_ml.ingest import DEAD_LETTER, RECORDS_READ, SPLIT_BATCHES, InputFile, ReadSplits, resolve_files
 from beam_ml.manifest import RunManifest, package_versions, utc_now
 from beam_ml.push import PushIfBlessed, latest_model
 from beam_ml.split import HashSplit
@@ -112,9 +112,9 @@ def plan_run(config: PipelineConfig) -> RunPlan:
 
 
 def resolve_input(pattern: str, column_types: dict[str, str]) -> tuple[list[InputFile], RecordFormat]:
-    """`resolve_csv_input`, with any failure reported against `--input`."""
+    """`ingest.resolve_files`, with any failure reported against `--input`."""
     try:
-        return resolve_csv_input(pattern, column_types)
+        return resolve_files(pattern, column_types)
     except (ValueError, OSError) as e:
         raise ConfigError("input", str(e)) from e
     except Exception as e:  # a filesystem error (e.g. permissions, unknown scheme)
@@ -240,7 +240,7 @@ class TrainPipeline(beam.PTransform):
         run_dir, splits = plan.run_dir, plan.split.names
         manifest = plan.manifest()
 
-        ingested = pbegin | "Ingest" >> ReadCsvSplits(plan.files, plan.fmt, plan.split,
+        ingested = pbegin | "Ingest" >> ReadSplits(plan.files, plan.fmt, plan.split,
                                                       config.batch_bytes)
         batches = {name: ingested[name] for name in splits}
         _ = ingested[DEAD_LETTER] | "WriteDeadLetters" >> WriteDeadLetters(

@@ -23,7 +23,7 @@ from beam_ml.config import ConfigError, PredictConfig
 from beam_ml.records import RecordFormat
 from beam_ml.deadletter import DeadLetter, WriteDeadLetters
 from beam_ml.export import raw_column_types
-from beam_ml.ingest import DEAD_LETTER, RECORDS_READ, InputFile, ReadCsvSplits
+from beam_ml.ingest import DEAD_LETTER, RECORDS_READ, InputFile, ReadSplits
 from beam_ml.manifest import RunManifest, package_versions, utc_now
 from beam_ml.pipeline import absolute, count_one, key_value, new_run_dir, require_column, resolve_input
 from beam_ml.push import SAVED_MODEL_FILE, latest_model
@@ -182,7 +182,7 @@ class BatchPredict(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         plan = self._plan
-        ingested = pbegin | "Ingest" >> ReadCsvSplits(plan.files, plan.fmt, ALL_ROWS, plan.config.batch_bytes)
+        ingested = pbegin | "Ingest" >> ReadSplits(plan.files, plan.fmt, ALL_ROWS, plan.config.batch_bytes)
         examples = ingested["rows"] | "ToExamples" >> beam.ParDo(
             ToKeyedExamples(plan.config.key_column)).with_outputs(DEAD_LETTER, main="examples")
         predicted, failed = (examples["examples"]

@@ -34,7 +34,7 @@ class GenerateSplitStatistics(beam.PTransform):
     the graph is half the size, which matters because building and translating TFDV's graph is a large part of
     a small job's cost.
 
-    Input: `PCollection[(split name, pa.RecordBatch)]` (`ReadCsvSplits`'s `split_batches`). Output:
+    Input: `PCollection[(split name, pa.RecordBatch)]` (`ReadSplits`'s `split_batches`). Output:
     `{split: PCollection[DatasetFeatureStatisticsList]}` (singletons, as `tfdv.GenerateStatistics` would give for
     that split alone; an empty dataset for a split without rows).
 

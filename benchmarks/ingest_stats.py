@@ -3,7 +3,7 @@
     python -m benchmarks.ingest_stats [--rows 1000000] [--data ../shared/data/chicago_taxi/data.csv]
 
 Builds the CSV by resampling the shared taxi data (seeded), then times, in one run on this machine:
-  beam_ml       ReadCsvSplits (parse, dead-letter, hash split) + GenerateSplitStatistics of both splits, in-process
+  beam_ml       ReadSplits (parse, dead-letter, hash split) + GenerateSplitStatistics of both splits, in-process
                 DirectRunner, statistics written to disk
   pyarrow       pyarrow.csv.read_csv of the file (parse only: the floor)
   tfdv/pandas   tfdv.generate_statistics_from_dataframe on the file read by pandas (in memory, no Beam)
@@ -28,7 +28,7 @@ import pyarrow.csv as pa_csv
 import tensorflow_data_validation as tfdv
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_ml.ingest import SPLIT_BATCHES, ReadCsvSplits, resolve_csv_input
+from beam_ml.ingest import SPLIT_BATCHES, ReadSplits, resolve_files
 from beam_ml.manifest import package_versions
 from beam_ml.split import HashSplit
 from beam_ml.validate import GenerateSplitStatistics
@@ -55,11 +55,11 @@ def build_csv(source: str, rows: int, path: str, seed: int = 0) -> None:
 
 
 def time_beam_ml(path: str, out_dir: str) -> tuple[float, int]:
-    files, fmt = resolve_csv_input(path, {})
+    files, fmt = resolve_files(path, {})
     split = HashSplit((("train", 2), ("eval", 1)))
     start = time.perf_counter()
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as p:
-        out = p | ReadCsvSplits(files, fmt, split)
+        out = p | ReadSplits(files, fmt, split)
         _ = out[SPLIT_BATCHES] | GenerateSplitStatistics(out_dir, split.names)
     elapsed = time.perf_counter() - start
     rows = sum(tfdv.load_stats_binary(os.path.join(out_dir, f"Split-{n}", "FeatureStats.pb")).datasets[0].num_examples

@@ -6,8 +6,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_ml.ingest import (DEAD_LETTER, RECORDS_READ, ReadCsvSplits, count_lines_before, plan_chunks, read_chunk,
-                            resolve_csv_input)
+from beam_ml.ingest import (DEAD_LETTER, RECORDS_READ, InputFile, ReadSplits, count_lines_before, plan_chunks,
+                            read_chunk, resolve_files)
 from beam_ml.split import HashSplit
 from conftest import PENGUINS_CSV
 
@@ -25,7 +25,7 @@ def test_chunks_own_every_line_exactly_once(tmp_path, chunk_bytes):
     path = _write(tmp_path / "x.csv", "h1,h2\n" + "".join(f"{i},{'y' * (i % 13)}\n" for i in range(200)))
     size = os.path.getsize(path)
     lines, starts = [], []
-    for chunk in plan_chunks(path, size, chunk_bytes):
+    for chunk in plan_chunks(InputFile(path, size, "unused"), chunk_bytes):
         data, begin, has_header = read_chunk(chunk)
         if has_header:
             header, _, data = data.partition(b"\n")
@@ -41,29 +41,29 @@ def test_chunks_own_every_line_exactly_once(tmp_path, chunk_bytes):
 
 def test_resolve_rejects_no_files_header_only_and_different_headers(tmp_path):
     with pytest.raises(ValueError, match="matches no files"):
-        resolve_csv_input(str(tmp_path / "none*.csv"), {})
+        resolve_files(str(tmp_path / "none*.csv"), {})
     _write(tmp_path / "a.csv", "x,y\n")
     with pytest.raises(ValueError, match="no data rows"):
-        resolve_csv_input(str(tmp_path / "a.csv"), {})
+        resolve_files(str(tmp_path / "a.csv"), {})
     _write(tmp_path / "b.csv", "x,z\n1,2\n")
     with pytest.raises(ValueError, match="differs"):
-        resolve_csv_input(str(tmp_path / "*.csv"), {})
+        resolve_files(str(tmp_path / "*.csv"), {})
 
 
 def test_a_utf8_bom_is_not_part_of_the_first_column(tmp_path):
     path = tmp_path / "bom.csv"
     path.write_bytes(b"\xef\xbb\xbfx,y\r\n1,a\r\n2,b\r\n")
-    files, fmt = resolve_csv_input(str(path), {})
+    files, fmt = resolve_files(str(path), {})
     assert fmt.columns == ("x", "y")
     with TestPipeline() as p:
-        out = p | ReadCsvSplits(files, fmt, HashSplit((("all", 1),)))
+        out = p | ReadSplits(files, fmt, HashSplit((("all", 1),)))
         assert_that(out["all"] | beam.Map(_rows), equal_to([2]), label="Rows")
         assert_that(out[DEAD_LETTER], equal_to([]), label="NoDeadLetters")
 
 
 def test_resolve_fingerprints_content(tmp_path):
     path = _write(tmp_path / "a.csv", "x,y\n1,2\n")
-    files, fmt = resolve_csv_input(path, {})
+    files, fmt = resolve_files(path, {})
     assert files[0].sha256 == hashlib.sha256(b"x,y\n1,2\n").hexdigest() and files[0].size == 8
     assert fmt.columns == ("x", "y") and fmt.types == ("int", "int")
 
@@ -77,9 +77,9 @@ def test_read_csv_splits_counts_add_up_with_small_chunks(tmp_path):
     bad = ["Adelie,Torgersen,1.0", "Adelie,Torgersen,x,18,181,3750,male,2007", 'Adelie,"Torgersen,39,18,181']
     lines = good[:100] + bad[:1] + good[100:200] + bad[1:] + good[200:]
     path = _write(tmp_path / "p.csv", "\n".join(lines) + "\n")
-    files, fmt = resolve_csv_input(path, {"bill_length_mm": "float"})
+    files, fmt = resolve_files(path, {"bill_length_mm": "float"})
     with TestPipeline() as p:
-        out = p | ReadCsvSplits(files, fmt, TRAIN_EVAL, chunk_bytes=2048)
+        out = p | ReadSplits(files, fmt, TRAIN_EVAL, chunk_bytes=2048)
         rows = ((out["train"], out["eval"]) | beam.Flatten() | beam.Map(_rows) | beam.CombineGlobally(sum))
         assert_that(rows, equal_to([344]), label="Rows")
         assert_that(out[RECORDS_READ] | "Read" >> beam.CombineGlobally(sum), equal_to([347]), label="Read")
@@ -90,8 +90,8 @@ def test_read_csv_splits_counts_add_up_with_small_chunks(tmp_path):
 def test_quoted_headers_and_glob_characters_in_file_names(tmp_path):
     path = tmp_path / "part[1].csv"
     path.write_bytes(b'"x","y"\n1,a\n2,b\n')
-    files, fmt = resolve_csv_input(str(tmp_path / "part*.csv"), {})
+    files, fmt = resolve_files(str(tmp_path / "part*.csv"), {})
     assert fmt.columns == ("x", "y") and files[0].path == str(path)
     with TestPipeline() as p:
-        out = p | ReadCsvSplits(files, fmt, HashSplit((("all", 1),)))
+        out = p | ReadSplits(files, fmt, HashSplit((("all", 1),)))
         assert_that(out["all"] | beam.Map(_rows), equal_to([2]), label="Rows")
