@@ -104,6 +104,12 @@ class PipelineConfig(JobConfig):
     input: str = _field(None, required=True, regex=r"^\S+$",
                         help="Input file glob (local path or gs://), e.g. data/*.csv: CSV with a header, JSON Lines "
                              "(.jsonl) or Parquet (.parquet), by extension.")
+    spans: str = _field("latest", regex=r"^(latest|last:[1-9][0-9]*|[0-9]+-[0-9]+)$",
+                        help="Which spans an input pattern with {SPAN} or {YYYY}{MM}{DD} reads: latest, last:N (the "
+                             "newest N) or A-B (inclusive).")
+    input_version: Optional[int] = _field(None, kind="int", regex=r"^[0-9]+$",
+                                          help="Version to read of each span ({VERSION} in the input pattern); "
+                                               "default: each span's newest.")
     # Not `label`: Beam's Dataflow options already own `--label` (an alias of `--labels`).
     label_key: str = _field(None, required=True, regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
                             help="Name of the raw label column; the preprocessing_fn outputs the transformed label "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, Union
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -151,16 +151,17 @@ def count_lines_before(path: str, offset: int) -> int:
     return count
 
 
-def resolve_files(pattern: str, column_types: dict[str, str]) -> tuple[list[InputFile], RecordFormat]:
-    """Matches the glob and works out the record format from the files, when the graph is built: CSV headers (all
-    must agree) and a type sample, a JSON Lines sample, or every Parquet file's schema.
+def resolve_files(pattern: Union[str, Sequence[str]],
+                  column_types: dict[str, str]) -> tuple[list[InputFile], RecordFormat]:
+    """Matches the glob(s) and works out the record format from the files, when the graph is built: CSV headers
+    (all must agree) and a type sample, a JSON Lines sample, or every Parquet file's schema.
 
     Raises ValueError for no files, mixed kinds, differing headers or schemas, or no data rows in any file.
     """
-    matches = FileSystems.match([pattern])[0].metadata_list
-    if not matches:
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    paths = sorted({m.path for result in FileSystems.match(patterns) for m in result.metadata_list})
+    if not paths:
         raise ValueError(f"{pattern!r} matches no files")
-    paths = sorted(m.path for m in matches)
     kinds = {file_kind(p) for p in paths}
     if len(kinds) > 1:
         raise ValueError(f"{pattern!r} matches files of several kinds ({', '.join(sorted(kinds))}); use one glob "

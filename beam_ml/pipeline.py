@@ -10,12 +10,12 @@ import dataclasses
 import os
 import secrets
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence, Union
 
 import apache_beam as beam
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from beam_ml import modules
+from beam_ml import modules, spans
 from beam_ml.config import ConfigError, PipelineConfig
 from beam_ml.records import RecordFormat
 from beam_ml.deadletter import WriteDeadLetters
@@ -47,6 +47,7 @@ class RunPlan:
     baseline_model: Optional[str]
     started: str
     module: modules.UserModule
+    span_selection: Optional[spans.SpanSelection] = None
 
     @property
     def split(self) -> HashSplit:
@@ -65,7 +66,8 @@ class RunPlan:
             "run_id": self.run_id, "run_dir": self.run_dir, "started": self.started,
             "versions": package_versions(), "config": self.config.to_dict(),
             "inputs": [dataclasses.asdict(f) for f in self.files],
-            "csv_format": {"columns": list(self.fmt.columns), "types": list(self.fmt.types)},
+            "span_selection": dataclasses.asdict(self.span_selection) if self.span_selection else None,
+            "record_format": {"columns": list(self.fmt.columns), "types": list(self.fmt.types)},
             "baseline_model": self.baseline_model,
             "evaluation_mode": ("value and change thresholds against the baseline model" if self.baseline_model
                                 else "value thresholds only (first model: no baseline to compare with)")})
@@ -76,7 +78,13 @@ def plan_run(config: PipelineConfig) -> RunPlan:
     config = dataclasses.replace(config, **{name: absolute(getattr(config, name))
                                             for name in ("output_dir", "serving_dir", "temp_dir")})
 
-    files, fmt = resolve_input(config.input, config.column_types)
+    span_selection = None
+    if spans.has_placeholders(config.input):
+        try:
+            span_selection = spans.resolve_spans(config.input, config.spans, config.input_version)
+        except ValueError as e:
+            raise ConfigError("input", str(e)) from e
+    files, fmt = resolve_input(span_selection.patterns if span_selection else config.input, config.column_types)
     require_column(fmt, config.label_key, "label_key")
     if config.split_key:
         require_column(fmt, config.split_key, "split_key")
@@ -108,10 +116,11 @@ def plan_run(config: PipelineConfig) -> RunPlan:
     run_id, run_dir = new_run_dir(config.output_dir, config.run_id)
     return RunPlan(config=config, run_id=run_id, run_dir=run_dir, files=tuple(files), fmt=fmt, schema=schema,
                    drift_baseline=drift_baseline, baseline_model=latest_model(config.serving_dir),
-                   started=utc_now(), module=user_module)
+                   started=utc_now(), module=user_module, span_selection=span_selection)
 
 
-def resolve_input(pattern: str, column_types: dict[str, str]) -> tuple[list[InputFile], RecordFormat]:
+def resolve_input(pattern: Union[str, Sequence[str]],
+                  column_types: dict[str, str]) -> tuple[list[InputFile], RecordFormat]:
     """`ingest.resolve_files`, with any failure reported against `--input`."""
     try:
         return resolve_files(pattern, column_types)

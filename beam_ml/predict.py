@@ -53,7 +53,7 @@ class PredictPlan:
             "run_id": self.run_id, "run_dir": self.run_dir, "started": self.started, "job": "batch_predict",
             "versions": package_versions(), "config": self.config.to_dict(), "model_dir": self.model_dir,
             "inputs": [dataclasses.asdict(f) for f in self.files],
-            "csv_format": {"columns": list(self.fmt.columns), "types": list(self.fmt.types)},
+            "record_format": {"columns": list(self.fmt.columns), "types": list(self.fmt.types)},
             "predictions": self.predictions_prefix + "-*.jsonl", "bigquery_table": self.config.bigquery_table})
 
 
