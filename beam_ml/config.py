@@ -103,7 +103,8 @@ class PipelineConfig(JobConfig):
 
     input: str = _field(None, required=True, regex=r"^\S+$",
                         help="Input file glob (local path or gs://), e.g. data/*.csv: CSV with a header, JSON Lines "
-                             "(.jsonl) or Parquet (.parquet), by extension.")
+                             "(.jsonl), Parquet (.parquet) or TFRecord of tf.Example (.tfrecord[.gz]), by "
+                             "extension.")
     spans: str = _field("latest", regex=r"^(latest|last:[1-9][0-9]*|[0-9]+-[0-9]+)$",
                         help="Which spans an input pattern with {SPAN} or {YYYY}{MM}{DD} reads: latest, last:N (the "
                              "newest N) or A-B (inclusive).")
@@ -230,7 +231,8 @@ class PredictConfig(JobConfig):
 
     input: str = _field(None, required=True, regex=r"^\S+$",
                         help="Input file glob (local path or gs://) of rows to predict: CSV with a header, JSON "
-                             "Lines (.jsonl) or Parquet (.parquet), by extension.")
+                             "Lines (.jsonl), Parquet (.parquet) or TFRecord of tf.Example (.tfrecord[.gz]), by "
+                             "extension.")
     key_column: str = _field(None, required=True, regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
                              help="Column that identifies a row; each prediction is written with its value.")
     output_dir: str = _field(None, required=True, regex=r"^\S+$",

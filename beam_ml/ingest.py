@@ -1,8 +1,8 @@
-"""Ingest: files (a glob of CSV, JSON Lines or Parquet) → Arrow RecordBatches per split, plus dead letters and
+"""Ingest: files (a glob of CSV, JSON Lines, Parquet or TFRecord) → Arrow RecordBatches per split, plus dead letters and
 the count of records read.
 
-The file kind comes from the extension (`.parquet`/`.pq`, `.jsonl`/`.ndjson`/`.json`; anything else is CSV); one
-glob holds one kind. Output of `ReadSplits`: a dict with `"split_batches"` (`PCollection[(split name,
+The file kind comes from the extension (`.parquet`/`.pq`, `.jsonl`/`.ndjson`/`.json`, `.tfrecord[s][.gz]` of
+tf.Example; anything else is CSV); one glob holds one kind. Output of `ReadSplits`: a dict with `"split_batches"` (`PCollection[(split name,
 pa.RecordBatch)]`, what TFDV's sliced statistics consume), the same batches as one `PCollection[pa.RecordBatch]` per
 split name, `"dead_letter"` (`PCollection[DeadLetter]`) and `"records_read"` (`PCollection[int]`, one count per
 chunk). Text files are cut into byte-range chunks (a chunk owns the lines that start inside it) so large files parse
@@ -25,6 +25,7 @@ from beam_ml.csv_format import ParsedChunk, infer_csv_format, parse_csv_chunk, p
 from beam_ml.jsonl_format import infer_jsonl_format, parse_jsonl_chunk
 from beam_ml.parquet_format import infer_parquet_format, read_row_group, row_group_count
 from beam_ml.records import RecordFormat
+from beam_ml.tfrecord_format import infer_tfrecord_format, read_tfrecord_file
 from beam_ml.split import HashSplit
 
 DEAD_LETTER = "dead_letter"
@@ -36,12 +37,14 @@ _UTF8_BOM = b"\xef\xbb\xbf"  # spreadsheet exports start with it; it is not part
 
 
 KINDS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
-         ".json": "jsonl"}
+         ".json": "jsonl", ".tfrecord": "tfrecord", ".tfrecords": "tfrecord"}
 
 
 def file_kind(path: str) -> str:
-    """'csv' | 'jsonl' | 'parquet', from the extension; CSV when it is none of these."""
-    return KINDS.get(os.path.splitext(path)[1].lower(), "csv")
+    """'csv' | 'jsonl' | 'parquet' | 'tfrecord', from the extension (a `.gz` after `.tfrecord` means GZIP); CSV
+    when it is none of these."""
+    name = path.lower().removesuffix(".gz") if ".tfrecord" in path.lower() else path.lower()
+    return KINDS.get(os.path.splitext(name)[1], "csv")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +64,7 @@ class ByteRange:
     end: int
     kind: str = "csv"
 
-    def parse(self, fmt: RecordFormat) -> ParsedChunk:
+    def parse(self, fmt: RecordFormat) -> Iterator[ParsedChunk]:
         data, begin, at_file_start = read_chunk(self)
         if at_file_start and self.kind == "csv":
             header, _, data = data.partition(b"\n")
@@ -73,7 +76,7 @@ class ByteRange:
         elif at_file_start:
             data = data.removeprefix(_UTF8_BOM)
         parse = parse_csv_chunk if self.kind == "csv" else parse_jsonl_chunk
-        return parse(data, fmt, self.path, lambda: count_lines_before(self.path, begin) + 1)
+        yield parse(data, fmt, self.path, lambda: count_lines_before(self.path, begin) + 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,14 +86,27 @@ class RowGroup:
     path: str
     index: int
 
-    def parse(self, fmt: RecordFormat) -> ParsedChunk:
-        return read_row_group(self.path, self.index, fmt)
+    def parse(self, fmt: RecordFormat) -> Iterator[ParsedChunk]:
+        yield read_row_group(self.path, self.index, fmt)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordFile:
+    """A whole TFRecord file (record boundaries are only found by reading), parsed in batches of records."""
+
+    path: str
+
+    def parse(self, fmt: RecordFormat) -> Iterator[ParsedChunk]:
+        return read_tfrecord_file(self.path, fmt)
 
 
 def plan_chunks(file: InputFile, chunk_bytes: int) -> list:
-    """The units read in parallel: row groups of a Parquet file, byte ranges of a text file."""
+    """The units read in parallel: row groups of a Parquet file, a whole TFRecord file, byte ranges of a text
+    file."""
     if file.kind == "parquet":
         return [RowGroup(file.path, i) for i in range(row_group_count(file.path))]
+    if file.kind == "tfrecord":
+        return [RecordFile(file.path)]
     return [ByteRange(file.path, start, min(start + chunk_bytes, file.size), file.kind)
             for start in range(0, max(file.size, 1), chunk_bytes)]
 
@@ -171,6 +187,9 @@ def resolve_files(pattern: Union[str, Sequence[str]],
     if kind == "parquet":
         fmt = infer_parquet_format(paths, column_types)
         empty = all(sum(1 for _ in range(row_group_count(p))) == 0 for p in paths)
+    elif kind == "tfrecord":
+        fmt = infer_tfrecord_format(paths[0], column_types)
+        empty = not fmt.columns
     elif kind == "jsonl":
         with _open(paths[0]) as f:
             sample = f.read(_SAMPLE_BYTES).removeprefix(_UTF8_BOM)
@@ -211,15 +230,15 @@ class ParseAndSplit(beam.DoFn):
         self._dead = Metrics.counter("ingest", "dead_letters")
 
     def process(self, chunk) -> Iterator:
-        """`chunk`: a `ByteRange` or a `RowGroup`."""
-        parsed = chunk.parse(self._fmt)
-        self._rows.inc(parsed.batch.num_rows)
-        self._dead.inc(len(parsed.dead_letters))
-        yield beam.pvalue.TaggedOutput(RECORDS_READ, parsed.records_read)
-        for dead_letter in parsed.dead_letters:
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter)
-        if parsed.batch.num_rows:
-            yield from self._split.partition(parsed.batch)
+        """`chunk`: a `ByteRange`, a `RowGroup` or a `RecordFile`."""
+        for parsed in chunk.parse(self._fmt):
+            self._rows.inc(parsed.batch.num_rows)
+            self._dead.inc(len(parsed.dead_letters))
+            yield beam.pvalue.TaggedOutput(RECORDS_READ, parsed.records_read)
+            for dead_letter in parsed.dead_letters:
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter)
+            if parsed.batch.num_rows:
+                yield from self._split.partition(parsed.batch)
 
 
 class ReadSplits(beam.PTransform):

@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -35,7 +36,28 @@ def _penguin_copies(tmp_path) -> dict[str, str]:
         for record in frame.to_dict("records"):
             f.write(json.dumps({k: v for k, v in record.items()
                                 if not (isinstance(v, float) and math.isnan(v))}) + "\n")
-    return {"csv": PENGUINS_CSV, "parquet": str(parquet / "*.parquet"), "jsonl": str(jsonl / "*.jsonl")}
+    tfrecord = tmp_path / "tfrecord"
+    tfrecord.mkdir()
+    types = PipelineConfig.load(PENGUINS_CONFIG, {}).column_types
+    with tf.io.TFRecordWriter(str(tfrecord / "penguins.tfrecord.gz"), options="GZIP") as writer:
+        for record in frame.to_dict("records"):
+            writer.write(_example(record, types).SerializeToString())
+    return {"csv": PENGUINS_CSV, "parquet": str(parquet / "*.parquet"), "jsonl": str(jsonl / "*.jsonl"),
+            "tfrecord": str(tfrecord / "*.tfrecord.gz")}
+
+
+def _example(record: dict, types: dict) -> tf.train.Example:
+    feature = {}
+    for name, value in record.items():
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        if types[name] == "string":
+            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(value).encode()]))
+        elif types[name] == "int":
+            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+        else:
+            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+    return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
 def _split_counts_and_stats(pattern: str, stats_dir: str) -> tuple[dict, dict]:
@@ -49,16 +71,22 @@ def _split_counts_and_stats(pattern: str, stats_dir: str) -> tuple[dict, dict]:
     return {name: s.datasets[0].num_examples for name, s in stats.items()}, stats
 
 
-def test_csv_parquet_and_jsonl_copies_give_the_same_splits_and_statistics(tmp_path):
+def _by_feature(stats) -> tuple:
+    """A split's statistics as (example count, {feature: its statistics}): column order differs by source."""
+    dataset = stats.datasets[0]
+    return dataset.num_examples, {f.path.step[0]: f for f in dataset.features}
+
+
+def test_csv_parquet_jsonl_and_tfrecord_copies_give_the_same_splits_and_statistics(tmp_path):
     copies = _penguin_copies(tmp_path)
     counts, stats = {}, {}
     for kind, pattern in copies.items():
         counts[kind], stats[kind] = _split_counts_and_stats(pattern, str(tmp_path / f"stats_{kind}"))
     assert counts["csv"]["train"] + counts["csv"]["eval"] == 344
-    assert counts["parquet"] == counts["csv"] and counts["jsonl"] == counts["csv"]
-    for kind in ("parquet", "jsonl"):
+    for kind in ("parquet", "jsonl", "tfrecord"):
+        assert counts[kind] == counts["csv"], kind
         for name in TRAIN_EVAL.names:
-            assert stats[kind][name] == stats["csv"][name], (kind, name)
+            assert _by_feature(stats[kind][name]) == _by_feature(stats["csv"][name]), (kind, name)
 
 
 def test_parquet_schema_problems_fail_at_launch_naming_file_and_column(tmp_path):
@@ -91,7 +119,21 @@ def test_bad_json_lines_are_dead_lettered_and_counted(tmp_path):
                     label="DeadLetters")
 
 
-@pytest.mark.parametrize("kind", ["parquet", "jsonl"])
+def test_bad_tfrecords_are_dead_lettered_with_their_record_number(tmp_path):
+    good = _example({"n": 1, "s": "a"}, {"n": "int", "s": "string"}).SerializeToString()
+    wrong_kind = _example({"n": 1.5, "s": "b"}, {"n": "float", "s": "string"}).SerializeToString()
+    with tf.io.TFRecordWriter(str(tmp_path / "x.tfrecord")) as writer:
+        for record in (good, b"not an example \xff", good, wrong_kind):
+            writer.write(record)
+    files, fmt = resolve_files(str(tmp_path / "*.tfrecord"), {})
+    assert dict(zip(fmt.columns, fmt.types)) == {"n": "int", "s": "string"}
+    with TestPipeline() as p:
+        out = p | ReadSplits(files, fmt, HashSplit((("all", 1),)))
+        assert_that(out[RECORDS_READ] | beam.CombineGlobally(sum), equal_to([4]), label="Read")
+        assert_that(out[DEAD_LETTER] | beam.Map(lambda d: d.line), equal_to([2, 4]), label="DeadLetters")
+
+
+@pytest.mark.parametrize("kind", ["parquet", "jsonl", "tfrecord"])
 def test_the_training_job_accepts_parquet_and_jsonl_input(tmp_path, capsys, kind):
     from jobs.train_pipeline import main
     pattern = _penguin_copies(tmp_path)[kind]
