@@ -1,13 +1,13 @@
-"""Ingest: files (a glob of CSV, JSON Lines, Parquet or TFRecord) → Arrow RecordBatches per split, plus dead letters and
-the count of records read.
+"""Ingest: files (a glob of CSV, JSON Lines, Parquet or TFRecord) → Arrow RecordBatches per split, plus dead
+letters and the count of records read.
 
 The file kind comes from the extension (`.parquet`/`.pq`, `.jsonl`/`.ndjson`/`.json`, `.tfrecord[s][.gz]` of
-tf.Example; anything else is CSV); one glob holds one kind. Output of `ReadSplits`: a dict with `"split_batches"` (`PCollection[(split name,
-pa.RecordBatch)]`, what TFDV's sliced statistics consume), the same batches as one `PCollection[pa.RecordBatch]` per
-split name, `"dead_letter"` (`PCollection[DeadLetter]`) and `"records_read"` (`PCollection[int]`, one count per
-chunk). Text files are cut into byte-range chunks (a chunk owns the lines that start inside it) so large files parse
-in parallel and in large batches (a CSV header is checked once per file); Parquet files are read a row group at a
-time.
+tf.Example; anything else is CSV); one glob holds one kind. Output of `ReadSplits`: a dict with `"split_batches"`
+(`PCollection[(split name, pa.RecordBatch)]`, what TFDV's sliced statistics consume), the same batches as one
+`PCollection[pa.RecordBatch]` per split name, `"dead_letter"` (`PCollection[DeadLetter]`) and `"records_read"`
+(`PCollection[int]`, one count per chunk). Text files are cut into byte-range chunks (a chunk owns the lines that
+start inside it) so large files parse in parallel and in large batches (a CSV header is checked once per file);
+Parquet files are read a row group at a time; a TFRecord file is read whole, in batches of records.
 """
 from __future__ import annotations
 
