@@ -127,6 +127,9 @@ class PipelineConfig(JobConfig):
     split_key: Optional[str] = _field(None, regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
                                       help="Feature whose value is hashed (sha256) to pick the split; default: the "
                                            "whole record (its typed values, the same for any spelling of them).")
+    leakage_key: Optional[str] = _field(None, regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                        help="Column whose values (users, patients, devices) must not occur in more "
+                                             "than one split; the run record counts those that do.")
     split_buckets: dict = _field({"train": 2, "eval": 1}, kind="json",
                                  help='Split names and hash bucket weights as JSON, e.g. {"train": 2, "eval": 1}. '
                                       "Must contain train and eval.")

@@ -17,6 +17,7 @@ import io
 import re
 from typing import Callable, Optional, Sequence
 
+import numpy as np
 import pyarrow as pa
 from pyarrow import csv as pa_csv
 
@@ -79,6 +80,18 @@ def _parse_lines(data: bytes, expected_rows: int, fmt: RecordFormat) -> pa.Table
     return table
 
 
+def count_nonempty_lines(data: bytes) -> int:
+    """`sum(1 for line in data.split(b"\\n") if line)`, without building the lines."""
+    if not data:
+        return 0
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
+    if ends.size == 0:
+        return 1
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    trailing = int(ends[-1] + 1 < len(data))  # a last line without its newline
+    return int(np.count_nonzero(ends > starts)) + trailing
+
+
 def _join(lines: Sequence[bytes]) -> bytes:
     return b"\n".join(lines) + b"\n"
 
@@ -117,10 +130,10 @@ def parse_csv_chunk(data: bytes, fmt: RecordFormat, source: str,
     """
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n")
-    lines = [line for line in data.split(b"\n") if line]
+    lines = count_nonempty_lines(data)
     dead: list[DeadLetter] = []
     try:
-        table = _parse_lines(data, len(lines), fmt) if lines else None
+        table = _parse_lines(data, lines, fmt) if lines else None
     except pa.ArrowInvalid:
         table, dead = _parse_slowly(data, fmt, source, first_line_number())
     if table is None:

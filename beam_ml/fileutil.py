@@ -6,14 +6,18 @@ import os
 from typing import Any
 
 
-def write_text(path: str, text: str) -> None:
+def write_bytes(path: str, data: bytes) -> None:
     """Writes a file whole: to a temporary name, then renamed over the target."""
     import tensorflow as tf
     tf.io.gfile.makedirs(os.path.dirname(path))
     tmp = f"{path}.tmp-{os.getpid()}"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text)
+    with tf.io.gfile.GFile(tmp, "wb") as f:
+        f.write(data)
     tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def write_text(path: str, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: str, value: Any) -> None:

@@ -36,7 +36,7 @@ class RunManifest:
 
     def record(self, status: str, **computed: Any) -> dict[str, Any]:
         record = {"counts": {"read": 0, "dead_letter": 0, "splits": {}}, "anomalies": [], "metrics": {},
-                  "blessed": False, "pushed_model_dir": None, "error": None}
+                  "blessed": False, "pushed_model_dir": None, "leakage": None, "error": None}
         record.update(self._known)
         record.update(computed)
         record.update(status=status, finished=utc_now())

@@ -17,12 +17,13 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from beam_ml import modules, spans
 from beam_ml.config import ConfigError, PipelineConfig
-from beam_ml.records import RecordFormat
 from beam_ml.deadletter import WriteDeadLetters
 from beam_ml.evaluate import EvaluateModel, build_eval_config
 from beam_ml.ingest import DEAD_LETTER, RECORDS_READ, SPLIT_BATCHES, InputFile, ReadSplits, resolve_files
+from beam_ml.leakage import CheckLeakage
 from beam_ml.manifest import RunManifest, package_versions, utc_now
 from beam_ml.push import PushIfBlessed, latest_model
+from beam_ml.records import RecordFormat
 from beam_ml.split import HashSplit
 from beam_ml.train import FnArgs, TrainModel
 from beam_ml.transform import TransformSplits
@@ -86,6 +87,8 @@ def plan_run(config: PipelineConfig) -> RunPlan:
             raise ConfigError("input", str(e)) from e
     files, fmt = resolve_input(span_selection.patterns if span_selection else config.input, config.column_types)
     require_column(fmt, config.label_key, "label_key")
+    if config.leakage_key:
+        require_column(fmt, config.leakage_key, "leakage_key")
     if config.split_key:
         require_column(fmt, config.split_key, "split_key")
         if fmt.type_of(config.split_key) == "float":
@@ -219,11 +222,11 @@ class WriteRunManifest(beam.DoFn):
     def __init__(self, manifest: RunManifest):
         self._manifest = manifest
 
-    def process(self, _, counts: dict, anomalies: list, evaluation: dict, pushed: list):
+    def process(self, _, counts: dict, anomalies: list, evaluation: dict, pushed: list, leakage: list):
         yield self._manifest.write(
             "succeeded", counts=counts, anomalies=anomalies, metrics=evaluation["metrics"],
             blessed=evaluation["blessed"], threshold_failures=evaluation["failures"],
-            pushed_model_dir=pushed[0] if pushed else None)
+            pushed_model_dir=pushed[0] if pushed else None, leakage=leakage[0] if leakage else None)
 
 
 class TrainPipeline(beam.PTransform):
@@ -263,6 +266,8 @@ class TrainPipeline(beam.PTransform):
             | "CountsToDict" >> beam.combiners.ToDict()
             | "CountsRecord" >> beam.Map(counts_record, splits))
 
+        leakage = (ingested[SPLIT_BATCHES] | "Leakage" >> CheckLeakage(config.leakage_key) if config.leakage_key
+                   else pbegin | "NoLeakageCheck" >> beam.Create([]))
         stats = ingested[SPLIT_BATCHES] | "Statistics" >> GenerateSplitStatistics(
             os.path.join(run_dir, "statistics"), splits)
         validation = stats | "Validate" >> ValidateSplits(run_dir, plan.schema, plan.drift_baseline,
@@ -298,7 +303,8 @@ class TrainPipeline(beam.PTransform):
                    | "WriteManifest" >> beam.ParDo(
                        WriteRunManifest(manifest), counts=beam.pvalue.AsSingleton(counts),
                        anomalies=beam.pvalue.AsSingleton(validation["anomalies"]),
-                       evaluation=beam.pvalue.AsSingleton(evaluation), pushed=beam.pvalue.AsList(pushed)))
+                       evaluation=beam.pvalue.AsSingleton(evaluation), pushed=beam.pvalue.AsList(pushed),
+                       leakage=beam.pvalue.AsList(leakage)))
         return {**batches, "dead_letter": ingested[DEAD_LETTER], "counts": counts,
                 "anomalies": validation["anomalies"], "model_dir": model_dir, "evaluation": evaluation,
                 "pushed": pushed, "manifest": written}

@@ -56,9 +56,17 @@ class GenerateSplitStatistics(beam.PTransform):
         out = {}
         for name in self._splits:
             out[name] = sliced | f"Pick{name.title()}" >> beam.Map(split_statistics, name)
-            _ = out[name] | f"Write{name.title()}" >> tfdv.WriteStatisticsToBinaryFile(
-                os.path.join(split_dir(self._stats_dir, name), STATS_FILE))
+            # One small proto: written by a DoFn, not a file sink (whose many stages cost more than the write).
+            _ = out[name] | f"Write{name.title()}" >> beam.Map(
+                write_statistics, os.path.join(split_dir(self._stats_dir, name), STATS_FILE))
         return out
+
+
+def write_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList, path: str) -> str:
+    """Writes the statistics as `tfdv.WriteStatisticsToBinaryFile` does (the serialized proto; read back with
+    `tfdv.load_stats_binary`); returns the path."""
+    fileutil.write_bytes(path, stats.SerializeToString())
+    return path
 
 
 def split_statistics(sliced: statistics_pb2.DatasetFeatureStatisticsList,

@@ -67,3 +67,9 @@ def test_inference_reads_types_from_the_sample_and_honours_given_types():
     fmt = infer_csv_format(b"a,b,c,d", b"1,2.5,x,\n2,3,y,\n", {"a": "float"})
     assert fmt.columns == ("a", "b", "c", "d")
     assert fmt.types == ("float", "float", "string", "string")
+
+
+@pytest.mark.parametrize("data", [b"", b"\n", b"a", b"a\n", b"a\n\nb", b"\n\na\n\n", b"a\nb\nc\n", b"x" * 10 + b"\n\n"])
+def test_nonempty_lines_are_counted_without_splitting(data):
+    from beam_ml.csv_format import count_nonempty_lines
+    assert count_nonempty_lines(data) == sum(1 for line in data.split(b"\n") if line)

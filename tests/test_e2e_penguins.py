@@ -42,8 +42,9 @@ def _records(pattern: str) -> list[bytes]:
 
 
 def test_two_runs_train_evaluate_push_and_compare_against_the_baseline(tmp_path):
-    code, first = run_job(*job_args(tmp_path, "first"))
+    code, first = run_job(*job_args(tmp_path, "first", leakage_key="island"))
     assert code == 0, first.get("error")
+    assert first["leakage"]["keys_in_several_splits"] == 3  # every island is in train and in eval
     run_dir = first["run_dir"]
     assert first["status"] == "succeeded" and first["blessed"] is True
     assert first["metrics"]["sparse_categorical_accuracy"] >= 0.95
@@ -74,7 +75,7 @@ def test_two_runs_train_evaluate_push_and_compare_against_the_baseline(tmp_path)
 
     code, second = run_job(*job_args(tmp_path, "second"))
     assert code == 0, second.get("error")
-    assert second["baseline_model"] == pushed
+    assert second["baseline_model"] == pushed and second["leakage"] is None
     assert "against the baseline" in second["evaluation_mode"]
     eval_config = tfma.load_eval_result(os.path.join(second["run_dir"], "evaluation")).config
     assert [s.name for s in eval_config.model_specs] == ["candidate", "baseline"]
