@@ -155,6 +155,7 @@ static PyObject *sha256_mod_records(PyObject *self, PyObject *args) {
             const Column *col = &columns[c];
             const int64_t *offsets = (const int64_t *)col->list_offsets.buf + col->first;
             int64_t at = offsets[i];
+            if (at < 0 || offsets[i + 1] < at) { bad = 1; break; }
             int present = offsets[i + 1] > at;
             int64_t start = 0, length = 0;
             if (present && col->kind == KIND_BINARY) {

@@ -5,8 +5,9 @@
 
 Run from the repository root (the docker build context).
 
-One image per job, from `templates/Dockerfile` (the job is a build argument). It is both the template launcher
-and the workers' SDK container (`sdk_container_image`), so workers run exactly what was tested.
+One image per job, from `templates/Dockerfile` (the job's file is a build argument). It is both the template
+launcher and the workers' SDK container (`sdk_container_image`), so workers run exactly what was tested. Give each
+build its own `--tag` (e.g. a git commit): autoscaled workers pull the tag again.
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def template_path(bucket: str, job: str) -> str:
 def build_commands(project: str, region: str, bucket: str, job: str, tag: str = VERSION) -> list[list[str]]:
     image = image_uri(project, region, job, tag)
     return [
-        ["docker", "build", "-f", "templates/Dockerfile", "--build-arg", f"JOB={job}", "-t", image, "."],
+        ["docker", "build", "-f", "templates/Dockerfile", "--build-arg",
+         f"FLEX_TEMPLATE_PYTHON_PY_FILE=/template/jobs/{job}.py", "-t", image, "."],
         ["docker", "push", image],
         ["gcloud", "dataflow", "flex-template", "build", template_path(bucket, job), f"--image={image}",
          "--sdk-language=PYTHON", f"--metadata-file=templates/{job}/metadata.json", f"--project={project}"],

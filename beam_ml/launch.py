@@ -41,21 +41,24 @@ def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[Pip
         print("\nAny Beam pipeline option (--runner, --direct_num_workers, --project, ...) is accepted too.")
         return 0
     try:
-        reject_unknown_flags(argv)
+        reject_unknown_flags(argv, options_class)
         options = PipelineOptions(argv)
         job_options = options.view_as(options_class)
         run_plan = plan(job_options.to_config())
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # e.g. a storage permission error while resolving inputs or the model: nothing started
+        print(f"error: cannot plan the run: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
     if job_options.validate_only:
         print(json.dumps({"valid": True, **describe(run_plan)}, indent=2))
         return 0
 
-    pipeline = beam.Pipeline(options=options)
-    _ = pipeline | graph(run_plan)
     manifest: RunManifest = run_plan.manifest()
     try:
+        pipeline = beam.Pipeline(options=options)
+        _ = pipeline | graph(run_plan)
         result = pipeline.run()
         if is_dataflow(options):  # a Flex Template launcher must return once the job is submitted
             print(f"submitted; run record will be at {manifest.path}")

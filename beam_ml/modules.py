@@ -14,6 +14,8 @@ import sys
 import types
 from typing import Optional
 
+from beam_ml import fileutil
+
 REQUIRED = ("preprocessing_fn", "run_fn")
 _LOADED: dict[tuple[str, str], types.ModuleType] = {}
 
@@ -31,10 +33,10 @@ class UserModule:
         if not spec.endswith(".py"):
             return cls(spec)
         try:
-            with open(spec, encoding="utf-8") as f:
-                return cls(os.path.abspath(spec), f.read())
-        except OSError as e:
-            raise ImportError(f"no module file at {spec}: {e.strerror}") from e
+            source = fileutil.read_text(spec)  # local or gs://
+        except Exception as e:  # OSError or a gfile NotFoundError
+            raise ImportError(f"no module file at {spec}: {e}") from e
+        return cls(spec if "://" in spec else os.path.abspath(spec), source)
 
     def load(self) -> types.ModuleType:
         """The imported module, once per process."""

@@ -68,11 +68,16 @@ def _true_or_false(value: str) -> bool:
     return str(value).lower() == "true"
 
 
-def reject_unknown_flags(argv: Sequence[str]) -> None:
-    """Fails on flags that no PipelineOptions class knows (Beam would only log and drop them)."""
+JOB_OPTIONS = (TrainPipelineOptions, BatchPredictOptions)
+
+
+def reject_unknown_flags(argv: Sequence[str], job_options: type[PipelineOptions]) -> None:
+    """Fails on flags that neither Beam nor this job knows (Beam would only log and drop them), including another
+    job's flags."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     for cls in PipelineOptions.__subclasses__():
-        cls._add_argparse_args(parser)  # pylint: disable=protected-access
+        if cls not in JOB_OPTIONS or cls is job_options:
+            cls._add_argparse_args(parser)  # pylint: disable=protected-access
     _, unknown = parser.parse_known_args(list(argv))
     flags = [a for a in unknown if a.startswith("--")]
     if flags:

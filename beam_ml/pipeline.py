@@ -10,6 +10,7 @@ import dataclasses
 import os
 import secrets
 import time
+import uuid
 from typing import Any, Optional, Sequence, Union
 
 import apache_beam as beam
@@ -49,6 +50,8 @@ class RunPlan:
     started: str
     module: modules.UserModule
     span_selection: Optional[spans.SpanSelection] = None
+    # Tells a retried push of this launch from a later run that reuses the run id.
+    launch_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def split(self) -> HashSplit:
@@ -297,7 +300,7 @@ class TrainPipeline(beam.PTransform):
         evaluation = {"examples": batches["eval"], "model": model_dir} | "Evaluate" >> EvaluateModel(
             eval_config, plan.serving_model_dir, plan.baseline_model, os.path.join(run_dir, "evaluation"), plan.fmt)
 
-        pushed = model_dir | "Push" >> beam.ParDo(PushIfBlessed(config.serving_dir, plan.run_id),
+        pushed = model_dir | "Push" >> beam.ParDo(PushIfBlessed(config.serving_dir, f"{plan.run_id}/{plan.launch_id}"),
                                                   beam.pvalue.AsSingleton(evaluation))
         written = (pbegin | "ManifestTrigger" >> beam.Create([None])
                    | "WriteManifest" >> beam.ParDo(

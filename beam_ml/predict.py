@@ -10,6 +10,7 @@ Lines files and, with `--bigquery_table`, to BigQuery too.
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -125,7 +126,8 @@ def prediction_row(keyed_log: tuple) -> dict[str, Any]:
     key, log = keyed_log
     row: dict[str, Any] = {"key": key}
     for name, tensor in sorted(log.predict_log.response.outputs.items()):
-        row[name] = tf.make_ndarray(tensor).reshape(-1).tolist()  # the batch dimension is 1: one example per log
+        values = tf.make_ndarray(tensor).reshape(-1).tolist()  # the batch dimension is 1: one example per log
+        row[name] = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
     return row
 
 
@@ -147,19 +149,34 @@ def bigquery_schema(model_dir: str) -> dict:
 
 
 def failed_batch_dead_letters(failure: tuple) -> Iterator[DeadLetter]:
-    """RunInference's (failed batch, exception) → one dead letter per row of the batch."""
-    batch, error = failure
-    for key, _ in batch:
-        yield DeadLetter("", 0, str(key), f"inference failed: {type(error).__name__}: {error}"[:2000])
+    """RunInference's (failed batch, (exception type, repr, traceback)) → one dead letter per row of the batch,
+    with the row's serialized tf.Example (base64) so it can be inspected and replayed."""
+    batch, (_, error, _) = failure
+    for key, example in batch:
+        yield DeadLetter("", 0, json.dumps({"key": key, "example_base64": base64.b64encode(example).decode()}),
+                         f"inference failed: {error}"[:2000])
+
+
+def failed_insert_dead_letters(failure: tuple) -> DeadLetter:
+    """A row BigQuery rejected (streaming inserts) → a dead letter with BigQuery's errors."""
+    destination, row, errors = failure
+    return DeadLetter(destination, 0, json.dumps(row, sort_keys=True), f"BigQuery rejected the row: {errors}"[:2000])
 
 
 class WritePredictManifest(beam.DoFn):
+    """Writes the run record once the predictions are written (`written` side inputs only order this step after
+    the writes); a run whose counts do not add up is recorded as failed."""
+
     def __init__(self, manifest: RunManifest):
         self._manifest = manifest
 
-    def process(self, _, counts: dict):
-        yield self._manifest.write("succeeded", counts={name: counts.get(name, 0)
-                                                        for name in ("read", "predicted", "dead_letter")})
+    def process(self, _, counts: dict, **written: Any):
+        counts = {**counts, **{name: counts.get(name, 0) for name in ("read", "predicted", "dead_letter")}}
+        if counts["read"] != counts["predicted"] + counts["dead_letter"]:
+            error = f"counts do not add up: read {counts['read']} != predicted + dead_letter ({counts})"
+            self._manifest.write("failed", counts=counts, error=error)
+            raise RuntimeError(error)
+        yield self._manifest.write("succeeded", counts=counts)
 
 
 class BatchPredict(beam.PTransform):
@@ -189,26 +206,38 @@ class BatchPredict(beam.PTransform):
                              | "RunInference" >> RunInference(model_handler(plan.model_dir))
                              .with_exception_handling())
         predictions = predicted | "ToRows" >> beam.Map(prediction_row)
-        _ = (predictions | "ToJson" >> beam.Map(_to_json)
-             | "WritePredictions" >> beam.io.WriteToText(plan.predictions_prefix, file_name_suffix=".jsonl"))
+        written = {"files": (predictions | "ToJson" >> beam.Map(_to_json)
+                             | "WritePredictions" >> beam.io.WriteToText(plan.predictions_prefix,
+                                                                         file_name_suffix=".jsonl"))}
+        keyed_counts = []
         if plan.config.bigquery_table:
-            _ = predictions | "WriteBigQuery" >> beam.io.WriteToBigQuery(
+            result = predictions | "WriteBigQuery" >> beam.io.WriteToBigQuery(
                 plan.config.bigquery_table, schema=plan.bigquery_schema, method=plan.config.bigquery_method,
                 create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
                 write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND)
+            if plan.config.bigquery_method == "STREAMING_INSERTS":
+                # Rows BigQuery rejected are in the prediction files but not in the table: kept and counted apart.
+                rejected = result.failed_rows_with_errors | "RejectedRows" >> beam.Map(failed_insert_dead_letters)
+                _ = rejected | "WriteRejectedRows" >> WriteDeadLetters(
+                    os.path.join(plan.run_dir, "dead_letter", "bigquery_rejected"))
+                keyed_counts.append(rejected | "KeyRejected" >> beam.Map(count_one, "bigquery_rejected"))
+                written["bigquery"] = result.failed_rows_with_errors
+            else:
+                written["bigquery"] = result.destination_load_jobid_pairs
         dead_letters = ((ingested[DEAD_LETTER], examples[DEAD_LETTER],
                          failed.failed_inferences | "FailedBatches" >> beam.FlatMap(failed_batch_dead_letters))
                         | "AllDeadLetters" >> beam.Flatten())
         _ = dead_letters | "WriteDeadLetters" >> WriteDeadLetters(
             os.path.join(plan.run_dir, "dead_letter", "dead_letter"))
         counts = (
-            (ingested[RECORDS_READ] | "KeyRead" >> beam.Map(key_value, "read"),
+            [ingested[RECORDS_READ] | "KeyRead" >> beam.Map(key_value, "read"),
              predictions | "KeyPredicted" >> beam.Map(count_one, "predicted"),
-             dead_letters | "KeyDeadLetters" >> beam.Map(count_one, "dead_letter"))
+             dead_letters | "KeyDeadLetters" >> beam.Map(count_one, "dead_letter")] + keyed_counts
             | "AllCounts" >> beam.Flatten()
             | "SumCounts" >> beam.CombinePerKey(sum)
             | "CountsToDict" >> beam.combiners.ToDict())
         manifest = (pbegin | "ManifestTrigger" >> beam.Create([None])
                     | "WriteManifest" >> beam.ParDo(WritePredictManifest(plan.manifest()),
-                                                    counts=beam.pvalue.AsSingleton(counts)))
+                                                    counts=beam.pvalue.AsSingleton(counts),
+                                                    **{k: beam.pvalue.AsList(v) for k, v in written.items()}))
         return {"predictions": predictions, "dead_letter": dead_letters, "manifest": manifest}

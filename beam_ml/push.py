@@ -3,12 +3,13 @@
 A reader never sees a partial version: the model is copied under a hidden `.partial-*` name (TF Serving only
 loads numeric directory names) and renamed into place in one step. On object stores without directory rename
 (gs://) the files are copied straight into the version directory with `saved_model.pb` last, since a SavedModel is
-only loadable once that file exists. Leftover `.partial-*` directories of a crashed push are removed by the next
+only loadable once that file exists; there a reader can see the numbered directory before it is complete (and a
+crashed copy leaves it without `saved_model.pb`), which `versions()` ignores. Leftover `.partial-*` directories of a crashed push are removed by the next
 push (one pusher per serving directory at a time).
 
-Each pushed version carries `assets.extra/beam_ml_push.json` (the run id and source model; TF Serving ignores
-`assets.extra`), so a push retried by the runner after it had succeeded returns the version already pushed
-instead of publishing the same model twice.
+Each pushed version carries `assets.extra/beam_ml_push.json` (a push id unique to the launch, and the source model;
+TF Serving ignores `assets.extra`), so a push retried by the runner after it had succeeded returns the version
+already pushed instead of publishing the same model twice.
 """
 from __future__ import annotations
 
@@ -45,24 +46,24 @@ def latest_model(serving_dir: str) -> Optional[str]:
     return os.path.join(serving_dir, str(found[-1])) if found else None
 
 
-def pushed_by(serving_dir: str, run_id: str) -> Optional[str]:
-    """The version directory that run `run_id` pushed, or None."""
+def pushed_by(serving_dir: str, push_id: str) -> Optional[str]:
+    """The version directory that push `push_id` published, or None."""
     import tensorflow as tf
     for version in reversed(versions(serving_dir)):
         record = os.path.join(serving_dir, str(version), PUSH_RECORD)
         if tf.io.gfile.exists(record):
             with tf.io.gfile.GFile(record) as f:
-                if json.load(f).get("run_id") == run_id:
+                if json.load(f).get("push_id") == push_id:
                     return os.path.join(serving_dir, str(version))
     return None
 
 
-def _write_push_record(version_dir: str, run_id: str, model_dir: str) -> None:
+def _write_push_record(version_dir: str, push_id: str, model_dir: str) -> None:
     import tensorflow as tf
     path = os.path.join(version_dir, PUSH_RECORD)
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.gfile.GFile(path, "w") as f:
-        json.dump({"run_id": run_id, "model_dir": model_dir}, f)
+        json.dump({"push_id": push_id, "model_dir": model_dir}, f)
 
 
 def _copy_file(src: str, dst: str) -> None:
@@ -82,12 +83,12 @@ def _copy_tree(src: str, dst: str) -> None:
         _copy_file(os.path.join(src, rel), os.path.join(dst, rel))
 
 
-def push_model(model_dir: str, serving_dir: str, run_id: str) -> str:
-    """Publishes `model_dir` as a new version for run `run_id`; returns its path (the existing one if this run
-    already pushed)."""
+def push_model(model_dir: str, serving_dir: str, push_id: str) -> str:
+    """Publishes `model_dir` as a new version; returns its path (the existing one if push `push_id`, unique to a
+    launch, already published it)."""
     import tensorflow as tf
     tf.io.gfile.makedirs(serving_dir)
-    already = pushed_by(serving_dir, run_id)
+    already = pushed_by(serving_dir, push_id)
     if already:
         return already
     local = "://" not in serving_dir
@@ -99,12 +100,12 @@ def push_model(model_dir: str, serving_dir: str, run_id: str) -> str:
     version = max(int(time.time()), existing[-1] + 1 if existing else 0)
     if not local:
         target = os.path.join(serving_dir, str(version))
-        _write_push_record(target, run_id, model_dir)  # before saved_model.pb makes the version visible
+        _write_push_record(target, push_id, model_dir)  # before saved_model.pb makes the version visible
         _copy_tree(model_dir, target)
         return target
     staging = os.path.join(serving_dir, f"{PARTIAL_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
     _copy_tree(model_dir, staging)
-    _write_push_record(staging, run_id, model_dir)
+    _write_push_record(staging, push_id, model_dir)
     while True:
         target = os.path.join(serving_dir, str(version))
         try:
@@ -119,9 +120,9 @@ def push_model(model_dir: str, serving_dir: str, run_id: str) -> str:
 class PushIfBlessed(beam.DoFn):
     """Pushes the model when the evaluation blessed it; emits the pushed path or None."""
 
-    def __init__(self, serving_dir: str, run_id: str):
+    def __init__(self, serving_dir: str, push_id: str):
         self._serving_dir = serving_dir
-        self._run_id = run_id
+        self._push_id = push_id
 
     def process(self, model_dir: str, evaluation: dict):
-        yield push_model(model_dir, self._serving_dir, self._run_id) if evaluation["blessed"] else None
+        yield push_model(model_dir, self._serving_dir, self._push_id) if evaluation["blessed"] else None

@@ -54,6 +54,9 @@ class HashSplit:
 
     def partition(self, batch: pa.RecordBatch) -> Iterator[tuple[str, pa.RecordBatch]]:
         """Yields (split name, rows of that split) for each non-empty split."""
+        if len(self.buckets) == 1:  # nothing to hash
+            yield self.names[0], batch
+            return
         index = self.assign(batch)
         for i, name in enumerate(self.names):
             mask = index == i
@@ -93,6 +96,8 @@ def _record_columns(batch: pa.RecordBatch) -> list[tuple[str, pa.LargeListArray]
     for name, column in columns:
         if not pa.types.is_large_list(column.type) or column.type.value_type not in _KINDS:
             raise TypeError(f"column {name!r}: expected large_list<int64|float32|large_binary>, got {column.type}")
+        if column.values.null_count:  # a missing value is a null or empty list, never a null inside one
+            raise ValueError(f"column {name!r}: null values inside lists")
     return columns
 
 

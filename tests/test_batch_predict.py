@@ -122,3 +122,26 @@ def test_predictions_are_also_written_to_bigquery(launched_penguins, bq_emulator
     assert len(in_table) == 344 and in_table.keys() == in_files.keys()
     for key, outputs in in_files.items():
         np.testing.assert_allclose(in_table[key], outputs, rtol=1e-6)
+
+
+def test_prediction_rows_take_string_outputs_and_failed_batches_keep_their_rows():
+    import base64
+
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from beam_ml.predict import failed_batch_dead_letters, prediction_row
+
+    log = prediction_log_pb2.PredictionLog()
+    outputs = log.predict_log.response.outputs
+    outputs["classes"].CopyFrom(tf.make_tensor_proto(np.array([[b"Adelie", b"Gentoo"]])))
+    outputs["scores"].CopyFrom(tf.make_tensor_proto(np.array([[0.9, 0.1]], dtype=np.float32)))
+    row = prediction_row(("P1", log))
+    assert row["key"] == "P1" and row["classes"] == ["Adelie", "Gentoo"]
+    assert row["scores"] == pytest.approx([0.9, 0.1])
+    assert json.loads(json.dumps(row)) == row  # JSON- and BigQuery-ready
+
+    failure = ([("P1", b"\x01\x02"), ("P2", b"\x03")], (ValueError, "ValueError('bad input')", "traceback"))
+    letters = list(failed_batch_dead_letters(failure))
+    assert [json.loads(d.raw)["key"] for d in letters] == ["P1", "P2"]
+    assert base64.b64decode(json.loads(letters[0].raw)["example_base64"]) == b"\x01\x02"
+    assert letters[0].reason == "inference failed: ValueError('bad input')"

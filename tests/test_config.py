@@ -54,9 +54,15 @@ def test_required_fields_and_unknown_keys_are_named(tmp_path):
 
 
 def test_unknown_flags_fail_instead_of_being_dropped():
-    reject_unknown_flags(["--config", "c.yaml", "--runner", "DirectRunner", "--direct_num_workers=2"])
+    reject_unknown_flags(["--config", "c.yaml", "--runner", "DirectRunner", "--direct_num_workers=2"],
+                         TrainPipelineOptions)
     with pytest.raises(ConfigError, match="--anomaly_polcy"):
-        reject_unknown_flags(["--anomaly_polcy", "warn"])
+        reject_unknown_flags(["--anomaly_polcy", "warn"], TrainPipelineOptions)
+    with pytest.raises(ConfigError, match="--key_column: unknown option"):  # another job's flag
+        reject_unknown_flags(["--key_column", "id"], TrainPipelineOptions)
+    with pytest.raises(ConfigError, match="--label_key: unknown option"):
+        from beam_ml.options import BatchPredictOptions
+        reject_unknown_flags(["--label_key", "species"], BatchPredictOptions)
 
 
 def test_help_documents_every_option(capsys):

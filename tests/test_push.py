@@ -29,12 +29,14 @@ def test_push_publishes_numbered_versions(tmp_path):
     assert pushed_by(serving, "run-1") == first and pushed_by(serving, "run-3") is None
 
 
-def test_a_retried_push_of_the_same_run_returns_the_version_it_pushed(tmp_path):
+def test_a_retried_push_returns_the_version_it_pushed_and_a_new_launch_pushes_again(tmp_path):
     model = _fake_model(tmp_path / "model")
     serving = str(tmp_path / "serving")
-    first = push_model(model, serving, "run-1")
-    assert push_model(model, serving, "run-1") == first
+    first = push_model(model, serving, "run-1/launch-a")
+    assert push_model(model, serving, "run-1/launch-a") == first  # the runner retried the push
     assert versions(serving) == [int(os.path.basename(first))]
+    second = push_model(model, serving, "run-1/launch-b")  # a later launch that reuses the run id pushes anew
+    assert second != first and len(versions(serving)) == 2
 
 
 def test_a_push_killed_midway_leaves_no_partial_version_and_the_next_push_is_clean(tmp_path):
