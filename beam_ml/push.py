@@ -1,11 +1,12 @@
 """Push: publish a blessed model to `<serving_dir>/<version>/` (TF Serving's layout, version = unix time).
 
-A reader never sees a partial version: the model is copied under a hidden `.partial-*` name (TF Serving only
-loads numeric directory names) and renamed into place in one step. On object stores without directory rename
-(gs://) the files are copied straight into the version directory with `saved_model.pb` last, since a SavedModel is
-only loadable once that file exists; there a reader can see the numbered directory before it is complete (and a
-crashed copy leaves it without `saved_model.pb`), which `versions()` ignores. Leftover `.partial-*` directories of a crashed push are removed by the next
-push (one pusher per serving directory at a time).
+On a local or mounted file system a reader never sees a partial version: the model is copied under a hidden
+`.partial-*` name (TF Serving only loads numeric directory names) and renamed into place in one step. Leftover
+`.partial-*` directories of a crashed push are removed by the next push (one pusher per serving directory at a
+time). Object stores (gs://) have no directory rename: the files are copied straight into the version directory with
+`saved_model.pb` last, since a SavedModel is only loadable once that file exists. There a reader can see the numbered
+directory before it is complete, and a crashed copy leaves it without `saved_model.pb`; `versions()` ignores such
+directories.
 
 Each pushed version carries `assets.extra/beam_ml_push.json` (a push id unique to the launch, and the source model;
 TF Serving ignores `assets.extra`), so a push retried by the runner after it had succeeded returns the version
