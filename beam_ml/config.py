@@ -15,6 +15,7 @@ from typing import Any, Mapping, Optional
 import yaml
 
 from beam_ml import fileutil
+from beam_ml.records import TYPES
 
 
 class ConfigError(ValueError):
@@ -35,7 +36,7 @@ def _field(default: Any = dataclasses.MISSING, *, help: str, kind: str = "str", 
 
 
 ANOMALY_POLICIES = ("fail", "warn")
-COLUMN_TYPES = ("int", "float", "string")
+COLUMN_NAME_REGEX = r"^[A-Za-z_][A-Za-z0-9_]*$"
 RESERVED_SPLIT_NAMES = ("dead_letter", "records_read", "transform_fn")
 
 
@@ -92,6 +93,8 @@ class JobConfig:
 
 BIGQUERY_TABLE_REGEX = r"^[a-z][a-z0-9-]{4,61}[a-z0-9][:.][A-Za-z0-9_]{1,1024}\.[A-Za-z0-9_]{1,1024}$"  # project:ds.t
 RUN_ID_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+INPUT_HELP = ("Input file glob (local path or gs://), e.g. data/*.csv: CSV with a header, JSON Lines (.jsonl), "
+              "Parquet (.parquet) or TFRecord of tf.Example (.tfrecord[.gz]), by extension")
 BATCH_BYTES_HELP = "Bytes of CSV parsed into one Arrow RecordBatch."
 COLUMN_TYPES_HELP = ('Column types as JSON ({"col": "int"|"float"|"string"}); columns not listed are inferred '
                      "from a sample of the first file.")
@@ -101,10 +104,7 @@ COLUMN_TYPES_HELP = ('Column types as JSON ({"col": "int"|"float"|"string"}); co
 class PipelineConfig(JobConfig):
     """Everything one training run needs. Field metadata drives the flags, `--help` and the template metadata."""
 
-    input: str = _field(None, required=True, regex=r"^\S+$",
-                        help="Input file glob (local path or gs://), e.g. data/*.csv: CSV with a header, JSON Lines "
-                             "(.jsonl), Parquet (.parquet) or TFRecord of tf.Example (.tfrecord[.gz]), by "
-                             "extension.")
+    input: str = _field(None, required=True, regex=r"^\S+$", help=INPUT_HELP + ".")
     spans: str = _field("latest", regex=r"^(latest|last:[1-9][0-9]*|[0-9]+-[0-9]+)$",
                         help="Which spans an input pattern with {SPAN} or {YYYY}{MM}{DD} reads: latest, last:N (the "
                              "newest N) or A-B (inclusive).")
@@ -112,7 +112,7 @@ class PipelineConfig(JobConfig):
                                           help="Version to read of each span ({VERSION} in the input pattern); "
                                                "default: each span's newest.")
     # Not `label`: Beam's Dataflow options already own `--label` (an alias of `--labels`).
-    label_key: str = _field(None, required=True, regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
+    label_key: str = _field(None, required=True, regex=COLUMN_NAME_REGEX,
                             help="Name of the raw label column; the preprocessing_fn outputs the transformed label "
                                  "under the same name.")
     module: str = _field(None, required=True, regex=r"^\S+$",
@@ -124,10 +124,10 @@ class PipelineConfig(JobConfig):
                               help="TF Serving base directory; blessed models are pushed to <serving_dir>/<version>/.")
     run_id: Optional[str] = _field(None, regex=RUN_ID_REGEX,
                                    help="Run id (default: UTC timestamp plus a short random suffix).")
-    split_key: Optional[str] = _field(None, regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
+    split_key: Optional[str] = _field(None, regex=COLUMN_NAME_REGEX,
                                       help="Feature whose value is hashed (sha256) to pick the split; default: the "
                                            "whole record (its typed values, the same for any spelling of them).")
-    leakage_key: Optional[str] = _field(None, regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
+    leakage_key: Optional[str] = _field(None, regex=COLUMN_NAME_REGEX,
                                         help="Column whose values (users, patients, devices) must not occur in more "
                                              "than one split; the run record counts those that do.")
     split_buckets: dict = _field({"train": 2, "eval": 1}, kind="json",
@@ -224,19 +224,16 @@ def _parse(field: dataclasses.Field, value: Any) -> Any:
 
 
 def _check_column_types(column_types: Any) -> None:
-    if not isinstance(column_types, dict) or any(t not in COLUMN_TYPES for t in column_types.values()):
-        raise ConfigError("column_types", f"must map column names to one of {COLUMN_TYPES}")
+    if not isinstance(column_types, dict) or any(t not in TYPES for t in column_types.values()):
+        raise ConfigError("column_types", f"must map column names to one of {TYPES}")
 
 
 @dataclasses.dataclass(frozen=True)
 class PredictConfig(JobConfig):
     """One batch prediction run: which data, which model, where the predictions go."""
 
-    input: str = _field(None, required=True, regex=r"^\S+$",
-                        help="Input file glob (local path or gs://) of rows to predict: CSV with a header, JSON "
-                             "Lines (.jsonl), Parquet (.parquet) or TFRecord of tf.Example (.tfrecord[.gz]), by "
-                             "extension.")
-    key_column: str = _field(None, required=True, regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
+    input: str = _field(None, required=True, regex=r"^\S+$", help=INPUT_HELP + ": the rows to predict.")
+    key_column: str = _field(None, required=True, regex=COLUMN_NAME_REGEX,
                              help="Column that identifies a row; each prediction is written with its value.")
     output_dir: str = _field(None, required=True, regex=r"^\S+$",
                              help="Base directory for runs; predictions go to <output_dir>/<run_id>/predictions/.")

@@ -74,10 +74,12 @@ def raw_column_types(model_dir: str) -> Optional[dict[str, str]]:
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
+    from beam_ml.records import TFMD_TYPES
+
     path = os.path.join(model_dir, RAW_SCHEMA)
     if not tf.io.gfile.exists(path):
         return None
     with tf.io.gfile.GFile(path) as f:
         schema = text_format.Parse(f.read(), schema_pb2.Schema())
-    names = {schema_pb2.INT: "int", schema_pb2.FLOAT: "float", schema_pb2.BYTES: "string"}
+    names = {tfmd: kind for kind, tfmd in TFMD_TYPES.items()}
     return {feature.name: names[feature.type] for feature in schema.feature if feature.type in names}

@@ -186,7 +186,7 @@ def resolve_files(pattern: Union[str, Sequence[str]],
     files = [InputFile(p, *_size_and_sha256(p), kind=kind) for p in paths]
     if kind == "parquet":
         fmt = infer_parquet_format(paths, column_types)
-        empty = all(sum(1 for _ in range(row_group_count(p))) == 0 for p in paths)
+        empty = all(row_group_count(p) == 0 for p in paths)
     elif kind == "tfrecord":
         fmt = infer_tfrecord_format(paths[0], column_types)
         empty = not fmt.columns
@@ -242,7 +242,7 @@ class ParseAndSplit(beam.DoFn):
 
 
 class ReadSplits(beam.PTransform):
-    """Reads CSV, JSON Lines or Parquet files into RecordBatches per split, with dead letters and read counts.
+    """Reads CSV, JSON Lines, Parquet or TFRecord files into RecordBatches per split, with dead letters and read counts.
 
     Example::
 

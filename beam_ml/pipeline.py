@@ -50,12 +50,16 @@ class RunPlan:
     started: str
     module: modules.UserModule
     span_selection: Optional[spans.SpanSelection] = None
-    # Tells a retried push of this launch from a later run that reuses the run id.
     launch_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def split(self) -> HashSplit:
         return HashSplit(tuple(self.config.split_buckets.items()), self.config.split_key)
+
+    @property
+    def push_id(self) -> str:
+        """Marks this launch's pushed version (a retried push finds it; a later run reusing the run id does not)."""
+        return f"{self.run_id}/{self.launch_id}"
 
     @property
     def serving_model_dir(self) -> str:
@@ -300,7 +304,7 @@ class TrainPipeline(beam.PTransform):
         evaluation = {"examples": batches["eval"], "model": model_dir} | "Evaluate" >> EvaluateModel(
             eval_config, plan.serving_model_dir, plan.baseline_model, os.path.join(run_dir, "evaluation"), plan.fmt)
 
-        pushed = model_dir | "Push" >> beam.ParDo(PushIfBlessed(config.serving_dir, f"{plan.run_id}/{plan.launch_id}"),
+        pushed = model_dir | "Push" >> beam.ParDo(PushIfBlessed(config.serving_dir, plan.push_id),
                                                   beam.pvalue.AsSingleton(evaluation))
         written = (pbegin | "ManifestTrigger" >> beam.Create([None])
                    | "WriteManifest" >> beam.ParDo(

@@ -23,10 +23,11 @@ def compression(path: str) -> str:
     return "GZIP" if path.endswith(".gz") else ""
 
 
-def _records(path: str) -> Iterator[bytes]:
+def _record_batches(path: str, size: int = BATCH_RECORDS) -> Iterator[list[bytes]]:
+    """The file's serialized records, `size` at a time (tf.data batches them: no Python call per record)."""
     import tensorflow as tf
-    for record in tf.data.TFRecordDataset(path, compression_type=compression(path)):
-        yield record.numpy()
+    for batch in tf.data.TFRecordDataset(path, compression_type=compression(path)).batch(size):
+        yield batch.numpy().tolist()
 
 
 def infer_tfrecord_format(path: str, column_types: dict[str, str]) -> RecordFormat:
@@ -35,9 +36,7 @@ def infer_tfrecord_format(path: str, column_types: dict[str, str]) -> RecordForm
     otherwise."""
     import tensorflow as tf
     kinds: dict[str, str] = {}
-    for count, record in enumerate(_records(path)):
-        if count == _SAMPLE_RECORDS:
-            break
+    for record in next(_record_batches(path, _SAMPLE_RECORDS), []):
         try:
             example = tf.train.Example.FromString(record)
         except Exception:  # a bad record is a dead letter when read, not a reason to fail now
@@ -83,13 +82,7 @@ class _Decoder:
 def read_tfrecord_file(path: str, fmt: RecordFormat) -> Iterator[ParsedChunk]:
     """The file's records in batches of `BATCH_RECORDS`."""
     decoder = _Decoder(fmt)
-    batch: list[bytes] = []
     first = 1
-    for record in _records(path):
-        batch.append(record)
-        if len(batch) == BATCH_RECORDS:
-            yield decoder.decode(batch, path, first)
-            first += len(batch)
-            batch = []
-    if batch:
-        yield decoder.decode(batch, path, first)
+    for records in _record_batches(path):
+        yield decoder.decode(records, path, first)
+        first += len(records)
