@@ -7,6 +7,7 @@ structured fields (`split_buckets`, `eval_*`, `hyperparameters`, `column_types`)
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import math
 import re
@@ -93,24 +94,75 @@ class JobConfig:
 
 BIGQUERY_TABLE_REGEX = r"^[a-z][a-z0-9-]{4,61}[a-z0-9][:.][A-Za-z0-9_]{1,1024}\.[A-Za-z0-9_]{1,1024}$"  # project:ds.t
 RUN_ID_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
-INPUT_HELP = ("Input file glob (local path or gs://), e.g. data/*.csv: CSV with a header, JSON Lines (.jsonl), "
-              "Parquet (.parquet) or TFRecord of tf.Example (.tfrecord[.gz]), by extension")
+INPUT_HELP = ("What to read: a file glob (local path or gs://, e.g. data/*.csv) of CSV with a header, JSON Lines "
+              "(.jsonl), Parquet (.parquet), TFRecord of tf.Example (.tfrecord[.gz]) or images in class folders "
+              "(data/*/*.jpg), by extension; a database, postgresql://user@host:port/db or mysql://user@host:port/db "
+              "(no password: see input_password_env), with input_table or input_query; or BigQuery, "
+              "bigquery:project.dataset.table or bigquery:project with input_query")
+SQL_IDENTIFIER_REGEX = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$"
 BATCH_BYTES_HELP = "Bytes of CSV parsed into one Arrow RecordBatch."
 COLUMN_TYPES_HELP = ('Column types as JSON ({"col": "int"|"float"|"string"}); columns not listed are inferred '
                      "from a sample of the first file.")
 
 
 @dataclasses.dataclass(frozen=True)
-class PipelineConfig(JobConfig):
-    """Everything one training run needs. Field metadata drives the flags, `--help` and the template metadata."""
+class SourceConfig(JobConfig):
+    """The input options every job shares (`beam_ml.inputs.resolve_source` turns them into a source)."""
 
-    input: str = _field(None, required=True, regex=r"^\S+$", help=INPUT_HELP + ".")
+    input: Optional[str] = _field(None, regex=r"^\S+$", help=INPUT_HELP + ".")
+    input_table: Optional[str] = _field(None, regex=SQL_IDENTIFIER_REGEX,
+                                        help="Table to read from a database or BigQuery input (schema.table or "
+                                             "dataset.table).")
+    input_query: Optional[str] = _field(None, help="Query to read from a database or BigQuery input instead of a "
+                                                   "table. Span placeholders (@span_begin_timestamp, "
+                                                   "@span_end_timestamp, @span_yyyymmdd_utc) are bound from --spans "
+                                                   "A-B, where a span is a UTC day counted from 1970-01-01.")
+    input_partition_column: Optional[str] = _field(None, regex=COLUMN_NAME_REGEX,
+                                                   help="Numeric or date column whose value ranges divide a database "
+                                                        "read into input_partitions parallel reads.")
+    input_partitions: int = _field(1, kind="int", regex=r"^[0-9]+$",
+                                   help="Parallel reads of a database input (ranges of input_partition_column).")
+    input_password_env: Optional[str] = _field("BEAM_ML_DB_PASSWORD", regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                               help="Environment variable holding the database password (read on "
+                                                    "the workers too; never logged or recorded).")
+    input_password_file: Optional[str] = _field(None, regex=r"^\S+$",
+                                                help="File holding the database password (e.g. a mounted secret); "
+                                                     "wins over input_password_env.")
+    input_bigquery_method: str = _field("DIRECT_READ", kind="choice", regex=r"^(DIRECT_READ|EXPORT)$",
+                                        help="How a BigQuery input is read: DIRECT_READ (the Storage Read API) or "
+                                             "EXPORT (an export job to --temp_location).")
+    input_dvc_repo: Optional[str] = _field(None, regex=r"^\S+$",
+                                           help="Git repository (URL or path) in which input is a DVC-tracked file.")
+    input_dvc_rev: Optional[str] = _field(None, regex=r"^\S+$",
+                                          help="Git revision of input_dvc_repo to read the DVC-tracked input at "
+                                               "(default: the repository's HEAD).")
     spans: str = _field("latest", regex=r"^(latest|last:[1-9][0-9]*|[0-9]+-[0-9]+)$",
                         help="Which spans an input pattern with {SPAN} or {YYYY}{MM}{DD} reads: latest, last:N (the "
                              "newest N) or A-B (inclusive).")
     input_version: Optional[int] = _field(None, kind="int", regex=r"^[0-9]+$",
                                           help="Version to read of each span ({VERSION} in the input pattern); "
                                                "default: each span's newest.")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.input_table and self.input_query:
+            raise ConfigError("input_query", "give input_table or input_query, not both")
+        if self.input_partitions < 1:
+            raise ConfigError("input_partitions", "must be at least 1")
+        if self.input_partitions > 1 and not self.input_partition_column:
+            raise ConfigError("input_partition_column", "is required with input_partitions > 1")
+        if self.input_dvc_rev and not self.input_dvc_repo:
+            raise ConfigError("input_dvc_rev", "needs input_dvc_repo")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig(SourceConfig):
+    """Everything one training run needs. Field metadata drives the flags, `--help` and the template metadata."""
+
+    input_splits: Optional[dict] = _field(None, kind="json",
+                                          help='Inputs already divided into splits, instead of input: JSON of split '
+                                               'name to file glob, e.g. {"train": "data/train/*.csv", "eval": '
+                                               '"data/eval/*.csv"}. No hashing.')
     # Not `label`: Beam's Dataflow options already own `--label` (an alias of `--labels`).
     label_key: str = _field(None, required=True, regex=COLUMN_NAME_REGEX,
                             help="Name of the raw label column; the preprocessing_fn outputs the transformed label "
@@ -133,6 +185,15 @@ class PipelineConfig(JobConfig):
     split_buckets: dict = _field({"train": 2, "eval": 1}, kind="json",
                                  help='Split names and hash bucket weights as JSON, e.g. {"train": 2, "eval": 1}. '
                                       "Must contain train and eval.")
+    split_time_key: Optional[str] = _field(None, regex=COLUMN_NAME_REGEX,
+                                           help="Split by time instead of by hash: the timestamp column (unix "
+                                                "seconds, or ISO 8601 text in UTC) compared with "
+                                                "split_time_cutoffs.")
+    split_time_cutoffs: dict = _field({}, kind="json",
+                                      help='Time split: each split takes the rows before its cutoff (and from the '
+                                           'previous one); the last split\'s cutoff is null, e.g. '
+                                           '{"train": "2019-06-01", "eval": null}. Cutoffs are ISO 8601 (UTC) or unix '
+                                           "seconds.")
     column_types: dict = _field({}, kind="json", help=COLUMN_TYPES_HELP)
     schema: Optional[str] = _field(None, regex=r"^\S+\.pbtxt$",
                                    help="A schema.pbtxt to validate against; default: infer it from train statistics.")
@@ -168,14 +229,30 @@ class PipelineConfig(JobConfig):
         super().validate()
         if self.anomaly_policy not in ANOMALY_POLICIES:
             raise ConfigError("anomaly_policy", f"must be one of {ANOMALY_POLICIES}, got {self.anomaly_policy!r}")
+        if bool(self.input) == bool(self.input_splits):
+            raise ConfigError("input", "give exactly one of --input and --input_splits")
+        if self.input_splits is not None:
+            if not isinstance(self.input_splits, dict) or \
+                    not all(isinstance(v, str) and v.strip() for v in self.input_splits.values()):
+                raise ConfigError("input_splits", "must be a JSON object of split name to file glob")
+            _check_split_names("input_splits", self.input_splits)
+        if self.split_time_key:
+            if self.input_splits:
+                raise ConfigError("split_time_key", "does not apply to --input_splits (already split)")
+            _check_split_names("split_time_cutoffs", self.split_time_cutoffs)
+            try:
+                cutoffs = [parse_time(v) if v is not None else None for v in self.split_time_cutoffs.values()]
+            except ValueError as e:
+                raise ConfigError("split_time_cutoffs", str(e)) from e
+            if cutoffs[-1] is not None or None in cutoffs[:-1]:
+                raise ConfigError("split_time_cutoffs", "every split but the last needs a cutoff; the last's is null")
+            if cutoffs[:-1] != sorted(cutoffs[:-1]) or len(set(cutoffs[:-1])) != len(cutoffs) - 1:
+                raise ConfigError("split_time_cutoffs", "cutoffs must increase")
+        elif self.split_time_cutoffs:
+            raise ConfigError("split_time_cutoffs", "needs --split_time_key")
         buckets = self.split_buckets
-        if not isinstance(buckets, dict) or not {"train", "eval"} <= set(buckets):
-            raise ConfigError("split_buckets", f"must be a mapping containing train and eval, got {buckets!r}")
+        _check_split_names("split_buckets", buckets)
         for name, weight in buckets.items():
-            if name in RESERVED_SPLIT_NAMES:
-                raise ConfigError("split_buckets", f"{name!r} is reserved for the pipeline's own outputs")
-            if not re.match(r"^[a-z][a-z0-9_]*$", str(name)):
-                raise ConfigError("split_buckets", f"split name {name!r} must be lower_snake_case")
             if not isinstance(weight, int) or isinstance(weight, bool) or weight <= 0:
                 raise ConfigError("split_buckets", f"weight of {name!r} must be a positive integer, got {weight!r}")
         if sum(buckets.values()) >= 2 ** 31:
@@ -223,16 +300,38 @@ def _parse(field: dataclasses.Field, value: Any) -> Any:
         raise ConfigError(field.name, f"cannot parse {value!r} as {kind}: {e}") from e
 
 
+def _check_split_names(option: str, splits: Any) -> None:
+    if not isinstance(splits, dict) or not {"train", "eval"} <= set(splits):
+        raise ConfigError(option, f"must be a mapping containing train and eval, got {splits!r}")
+    for name in splits:
+        if name in RESERVED_SPLIT_NAMES:
+            raise ConfigError(option, f"{name!r} is reserved for the pipeline's own outputs")
+        if not re.match(r"^[a-z][a-z0-9_]*$", str(name)):
+            raise ConfigError(option, f"split name {name!r} must be lower_snake_case")
+
+
+def parse_time(value: Any) -> float:
+    """Unix seconds from a number or an ISO 8601 date/time (UTC unless it names an offset)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        moment = datetime.datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is neither unix seconds nor an ISO 8601 date/time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp()
+
+
 def _check_column_types(column_types: Any) -> None:
     if not isinstance(column_types, dict) or any(t not in TYPES for t in column_types.values()):
         raise ConfigError("column_types", f"must map column names to one of {TYPES}")
 
 
 @dataclasses.dataclass(frozen=True)
-class PredictConfig(JobConfig):
-    """One batch prediction run: which data, which model, where the predictions go."""
+class PredictConfig(SourceConfig):
+    """One batch prediction run: which data (the `SourceConfig` options), which model, where the predictions go."""
 
-    input: str = _field(None, required=True, regex=r"^\S+$", help=INPUT_HELP + ": the rows to predict.")
     key_column: str = _field(None, required=True, regex=COLUMN_NAME_REGEX,
                              help="Column that identifies a row; each prediction is written with its value.")
     output_dir: str = _field(None, required=True, regex=r"^\S+$",
@@ -256,6 +355,8 @@ class PredictConfig(JobConfig):
 
     def validate(self) -> None:
         super().validate()
+        if not self.input:
+            raise ConfigError("input", "is required")
         if bool(self.serving_dir) == bool(self.model_dir):
             raise ConfigError("serving_dir" if not self.model_dir else "model_dir",
                               "give exactly one of --serving_dir (newest version) and --model_dir")

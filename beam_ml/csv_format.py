@@ -120,6 +120,7 @@ class ParsedChunk:
     batch: pa.RecordBatch
     dead_letters: list[DeadLetter]
     records_read: int  # non-empty lines seen = batch.num_rows + len(dead_letters)
+    split: Optional[str] = None  # set by a pre-split input: every row of the chunk belongs to this split
 
 
 def parse_csv_chunk(data: bytes, fmt: RecordFormat, source: str,

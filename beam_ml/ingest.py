@@ -1,5 +1,6 @@
-"""Ingest: files (a glob of CSV, JSON Lines, Parquet or TFRecord) → Arrow RecordBatches per split, plus dead
-letters and the count of records read.
+"""Ingest: any source (`beam_ml.sources`) → Arrow RecordBatches per split (`ReadSplits`), plus dead letters and the
+count of records read; and the file source (`FileSource`): a glob of CSV, JSON Lines, Parquet or TFRecord files,
+or of images in class folders (`beam_ml.image_format`).
 
 The file kind comes from the extension (`.parquet`/`.pq`, `.jsonl`/`.ndjson`/`.json`, `.tfrecord[s][.gz]` of
 tf.Example; anything else is CSV); one glob holds one kind. Output of `ReadSplits`: a dict with `"split_batches"`
@@ -14,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from typing import Iterator, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -22,9 +23,11 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from beam_ml.csv_format import ParsedChunk, infer_csv_format, parse_csv_chunk, parse_header
+from beam_ml.image_format import FILES_PER_CHUNK, IMAGE_EXTENSIONS, ImageFiles, check_image_paths
 from beam_ml.jsonl_format import infer_jsonl_format, parse_jsonl_chunk
 from beam_ml.parquet_format import infer_parquet_format, read_row_group, row_group_count
 from beam_ml.records import RecordFormat
+from beam_ml.sources import ChunkedSource
 from beam_ml.tfrecord_format import infer_tfrecord_format, read_tfrecord_file
 from beam_ml.split import HashSplit
 
@@ -37,11 +40,12 @@ _UTF8_BOM = b"\xef\xbb\xbf"  # spreadsheet exports start with it; it is not part
 
 
 KINDS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
-         ".json": "jsonl", ".tfrecord": "tfrecord", ".tfrecords": "tfrecord"}
+         ".json": "jsonl", ".tfrecord": "tfrecord", ".tfrecords": "tfrecord",
+         **{extension: "image" for extension in IMAGE_EXTENSIONS}}
 
 
 def file_kind(path: str) -> str:
-    """'csv' | 'jsonl' | 'parquet' | 'tfrecord', from the extension (a `.gz` after `.tfrecord` means GZIP); CSV
+    """'csv' | 'jsonl' | 'parquet' | 'tfrecord' | 'image', from the extension (a `.gz` after `.tfrecord` means GZIP); CSV
     when it is none of these."""
     name = path.lower().removesuffix(".gz") if ".tfrecord" in path.lower() else path.lower()
     return KINDS.get(os.path.splitext(name)[1], "csv")
@@ -167,10 +171,11 @@ def count_lines_before(path: str, offset: int) -> int:
     return count
 
 
-def resolve_files(pattern: Union[str, Sequence[str]],
-                  column_types: dict[str, str]) -> tuple[list[InputFile], RecordFormat]:
+def resolve_files(pattern: Union[str, Sequence[str]], column_types: dict[str, str],
+                  kind: Optional[str] = None) -> tuple[list[InputFile], RecordFormat]:
     """Matches the glob(s) and works out the record format from the files, when the graph is built: CSV headers
-    (all must agree) and a type sample, a JSON Lines sample, or every Parquet file's schema.
+    (all must agree) and a type sample, a JSON Lines sample, or every Parquet file's schema. `kind` overrides the
+    extension (a content-addressed object has none).
 
     Raises ValueError for no files, mixed kinds, differing headers or schemas, or no data rows in any file.
     """
@@ -178,13 +183,16 @@ def resolve_files(pattern: Union[str, Sequence[str]],
     paths = sorted({m.path for result in FileSystems.match(patterns) for m in result.metadata_list})
     if not paths:
         raise ValueError(f"{pattern!r} matches no files")
-    kinds = {file_kind(p) for p in paths}
+    kinds = {kind} if kind else {file_kind(p) for p in paths}
     if len(kinds) > 1:
         raise ValueError(f"{pattern!r} matches files of several kinds ({', '.join(sorted(kinds))}); use one glob "
                          f"per kind")
     kind = kinds.pop()
     files = [InputFile(p, *_size_and_sha256(p), kind=kind) for p in paths]
-    if kind == "parquet":
+    if kind == "image":
+        fmt = check_image_paths(paths)
+        empty = False
+    elif kind == "parquet":
         fmt = infer_parquet_format(paths, column_types)
         empty = all(row_group_count(p) == 0 for p in paths)
     elif kind == "tfrecord":
@@ -210,6 +218,38 @@ def resolve_files(pattern: Union[str, Sequence[str]],
     return files, fmt
 
 
+class FileSource(ChunkedSource):
+    """Files of one kind (CSV, JSON Lines, Parquet, TFRecord), local or gs://, resolved when the graph is built.
+
+    Example::
+
+        source = FileSource.resolve("gs://bucket/penguins/*.csv", column_types={"year": "int"})
+        out = p | ReadSplits(source, HashSplit((("train", 2), ("eval", 1))))
+    """
+
+    def __init__(self, files: Sequence[InputFile], fmt: RecordFormat, chunk_bytes: int = 8 << 20):
+        if not files:
+            raise ValueError("files is empty")
+        self.files = tuple(files)
+        self.fmt = fmt
+        self.chunk_bytes = chunk_bytes
+
+    @classmethod
+    def resolve(cls, pattern: Union[str, Sequence[str]], column_types: dict[str, str],
+                chunk_bytes: int = 8 << 20) -> "FileSource":
+        """`resolve_files`: raises ValueError (or OSError) for no files, mixed kinds, disagreeing headers..."""
+        return cls(*resolve_files(pattern, column_types), chunk_bytes=chunk_bytes)
+
+    def describe(self) -> list[dict]:
+        return [dataclasses.asdict(f) for f in self.files]
+
+    def chunks(self) -> list:
+        if self.files[0].kind == "image":  # small files: many to a batch
+            paths = [f.path for f in self.files]
+            return [ImageFiles(tuple(paths[i:i + FILES_PER_CHUNK])) for i in range(0, len(paths), FILES_PER_CHUNK)]
+        return [c for f in self.files for c in plan_chunks(f, self.chunk_bytes)]
+
+
 def _size_and_sha256(path: str) -> tuple[int, str]:
     digest, size = hashlib.sha256(), 0
     with _open(path) as f:
@@ -219,62 +259,63 @@ def _size_and_sha256(path: str) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-class ParseAndSplit(beam.DoFn):
-    """Parses one chunk, splits its rows by hash; emits (split name, batch) pairs, and dead letters and the read
-    count as tagged outputs."""
+class SplitRows(beam.DoFn):
+    """Assigns the rows of each parsed chunk to splits; emits (split name, batch) pairs, and dead letters and the
+    read count as tagged outputs. Rows the split cannot place (`partition` names them None) become dead letters."""
 
-    def __init__(self, fmt: RecordFormat, split: HashSplit):
-        self._fmt = fmt
+    def __init__(self, split):
         self._split = split
         self._rows = Metrics.counter("ingest", "rows_parsed")
         self._dead = Metrics.counter("ingest", "dead_letters")
 
-    def process(self, chunk) -> Iterator:
-        """`chunk`: a `ByteRange`, a `RowGroup` or a `RecordFile`."""
-        for parsed in chunk.parse(self._fmt):
-            self._rows.inc(parsed.batch.num_rows)
-            self._dead.inc(len(parsed.dead_letters))
-            yield beam.pvalue.TaggedOutput(RECORDS_READ, parsed.records_read)
-            for dead_letter in parsed.dead_letters:
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter)
-            if parsed.batch.num_rows:
-                yield from self._split.partition(parsed.batch)
+    def process(self, parsed: ParsedChunk) -> Iterator:
+        self._rows.inc(parsed.batch.num_rows)
+        yield beam.pvalue.TaggedOutput(RECORDS_READ, parsed.records_read)
+        dead_letters = list(parsed.dead_letters)
+        if parsed.split is not None:
+            parts = [(parsed.split, parsed.batch)] if parsed.batch.num_rows else []
+        else:
+            parts = list(self._split.partition(parsed.batch)) if parsed.batch.num_rows else []
+        for name, batch in parts:
+            if name is None:
+                dead_letters.extend(self._split.dead_letters(batch))
+            else:
+                yield name, batch
+        self._dead.inc(len(dead_letters))
+        for dead_letter in dead_letters:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter)
 
 
 class ReadSplits(beam.PTransform):
-    """Reads CSV, JSON Lines, Parquet or TFRecord files into RecordBatches per split, with dead letters and read counts.
+    """Reads any source into RecordBatches per split, with dead letters and read counts.
 
     Example::
 
-        files, fmt = resolve_files("data/*.parquet", column_types={})
-        out = p | ReadSplits(files, fmt, HashSplit((("train", 2), ("eval", 1))))
+        source = FileSource.resolve("data/*.parquet", column_types={})
+        out = p | ReadSplits(source, HashSplit((("train", 2), ("eval", 1))))
         train_batches, dead_letters, keyed = out["train"], out["dead_letter"], out["split_batches"]
 
     Args:
-      files: the files to read, with their sizes (resolved when the graph is built and recorded in the run
-        manifest; not globbed again, so names with glob characters are read as they are).
-      fmt: their columns and types.
-      split: how rows are assigned to named splits.
-      chunk_bytes: bytes of a text file parsed into one RecordBatch (a Parquet row group is one batch).
+      source: a `beam_ml.sources.Source` (files, a database, BigQuery...): its record format and read transform.
+      split: how rows are assigned to named splits (`HashSplit`, `TimeSplit`); a pre-split source's chunks carry
+        their split instead.
     """
 
-    def __init__(self, files: Sequence[InputFile], fmt: RecordFormat, split: HashSplit, chunk_bytes: int = 8 << 20):
+    def __init__(self, source, split):
         super().__init__()
-        if not files:
-            raise ValueError("files is empty")
-        if split.key is not None and split.key not in fmt.columns:
-            raise ValueError(f"split key {split.key!r} is not a column ({', '.join(fmt.columns)})")
-        if split.key is not None and fmt.type_of(split.key) == "float":
-            raise ValueError(f"split key {split.key!r} is a float column; hash an int or string column")
-        self._chunks = [c for f in files for c in plan_chunks(f, chunk_bytes)]
-        self._fmt = fmt
+        fmt = source.fmt
+        key = getattr(split, "key", None)
+        if key is not None and key not in fmt.columns:
+            raise ValueError(f"split key {key!r} is not a column ({', '.join(fmt.columns)})")
+        if isinstance(split, HashSplit) and key is not None and fmt.type_of(key) == "float":
+            raise ValueError(f"split key {key!r} is a float column; hash an int or string column")
+        self._source = source
         self._split = split
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         outputs = (pbegin
-                   | "Chunks" >> beam.Create(self._chunks)
-                   | "Distribute" >> beam.Reshuffle()
-                   | "ParseAndSplit" >> beam.ParDo(ParseAndSplit(self._fmt, self._split)).with_outputs(
+                   | "Read" >> self._source.read()
+                   | "SplitRows" >> beam.ParDo(SplitRows(self._split)).with_outputs(
                        RECORDS_READ, DEAD_LETTER, main=SPLIT_BATCHES))
         names = self._split.names
         # Partition, not one tagged output per split: FnApiRunner materializes a Flatten, and the statistics

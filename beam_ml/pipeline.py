@@ -11,21 +11,23 @@ import os
 import secrets
 import time
 import uuid
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import apache_beam as beam
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from beam_ml import modules, spans
-from beam_ml.config import ConfigError, PipelineConfig
+from beam_ml.config import ConfigError, PipelineConfig, parse_time
 from beam_ml.deadletter import WriteDeadLetters
 from beam_ml.evaluate import EvaluateModel, build_eval_config
-from beam_ml.ingest import DEAD_LETTER, RECORDS_READ, SPLIT_BATCHES, InputFile, ReadSplits, resolve_files
+from beam_ml.ingest import DEAD_LETTER, RECORDS_READ, SPLIT_BATCHES, ReadSplits
+from beam_ml.inputs import resolve_source
 from beam_ml.leakage import CheckLeakage
 from beam_ml.manifest import RunManifest, package_versions, utc_now
 from beam_ml.push import PushIfBlessed, latest_model
 from beam_ml.records import RecordFormat
-from beam_ml.split import HashSplit
+from beam_ml.sources import Source
+from beam_ml.split import GivenSplit, HashSplit, TimeSplit
 from beam_ml.train import FnArgs, TrainModel
 from beam_ml.transform import TransformSplits
 from beam_ml.validate import SCHEMA_FILE, GenerateSplitStatistics, ValidateSplits, load_drift_baseline
@@ -42,8 +44,7 @@ class RunPlan:
     config: PipelineConfig
     run_id: str
     run_dir: str
-    files: tuple[InputFile, ...]
-    fmt: RecordFormat
+    source: Source
     schema: Optional[schema_pb2.Schema]
     drift_baseline: Optional[statistics_pb2.DatasetFeatureStatisticsList]
     baseline_model: Optional[str]
@@ -53,8 +54,18 @@ class RunPlan:
     launch_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
-    def split(self) -> HashSplit:
-        return HashSplit(tuple(self.config.split_buckets.items()), self.config.split_key)
+    def fmt(self) -> RecordFormat:
+        return self.source.fmt
+
+    @property
+    def split(self) -> Union[HashSplit, TimeSplit, GivenSplit]:
+        config = self.config
+        if config.input_splits:
+            return GivenSplit(tuple(config.input_splits))
+        if config.split_time_key:
+            return TimeSplit(tuple((name, None if cutoff is None else parse_time(cutoff))
+                                   for name, cutoff in config.split_time_cutoffs.items()), config.split_time_key)
+        return HashSplit(tuple(config.split_buckets.items()), config.split_key)
 
     @property
     def push_id(self) -> str:
@@ -73,7 +84,7 @@ class RunPlan:
         return RunManifest(self.run_dir, {
             "run_id": self.run_id, "run_dir": self.run_dir, "started": self.started,
             "versions": package_versions(), "config": self.config.to_dict(),
-            "inputs": [dataclasses.asdict(f) for f in self.files],
+            "inputs": self.source.describe(),
             "span_selection": dataclasses.asdict(self.span_selection) if self.span_selection else None,
             "record_format": {"columns": list(self.fmt.columns), "types": list(self.fmt.types)},
             "baseline_model": self.baseline_model,
@@ -86,16 +97,13 @@ def plan_run(config: PipelineConfig) -> RunPlan:
     config = dataclasses.replace(config, **{name: absolute(getattr(config, name))
                                             for name in ("output_dir", "serving_dir", "temp_dir")})
 
-    span_selection = None
-    if spans.has_placeholders(config.input):
-        try:
-            span_selection = spans.resolve_spans(config.input, config.spans, config.input_version)
-        except ValueError as e:
-            raise ConfigError("input", str(e)) from e
-    files, fmt = resolve_input(span_selection.patterns if span_selection else config.input, config.column_types)
+    resolved = resolve_source(config, config.column_types)
+    fmt = resolved.source.fmt
     require_column(fmt, config.label_key, "label_key")
     if config.leakage_key:
         require_column(fmt, config.leakage_key, "leakage_key")
+    if config.split_time_key:
+        require_column(fmt, config.split_time_key, "split_time_key")
     if config.split_key:
         require_column(fmt, config.split_key, "split_key")
         if fmt.type_of(config.split_key) == "float":
@@ -124,20 +132,9 @@ def plan_run(config: PipelineConfig) -> RunPlan:
         except Exception as e:
             raise ConfigError("drift_baseline", f"cannot read statistics from {config.drift_baseline}: {e}") from e
     run_id, run_dir = new_run_dir(config.output_dir, config.run_id)
-    return RunPlan(config=config, run_id=run_id, run_dir=run_dir, files=tuple(files), fmt=fmt, schema=schema,
+    return RunPlan(config=config, run_id=run_id, run_dir=run_dir, source=resolved.source, schema=schema,
                    drift_baseline=drift_baseline, baseline_model=latest_model(config.serving_dir),
-                   started=utc_now(), module=user_module, span_selection=span_selection)
-
-
-def resolve_input(pattern: Union[str, Sequence[str]],
-                  column_types: dict[str, str]) -> tuple[list[InputFile], RecordFormat]:
-    """`ingest.resolve_files`, with any failure reported against `--input`."""
-    try:
-        return resolve_files(pattern, column_types)
-    except (ValueError, OSError) as e:
-        raise ConfigError("input", str(e)) from e
-    except Exception as e:  # a filesystem error (e.g. permissions, unknown scheme)
-        raise ConfigError("input", f"cannot read {pattern!r}: {e}") from e
+                   started=utc_now(), module=user_module, span_selection=resolved.span_selection)
 
 
 def new_run_dir(output_dir: str, run_id: Optional[str]) -> tuple[str, str]:
@@ -259,8 +256,7 @@ class TrainPipeline(beam.PTransform):
         run_dir, splits = plan.run_dir, plan.split.names
         manifest = plan.manifest()
 
-        ingested = pbegin | "Ingest" >> ReadSplits(plan.files, plan.fmt, plan.split,
-                                                      config.batch_bytes)
+        ingested = pbegin | "Ingest" >> ReadSplits(plan.source, plan.split)
         batches = {name: ingested[name] for name in splits}
         _ = ingested[DEAD_LETTER] | "WriteDeadLetters" >> WriteDeadLetters(
             os.path.join(run_dir, "dead_letter", "dead_letter"))

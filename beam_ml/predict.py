@@ -24,10 +24,12 @@ from beam_ml.config import ConfigError, PredictConfig
 from beam_ml.records import RecordFormat
 from beam_ml.deadletter import DeadLetter, WriteDeadLetters
 from beam_ml.export import raw_column_types
-from beam_ml.ingest import DEAD_LETTER, RECORDS_READ, InputFile, ReadSplits
+from beam_ml.ingest import DEAD_LETTER, RECORDS_READ, ReadSplits
+from beam_ml.inputs import resolve_source
 from beam_ml.manifest import RunManifest, package_versions, utc_now
-from beam_ml.pipeline import absolute, count_one, key_value, new_run_dir, require_column, resolve_input
+from beam_ml.pipeline import absolute, count_one, key_value, new_run_dir, require_column
 from beam_ml.push import SAVED_MODEL_FILE, latest_model
+from beam_ml.sources import Source
 from beam_ml.split import HashSplit
 
 ALL_ROWS = HashSplit((("rows", 1),))
@@ -40,10 +42,13 @@ class PredictPlan:
     run_id: str
     run_dir: str
     model_dir: str
-    files: tuple[InputFile, ...]
-    fmt: RecordFormat
+    source: Source
     started: str
     bigquery_schema: Optional[dict] = None
+
+    @property
+    def fmt(self) -> RecordFormat:
+        return self.source.fmt
 
     @property
     def predictions_prefix(self) -> str:
@@ -53,7 +58,7 @@ class PredictPlan:
         return RunManifest(self.run_dir, {
             "run_id": self.run_id, "run_dir": self.run_dir, "started": self.started, "job": "batch_predict",
             "versions": package_versions(), "config": self.config.to_dict(), "model_dir": self.model_dir,
-            "inputs": [dataclasses.asdict(f) for f in self.files],
+            "inputs": self.source.describe(),
             "record_format": {"columns": list(self.fmt.columns), "types": list(self.fmt.types)},
             "predictions": self.predictions_prefix + "-*.jsonl", "bigquery_table": self.config.bigquery_table})
 
@@ -74,11 +79,12 @@ def plan_predict(config: PredictConfig) -> PredictPlan:
             raise ConfigError("serving_dir", f"no model version has been pushed to {config.serving_dir}")
     # The model's schema also types the label, which unlabelled data does not have: entries for columns not in
     # the header are ignored.
-    files, fmt = resolve_input(config.input, {**(raw_column_types(model_dir) or {}), **config.column_types})
-    require_column(fmt, config.key_column, "key_column")
+    model_types = raw_column_types(model_dir) or {}
+    source = resolve_source(config, {**model_types, **config.column_types}).source
+    require_column(source.fmt, config.key_column, "key_column")
     run_id, run_dir = new_run_dir(config.output_dir, config.run_id)
-    return PredictPlan(config=config, run_id=run_id, run_dir=run_dir, model_dir=model_dir, files=tuple(files),
-                       fmt=fmt, started=utc_now(),
+    return PredictPlan(config=config, run_id=run_id, run_dir=run_dir, model_dir=model_dir, source=source,
+                       started=utc_now(),
                        bigquery_schema=bigquery_schema(model_dir) if config.bigquery_table else None)
 
 
@@ -199,7 +205,7 @@ class BatchPredict(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         plan = self._plan
-        ingested = pbegin | "Ingest" >> ReadSplits(plan.files, plan.fmt, ALL_ROWS, plan.config.batch_bytes)
+        ingested = pbegin | "Ingest" >> ReadSplits(plan.source, ALL_ROWS)
         examples = ingested["rows"] | "ToExamples" >> beam.ParDo(
             ToKeyedExamples(plan.config.key_column)).with_outputs(DEAD_LETTER, main="examples")
         predicted, failed = (examples["examples"]

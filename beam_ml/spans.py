@@ -123,3 +123,16 @@ def resolve_spans(pattern: str, selection: str = "latest", version: Optional[int
         versions.append(version if version is not None else max(present, key=lambda v: -1 if v is None else v))
     return SpanSelection(patterns=tuple(_fill(pattern, s, v) for s, v in zip(chosen, versions)),
                          spans=tuple(chosen), versions=tuple(versions))
+
+
+QUERY_SPAN_PARAMETERS = ("span_begin_timestamp", "span_end_timestamp", "span_yyyymmdd_utc")
+
+
+def query_span_values(begin: int, end: int) -> dict[str, object]:
+    """The values of TFX's query placeholders (@span_begin_timestamp, @span_end_timestamp, @span_yyyymmdd_utc) for
+    the spans `begin`..`end` inclusive, a span being a UTC day counted from 1970-01-01: the first second of the
+    range, the first second after it (TFX's end is exclusive: `ts < @span_end_timestamp`), and the first day as
+    YYYYMMDD text."""
+    first_day = _EPOCH + datetime.timedelta(days=begin)
+    return {"span_begin_timestamp": begin * 86400, "span_end_timestamp": (end + 1) * 86400,
+            "span_yyyymmdd_utc": first_day.strftime("%Y%m%d")}

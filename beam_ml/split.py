@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
+
+from beam_ml.config import parse_time
+from beam_ml.deadletter import DeadLetter
 
 try:
     from beam_ml import _sha256mod  # built by setup.py when a C compiler and OpenSSL's headers are present
@@ -159,3 +163,81 @@ def _key_bytes(value) -> bytes:
         return b""
     first = value[0]
     return first if isinstance(first, bytes) else str(first).encode()
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeSplit:
+    """Splits by time: each split takes the rows before its cutoff (unix seconds) not taken by an earlier one; the
+    last split's cutoff is None (everything later), e.g. `TimeSplit((("train", 1.56e9), ("eval", None)), "ts")`.
+
+    `key` is an int or float column of unix seconds, or a string column of ISO 8601 times (UTC unless they name an
+    offset). A row whose time is missing or unparsable cannot be placed: `partition` names it None and
+    `dead_letters` says why.
+    """
+
+    cutoffs: tuple[tuple[str, Optional[float]], ...]
+    key: str
+
+    def __post_init__(self):
+        bounds = [c for _, c in self.cutoffs]
+        if not bounds or bounds[-1] is not None or None in bounds[:-1] or bounds[:-1] != sorted(bounds[:-1]):
+            raise ValueError(f"cutoffs must increase and only the last be None: {self.cutoffs}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.cutoffs)
+
+    def partition(self, batch: pa.RecordBatch) -> Iterator[tuple[Optional[str], pa.RecordBatch]]:
+        """Yields (split name, its rows) for each non-empty split, and (None, rows without a usable time)."""
+        times = row_times(batch.column(self.key))
+        index = np.searchsorted(np.array([c for _, c in self.cutoffs[:-1]], dtype=np.float64), times, side="right")
+        index[np.isnan(times)] = -1
+        for i, name in [(-1, None), *enumerate(self.names)]:
+            mask = index == i
+            if mask.all():
+                yield name, batch
+            elif mask.any():
+                yield name, batch.filter(pa.array(mask))
+
+    def dead_letters(self, batch: pa.RecordBatch) -> list[DeadLetter]:
+        """One per row `partition` could not place."""
+        rows = batch.to_pylist()
+        return [DeadLetter(source="split", line=0, raw=_row_text(row),
+                           reason=f"no usable time in {self.key!r} for the time split") for row in rows]
+
+
+def row_times(column: pa.LargeListArray) -> np.ndarray:
+    """Unix seconds per row of a record-layout column (NaN where missing or unparsable)."""
+    lengths = column.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
+    times = np.full(len(column), np.nan)
+    present = lengths == 1
+    values = column.flatten()
+    if pa.types.is_large_binary(values.type):
+        parsed = [_parse_time(v) for v in values.to_pylist()]
+        times[present] = np.array(parsed, dtype=np.float64)
+    else:
+        times[present] = values.to_numpy(zero_copy_only=False).astype(np.float64)
+    return times
+
+
+def _parse_time(text: bytes) -> float:
+    try:
+        return parse_time(text.decode())
+    except (ValueError, UnicodeDecodeError):
+        return np.nan
+
+
+def _row_text(row: dict) -> str:
+    return json.dumps({k: (v[0].decode(errors="replace") if isinstance(v[0], bytes) else v[0]) if v else None
+                       for k, v in row.items()}, sort_keys=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class GivenSplit:
+    """The splits of an input that is already split (one glob per split): each chunk's rows keep their split."""
+
+    names: tuple[str, ...]
+    key = None
+
+    def partition(self, batch: pa.RecordBatch):
+        raise TypeError("rows of a pre-split input carry their split; nothing to partition")

@@ -28,7 +28,7 @@ import pyarrow.csv as pa_csv
 import tensorflow_data_validation as tfdv
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_ml.ingest import SPLIT_BATCHES, ReadSplits, resolve_files
+from beam_ml.ingest import SPLIT_BATCHES, FileSource, ReadSplits, resolve_files
 from beam_ml.manifest import package_versions
 from beam_ml.split import HashSplit
 from beam_ml.validate import GenerateSplitStatistics
@@ -59,7 +59,7 @@ def time_beam_ml(path: str, out_dir: str) -> tuple[float, int]:
     split = HashSplit((("train", 2), ("eval", 1)))
     start = time.perf_counter()
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as p:
-        out = p | ReadSplits(files, fmt, split)
+        out = p | ReadSplits(FileSource(files, fmt), split)
         _ = out[SPLIT_BATCHES] | GenerateSplitStatistics(out_dir, split.names)
     elapsed = time.perf_counter() - start
     rows = sum(tfdv.load_stats_binary(os.path.join(out_dir, f"Split-{n}", "FeatureStats.pb")).datasets[0].num_examples

@@ -17,7 +17,7 @@ from beam_ml.predict import BatchPredict, PredictPlan, plan_predict
 
 
 def describe(plan: PredictPlan) -> dict:
-    return {"run_dir": plan.run_dir, "model_dir": plan.model_dir, "inputs": [f.path for f in plan.files],
+    return {"run_dir": plan.run_dir, "model_dir": plan.model_dir, "inputs": plan.source.describe(),
             "columns": dict(zip(plan.fmt.columns, plan.fmt.types))}
 
 

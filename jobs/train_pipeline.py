@@ -15,7 +15,7 @@ from beam_ml.pipeline import RunPlan, TrainPipeline, plan_run
 
 
 def describe(plan: RunPlan) -> dict:
-    return {"run_dir": plan.run_dir, "inputs": [f.path for f in plan.files],
+    return {"run_dir": plan.run_dir, "inputs": plan.source.describe(),
             "columns": dict(zip(plan.fmt.columns, plan.fmt.types)), "baseline_model": plan.baseline_model}
 
 

@@ -105,6 +105,31 @@ def bq_emulator(gcs_emulator, tmp_path_factory):
     process.stop()
 
 
+PENGUIN_DB_COLUMNS = "species, island, bill_length_mm, bill_depth_mm, flipper_length_mm, body_mass_g, sex, year"
+
+
+@pytest.fixture(scope="session")
+def penguin_databases(tmp_path_factory) -> dict:
+    """A PostgreSQL and a MariaDB server (tests/databases.py) for this session, each with the bundled penguins in
+    table `penguins` (plus an `id` column, 1..344 in file order) and its password in a file."""
+    import databases
+    from beam_ml.config import PipelineConfig
+    from beam_ml.ingest import resolve_files
+    _, fmt = resolve_files(PENGUINS_CSV, PipelineConfig.load(PENGUINS_CONFIG, {}).column_types)
+    servers = {}
+    try:
+        for engine, start in (("postgresql", databases.start_postgres), ("mysql", databases.start_mysql)):
+            base = tmp_path_factory.mktemp(engine)
+            servers[engine] = server = start(str(base))
+            databases.load_csv(server, "penguins", PENGUINS_CSV, dict(zip(fmt.columns, fmt.types)))
+            (base / "password").write_text(server.password)
+            server.password_file = str(base / "password")
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
 @pytest.fixture(scope="session")
 def penguins_rows() -> list[str]:
     with open(PENGUINS_CSV) as f:

@@ -6,7 +6,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_ml.ingest import (DEAD_LETTER, RECORDS_READ, InputFile, ReadSplits, count_lines_before, plan_chunks,
+from beam_ml.ingest import (DEAD_LETTER, RECORDS_READ, FileSource, InputFile, ReadSplits, count_lines_before, plan_chunks,
                             read_chunk, resolve_files)
 from beam_ml.split import HashSplit
 from conftest import PENGUINS_CSV
@@ -56,7 +56,7 @@ def test_a_utf8_bom_is_not_part_of_the_first_column(tmp_path):
     files, fmt = resolve_files(str(path), {})
     assert fmt.columns == ("x", "y")
     with TestPipeline() as p:
-        out = p | ReadSplits(files, fmt, HashSplit((("all", 1),)))
+        out = p | ReadSplits(FileSource(files, fmt), HashSplit((("all", 1),)))
         assert_that(out["all"] | beam.Map(_rows), equal_to([2]), label="Rows")
         assert_that(out[DEAD_LETTER], equal_to([]), label="NoDeadLetters")
 
@@ -79,7 +79,7 @@ def test_read_csv_splits_counts_add_up_with_small_chunks(tmp_path):
     path = _write(tmp_path / "p.csv", "\n".join(lines) + "\n")
     files, fmt = resolve_files(path, {"bill_length_mm": "float"})
     with TestPipeline() as p:
-        out = p | ReadSplits(files, fmt, TRAIN_EVAL, chunk_bytes=2048)
+        out = p | ReadSplits(FileSource(files, fmt, 2048), TRAIN_EVAL)
         rows = ((out["train"], out["eval"]) | beam.Flatten() | beam.Map(_rows) | beam.CombineGlobally(sum))
         assert_that(rows, equal_to([344]), label="Rows")
         assert_that(out[RECORDS_READ] | "Read" >> beam.CombineGlobally(sum), equal_to([347]), label="Read")
@@ -93,5 +93,5 @@ def test_quoted_headers_and_glob_characters_in_file_names(tmp_path):
     files, fmt = resolve_files(str(tmp_path / "part*.csv"), {})
     assert fmt.columns == ("x", "y") and files[0].path == str(path)
     with TestPipeline() as p:
-        out = p | ReadSplits(files, fmt, HashSplit((("all", 1),)))
+        out = p | ReadSplits(FileSource(files, fmt), HashSplit((("all", 1),)))
         assert_that(out["all"] | beam.Map(_rows), equal_to([2]), label="Rows")

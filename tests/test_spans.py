@@ -68,7 +68,7 @@ def test_the_training_plan_reads_the_selected_spans_and_records_them(tmp_path):
         "input": str(tmp_path / "data" / "span-{SPAN}" / "v{VERSION}" / "*.csv"), "spans": "last:2",
         "output_dir": str(tmp_path / "runs"), "serving_dir": str(tmp_path / "serving")})
     plan = plan_run(config)
-    assert [f.path for f in plan.files] == [str(tmp_path / "data" / "span-2" / "v2" / "part.csv"),
+    assert [f.path for f in plan.source.files] == [str(tmp_path / "data" / "span-2" / "v2" / "part.csv"),
                                             str(tmp_path / "data" / "span-3" / "v1" / "part.csv")]
     recorded = plan.manifest().record("succeeded")["span_selection"]
     assert list(recorded["spans"]) == [2, 3] and list(recorded["versions"]) == [2, 1]

@@ -4,8 +4,12 @@ import struct
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
-from beam_ml.split import HashSplit, record_bytes, sha256_mod_hashlib, sha256_mod_records
+from beam_ml.config import ConfigError, PipelineConfig, parse_time
+from beam_ml.records import to_list_array
+from beam_ml.split import HashSplit, TimeSplit, record_bytes, sha256_mod_hashlib, sha256_mod_records
+from conftest import PENGUINS_CONFIG
 
 
 def _tfx_bucket(key: bytes, cumulative: list[int]) -> int:
@@ -86,3 +90,35 @@ def test_the_c_hash_and_the_hashlib_fallback_agree_with_tfx_on_awkward_keys():
         assert list(split.sha256_mod(keys, modulus)) == expected
         assert list(split.sha256_mod_hashlib(keys, modulus)) == expected
     assert len(split.sha256_mod([], 3)) == 0
+
+
+def _time_batch(column, values):
+    return pa.RecordBatch.from_arrays([to_list_array(pa.array(values, column))], ["ts"])
+
+
+def test_time_split_places_rows_by_cutoff_and_names_rows_without_a_time():
+    split = TimeSplit((("train", 100.0), ("eval", 200.0), ("test", None)), "ts")
+    batch = _time_batch(pa.int64(), [5, 100, 199, 200, 10_000, None])
+    parts = {name: b.column("ts").to_pylist() for name, b in split.partition(batch)}
+    assert parts == {"train": [[5]], "eval": [[100], [199]], "test": [[200], [10_000]], None: [None]}
+    [dead] = split.dead_letters(dict(split.partition(batch))[None])
+    assert "no usable time in 'ts'" in dead.reason
+
+
+def test_time_split_reads_iso_text_in_utc_and_unparsable_text_is_not_placed():
+    split = TimeSplit((("train", parse_time("2020-01-01")), ("eval", None)), "ts")
+    batch = _time_batch(pa.large_binary(), [b"2019-12-31T23:59:59Z", b"2020-01-01", b"2020-01-01T00:30:00+01:00",
+                                            b"yesterday"])
+    parts = {name: [v[0] for v in b.column("ts").to_pylist()] for name, b in split.partition(batch)}
+    assert parts == {"train": [b"2019-12-31T23:59:59Z", b"2020-01-01T00:30:00+01:00"], "eval": [b"2020-01-01"],
+                     None: [b"yesterday"]}
+
+
+@pytest.mark.parametrize("cutoffs, message", [
+    ({"train": "2020-01-01", "eval": "2021-01-01"}, "the last's is null"),
+    ({"train": "2021-01-01", "eval": "2020-01-01", "test": None}, "must increase"),
+    ({"train": "soon", "eval": None}, "ISO 8601"),
+    ({"eval": None}, "train and eval")])
+def test_time_split_options_are_checked_at_launch(cutoffs, message):
+    with pytest.raises(ConfigError, match=f"--split_time_cutoffs: .*{message}"):
+        PipelineConfig.load(PENGUINS_CONFIG, {"split_time_key": "year", "split_time_cutoffs": cutoffs})

@@ -1,0 +1,138 @@
+"""From a job's input options (`config.SourceConfig`) to a `Source`, when the graph is built.
+
+`--input` picks the source: `bigquery:...` (BigQuery), `postgresql://...` or `mysql://...` (a database), a path
+inside `--input_dvc_repo` (a DVC-tracked file at `--input_dvc_rev`), or else a file glob, local or gs://, whose
+`{SPAN}`/`{VERSION}`/`{YYYY}{MM}{DD}` placeholders are resolved by `--spans`. A training run may instead give
+`--input_splits` (one glob per split). Every failure is a `ConfigError` naming the option to fix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Optional
+
+from beam_ml import spans
+from beam_ml.config import ConfigError, SourceConfig
+from beam_ml.ingest import FileSource, file_kind, resolve_files
+from beam_ml.sources import PresplitSource, Source
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedInput:
+    source: Source
+    span_selection: Optional[spans.SpanSelection] = None
+
+
+def resolve_source(config: SourceConfig, column_types: dict[str, str]) -> ResolvedInput:
+    """The source the options describe, with its record format worked out (files sampled, database and BigQuery
+    schemas read). Raises ConfigError."""
+    splits = getattr(config, "input_splits", None)
+    if splits:
+        return ResolvedInput(_presplit(splits, column_types, config.batch_bytes))
+    spec = config.input
+    if spec.startswith("bigquery:"):
+        return ResolvedInput(_bigquery(config, column_types))
+    from beam_ml.sql_source import is_database_url
+    if is_database_url(spec):
+        return ResolvedInput(_database(config, column_types))
+    for name in ("input_table", "input_query", "input_partition_column"):
+        if getattr(config, name):
+            raise ConfigError(name, "applies to a database or BigQuery --input only")
+    if config.input_dvc_repo:
+        return ResolvedInput(_dvc(config, column_types))
+    selection = None
+    if spans.has_placeholders(spec):
+        try:
+            selection = spans.resolve_spans(spec, config.spans, config.input_version)
+        except ValueError as e:
+            raise ConfigError("input", str(e)) from e
+    patterns = selection.patterns if selection else spec
+    return ResolvedInput(_files("input", lambda: FileSource.resolve(patterns, column_types, config.batch_bytes)),
+                         selection)
+
+
+def _files(option: str, resolve) -> FileSource:
+    try:
+        return resolve()
+    except (ValueError, OSError) as e:
+        raise ConfigError(option, str(e)) from e
+    except Exception as e:  # a filesystem error (e.g. permissions, unknown scheme)
+        raise ConfigError(option, f"cannot read the input: {type(e).__name__}: {e}") from e
+
+
+def _presplit(patterns: dict[str, str], column_types: dict[str, str], chunk_bytes: int) -> PresplitSource:
+    # One format for all splits, inferred from all their files together, so that a column typed int in one
+    # split's sample and float in another's is float in both.
+    together = _files("input_splits", lambda: FileSource.resolve(list(patterns.values()), column_types, chunk_bytes))
+    types = dict(zip(together.fmt.columns, together.fmt.types))
+    try:
+        return PresplitSource({name: _files("input_splits", lambda p=pattern: FileSource.resolve(p, types,
+                                                                                                 chunk_bytes))
+                               for name, pattern in patterns.items()})
+    except ValueError as e:
+        raise ConfigError("input_splits", str(e)) from e
+
+
+def _query_spans(config: SourceConfig) -> Optional[tuple[int, int]]:
+    """The span range bound into a query's placeholders: --spans A-B (UTC days since 1970-01-01); None when the
+    query has no placeholders."""
+    query = config.input_query
+    if not query or not any(f"@{name}" in query for name in spans.QUERY_SPAN_PARAMETERS):
+        return None
+    if not re.fullmatch(r"[0-9]+-[0-9]+", config.spans):
+        raise ConfigError("spans", "the query has span placeholders (@span_begin_timestamp...): give --spans A-B, "
+                                   "a range of UTC days counted from 1970-01-01")
+    begin, end = (int(x) for x in config.spans.split("-"))
+    if begin > end:
+        raise ConfigError("spans", f"{config.spans}: the range is empty")
+    return begin, end
+
+
+def _database(config: SourceConfig, column_types: dict[str, str]) -> Source:
+    from beam_ml.sql_source import Credentials, SqlSource
+    span_range = _query_spans(config)
+    try:
+        return SqlSource.resolve(config.input, table=config.input_table, query=config.input_query,
+                                 partition_column=config.input_partition_column, partitions=config.input_partitions,
+                                 credentials=Credentials(config.input_password_env, config.input_password_file),
+                                 column_types=column_types,
+                                 span_params=spans.query_span_values(*span_range) if span_range else None)
+    except ValueError as e:  # DatabaseError included: the server's answer, with the DSN masked
+        raise ConfigError("input", str(e)) from None
+
+
+def _bigquery(config: SourceConfig, column_types: dict[str, str]) -> Source:
+    from beam_ml.bigquery_source import BigQuerySource
+    span_range = _query_spans(config)
+    try:
+        return BigQuerySource.resolve(config.input, table=config.input_table, query=config.input_query,
+                                      method=config.input_bigquery_method, column_types=column_types,
+                                      spans=span_range)
+    except ValueError as e:
+        raise ConfigError("input", str(e)) from None
+    except Exception as e:  # the client's own errors (NotFound, Forbidden, transport)
+        raise ConfigError("input", f"cannot read {config.input}: {type(e).__name__}: {e}") from None
+
+
+def _dvc(config: SourceConfig, column_types: dict[str, str]) -> FileSource:
+    from beam_ml.dvc_source import resolve_dvc_input
+    try:
+        tracked = resolve_dvc_input(config.input, config.input_dvc_repo, config.input_dvc_rev)
+    except ValueError as e:
+        raise ConfigError("input_dvc_rev" if "rev" in str(e) else "input", str(e)) from None
+    source = _files("input", lambda: FileSource(*resolve_files(tracked.url, column_types,
+                                                               kind=file_kind(config.input)),
+                                                chunk_bytes=config.batch_bytes))
+    return DvcFileSource(source, {"dvc": dataclasses.asdict(tracked)})
+
+
+class DvcFileSource(FileSource):
+    """A DVC-tracked file: read from its remote's content-addressed object; the manifest also records the git
+    revision and DVC's md5."""
+
+    def __init__(self, source: FileSource, extra: dict[str, Any]):
+        super().__init__(source.files, source.fmt, source.chunk_bytes)
+        self._extra = extra
+
+    def describe(self) -> list[dict]:
+        return [{**entry, **self._extra} for entry in super().describe()]

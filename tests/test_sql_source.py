@@ -1,0 +1,167 @@
+"""The SQL source against real PostgreSQL and MariaDB servers started by the tests (tests/databases.py)."""
+import datetime
+import decimal
+import os
+import subprocess
+import sys
+import time
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from beam_ml.config import ConfigError, PipelineConfig
+from beam_ml.ingest import DEAD_LETTER, RECORDS_READ, ReadSplits
+from beam_ml.inputs import resolve_source
+from beam_ml.records import RecordFormat
+from beam_ml.split import HashSplit
+from beam_ml.sql_source import Credentials, DatabaseError, Dsn, SqlSource, quote_identifier, rows_to_chunk
+from conftest import PENGUIN_DB_COLUMNS, PENGUINS_CONFIG, ROOT
+
+ALL_ROWS = HashSplit((("all", 1),))
+
+
+def test_dsn_rejects_a_password_and_masks_the_user():
+    with pytest.raises(ValueError, match="must not hold a password"):
+        Dsn.parse("postgresql://beam:secret@db:5432/ml")
+    dsn = Dsn.parse("mysql://beam@db/ml")
+    assert (dsn.port, dsn.masked()) == (3306, "mysql://beam:***@db:3306/ml")
+    with pytest.raises(ValueError, match="user@host"):
+        Dsn.parse("postgresql://beam@db:5432/")
+
+
+@pytest.mark.parametrize("name", ['pen"guins', "penguins; DROP TABLE x", "a b", "x.y.z.w", "`t`", "1abc"])
+def test_identifiers_with_quotes_or_semicolons_are_rejected_before_connecting(name):
+    import sqlalchemy
+    dialect = sqlalchemy.create_engine("postgresql+psycopg2://").dialect
+    with pytest.raises(ValueError, match="plain SQL identifier"):
+        quote_identifier(name, dialect)
+    # Port 9 (discard) has no database: a rejection here proves nothing was sent anywhere.
+    with pytest.raises(ValueError, match="plain SQL identifier"):
+        SqlSource.resolve("postgresql://beam@127.0.0.1:9/ml", table=name, query=None, partition_column=None,
+                          partitions=1, credentials=Credentials(), column_types={})
+    with pytest.raises(ValueError, match="plain SQL identifier"):
+        SqlSource.resolve("postgresql://beam@127.0.0.1:9/ml", table="t", query=None, partition_column=name,
+                          partitions=2, credentials=Credentials(), column_types={})
+    assert quote_identifier("public.penguins", dialect) == "public.penguins"
+
+
+def test_a_query_must_be_one_statement():
+    with pytest.raises(ValueError, match="single statement"):
+        SqlSource.resolve("postgresql://beam@127.0.0.1:9/ml", table=None, query="SELECT 1; DROP TABLE t",
+                          partition_column=None, partitions=1, credentials=Credentials(), column_types={})
+
+
+def test_rows_convert_column_by_column_and_bad_values_become_dead_letters():
+    fmt = RecordFormat(("n", "x", "s"), ("int", "float", "string"))
+    rows = [(1, decimal.Decimal("1.5"), datetime.date(2024, 1, 2)), (True, None, "é"), (2.5, 3.0, None),
+            (None, 2, b"raw")]
+    chunk = rows_to_chunk(rows, fmt, "db", 10)
+    assert chunk.records_read == 4 and chunk.batch.num_rows == 3
+    assert chunk.batch.to_pydict() == {"n": [[1], [1], None], "x": [[1.5], None, [2.0]],
+                                       "s": [[b"2024-01-02"], ["é".encode()], [b"raw"]]}
+    [dead] = chunk.dead_letters
+    assert (dead.line, dead.source) == (13, "db") and "column 'n'" in dead.reason and "2.5" in dead.reason
+
+
+def _penguin_types() -> dict:
+    return PipelineConfig.load(PENGUINS_CONFIG, {}).column_types
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def penguin_db(request, penguin_databases, monkeypatch):
+    """Each engine's server with the penguins loaded; its password in BEAM_ML_DB_PASSWORD."""
+    server = penguin_databases[request.param]
+    monkeypatch.setenv("BEAM_ML_DB_PASSWORD", server.password)
+    return server
+
+
+def _check_rows(source, check, read: int = 344) -> None:
+    """Reads the source with no dead letters and `read` records, and applies `check` to the list of all rows."""
+    def matcher(rows):
+        check(rows)
+    with TestPipeline() as p:
+        out = p | ReadSplits(source, ALL_ROWS)
+        rows = out["all"] | beam.FlatMap(lambda batch: batch.to_pylist()) | beam.combiners.ToList()
+        assert_that(rows, matcher, label="Rows")
+        assert_that(out[DEAD_LETTER], equal_to([]), label="NoDeadLetters")
+        assert_that(out[RECORDS_READ] | beam.CombineGlobally(sum), equal_to([read]), label="Read")
+
+
+def test_a_table_is_read_in_partitions_with_every_row_once(penguin_db):
+    source = SqlSource.resolve(penguin_db.url(driver=False), table="penguins", query=None, partition_column="id",
+                               partitions=4, credentials=Credentials("BEAM_ML_DB_PASSWORD"),
+                               column_types={}, fetch_rows=50)
+    assert len(source.chunks()) == 4
+    assert dict(zip(source.fmt.columns, source.fmt.types))["year"] == "int"
+    def every_id_once(rows):
+        assert sorted(r["id"][0] for r in rows[0]) == list(range(1, 345))
+    _check_rows(source, every_id_once)
+    [described] = source.describe()
+    assert described["database"] == f"{penguin_db.engine}://beam:***@127.0.0.1:{penguin_db.port}/ml"
+    assert described["partition_bounds"] == [1, 344] and penguin_db.password not in str(described)
+
+
+def test_a_query_partitioned_on_a_column_with_nulls_reads_every_row(penguin_db):
+    # body_mass_g has NULLs: the first range also takes them.
+    source = SqlSource.resolve(penguin_db.url(driver=False), table=None,
+                               query=f"SELECT {PENGUIN_DB_COLUMNS} FROM penguins", partition_column="body_mass_g",
+                               partitions=3, credentials=Credentials("BEAM_ML_DB_PASSWORD"),
+                               column_types=_penguin_types())
+    def two_without_mass(rows):
+        assert len(rows[0]) == 344 and sum(1 for r in rows[0] if not r["body_mass_g"]) == 2
+    _check_rows(source, two_without_mass)
+
+
+def test_span_placeholders_in_a_query_are_bound_parameters(penguin_db):
+    # Spans are UTC days since 1970-01-01: the range of 2008's days selects year 2008.
+    first = (datetime.date(2008, 1, 1) - datetime.date(1970, 1, 1)).days
+    last = (datetime.date(2008, 12, 31) - datetime.date(1970, 1, 1)).days
+    query = (f"SELECT {PENGUIN_DB_COLUMNS} FROM penguins WHERE CAST(year AS CHAR(4)) = "
+             f"SUBSTRING(@span_yyyymmdd_utc, 1, 4) AND @span_end_timestamp - @span_begin_timestamp = {366 * 86400}")
+    config = PipelineConfig.load(PENGUINS_CONFIG, {"input": penguin_db.url(driver=False), "input_query": query,
+                                                   "spans": f"{first}-{last}"})
+    source = resolve_source(config, _penguin_types()).source
+    assert source.describe()[0]["span_params"] == {"span_begin_timestamp": first * 86400,
+                                                   "span_end_timestamp": (last + 1) * 86400,
+                                                   "span_yyyymmdd_utc": "20080101"}
+    def only_2008(rows):
+        assert len(rows[0]) == 114 and {r["year"][0] for r in rows[0]} == {2008}
+    _check_rows(source, only_2008, read=114)
+    with pytest.raises(ConfigError, match="--spans"):
+        resolve_source(PipelineConfig.load(PENGUINS_CONFIG, {"input": penguin_db.url(driver=False),
+                                                             "input_query": query}), {})
+
+
+def test_a_wrong_password_is_a_clear_error_without_the_password(penguin_db, monkeypatch):
+    monkeypatch.setenv("BEAM_ML_DB_PASSWORD", "hunter2-wrong")
+    config = PipelineConfig.load(PENGUINS_CONFIG, {"input": penguin_db.url(driver=False), "input_table": "penguins"})
+    with pytest.raises(ConfigError) as error:
+        resolve_source(config, {})
+    message = str(error.value)
+    assert message.startswith("--input: ") and "hunter2-wrong" not in message and penguin_db.password not in message
+    assert ("password authentication failed" in message) if penguin_db.engine == "postgresql" \
+        else ("Access denied" in message)
+
+
+def test_an_unreachable_database_fails_fast_naming_host_and_port():
+    config = PipelineConfig.load(PENGUINS_CONFIG, {"input": "postgresql://beam@127.0.0.1:9/ml",
+                                                   "input_table": "penguins"})
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"host 127\.0\.0\.1, port 9"):
+        resolve_source(config, {})
+    assert time.monotonic() - started < 15
+
+
+def test_train_pipeline_job_runs_from_a_database(penguin_db, tmp_path):
+    """The whole job from `--input postgresql://...`/`mysql://...`: the password only in the environment."""
+    args = ["--config", PENGUINS_CONFIG, "--input", penguin_db.url(driver=False), "--input_query",
+            f"SELECT {PENGUIN_DB_COLUMNS} FROM penguins", "--input_partition_column", "year", "--input_partitions", "2",
+            "--output_dir", str(tmp_path / "runs"), "--serving_dir", str(tmp_path / "serving"),
+            "--run_id", "from-db", "--validate_only"]
+    completed = subprocess.run([sys.executable, "-m", "jobs.train_pipeline", *args], cwd=ROOT, capture_output=True,
+                               text=True, env={**os.environ, "BEAM_ML_DB_PASSWORD": penguin_db.password},
+                               timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert penguin_db.password not in completed.stdout + completed.stderr
