@@ -6,8 +6,9 @@ Proto-in/proto-out logic (`make_schema`, `validate_split`, `anomaly_records`) is
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import apache_beam as beam
 import tensorflow_data_validation as tfdv
@@ -51,8 +52,9 @@ class GenerateSplitStatistics(beam.PTransform):
         self._options = options or tfdv.StatsOptions()
 
     def expand(self, split_batches: beam.PCollection) -> dict[str, beam.PCollection]:
-        sliced = split_batches | "Generate" >> stats_impl.GenerateSlicedStatisticsImpl(
-            self._options, is_slicing_enabled=True)
+        with _no_hot_key_fanout() if _on_one_machine(split_batches.pipeline) else contextlib.nullcontext():
+            sliced = split_batches | "Generate" >> stats_impl.GenerateSlicedStatisticsImpl(
+                self._options, is_slicing_enabled=True)
         out = {}
         for name in self._splits:
             out[name] = sliced | f"Pick{name.title()}" >> beam.Map(split_statistics, name)
@@ -60,6 +62,29 @@ class GenerateSplitStatistics(beam.PTransform):
             _ = out[name] | f"Write{name.title()}" >> beam.Map(
                 write_statistics, os.path.join(split_dir(self._stats_dir, name), STATS_FILE))
         return out
+
+
+def _on_one_machine(pipeline: beam.Pipeline) -> bool:
+    return type(pipeline.runner).__name__ in ("DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner",
+                                              "FnApiRunner")
+
+
+@contextlib.contextmanager
+def _no_hot_key_fanout() -> Iterator[None]:
+    """While TFDV's statistics graph is built, `CombinePerKey.with_hot_key_fanout` does nothing.
+
+    TFDV fans each slice's combine out over 128 extra keys (its TODO b/162543416) so that no single worker of a
+    distributed runner merges every accumulator of a big slice; it has no option to turn that off. On one machine
+    there is nothing to spread, and the fanout only multiplies the accumulators (quantile sketches and more, per
+    feature) that are built, pickled and merged: about 0.7 s of every local run (`benchmarks/ingest_stats.py`).
+    Distributed runners keep TFDV's graph as it is.
+    """
+    fanout = beam.CombinePerKey.with_hot_key_fanout
+    beam.CombinePerKey.with_hot_key_fanout = lambda self, unused_fanout: self
+    try:
+        yield
+    finally:
+        beam.CombinePerKey.with_hot_key_fanout = fanout
 
 
 def write_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList, path: str) -> str:

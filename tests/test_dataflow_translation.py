@@ -60,7 +60,7 @@ def test_dry_run_translation_has_every_stage_and_no_network(tmp_path):
     out = _translate("train_pipeline", ["--config", PENGUINS_CONFIG, "--output_dir", str(tmp_path / "runs"),
                                         "--serving_dir", str(tmp_path / "serving"), "--temp_dir", str(tmp_path / "tmp"),
                                         "--train_min_ram", "6GB"])
-    for stage in ["Ingest/ParseAndSplit", "Statistics/Generate", "Statistics/WriteTrain", "Statistics/WriteEval",
+    for stage in ["Ingest/Read/Parse", "Ingest/SplitRows", "Statistics/Generate", "Statistics/WriteTrain", "Statistics/WriteEval",
                   "Validate/InferSchema", "CheckData", "Transform/Analyze", "Transform/TransformEval",
                   "Train/RunFn", "Evaluate/Tfma", "Evaluate/DecideBlessing", "Push", "WriteManifest"]:
         assert f"TrainPipeline/{stage}" in out["transforms"], stage
@@ -72,6 +72,6 @@ def test_batch_predict_dry_run_translation_has_every_stage_and_no_network(tmp_pa
     out = _translate("batch_predict", ["--input", os.path.join(ROOT, "examples", "penguins", "unlabelled", "*.csv"),
                                        "--key_column", "penguin_id", "--output_dir", str(tmp_path / "runs"),
                                        "--serving_dir", os.path.join(bucket, "serving", "penguins")])
-    for stage in ["Ingest/ParseAndSplit", "ToExamples", "RunInference", "WritePredictions", "WriteDeadLetters",
+    for stage in ["Ingest/Read/Parse", "Ingest/SplitRows", "ToExamples", "RunInference", "WritePredictions", "WriteDeadLetters",
                   "WriteManifest"]:
         assert any(t.startswith(f"BatchPredict/{stage}") for t in out["transforms"]), stage
