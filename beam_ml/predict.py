@@ -1,12 +1,13 @@
-"""Batch prediction with a pushed model: CSV rows → serialized tf.Examples → Beam's RunInference (tfx_bsl's
-in-process SavedModel handler on the `serving_default` signature) → one JSON line per row, keyed.
+"""Batch prediction with a pushed model: rows from any source (`beam_ml.inputs`) → serialized tf.Examples →
+Beam's RunInference (tfx_bsl's in-process SavedModel handler on the `serving_default` signature) → one JSON line per
+row, keyed.
 
-`plan_predict` resolves the model (the newest version in `--serving_dir`, or `--model_dir`), the input files and
-their column types (from the model's raw schema, so rows parse as in training) before any work, and fails with a
-`ConfigError` naming the option. `BatchPredict(plan)` is the whole job as one PTransform. Every row read ends up
-either in the predictions or in the dead letters (unparsable rows, rows without a key, batches the model
-rejected), and the run record says how many of each: `read = predicted + dead_letter`. Predictions go to JSON
-Lines files and, with `--bigquery_table`, to BigQuery too.
+`plan_predict` resolves the model (the newest version in `--serving_dir`, or `--model_dir`), the input (files, a
+database, BigQuery) and its column types (from the model's raw schema, so rows parse as in training) before any
+work, and fails with a `ConfigError` naming the option. `BatchPredict(plan)` is the whole job as one PTransform.
+Every row read ends up either in the predictions or in the dead letters (unparsable rows, rows without a key,
+batches the model rejected), and the run record says how many of each: `read = predicted + dead_letter`.
+Predictions go to JSON Lines files and, with `--bigquery_table`, to BigQuery too.
 """
 from __future__ import annotations
 
