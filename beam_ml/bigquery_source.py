@@ -37,12 +37,13 @@ from google.api_core import exceptions
 from google.cloud import bigquery
 
 from beam_ml import spans
+from beam_ml.spans import query_span_placeholders
 from beam_ml.csv_format import ParsedChunk
 from beam_ml.deadletter import DeadLetter
 from beam_ml.records import ARROW_TYPES, TYPES, RecordFormat, to_list_array
 from beam_ml.sources import Source
 
-SPAN_PLACEHOLDERS = ("@span_begin_timestamp", "@span_end_timestamp", "@span_yyyymmdd_utc")
+SPAN_PLACEHOLDERS = tuple(f"@{name}" for name in spans.QUERY_SPAN_PARAMETERS)
 METHODS = ("DIRECT_READ", "EXPORT")
 BATCH_ROWS = 10_000
 
@@ -82,9 +83,7 @@ def bind_span_placeholders(query: str, span_begin: int, span_end: int) -> str:
     literals = {"@span_begin_timestamp": str(values["span_begin_timestamp"]),
                 "@span_end_timestamp": str(values["span_end_timestamp"]),
                 "@span_yyyymmdd_utc": f"'{values['span_yyyymmdd_utc']}'"}
-    for placeholder in SPAN_PLACEHOLDERS:
-        query = query.replace(placeholder, literals[placeholder])
-    return query
+    return spans.QUERY_SPAN_PLACEHOLDER.sub(lambda m: literals[m.group(0)], query)
 
 
 def parse_spec(spec: str) -> tuple[str, Optional[str]]:
@@ -352,7 +351,7 @@ class BigQuerySource(Source):
         if method not in METHODS:
             raise ValueError(f"method {method!r}: use one of {METHODS}")
         if query is not None:
-            used = [p for p in SPAN_PLACEHOLDERS if p in query]
+            used = query_span_placeholders(query)
             if used and spans is None:
                 raise ValueError(f"the query uses {', '.join(used)}; it needs --spans A-B (the UTC days to read, "
                                  f"counted from 1970-01-01)")

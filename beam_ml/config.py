@@ -91,6 +91,11 @@ class JobConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def is_default(self, name: str) -> bool:
+        f = next(f for f in dataclasses.fields(self) if f.name == name)
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        return getattr(self, name) == default
+
 
 BIGQUERY_TABLE_REGEX = r"^[a-z][a-z0-9-]{4,61}[a-z0-9][:.][A-Za-z0-9_]{1,1024}\.[A-Za-z0-9_]{1,1024}$"  # project:ds.t
 RUN_ID_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
@@ -100,6 +105,8 @@ INPUT_HELP = ("What to read: a file glob (local path or gs://, e.g. data/*.csv) 
               "(no password: see input_password_env), with input_table or input_query; or BigQuery, "
               "bigquery:project.dataset.table or bigquery:project with input_query")
 SQL_IDENTIFIER_REGEX = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$"
+# A database's schema.table, or BigQuery's dataset.table / project.dataset.table (projects may hold - and :).
+TABLE_REGEX = r"^[A-Za-z0-9_][A-Za-z0-9_:.-]*$"
 BATCH_BYTES_HELP = "Bytes of CSV parsed into one Arrow RecordBatch."
 COLUMN_TYPES_HELP = ('Column types as JSON ({"col": "int"|"float"|"string"}); columns not listed are inferred '
                      "from a sample of the first file.")
@@ -110,7 +117,7 @@ class SourceConfig(JobConfig):
     """The input options every job shares (`beam_ml.inputs.resolve_source` turns them into a source)."""
 
     input: Optional[str] = _field(None, regex=r"^\S+$", help=INPUT_HELP + ".")
-    input_table: Optional[str] = _field(None, regex=SQL_IDENTIFIER_REGEX,
+    input_table: Optional[str] = _field(None, regex=TABLE_REGEX,
                                         help="Table to read from a database or BigQuery input (schema.table or "
                                              "dataset.table).")
     input_query: Optional[str] = _field(None, help="Query to read from a database or BigQuery input instead of a "
@@ -153,6 +160,21 @@ class SourceConfig(JobConfig):
             raise ConfigError("input_partition_column", "is required with input_partitions > 1")
         if self.input_dvc_rev and not self.input_dvc_repo:
             raise ConfigError("input_dvc_rev", "needs input_dvc_repo")
+        from beam_ml.sql_source import is_database_url
+        database = bool(self.input) and is_database_url(self.input)
+        if self.input_dvc_repo and (database or (self.input or "").startswith("bigquery:")):
+            raise ConfigError("input_dvc_repo", "applies to a file input only (a path inside the repo)")
+        if database and self.input_table and not re.match(SQL_IDENTIFIER_REGEX, self.input_table):
+            raise ConfigError("input_table", f"{self.input_table!r} is not a plain SQL identifier (letters, "
+                                             f"digits and _, dotted for schema.table)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as recorded in the run record: a git URL's user and token masked."""
+        from beam_ml.dvc_source import masked_repo
+        values = super().to_dict()
+        if self.input_dvc_repo:
+            values["input_dvc_repo"] = masked_repo(self.input_dvc_repo)
+        return values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,9 +258,16 @@ class PipelineConfig(SourceConfig):
                     not all(isinstance(v, str) and v.strip() for v in self.input_splits.values()):
                 raise ConfigError("input_splits", "must be a JSON object of split name to file glob")
             _check_split_names("input_splits", self.input_splits)
+            # Options that choose or split the rows of one input mean nothing to inputs already split.
+            for name in ("split_key", "split_buckets", "split_time_key", "input_table", "input_query",
+                         "input_dvc_repo", "spans", "input_version"):
+                if not self.is_default(name):
+                    raise ConfigError(name, "does not apply to --input_splits (files already split, read whole)")
         if self.split_time_key:
-            if self.input_splits:
-                raise ConfigError("split_time_key", "does not apply to --input_splits (already split)")
+            for name in ("split_key", "split_buckets"):
+                if not self.is_default(name):
+                    raise ConfigError(name, "does not apply to a time split (--split_time_key): the split names "
+                                            "come from --split_time_cutoffs")
             _check_split_names("split_time_cutoffs", self.split_time_cutoffs)
             try:
                 cutoffs = [parse_time(v) if v is not None else None for v in self.split_time_cutoffs.values()]

@@ -16,8 +16,21 @@ from __future__ import annotations
 import dataclasses
 import os
 from typing import Optional
+from urllib.parse import urlsplit, urlunsplit
 
 from apache_beam.io.filesystems import FileSystems
+
+
+class UnknownRevision(ValueError):
+    """The git revision does not exist in the repo."""
+
+
+def masked_repo(repo: str) -> str:
+    """A git URL without the credentials it may carry (`https://user:token@host/...` → `https://***@host/...`)."""
+    parts = urlsplit(repo)
+    if not parts.netloc or "@" not in parts.netloc:
+        return repo
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +38,7 @@ class DvcInput:
     """One DVC-tracked file at one commit, and where its bytes are.
 
     Attributes:
-        repo: The git URL or local path, as given.
+        repo: The git URL or local path, as given, with any user and token in a URL masked.
         path: The tracked file's path inside the repo, e.g. `data/penguins.csv`.
         rev: The revision asked for (`HEAD` when none was given).
         commit: The full git commit sha that `rev` resolved to.
@@ -63,7 +76,8 @@ def resolve_dvc_input(path: str, repo: str, rev: Optional[str] = None) -> DvcInp
         The pinned `DvcInput`.
 
     Raises:
-        ValueError: The repo cannot be opened, the revision does not exist, the path is not a file tracked by DVC
+        UnknownRevision: The revision does not exist.
+        ValueError: The repo cannot be opened, the path is not a file tracked by DVC
             at that revision, the repo has no default DVC remote, or the object was never pushed to it.
     """
     if not repo:
@@ -71,12 +85,16 @@ def resolve_dvc_input(path: str, repo: str, rev: Optional[str] = None) -> DvcInp
     if not path or os.path.isabs(path):
         raise ValueError(f"path must be a file path relative to the repo root, got {path!r}")
     rev = rev or "HEAD"
-    commit, md5 = _tracked_file(path, repo, rev)
-    url = _remote_url(path, repo, commit)
+    shown = masked_repo(repo)
+    try:
+        commit, md5 = _tracked_file(path, repo, rev)
+        url = _remote_url(path, repo, commit)
+    except ValueError as e:  # the messages (and DVC's, quoted in them) may hold the URL with its token
+        raise type(e)(str(e).replace(repo, shown)) from None
     if not FileSystems.exists(url):
-        raise ValueError(f"{path} at {rev} ({commit}) in {repo} has not been pushed to its DVC remote: {url} "
+        raise ValueError(f"{path} at {rev} ({commit}) in {shown} has not been pushed to its DVC remote: {url} "
                          "does not exist (run `dvc push` in a checkout of that commit)")
-    return DvcInput(repo=repo, path=path, rev=rev, commit=commit, md5=md5, url=url)
+    return DvcInput(repo=shown, path=path, rev=rev, commit=commit, md5=md5, url=url)
 
 
 def _tracked_file(path: str, repo: str, rev: str) -> tuple[str, str]:
@@ -89,7 +107,7 @@ def _tracked_file(path: str, repo: str, rev: str) -> tuple[str, str]:
         # The same call dvc.api.get_url makes, so the index entry read below is the one it looks the URL up from.
         dvc_repo = Repo.open(repo, rev=_dvc_rev(repo, rev), subrepos=True, uninitialized=True)
     except RevError as exc:
-        raise ValueError(f"unknown git revision {rev!r} in {repo}") from exc
+        raise UnknownRevision(f"unknown git revision {rev!r} in {repo}") from exc
     except (SCMError, NotDvcRepoError) as exc:
         # A path that does not exist is tried as a URL to clone: the clone's error says which.
         raise ValueError(f"cannot open {repo} as a git repository: {exc.__cause__ or exc}") from exc

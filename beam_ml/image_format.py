@@ -18,7 +18,8 @@ from beam_ml.csv_format import ParsedChunk
 from beam_ml.deadletter import DeadLetter
 from beam_ml.records import RecordFormat, to_list_array
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
+# What tf.io.decode_image reads (a preprocessing_fn decodes these bytes).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 IMAGE_FORMAT = RecordFormat(columns=("image", "height", "width", "label"), types=("string", "int", "int", "string"))
 FILES_PER_CHUNK = 256
 
@@ -36,6 +37,18 @@ def check_image_paths(paths: list[str]) -> RecordFormat:
     return IMAGE_FORMAT
 
 
+def decoded_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of an encoded image, decoding it whole: a truncated or corrupt file fails here, not in
+    training. `verify()` checks the structure (and must be followed by a fresh open); `load()` decodes the pixels,
+    which is what catches a JPEG cut short."""
+    from PIL import Image
+    with Image.open(io.BytesIO(data)) as image:
+        image.verify()
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return image.size
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageFiles:
     """A group of image files read as one RecordBatch."""
@@ -43,17 +56,16 @@ class ImageFiles:
     paths: tuple[str, ...]
 
     def parse(self, fmt: RecordFormat) -> Iterator[ParsedChunk]:
-        from PIL import Image, UnidentifiedImageError
         images, heights, widths, labels, dead = [], [], [], [], []
         for path in self.paths:
+            # A file that cannot be read fails the bundle (Beam retries it); one that cannot be decoded is bad data.
+            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+                data = f.read()
             try:
-                with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-                    data = f.read()
-                with Image.open(io.BytesIO(data)) as image:
-                    image.verify()  # reads the whole file: a truncated or corrupt image fails here, not in training
-                    width, height = image.size
-            except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-                dead.append(DeadLetter(source=path, line=0, raw="", reason=f"not a readable image: {e}"))
+                width, height = decoded_size(data)
+            except Exception as e:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError...)
+                dead.append(DeadLetter(source=path, line=0, raw="", reason=f"not a readable image: "
+                                                                           f"{type(e).__name__}: {e}"))
                 continue
             images.append(data)
             heights.append(height)

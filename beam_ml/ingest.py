@@ -171,6 +171,12 @@ def count_lines_before(path: str, offset: int) -> int:
     return count
 
 
+def matched_paths(pattern: Union[str, Sequence[str]]) -> list[str]:
+    """The files the glob(s) match, sorted."""
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    return sorted({m.path for result in FileSystems.match(patterns) for m in result.metadata_list})
+
+
 def resolve_files(pattern: Union[str, Sequence[str]], column_types: dict[str, str],
                   kind: Optional[str] = None) -> tuple[list[InputFile], RecordFormat]:
     """Matches the glob(s) and works out the record format from the files, when the graph is built: CSV headers
@@ -179,8 +185,7 @@ def resolve_files(pattern: Union[str, Sequence[str]], column_types: dict[str, st
 
     Raises ValueError for no files, mixed kinds, differing headers or schemas, or no data rows in any file.
     """
-    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
-    paths = sorted({m.path for result in FileSystems.match(patterns) for m in result.metadata_list})
+    paths = matched_paths(pattern)
     if not paths:
         raise ValueError(f"{pattern!r} matches no files")
     kinds = {kind} if kind else {file_kind(p) for p in paths}

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from beam_ml import spans
 from beam_ml.config import ConfigError, SourceConfig
-from beam_ml.ingest import FileSource, file_kind, resolve_files
+from beam_ml.ingest import FileSource, file_kind, matched_paths, resolve_files
 from beam_ml.sources import PresplitSource, Source
 
 
@@ -61,23 +61,30 @@ def _files(option: str, resolve) -> FileSource:
 
 
 def _presplit(patterns: dict[str, str], column_types: dict[str, str], chunk_bytes: int) -> PresplitSource:
-    # One format for all splits, inferred from all their files together, so that a column typed int in one
-    # split's sample and float in another's is float in both.
+    # One record format for all splits, worked out from all their files at once (each file fingerprinted once):
+    # the same rules as for one glob, so a column is typed the same in every split.
     together = _files("input_splits", lambda: FileSource.resolve(list(patterns.values()), column_types, chunk_bytes))
-    types = dict(zip(together.fmt.columns, together.fmt.types))
-    try:
-        return PresplitSource({name: _files("input_splits", lambda p=pattern: FileSource.resolve(p, types,
-                                                                                                 chunk_bytes))
-                               for name, pattern in patterns.items()})
-    except ValueError as e:
-        raise ConfigError("input_splits", str(e)) from e
+    files = {f.path: f for f in together.files}
+    owners: dict[str, str] = {}
+    sources = {}
+    for name, pattern in patterns.items():
+        paths = _files("input_splits", lambda p=pattern: matched_paths(p))
+        if not paths:
+            raise ConfigError("input_splits", f"{name}: {pattern!r} matches no files")
+        for path in paths:
+            if path in owners:
+                raise ConfigError("input_splits", f"{path} is matched by both {owners[path]!r} and {name!r}: a "
+                                                  f"file belongs to one split")
+            owners[path] = name
+        sources[name] = FileSource([files[p] for p in paths], together.fmt, chunk_bytes)
+    return PresplitSource(sources)
 
 
 def _query_spans(config: SourceConfig) -> Optional[tuple[int, int]]:
     """The span range bound into a query's placeholders: --spans A-B (UTC days since 1970-01-01); None when the
     query has no placeholders."""
     query = config.input_query
-    if not query or not any(f"@{name}" in query for name in spans.QUERY_SPAN_PARAMETERS):
+    if not query or not spans.query_span_placeholders(query):
         return None
     if not re.fullmatch(r"[0-9]+-[0-9]+", config.spans):
         raise ConfigError("spans", "the query has span placeholders (@span_begin_timestamp...): give --spans A-B, "
@@ -89,14 +96,23 @@ def _query_spans(config: SourceConfig) -> Optional[tuple[int, int]]:
 
 
 def _database(config: SourceConfig, column_types: dict[str, str]) -> Source:
-    from beam_ml.sql_source import Credentials, SqlSource
+    from beam_ml.sql_source import AuthenticationError, Credentials, DatabaseError, SqlSource
     span_range = _query_spans(config)
+    credentials = Credentials(config.input_password_env, config.input_password_file)
+    password_option = "input_password_file" if config.input_password_file else "input_password_env"
+    try:
+        password = credentials.password()
+    except DatabaseError as e:
+        raise ConfigError("input_password_file", str(e)) from None
     try:
         return SqlSource.resolve(config.input, table=config.input_table, query=config.input_query,
                                  partition_column=config.input_partition_column, partitions=config.input_partitions,
-                                 credentials=Credentials(config.input_password_env, config.input_password_file),
-                                 column_types=column_types,
+                                 credentials=credentials, column_types=column_types,
                                  span_params=spans.query_span_values(*span_range) if span_range else None)
+    except AuthenticationError as e:
+        unset = "" if password is not None else \
+            f" (no password was given: ${config.input_password_env} is not set and there is no input_password_file)"
+        raise ConfigError(password_option, f"{e}{unset}") from None
     except ValueError as e:  # DatabaseError included: the server's answer, with the DSN masked
         raise ConfigError("input", str(e)) from None
 
@@ -115,11 +131,13 @@ def _bigquery(config: SourceConfig, column_types: dict[str, str]) -> Source:
 
 
 def _dvc(config: SourceConfig, column_types: dict[str, str]) -> FileSource:
-    from beam_ml.dvc_source import resolve_dvc_input
+    from beam_ml.dvc_source import UnknownRevision, resolve_dvc_input
     try:
         tracked = resolve_dvc_input(config.input, config.input_dvc_repo, config.input_dvc_rev)
+    except UnknownRevision as e:
+        raise ConfigError("input_dvc_rev", str(e)) from None
     except ValueError as e:
-        raise ConfigError("input_dvc_rev" if "rev" in str(e) else "input", str(e)) from None
+        raise ConfigError("input", str(e)) from None
     source = _files("input", lambda: FileSource(*resolve_files(tracked.url, column_types,
                                                                kind=file_kind(config.input)),
                                                 chunk_bytes=config.batch_bytes))

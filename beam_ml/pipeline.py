@@ -104,6 +104,9 @@ def plan_run(config: PipelineConfig) -> RunPlan:
         require_column(fmt, config.leakage_key, "leakage_key")
     if config.split_time_key:
         require_column(fmt, config.split_time_key, "split_time_key")
+        if fmt.type_of(config.split_time_key) == "float":  # records hold float32: unix seconds to ~2 minutes
+            raise ConfigError("split_time_key", f"{config.split_time_key!r} is a float column, too coarse for "
+                                                f"times; type it int or string with --column_types")
     if config.split_key:
         require_column(fmt, config.split_key, "split_key")
         if fmt.type_of(config.split_key) == "float":

@@ -126,6 +126,12 @@ def resolve_spans(pattern: str, selection: str = "latest", version: Optional[int
 
 
 QUERY_SPAN_PARAMETERS = ("span_begin_timestamp", "span_end_timestamp", "span_yyyymmdd_utc")
+QUERY_SPAN_PLACEHOLDER = re.compile(r"@(" + "|".join(QUERY_SPAN_PARAMETERS) + r")\b")
+
+
+def query_span_placeholders(query: str) -> list[str]:
+    """The TFX span placeholders (`@span_begin_timestamp`...) a query uses, each once, in order of first use."""
+    return list(dict.fromkeys(f"@{m.group(1)}" for m in QUERY_SPAN_PLACEHOLDER.finditer(query)))
 
 
 def query_span_values(begin: int, end: int) -> dict[str, object]:

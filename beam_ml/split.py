@@ -170,7 +170,7 @@ class TimeSplit:
     """Splits by time: each split takes the rows before its cutoff (unix seconds) not taken by an earlier one; the
     last split's cutoff is None (everything later), e.g. `TimeSplit((("train", 1.56e9), ("eval", None)), "ts")`.
 
-    `key` is an int or float column of unix seconds, or a string column of ISO 8601 times (UTC unless they name an
+    `key` is an int column of unix seconds, or a string column of ISO 8601 times (UTC unless they name an
     offset). A row whose time is missing or unparsable cannot be placed: `partition` names it None and
     `dead_letters` says why.
     """
@@ -210,8 +210,9 @@ def row_times(column: pa.LargeListArray) -> np.ndarray:
     """Unix seconds per row of a record-layout column (NaN where missing or unparsable)."""
     lengths = column.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
     times = np.full(len(column), np.nan)
-    present = lengths == 1
-    values = column.flatten()
+    present = lengths == 1  # a list of several times places no row
+    offsets = column.offsets.to_numpy()
+    values = column.flatten().take(pa.array(offsets[:-1][present] - offsets[0]))
     if pa.types.is_large_binary(values.type):
         parsed = [_parse_time(v) for v in values.to_pylist()]
         times[present] = np.array(parsed, dtype=np.float64)

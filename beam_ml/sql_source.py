@@ -25,6 +25,7 @@ import dataclasses
 import datetime
 import decimal
 import json
+import math
 import os
 import re
 from typing import Any, Iterator, Optional, Sequence
@@ -37,7 +38,7 @@ from beam_ml.csv_format import ParsedChunk
 from beam_ml.deadletter import DeadLetter
 from beam_ml.records import ARROW_TYPES, RecordFormat, to_list_array
 from beam_ml.sources import ChunkedSource
-from beam_ml.spans import QUERY_SPAN_PARAMETERS
+from beam_ml.spans import QUERY_SPAN_PLACEHOLDER, query_span_placeholders
 
 DRIVERS = {"postgresql": "postgresql+psycopg2", "postgres": "postgresql+psycopg2", "mysql": "mysql+pymysql",
            "mariadb": "mysql+pymysql"}
@@ -54,6 +55,15 @@ def is_database_url(spec: str) -> bool:
 
 class DatabaseError(ValueError):
     """A database could not be read; the message names the masked DSN and never holds the password."""
+
+
+class AuthenticationError(DatabaseError):
+    """The server refused the user or the password."""
+
+
+# How psycopg2 and PyMySQL word a refused login ("password authentication failed", "no password supplied",
+# "Access denied for user").
+_LOGIN_REFUSED = re.compile(r"password|authentication failed|access denied", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,18 +229,22 @@ def _transpose(rows: Sequence[Sequence[Any]], width: int) -> list:
     return [table[:, j] for j in range(width)]
 
 
+_CONVERSION_ERRORS = (TypeError, ValueError, OverflowError, pa.ArrowException, decimal.InvalidOperation)
+_INT64 = (-2 ** 63, 2 ** 63 - 1)
+
+
 def _column_array(values: Sequence[Any], kind: str) -> tuple[pa.Array, np.ndarray]:
     """The column as a flat Arrow array of the record type (bad values null), and which values were bad."""
     bad = np.zeros(len(values), dtype=bool)
     try:
         return _convert(values, kind), bad
-    except (TypeError, ValueError, pa.ArrowException, decimal.InvalidOperation):
+    except _CONVERSION_ERRORS:
         pass
     converted = []
     for i, value in enumerate(values):
         try:
             converted.append(_convert([value], kind)[0].as_py())
-        except (TypeError, ValueError, pa.ArrowException, decimal.InvalidOperation):
+        except _CONVERSION_ERRORS:
             converted.append(None)
             bad[i] = True
     return pa.array(converted, type=ARROW_TYPES[kind]), bad
@@ -245,14 +259,20 @@ def _convert(values: Sequence[Any], kind: str) -> pa.Array:
         inferred = pa.array(values, from_pandas=False)
         if pa.types.is_integer(inferred.type) or pa.types.is_null(inferred.type):
             return inferred.cast(pa.int64())
-    except (TypeError, ValueError, pa.ArrowException):
+    except _CONVERSION_ERRORS:
         pass
     if kind == "string":
         return pa.array([_text(v) for v in values], type=pa.large_binary())
     if kind == "int":
         if any(isinstance(v, (float, decimal.Decimal)) and v != int(v) for v in values if v is not None):
             raise ValueError("not an integer")
-        return pa.array([None if v is None else int(v) for v in values], type=pa.int64())
+        ints = [None if v is None else int(v) for v in values]
+        if any(v is not None and not _INT64[0] <= v <= _INT64[1] for v in ints):
+            raise OverflowError("outside int64")
+        return pa.array(ints, type=pa.int64())
+    floats = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    if np.isinf(floats).any() or (np.abs(floats[np.isfinite(floats)]) > np.finfo(np.float32).max).any():
+        raise OverflowError("outside float32")  # a value the model would see as inf
     return pa.array([None if v is None else float(v) for v in values], type=pa.float32())
 
 
@@ -319,9 +339,9 @@ class SqlSource(ChunkedSource):
         source = f"SELECT * FROM {quote_identifier(table, dialect)}" if table else _user_query(query)
         column = quote_identifier(partition_column, dialect) if partition_column else None
         params = dict(span_params or {})
-        if query and any(re.search(rf"[@:]{p}\b", query) for p in QUERY_SPAN_PARAMETERS) and not span_params:
+        if query and query_span_placeholders(query) and not span_params:
             raise ValueError("the query has span placeholders (@span_begin_timestamp, ...): give --spans A-B")
-        base = f"SELECT * FROM ({source}) AS beam_ml_input"
+        base = f"SELECT * FROM (\n{source}\n) AS beam_ml_input"  # newlines: a query may end in a -- comment
         engine = _engine(dsn, credentials)
         try:
             with engine.connect() as connection:
@@ -333,11 +353,12 @@ class SqlSource(ChunkedSource):
                     if partition_column not in names:
                         raise ValueError(f"partition column {partition_column!r} is not in the result ({names})")
                     bounds = tuple(connection.execute(
-                        sqlalchemy.text(f"SELECT MIN({column}), MAX({column}) FROM ({source}) AS beam_ml_input"),
+                        sqlalchemy.text(f"SELECT MIN({column}), MAX({column}) FROM (\n{source}\n) AS beam_ml_input"),
                         params).one())
         except sqlalchemy.exc.SQLAlchemyError as e:
-            raise DatabaseError(f"cannot read {dsn.masked()} (host {dsn.host}, port {dsn.port}): "
-                                f"{_clean_error(e, dsn, credentials)}") from None
+            message = _clean_error(e, dsn, credentials)
+            error = AuthenticationError if _LOGIN_REFUSED.search(message) else DatabaseError
+            raise error(f"cannot read {dsn.masked()} (host {dsn.host}, port {dsn.port}): {message}") from None
         finally:
             engine.dispose()
         if not rows:
@@ -369,42 +390,59 @@ def _user_query(query: str) -> str:
     text = query.strip().rstrip(";").strip()
     if ";" in text:
         raise ValueError("input_query must be a single statement")
-    # TFX's @span_... placeholders become bound parameters.
-    return re.sub(r"@(" + "|".join(QUERY_SPAN_PARAMETERS) + r")\b", r":\1", text)
+    # Colons are escaped, so SQLAlchemy reads none of the user's text (`'a :b'`) as a bind parameter; then TFX's
+    # @span_... placeholders become the bound parameters.
+    return QUERY_SPAN_PLACEHOLDER.sub(r":\1", text.replace(":", "\\:"))
 
 
 def _range_partitions(dsn: Dsn, credentials: Credentials, base: str, column: str, bounds: tuple, count: int,
                       params: dict, what: str, fetch_rows: int) -> list[SqlPartition]:
-    """`count` ranges [lo, hi) over [MIN, MAX] (the last one closed), the first also taking NULL keys."""
-    low, high = bounds
-    if low is None:  # every key is NULL: one read
+    """`count` ranges cut at edges between MIN and MAX. The outer ranges are open-ended (the first also takes NULL
+    keys), so every row lands in exactly one partition whatever the column's type and rounding: a row between two
+    edges satisfies exactly one of `< e` and `>= e`."""
+    edges = _inner_edges(*bounds, count)
+    if not edges:  # too narrow, all NULL or not finite: one read
         return [SqlPartition(dsn, credentials, base, tuple(params.items()), what, fetch_rows)]
-    edges = _edges(low, high, count)
     partitions = []
-    for i in range(len(edges) - 1):
-        last = i == len(edges) - 2
-        condition = f"{column} >= :beam_ml_lo AND {column} {'<=' if last else '<'} :beam_ml_hi"
+    for i in range(len(edges) + 1):
+        conditions, bound, label = [], dict(params), []
+        if i > 0:
+            conditions.append(f"{column} >= :beam_ml_lo")
+            bound["beam_ml_lo"] = edges[i - 1]
+            label.append(f">= {_jsonable(edges[i - 1])}")
+        if i < len(edges):
+            conditions.append(f"{column} < :beam_ml_hi")
+            bound["beam_ml_hi"] = edges[i]
+            label.append(f"< {_jsonable(edges[i])}")
+        condition = " AND ".join(conditions)
         if i == 0:
-            condition = f"({condition}) OR {column} IS NULL"
-        partitions.append(SqlPartition(
-            dsn, credentials, f"{base} WHERE {condition}",
-            tuple({**params, "beam_ml_lo": edges[i], "beam_ml_hi": edges[i + 1]}.items()),
-            f"{what} [{column} {_jsonable(edges[i])} .. {_jsonable(edges[i + 1])}{']' if last else ')'}",
-            fetch_rows))
+            condition += f" OR {column} IS NULL"
+            label.append("or NULL")
+        partitions.append(SqlPartition(dsn, credentials, f"{base} WHERE {condition}", tuple(bound.items()),
+                                       f"{what} [{column} {' '.join(label)}]", fetch_rows))
     return partitions
 
 
-def _edges(low: Any, high: Any, count: int) -> list:
-    """count+1 increasing edges from low to high (fewer when the range is too narrow to cut)."""
+def _inner_edges(low: Any, high: Any, count: int) -> list:
+    """Up to count-1 distinct increasing cut points strictly inside (low, high]; none when the range cannot be
+    cut (NULL or non-finite bounds, a single value)."""
+    if low is None or high is None or count < 2:
+        return []
     if isinstance(low, datetime.date):  # dates and datetimes
         step = (high - low) / count
-        edges = [low + step * i for i in range(count)] + [high]
+        edges = [low + step * i for i in range(1, count)]
     elif isinstance(low, int) and isinstance(high, int):
-        edges = [low + (high - low) * i // count for i in range(count)] + [high]
+        edges = [low + (high - low) * i // count for i in range(1, count)]
+    elif isinstance(low, (int, float, decimal.Decimal)) and isinstance(high, (int, float, decimal.Decimal)):
+        if not (math.isfinite(low) and math.isfinite(high)):
+            return []
+        if isinstance(low, decimal.Decimal) or isinstance(high, decimal.Decimal):  # NUMERIC: exact edges
+            low, high = decimal.Decimal(low), decimal.Decimal(high)
+        edges = [low + (high - low) * i / count for i in range(1, count)]
     else:
-        low_f, high_f = float(low), float(high)
-        edges = [low_f + (high_f - low_f) * i / count for i in range(count)] + [high_f]
-    return sorted(set(edges[:-1])) + [edges[-1]] if len(set(edges)) > 1 else [low, high]
+        raise ValueError(f"the partition column must be numeric, a date or a timestamp; its values are "
+                         f"{type(low).__name__}")
+    return sorted({e for e in edges if low < e <= high})
 
 
 def _jsonable(value: Any) -> Any:

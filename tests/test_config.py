@@ -3,10 +3,11 @@ import json
 import os
 
 import pytest
+import yaml
 
 from beam_ml.config import ConfigError, PipelineConfig
 from beam_ml.options import TrainPipelineOptions, reject_unknown_flags
-from conftest import PENGUINS_CONFIG, ROOT
+from conftest import PENGUINS_CONFIG, PENGUINS_CSV, ROOT
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -42,6 +43,33 @@ def test_flags_override_the_yaml_and_json_fields_parse():
 def test_a_bad_value_names_its_option(name, value, message):
     with pytest.raises(ConfigError, match=message):
         _config(**{name: value})
+
+
+@pytest.mark.parametrize("overrides, option", [
+    ({"split_time_key": "ts", "split_time_cutoffs": '{"train": 1, "eval": null}', "split_key": "island"},
+     "split_key"),
+    ({"split_time_key": "ts", "split_time_cutoffs": '{"train": 1, "eval": null}',
+      "split_buckets": '{"train": 3, "eval": 1}'}, "split_buckets"),
+    ({"input": None, "input_splits": '{"train": "a/*.csv", "eval": "b/*.csv"}', "split_key": "island"}, "split_key"),
+    ({"input": None, "input_splits": '{"train": "a/*.csv", "eval": "b/*.csv"}', "spans": "last:2"}, "spans"),
+    ({"input": None, "input_splits": '{"train": "a/*.csv", "eval": "b/*.csv"}', "input_dvc_repo": "."},
+     "input_dvc_repo"),
+    ({"input": "postgresql://beam@db/ml", "input_table": "t", "input_dvc_repo": "."}, "input_dvc_repo"),
+    ({"input": "bigquery:my-project", "input_table": "d.t", "input_dvc_repo": "."}, "input_dvc_repo"),
+    ({"input": "postgresql://beam@db/ml", "input_table": "my-schema.t"}, "input_table"),
+])
+def test_conflicting_options_are_named(overrides, option, tmp_path):
+    settings = yaml.safe_load(open(PENGUINS_CONFIG))
+    settings.pop("input")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(settings))
+    values = {"input": PENGUINS_CSV, **overrides}
+    with pytest.raises(ConfigError, match=f"^--{option}: "):
+        PipelineConfig.load(str(tmp_path / "config.yaml"), {k: v for k, v in values.items() if v is not None})
+
+
+def test_a_bigquery_table_may_name_a_hyphenated_project():
+    config = _config(input="bigquery:my-project", input_table="other-project.penguins.raw")
+    assert config.input_table == "other-project.penguins.raw"
 
 
 def test_required_fields_and_unknown_keys_are_named(tmp_path):

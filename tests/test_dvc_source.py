@@ -11,6 +11,7 @@ with DVC's analytics off.
 import dataclasses
 import functools
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -245,3 +246,24 @@ def test_a_run_at_two_revisions_records_two_fingerprints_and_gives_two_statistic
     assert (v1["dvc"]["commit"], main["dvc"]["commit"]) == (dvc_repo["commits"][1], dvc_repo["commits"][2])
     assert v1["sha256"] == hashlib.sha256(dvc_repo["contents"][1]).hexdigest()
     assert sum(stats["v1"].values()) == 100 and sum(stats["main"].values()) == 150
+
+
+def test_options_name_the_revision_and_never_record_a_token(dvc_repo):
+    from beam_ml.config import ConfigError, PipelineConfig
+    from beam_ml.dvc_source import masked_repo
+    from beam_ml.inputs import resolve_source
+    from conftest import PENGUINS_CONFIG
+    config = PipelineConfig.load(PENGUINS_CONFIG, {"input": TRACKED, "input_dvc_repo": dvc_repo["path"],
+                                                   "input_dvc_rev": "no-such-rev"})
+    with pytest.raises(ConfigError, match="^--input_dvc_rev: unknown git revision"):
+        resolve_source(config, {})
+    config = PipelineConfig.load(PENGUINS_CONFIG, {"input": "data/missing.csv", "input_dvc_repo": dvc_repo["path"]})
+    with pytest.raises(ConfigError, match="^--input: data/missing.csv is not tracked"):
+        resolve_source(config, {})
+    assert masked_repo("https://oauth2:s3cret@gitlab.example.com/org/data.git") == \
+        "https://***@gitlab.example.com/org/data.git"
+    assert masked_repo("https://ghp_token@github.com/org/data") == "https://***@github.com/org/data"
+    assert masked_repo(dvc_repo["path"]) == dvc_repo["path"]
+    tokened = PipelineConfig.load(PENGUINS_CONFIG, {"input": TRACKED,
+                                                    "input_dvc_repo": "https://oauth2:s3cret@example.com/d.git"})
+    assert "s3cret" not in json.dumps(tokened.to_dict())

@@ -10,6 +10,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
+from beam_ml.image_format import ImageFiles, IMAGE_FORMAT, decoded_size
 from beam_ml.ingest import DEAD_LETTER, RECORDS_READ, FileSource, ReadSplits
 from beam_ml.split import HashSplit
 from beam_ml.transform import TransformSplits
@@ -60,6 +61,23 @@ def test_images_in_class_folders_become_records_and_decode_in_tf_transform(tmp_p
         tf.io.gfile.glob(os.path.join(out_dir, "transformed_examples/Split-train/*")))]
     means = sorted(tuple(np.round(e.features.feature["mean_rgb"].float_list.value)) for e in examples)
     assert means == sorted([tuple(float(c) for c in colour) for colour in COLOURS.values() for _ in range(4)])
+
+
+def test_a_jpeg_cut_short_mid_scan_and_a_decompression_bomb_are_dead_letters(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buffer := io.BytesIO(), "JPEG")
+    whole = buffer.getvalue()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "half.jpg").write_bytes(whole[:len(whole) // 2])  # headers intact: verify() alone passes
+    (tmp_path / "a" / "whole.jpg").write_bytes(whole)
+    Image.new("L", (300, 300)).save(tmp_path / "a" / "bomb.png")
+    assert decoded_size(whole) == (64, 64)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)  # 300x300 > twice the limit: an error, not a warning
+    [chunk] = ImageFiles(tuple(str(tmp_path / "a" / name) for name in ("half.jpg", "whole.jpg", "bomb.png"))) \
+        .parse(IMAGE_FORMAT)
+    assert chunk.records_read == 3 and chunk.batch.column("width").to_pylist() == [[64]]
+    reasons = {os.path.basename(d.source): d.reason for d in chunk.dead_letters}
+    assert "truncated" in reasons["half.jpg"] and "DecompressionBombError" in reasons["bomb.png"]
 
 
 def test_a_text_column_feeds_tf_transform_text_ops(tmp_path):

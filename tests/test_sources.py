@@ -245,3 +245,18 @@ def test_pre_split_inputs_keep_their_split_and_leakage_is_still_checked(tmp_path
         leaks = out[SPLIT_BATCHES] | CheckLeakage("island")
         assert_that(leaks | beam.Map(lambda leak: leak["keys_in_several_splits"] > 0), equal_to([True]),
                     label="Leaks")
+
+
+def test_a_file_matched_by_two_splits_is_rejected(tmp_path):
+    from beam_ml.config import ConfigError
+    from beam_ml.inputs import resolve_source
+    (tmp_path / "data").mkdir()
+    with open(PENGUINS_CSV) as f:
+        (tmp_path / "data" / "all.csv").write_text(f.read())
+    settings = yaml.safe_load(open(PENGUINS_CONFIG))
+    del settings["input"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(settings))
+    config = PipelineConfig.load(str(tmp_path / "config.yaml"), {
+        "input_splits": {"train": str(tmp_path / "data" / "*.csv"), "eval": str(tmp_path / "data" / "all*")}})
+    with pytest.raises(ConfigError, match="^--input_splits: .*all.csv is matched by both 'train' and 'eval'"):
+        resolve_source(config, config.column_types)

@@ -122,3 +122,19 @@ def test_time_split_reads_iso_text_in_utc_and_unparsable_text_is_not_placed():
 def test_time_split_options_are_checked_at_launch(cutoffs, message):
     with pytest.raises(ConfigError, match=f"--split_time_cutoffs: .*{message}"):
         PipelineConfig.load(PENGUINS_CONFIG, {"split_time_key": "year", "split_time_cutoffs": cutoffs})
+
+
+def test_time_split_places_only_rows_with_exactly_one_time():
+    split = TimeSplit((("train", 100.0), ("eval", None)), "ts")
+    column = pa.array([[5], [1, 500], [], None, [300]], pa.large_list(pa.int64()))
+    batch = pa.RecordBatch.from_arrays([column], ["ts"]).slice(1)  # a slice: offsets do not start at 0
+    parts = {name: b.column("ts").to_pylist() for name, b in split.partition(batch)}
+    assert parts == {"eval": [[300]], None: [[1, 500], [], None]}
+
+
+def test_a_float_time_column_is_rejected_at_launch():
+    from beam_ml.pipeline import plan_run
+    config = PipelineConfig.load(PENGUINS_CONFIG, {"split_time_key": "bill_length_mm",
+                                                   "split_time_cutoffs": {"train": 40, "eval": None}})
+    with pytest.raises(ConfigError, match="^--split_time_key: 'bill_length_mm' is a float column"):
+        plan_run(config)

@@ -17,7 +17,8 @@ from beam_ml.ingest import DEAD_LETTER, RECORDS_READ, ReadSplits
 from beam_ml.inputs import resolve_source
 from beam_ml.records import RecordFormat
 from beam_ml.split import HashSplit
-from beam_ml.sql_source import Credentials, DatabaseError, Dsn, SqlSource, quote_identifier, rows_to_chunk
+from beam_ml.sql_source import (Credentials, DatabaseError, Dsn, SqlSource, _inner_edges, quote_identifier,
+                                 rows_to_chunk)
 from conftest import PENGUIN_DB_COLUMNS, PENGUINS_CONFIG, ROOT
 
 ALL_ROWS = HashSplit((("all", 1),))
@@ -141,9 +142,24 @@ def test_a_wrong_password_is_a_clear_error_without_the_password(penguin_db, monk
     with pytest.raises(ConfigError) as error:
         resolve_source(config, {})
     message = str(error.value)
-    assert message.startswith("--input: ") and "hunter2-wrong" not in message and penguin_db.password not in message
+    assert message.startswith("--input_password_env: ") and "hunter2-wrong" not in message and \
+        penguin_db.password not in message
     assert ("password authentication failed" in message) if penguin_db.engine == "postgresql" \
         else ("Access denied" in message)
+
+
+def test_a_missing_password_is_named_at_launch(penguin_db, monkeypatch, tmp_path):
+    monkeypatch.delenv("BEAM_ML_DB_PASSWORD")
+    config = PipelineConfig.load(PENGUINS_CONFIG, {"input": penguin_db.url(driver=False), "input_table": "penguins"})
+    with pytest.raises(ConfigError, match=r"^--input_password_env: .*\$BEAM_ML_DB_PASSWORD is not set"):
+        resolve_source(config, {})
+    config = PipelineConfig.load(PENGUINS_CONFIG, {"input": penguin_db.url(driver=False), "input_table": "penguins",
+                                                   "input_password_file": str(tmp_path / "absent")})
+    with pytest.raises(ConfigError, match=r"^--input_password_file: cannot read the password file"):
+        resolve_source(config, {})
+    config = PipelineConfig.load(PENGUINS_CONFIG, {"input": penguin_db.url(driver=False), "input_table": "penguins",
+                                                   "input_password_file": penguin_db.password_file})
+    assert resolve_source(config, {}).source.fmt.columns[0] == "id"
 
 
 def test_an_unreachable_database_fails_fast_naming_host_and_port():
@@ -175,3 +191,56 @@ def test_train_pipeline_job_runs_from_a_database(penguin_db, tmp_path, launched_
         assert penguin_db.password not in text and manifest["status"] == "succeeded"
         assert manifest["counts"] == launched_penguins[1]["counts"]
         assert manifest["inputs"][0]["database"].startswith("postgresql://beam:***@127.0.0.1:")
+
+
+def test_partition_edges_cut_inside_the_range_or_not_at_all():
+    assert _inner_edges(1, 344, 4) == [86, 172, 258]
+    assert _inner_edges(5, 5, 4) == [] and _inner_edges(None, None, 4) == [] and _inner_edges(1, 9, 1) == []
+    assert _inner_edges(0.0, float("inf"), 4) == [] and _inner_edges(float("nan"), 1.0, 4) == []
+    assert _inner_edges(decimal.Decimal("0.1"), decimal.Decimal("0.4"), 3) == [decimal.Decimal("0.2"),
+                                                                            decimal.Decimal("0.3")]
+    day = datetime.date(2024, 1, 1)
+    assert _inner_edges(day, day + datetime.timedelta(days=4), 2) == [day + datetime.timedelta(days=2)]
+    with pytest.raises(ValueError, match="numeric, a date or a timestamp"):
+        _inner_edges("a", "z", 2)
+
+
+def test_values_outside_int64_and_float32_are_dead_letters():
+    fmt = RecordFormat(("n", "x"), ("int", "float"))
+    rows = [(2 ** 64, 1.0), (1, decimal.Decimal("1e300")), (float("inf"), 2.0), (3, 3.5)]
+    chunk = rows_to_chunk(rows, fmt, "db", 0)
+    assert chunk.batch.to_pydict() == {"n": [[3]], "x": [[3.5]]}
+    assert [d.line for d in chunk.dead_letters] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("partitions", [2, 3, 7])
+def test_float_and_decimal_keys_partition_every_row_once(penguin_db, partitions):
+    """Single-precision and NUMERIC keys whose MIN/MAX and cut points do not round-trip exactly through a double:
+    the outer ranges are open-ended, so no row falls between partitions."""
+    import sqlalchemy
+    real = "REAL" if penguin_db.engine == "postgresql" else "FLOAT"
+    engine = penguin_db.create_engine()
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("DROP TABLE IF EXISTS edge_keys"))
+        connection.execute(sqlalchemy.text(f"CREATE TABLE edge_keys (id INT, r {real}, d DECIMAL(12, 4))"))
+        values = [{"id": i, "r": 0.1 * i + 0.033, "d": decimal.Decimal(i) / 7} for i in range(1, 41)]
+        values.append({"id": 41, "r": None, "d": None})
+        connection.execute(sqlalchemy.text("INSERT INTO edge_keys VALUES (:id, :r, :d)"), values)
+    engine.dispose()
+    for column in ("r", "d"):
+        source = SqlSource.resolve(penguin_db.url(driver=False), table="edge_keys", query=None,
+                                   partition_column=column, partitions=partitions,
+                                   credentials=Credentials("BEAM_ML_DB_PASSWORD"), column_types={})
+        assert len(source.chunks()) == partitions
+        def every_id_once(rows):
+            assert sorted(r["id"][0] for r in rows[0]) == list(range(1, 42))
+        _check_rows(source, every_id_once, read=41)
+
+
+def test_a_query_with_colons_in_literals_and_a_trailing_comment(penguin_db):
+    query = (f"SELECT {PENGUIN_DB_COLUMNS} FROM penguins WHERE island <> 'Nowhere :island' "
+             f"AND species <> '10:30' -- every penguin")
+    source = SqlSource.resolve(penguin_db.url(driver=False), table=None, query=query, partition_column="body_mass_g",
+                               partitions=2, credentials=Credentials("BEAM_ML_DB_PASSWORD"),
+                               column_types=_penguin_types())
+    _check_rows(source, lambda rows: None)
