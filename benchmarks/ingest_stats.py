@@ -31,28 +31,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_ml.ingest import SPLIT_BATCHES, FileSource, ReadSplits, resolve_files
 from beam_ml.manifest import package_versions
 from beam_ml.split import HashSplit
+from benchmarks.common import DEFAULT_DATA, ROOT, build_csv
 from beam_ml.validate import GenerateSplitStatistics
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "chicago_taxi", "data.csv")
-
-
-def build_csv(source: str, rows: int, path: str, seed: int = 0) -> None:
-    """`rows` lines resampled with replacement from `source` (header kept), written once and reused."""
-    if os.path.exists(path):
-        with open(path, "rb") as f:
-            if sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b"")) == rows + 1:
-                return
-    with open(source, "rb") as f:
-        header, *lines = f.read().splitlines()
-    picks = np.random.default_rng(seed).integers(0, len(lines), rows)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "wb") as f:
-        f.write(header + b"\n")
-        for start in range(0, rows, 100_000):
-            f.write(b"\n".join(lines[i] for i in picks[start:start + 100_000]) + b"\n")
-    os.replace(path + ".tmp", path)
-
 
 def time_beam_ml(path: str, out_dir: str) -> tuple[float, int]:
     files, fmt = resolve_files(path, {})

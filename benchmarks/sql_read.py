@@ -15,16 +15,13 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from importlib import metadata
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "chicago_taxi", "data.csv")
+from benchmarks.common import DEFAULT_DATA, ROOT, PeakTreeRss, build_csv
 CASES = (("in-process", 1), ("in-process", 4), ("multi-process x2", 4))
 
 
@@ -54,48 +51,6 @@ def run_case(url: str, password: str, partitions: int, runner: str) -> dict:
     with open(os.path.join(out_dir, "rows")) as f:
         rows = int(f.read())
     return {"rows": rows, "seconds": seconds, "peak_rss_mb": sampler.stop() / 2 ** 20}
-
-
-class PeakTreeRss:
-    """The peak of this process's RSS plus its descendants' (the multi-process runner's workers), sampled every
-    50 ms. Not ru_maxrss: Linux carries that over fork and exec, so a child would report its parent's peak."""
-
-    def __init__(self):
-        self.peak = 0
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._done.wait(0.05):
-            self.peak = max(self.peak, sum(_rss(pid) for pid in [os.getpid(), *_descendants(os.getpid())]))
-
-    def stop(self) -> int:
-        self._done.set()
-        self._thread.join()
-        return self.peak
-
-
-def _rss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * resource.getpagesize()
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def _descendants(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            children = [int(c) for c in f.read().split()]
-    except OSError:
-        return []
-    return children + [d for c in children for d in _descendants(c)]
-
-
-def build_csv(source: str, rows: int, path: str, seed: int = 0) -> None:
-    from benchmarks.ingest_stats import build_csv as resample
-    resample(source, rows, path, seed)
 
 
 def main(argv=None) -> int:

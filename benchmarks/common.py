@@ -1,0 +1,93 @@
+"""What every benchmark shares: the resampled taxi data, a peak-memory sampler and the environment line."""
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import threading
+from typing import Optional
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "chicago_taxi", "data.csv")
+
+
+def build_csv(source: str, rows: int, path: str, seed: int = 0) -> None:
+    """`rows` lines resampled with replacement from `source` (header kept), written once and reused."""
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            if sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b"")) == rows + 1:
+                return
+    with open(source, "rb") as f:
+        header, *lines = f.read().splitlines()
+    picks = np.random.default_rng(seed).integers(0, len(lines), rows)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "wb") as f:
+        f.write(header + b"\n")
+        for start in range(0, rows, 100_000):
+            f.write(b"\n".join(lines[i] for i in picks[start:start + 100_000]) + b"\n")
+    os.replace(path + ".tmp", path)
+
+
+class PeakTreeRss:
+    """The peak RSS of a process plus its descendants (the multi-process runner's workers), sampled every 50 ms,
+    with the timeline kept. Not ru_maxrss: Linux carries that over fork and exec, so a child would report its
+    parent's peak."""
+
+    def __init__(self, pid: Optional[int] = None, interval: float = 0.05):
+        self.pid = pid or os.getpid()
+        self.peak = 0
+        self.samples: list[tuple[float, int]] = []  # (time.monotonic(), bytes)
+        self._interval = interval
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import time
+        while not self._done.wait(self._interval):
+            rss = tree_rss(self.pid)
+            self.samples.append((time.monotonic(), rss))
+            self.peak = max(self.peak, rss)
+
+    def peak_between(self, start: float, end: float) -> int:
+        return max((rss for t, rss in self.samples if start <= t <= end), default=0)
+
+    def peak_outside(self, start: float, end: float) -> int:
+        return max((rss for t, rss in self.samples if not start <= t <= end), default=0)
+
+    def stop(self) -> int:
+        self._done.set()
+        self._thread.join()
+        return self.peak
+
+
+def tree_rss(pid: int) -> int:
+    return sum(_rss(p) for p in [pid, *_descendants(pid)])
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize()
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+    return children + [d for c in children for d in _descendants(c)]
+
+
+def environment(runner: str) -> str:
+    """One line: machine, Python, runner and the versions that matter."""
+    from beam_ml.manifest import package_versions
+    versions = ", ".join(f"{k} {v}" for k, v in package_versions().items())
+    return (f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2 ** 30:.0f} GiB, {platform.platform()}; "
+            f"Python {platform.python_version()}; runner: {runner}\nversions: {versions}")
