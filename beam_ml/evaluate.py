@@ -23,6 +23,10 @@ from beam_ml.export import OUTPUT_KEY
 from beam_ml.transform import tensor_adapter_config
 
 CANDIDATE = "candidate"
+# Rows per batch handed to TFMA. TFMA splits each batch into examples by scanning the whole batch once per row
+# (`util._split_sparse_batch`), so its cost grows with the square of the batch size: ingest's batches (tens of
+# thousands of rows) must be cut down to about what TFMA's own readers produce.
+EVAL_BATCH_ROWS = 1000
 BASELINE = "baseline"
 BLESSED = "BLESSED"
 NOT_BLESSED = "NOT_BLESSED"
@@ -68,14 +72,20 @@ def build_eval_config(label: str, metrics: Sequence[str], slices: Sequence[Seque
 
 
 class AddRawRecords(beam.DoFn):
-    """Adds the serialized tf.Example of each row as TFMA's raw input column (what the serving signature takes)."""
+    """Adds the serialized tf.Example of each row as TFMA's raw input column (what the serving signature takes),
+    in batches of at most `max_rows` rows (zero-copy slices)."""
+
+    def __init__(self, max_rows: int = EVAL_BATCH_ROWS):
+        self._max_rows = max_rows
 
     def setup(self):
         self._encoder = example_coder.RecordBatchToExamplesEncoder()
 
     def process(self, batch: pa.RecordBatch, *unused_after):
-        raw = pa.array([[r] for r in self._encoder.encode(batch)], type=pa.large_list(pa.large_binary()))
-        yield pa.RecordBatch.from_arrays(batch.columns + [raw], batch.schema.names + [tfma.ARROW_INPUT_COLUMN])
+        for start in range(0, batch.num_rows, self._max_rows):
+            part = batch.slice(start, self._max_rows)
+            raw = pa.array([[r] for r in self._encoder.encode(part)], type=pa.large_list(pa.large_binary()))
+            yield pa.RecordBatch.from_arrays(part.columns + [raw], part.schema.names + [tfma.ARROW_INPUT_COLUMN])
 
 
 def overall_metrics(output_path: str) -> dict[str, float]:

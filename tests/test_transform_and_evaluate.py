@@ -9,7 +9,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_ml.csv_format import infer_csv_format, parse_csv_chunk
-from beam_ml.evaluate import build_eval_config
+from beam_ml.evaluate import AddRawRecords, build_eval_config
 from beam_ml.transform import TransformSplits
 from transforms import penguins
 
@@ -56,3 +56,17 @@ def test_eval_config_thresholds_on_the_overall_slice_and_change_only_with_a_base
     assert change.direction == tfma.MetricDirection.HIGHER_IS_BETTER and change.absolute.value == -0.02
     with pytest.raises(ValueError, match="AUC"):
         build_eval_config("species", ["ExampleCount"], [[]], {"AUC": {"lower": 0.5}}, {}, with_baseline=False)
+
+
+def test_eval_batches_are_cut_to_bounded_slices_with_each_row_serialized_once():
+    import pyarrow as pa
+    from beam_ml.records import to_list_array
+    values = list(range(2500))
+    batch = pa.RecordBatch.from_arrays([to_list_array(pa.array(values, pa.int64()))], ["n"]).slice(3)
+    add = AddRawRecords(max_rows=1000)
+    add.setup()
+    parts = list(add.process(batch))
+    assert [p.num_rows for p in parts] == [1000, 1000, 497]
+    decoded = [tf.train.Example.FromString(raw[0]).features.feature["n"].int64_list.value[0]
+               for p in parts for raw in p.column(tfma.ARROW_INPUT_COLUMN).to_pylist()]
+    assert decoded == values[3:] and [p.column("n").to_pylist()[0][0] for p in parts] == [3, 1003, 2003]
