@@ -276,6 +276,8 @@ def main(argv=None) -> int:
         for way in ways:
             result = run_child(way, csv_path, os.path.join(args.work_dir, f"{way}_{size}"), size)
             results.append({"rows": size, "way": way, **result})
+            with open(os.path.join(args.work_dir, "results.jsonl"), "a") as f:  # kept should a later way fail
+                f.write(json.dumps(results[-1]) + "\n")
             print(f"{way} on {size:,} rows: {result['total']:.1f} s, {result['metrics']}", file=sys.stderr)
     print(f"\n## The whole pipeline on taxi data (batch {BATCH_SIZE}, {EPOCHS} epochs over the training rows)")
     print(environment("DirectRunner, in-process (FnApiRunner) unless the way says multi_process (2 workers)"))
