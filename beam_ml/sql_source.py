@@ -231,6 +231,7 @@ def _transpose(rows: Sequence[Sequence[Any]], width: int) -> list:
 
 _CONVERSION_ERRORS = (TypeError, ValueError, OverflowError, pa.ArrowException, decimal.InvalidOperation)
 _INT64 = (-2 ** 63, 2 ** 63 - 1)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _column_array(values: Sequence[Any], kind: str) -> tuple[pa.Array, np.ndarray]:
@@ -270,10 +271,10 @@ def _convert(values: Sequence[Any], kind: str) -> pa.Array:
         if any(v is not None and not _INT64[0] <= v <= _INT64[1] for v in ints):
             raise OverflowError("outside int64")
         return pa.array(ints, type=pa.int64())
-    floats = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-    if np.isinf(floats).any() or (np.abs(floats[np.isfinite(floats)]) > np.finfo(np.float32).max).any():
+    floats = [None if v is None else float(v) for v in values]
+    if any(v is not None and not abs(v) <= _FLOAT32_MAX for v in floats if v == v):  # NaN passes as NaN
         raise OverflowError("outside float32")  # a value the model would see as inf
-    return pa.array([None if v is None else float(v) for v in values], type=pa.float32())
+    return pa.array(floats, type=pa.float32())
 
 
 def _text(value: Any) -> Optional[bytes]:
@@ -341,7 +342,8 @@ class SqlSource(ChunkedSource):
         params = dict(span_params or {})
         if query and query_span_placeholders(query) and not span_params:
             raise ValueError("the query has span placeholders (@span_begin_timestamp, ...): give --spans A-B")
-        base = f"SELECT * FROM (\n{source}\n) AS beam_ml_input"  # newlines: a query may end in a -- comment
+        subquery = f"(\n{source}\n) AS beam_ml_input"  # newlines: a query may end in a -- comment
+        base = f"SELECT * FROM {subquery}"
         engine = _engine(dsn, credentials)
         try:
             with engine.connect() as connection:
@@ -353,7 +355,7 @@ class SqlSource(ChunkedSource):
                     if partition_column not in names:
                         raise ValueError(f"partition column {partition_column!r} is not in the result ({names})")
                     bounds = tuple(connection.execute(
-                        sqlalchemy.text(f"SELECT MIN({column}), MAX({column}) FROM (\n{source}\n) AS beam_ml_input"),
+                        sqlalchemy.text(f"SELECT MIN({column}), MAX({column}) FROM {subquery}"),
                         params).one())
         except sqlalchemy.exc.SQLAlchemyError as e:
             message = _clean_error(e, dsn, credentials)

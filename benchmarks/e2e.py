@@ -88,7 +88,7 @@ def stage_seconds(monitoring_infos, root: str, names: dict[str, str]) -> dict[st
     """The runner's execution time of each transform (`total_msecs`), summed by the stage it is under
     (`root/<Stage>/...`)."""
     from apache_beam.metrics import monitoring_infos as infos
-    seconds = dict.fromkeys(dict.fromkeys(names.values()), 0.0)
+    seconds = dict.fromkeys(names.values(), 0.0)
     for info in monitoring_infos:
         if info.urn != infos.TOTAL_MSECS_URN:
             continue
@@ -105,7 +105,7 @@ def run_tfx(csv_path: str, work_dir: str, rows: int) -> dict[str, Any]:
     started = time.perf_counter()
     result = tfx_way.run(csv_path, work_dir, taxi_config(csv_path, work_dir, rows))
     total = time.perf_counter() - started
-    stages = dict.fromkeys(dict.fromkeys(TFX_STAGES.values()), 0.0)
+    stages = dict.fromkeys(TFX_STAGES.values(), 0.0)
     for component, seconds in result["stages"].items():
         stages[TFX_STAGES[component]] += seconds
     stages["other"] = max(total - sum(stages.values()), 0.0)

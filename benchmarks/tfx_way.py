@@ -49,26 +49,18 @@ from tfx_bsl.public import tfxio
 
 from beam_ml import fileutil, modules
 from beam_ml.config import PipelineConfig
-from beam_ml.evaluate import build_eval_config, overall_metrics
+from beam_ml.evaluate import BLESSED, NOT_BLESSED, build_eval_config, overall_metrics
 from beam_ml.records import TFMD_TYPES
 from beam_ml.train import FnArgs, set_seeds
+from beam_ml.validate import SCHEMA_FILE, STATS_FILE, split_dir  # TFX's layout, which beam_ml writes too
 
 COMPONENTS = ("ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator",
               "Pusher")
 BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 EXAMPLES_PREFIX = "data_tfrecord"  # example_gen/write_split.py DEFAULT_FILE_NAME
-STATS_FILE = "FeatureStats.pb"
-SCHEMA_FILE = "schema.pbtxt"
 ANOMALIES_FILE = "SchemaDiff.pb"
 TRANSFORM_GRAPH = "transform_graph"
 TRANSFORMED_EXAMPLES = "transformed_examples"
-BLESSED = "BLESSED"
-NOT_BLESSED = "NOT_BLESSED"
-
-
-def split_dir(base: str, split: str) -> str:
-    """TFX's directory of one split of an artifact."""
-    return os.path.join(base, f"Split-{split}")
 
 
 def all_files(directory: str) -> str:
