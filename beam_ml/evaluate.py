@@ -14,18 +14,20 @@ import apache_beam as beam
 import pyarrow as pa
 import tensorflow_model_analysis as tfma
 from google.protobuf import text_format
+from tensorflow_model_analysis.api import model_eval_lib
+from tensorflow_model_analysis.extractors import slice_key_extractor, unbatch_extractor
 from tfx_bsl.coders import example_coder
 from tfx_bsl.tfxio import tensor_adapter
 
-from beam_ml import fileutil
+from beam_ml import batched_metrics, fileutil
 from beam_ml.records import RecordFormat
 from beam_ml.export import OUTPUT_KEY
 from beam_ml.transform import tensor_adapter_config
 
 CANDIDATE = "candidate"
-# Rows per batch handed to TFMA. TFMA splits each batch into examples by scanning the whole batch once per row
-# (`util._split_sparse_batch`), so its cost grows with the square of the batch size: ingest's batches (tens of
-# thousands of rows) must be cut down to about what TFMA's own readers produce.
+# Rows per batch handed to TFMA. When TFMA's own evaluator is used it splits each batch into examples by scanning the
+# whole batch once per row (`util._split_sparse_batch`), so its cost grows with the square of the batch size: ingest's
+# batches (tens of thousands of rows) must be cut down to about what TFMA's own readers produce.
 EVAL_BATCH_ROWS = 1000
 BASELINE = "baseline"
 BLESSED = "BLESSED"
@@ -165,23 +167,40 @@ class EvaluateModel(beam.PTransform):
         if self._baseline_dir:
             models.append(tfma.default_eval_shared_model(eval_saved_model_path=self._baseline_dir,
                                                          eval_config=self._eval_config, model_name=BASELINE))
+        shared_model = models if len(models) > 1 else models[0]
         adapter = tensor_adapter_config(self._fmt)
         arrow_schema = adapter.arrow_schema.append(
             pa.field(tfma.ARROW_INPUT_COLUMN, pa.large_list(pa.large_binary())))
+        tfxio_config = tensor_adapter.TensorAdapterConfig(arrow_schema, adapter.tensor_representations)
+        extractors, evaluators = evaluation_stages(self._eval_config, shared_model, tfxio_config)
         written = (inputs["examples"]
                    | "AfterTraining" >> beam.Map(_after, beam.pvalue.AsList(inputs["model"]))
                    | "AddRawRecords" >> beam.ParDo(AddRawRecords())
                    | "Tfma" >> tfma.ExtractEvaluateAndWriteResults(
-                       eval_shared_model=models if len(models) > 1 else models[0],
-                       eval_config=self._eval_config, output_path=self._output_path,
-                       tensor_adapter_config=tensor_adapter.TensorAdapterConfig(
-                           arrow_schema, adapter.tensor_representations)))
+                       eval_shared_model=shared_model, eval_config=self._eval_config,
+                       output_path=self._output_path, tensor_adapter_config=tfxio_config,
+                       extractors=extractors, evaluators=evaluators))
         outputs = _flatten_pcollections(written)
         return (inputs["examples"].pipeline
                 | "Trigger" >> beam.Create([None])
                 | "DecideBlessing" >> beam.ParDo(
                     DecideBlessing(self._output_path, self._baseline_dir),
                     **{f"w{i}": beam.pvalue.AsList(pc) for i, pc in enumerate(outputs)}))
+
+
+def evaluation_stages(eval_config: tfma.EvalConfig, shared_model: Any, tfxio_config: tensor_adapter.TensorAdapterConfig,
+                      batched: bool = True) -> tuple[list, Optional[list]]:
+    """TFMA's extractors and evaluators for the config: batched metrics (`beam_ml.batched_metrics`) on TFMA's batched
+    extracts when they compute everything the config asks for (and `batched`), else TFMA's own per-example
+    evaluator."""
+    config = model_eval_lib._update_eval_config_with_defaults(eval_config, shared_model)  # as TFMA does inside
+    extractors = tfma.default_extractors(eval_shared_model=shared_model, eval_config=config,
+                                         tensor_adapter_config=tfxio_config)
+    if not batched or batched_metrics.unsupported_reason(config) is not None:
+        return extractors, None
+    per_example = (unbatch_extractor.UNBATCH_EXTRACTOR_STAGE_NAME, slice_key_extractor.SLICE_KEY_EXTRACTOR_STAGE_NAME)
+    return ([e for e in extractors if e.stage_name not in per_example],
+            [batched_metrics.BatchedMetricsEvaluator(config)])
 
 
 def _flatten_pcollections(value: Any) -> list[beam.PCollection]:
