@@ -12,6 +12,7 @@ metrics, example weights, sub keys, ...); `EvaluateModel` then uses it.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterable, Optional
 
 import apache_beam as beam
@@ -23,7 +24,7 @@ from tensorflow_model_analysis.contrib.aggregates import binary_confusion_matric
 from tensorflow_model_analysis.evaluators import metrics_plots_and_validations_evaluator as tfma_evaluator
 from tensorflow_model_analysis.evaluators import metrics_validator
 from tensorflow_model_analysis.metrics import binary_confusion_matrices, calibration, calibration_histogram, example_count
-from tensorflow_model_analysis.metrics import metric_specs, metric_types, metric_util
+from tensorflow_model_analysis.metrics import metric_specs, metric_types, metric_util, tf_metric_wrapper
 
 SliceKey = tuple
 
@@ -32,7 +33,7 @@ class _BatchAccumulator:
     """One TFMA combiner, fed whole slices of a batch: `add` builds a compact partial accumulator from the slice's
     (label, prediction, weight) arrays, `merge` folds partials, `output` is the TFMA combiner's own output.
     `flattened`: whether `add` takes one entry per (example, class), as TFMA's flatten=True yields them, or one
-    weight per example."""
+    row per example ([rows, label width], [rows, classes], [rows])."""
 
     flattened = True
 
@@ -93,6 +94,42 @@ class _WeightedSums(_BatchAccumulator):
         (sums.total_weighted_labels, sums.total_weighted_predictions,
          sums.total_weighted_examples) = map(float, accumulator)
         return sums
+
+
+class _KerasMetrics(_BatchAccumulator):
+    """Keras metrics as TFMA runs them (`_CompilableMetricsCombiner`): `update_state` on a batch, the metric
+    variables summed across batches. Accumulator: one list of weight arrays (or None) per metric."""
+
+    flattened = False
+
+    def _metrics(self) -> list:
+        self.combiner.setup()  # builds the Keras metric objects once
+        return self.combiner._metrics[self.combiner._output_names[0]]
+
+    def create(self) -> list:
+        return [None] * len(self._metrics())
+
+    def add(self, labels, predictions, weights):
+        partial = []
+        for metric in self._metrics():
+            metric.reset_states()
+            metric.update_state(labels, predictions, weights.astype(np.float32))
+            partial.append(metric.get_weights())
+        return partial
+
+    def merge(self, accumulator, partial):
+        return self.combine(accumulator, partial)
+
+    def combine(self, left, right):
+        return [r if l is None else l if r is None else [x + y for x, y in zip(l, r)] for l, r in zip(left, right)]
+
+    def to_tfma(self, accumulator):
+        self._metrics()
+        tfma_accumulator = self.combiner.create_accumulator()
+        for index, weights in enumerate(accumulator):
+            if weights is not None:
+                tfma_accumulator.add_weights(0, index, weights)
+        return tfma_accumulator
 
 
 def _fractional_tuples(labels: np.ndarray, predictions: np.ndarray, weights: np.ndarray):
@@ -211,6 +248,12 @@ def _accumulator_for(computation: metric_types.MetricComputation) -> tuple[Optio
                 is not metric_util.to_label_prediction_example_weight):
             return None, f"{key.name} with a sub key, output, weights, aggregation or example ids"
         return _BinaryConfusionMatrix(combiner, key.model_name), ""
+    if isinstance(combiner, tf_metric_wrapper._CompilableMetricsCombiner):
+        model_spec = next((s for s in combiner._eval_config.model_specs if s.name == combiner._model_name), None)
+        if (combiner._sub_key or combiner._aggregation_type or combiner._class_weights or combiner._example_weighted
+                or combiner._output_names != [""] or (model_spec and model_spec.HasField("padding_options"))):
+            return None, "Keras metrics with a sub key, aggregation, weights, padding or several outputs"
+        return _KerasMetrics(combiner, combiner._model_name), ""
     return None, f"metric computed by {type(combiner).__name__}"
 
 
@@ -319,26 +362,38 @@ def _model_value(value: Any, eval_config: tfma.EvalConfig, model_name: str, key:
     return value
 
 
-def label_prediction_arrays(extract: dict, eval_config: tfma.EvalConfig, model_name: str
-                            ) -> tuple[np.ndarray, np.ndarray, int]:
-    """(labels, predictions, values per example) of one model over a batch, flattened as TFMA's
-    `to_label_prediction_example_weight(flatten=True)` flattens one example: a class-id label is one-hot encoded
-    against the predictions' classes."""
+@dataclasses.dataclass(frozen=True)
+class ModelArrays:
+    """One model's labels and predictions over a batch: per example ([rows, label width], [rows, classes]) and
+    flattened as TFMA's `to_label_prediction_example_weight(flatten=True)` flattens an example (a class-id label
+    one-hot encoded against the predictions' classes), `classes` entries per example."""
+    labels: np.ndarray
+    predictions: np.ndarray
+    flat_labels: np.ndarray
+    flat_predictions: np.ndarray
+
+    @property
+    def classes(self) -> int:
+        return self.predictions.shape[1]
+
+
+def model_arrays(extract: dict, eval_config: tfma.EvalConfig, model_name: str) -> ModelArrays:
     spec = next(s for s in eval_config.model_specs if s.name == model_name or len(eval_config.model_specs) == 1)
     labels = _model_value(extract[constants.LABELS_KEY], eval_config, model_name, spec.label_key)
     predictions = _model_value(extract[constants.PREDICTIONS_KEY], eval_config, model_name, spec.prediction_key)
     rows = len(predictions)
-    predictions = np.asarray(predictions, np.float64).reshape(rows, -1)
-    labels = np.asarray(labels, np.float64).reshape(rows, -1)
+    predictions = np.asarray(predictions).reshape(rows, -1)
+    labels = np.asarray(labels).reshape(rows, -1)
     width = predictions.shape[1]
+    flat_labels = labels.astype(np.float64)
     if labels.shape[1] != width:
         if labels.shape[1] != 1:
             raise ValueError(f"model {model_name!r}: labels of width {labels.shape[1]} for predictions of width {width}")
-        classes = labels[:, 0]
+        classes = flat_labels[:, 0]
         if np.any((classes < 0) | (classes >= width) | (classes != np.floor(classes))):
             raise ValueError(f"model {model_name!r}: class-id labels must be integers in [0, {width})")
-        labels = (np.arange(width)[None, :] == classes[:, None]).astype(np.float64)
-    return labels.ravel(), predictions.ravel(), width
+        flat_labels = (np.arange(width)[None, :] == classes[:, None]).astype(np.float64)
+    return ModelArrays(labels, predictions, flat_labels.ravel(), predictions.astype(np.float64).ravel())
 
 
 class AccumulatePerSlice(beam.DoFn):
@@ -352,9 +407,8 @@ class AccumulatePerSlice(beam.DoFn):
         self._models = sorted({a.model_name for a in self._accumulators})
 
     def process(self, extract: dict):
-        arrays = {m: label_prediction_arrays(extract, self._eval_config, m) for m in self._models}
-        labels, _, width = arrays[self._models[0]]
-        rows = len(labels) // width
+        arrays = {m: model_arrays(extract, self._eval_config, m) for m in self._models}
+        rows = len(arrays[self._models[0]].predictions)
         transformed = extract.get(constants.TRANSFORMED_FEATURES_KEY) or {}
         if len(self._eval_config.model_specs) > 1:
             transformed = [transformed[s.name] for s in self._eval_config.model_specs if s.name in transformed]
@@ -365,12 +419,14 @@ class AccumulatePerSlice(beam.DoFn):
         for key, members in slices.items():
             partials = []
             for accumulator in self._accumulators:
-                labels, predictions, width = arrays[accumulator.model_name]
+                model = arrays[accumulator.model_name]
                 if accumulator.flattened:
-                    entries = (members[:, None] * width + np.arange(width)).ravel()
-                    partials.append(accumulator.add(labels[entries], predictions[entries], np.ones(len(entries))))
+                    entries = (members[:, None] * model.classes + np.arange(model.classes)).ravel()
+                    partials.append(accumulator.add(model.flat_labels[entries], model.flat_predictions[entries],
+                                                    np.ones(len(entries))))
                 else:
-                    partials.append(accumulator.add(None, None, np.ones(len(members))))
+                    partials.append(accumulator.add(model.labels[members], model.predictions[members],
+                                                    np.ones(len(members))))
             yield key, tuple(partials)
 
 

@@ -82,8 +82,10 @@ def test_configs_batched_metrics_cannot_compute_go_to_tfma():
                                   [[], ["payment_type"]], {"AUC": {"lower": 0.5}}, {}, with_baseline=False)
     assert batched_metrics.unsupported_reason(model_eval_lib._update_eval_config_with_defaults(supported, None)) is None
     keras = build_eval_config("species", ["SparseCategoricalAccuracy"], [[]], {}, {}, with_baseline=False)
-    assert "_CompilableMetricsCombiner" in batched_metrics.unsupported_reason(
-        model_eval_lib._update_eval_config_with_defaults(keras, None))
+    assert batched_metrics.unsupported_reason(model_eval_lib._update_eval_config_with_defaults(keras, None)) is None
+    plot = build_eval_config("species", ["MultiClassConfusionMatrixPlot"], [[]], {}, {}, with_baseline=False)
+    assert "metric computed by" in batched_metrics.unsupported_reason(
+        model_eval_lib._update_eval_config_with_defaults(plot, None))
     small_slices = build_eval_config("tips", ["AUC"], [[]], {}, {}, with_baseline=False)
     small_slices.options.min_slice_size.value = 10
     assert batched_metrics.unsupported_reason(small_slices) == "min_slice_size"
@@ -157,10 +159,11 @@ def test_binary_metrics_slices_diffs_and_thresholds_match_tfma(tmp_path, trained
 
 
 @pytest.mark.e2e
-def test_multi_class_predictions_flatten_as_in_tfma(tmp_path, trained):
+def test_multi_class_predictions_flatten_and_keras_metrics_as_in_tfma(tmp_path, trained):
     batch, fmt = _rows(PENGUINS_CSV, PENGUINS_CONFIG, 344)
     config, models = _eval_config(trained["penguins"], "species",
-                                  ["ExampleCount", "AUC", "BinaryAccuracy", "MeanLabel"],
+                                  ["ExampleCount", "AUC", "BinaryAccuracy", "MeanLabel", "SparseCategoricalAccuracy",
+                                   "SparseTopKCategoricalAccuracy"],
                                   [[], ["island"], ["sex", "island"]], {"AUC": {"lower": 0.5}}, {},
                                   with_baseline=False)
     _assert_same_results(tmp_path, batch, fmt, config, models)
