@@ -7,8 +7,8 @@ supported TFMA combiner's accumulator is built from the slice's arrays in one st
 from there TFMA's own code takes over: the combiners' `extract_output`, derived metrics (AUC from the calibration
 histogram, ...), baseline diffs, threshold validation and TFMA's writers. Results load with `tfma.load_eval_result`.
 
-`unsupported_reason` says when an EvalConfig needs TFMA's own evaluator (confidence intervals, cross-slices, Keras
-metrics, example weights, sub keys, ...); `EvaluateModel` then uses it.
+`unsupported_reason` says when an EvalConfig needs TFMA's own evaluator (confidence intervals, cross-slices,
+example weights, sub keys, plots such as MultiClassConfusionMatrixPlot, ...); `EvaluateModel` then uses it.
 """
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ class _BatchAccumulator:
         raise NotImplementedError
 
     def merge(self, accumulator: Any, partial: Any) -> Any:
-        raise NotImplementedError
+        """Folds a partial from `add` into an accumulator; by default partials and accumulators simply add up."""
+        return self.combine(accumulator, partial)
 
     def combine(self, left: Any, right: Any) -> Any:
         """Two accumulators (from `create`/`merge`) as one."""
@@ -70,9 +71,6 @@ class _ExampleCount(_BatchAccumulator):
     def add(self, labels, predictions, weights) -> float:
         return float(np.sum(weights))
 
-    def merge(self, accumulator, partial):
-        return accumulator + partial
-
     def to_tfma(self, accumulator):
         return accumulator
 
@@ -85,9 +83,6 @@ class _WeightedSums(_BatchAccumulator):
 
     def add(self, labels, predictions, weights):
         return np.array([labels @ weights, predictions @ weights, weights.sum()])
-
-    def merge(self, accumulator, partial):
-        return accumulator + partial
 
     def to_tfma(self, accumulator):
         sums = calibration._WeightedLabelsPredictionsExamples()
@@ -116,9 +111,6 @@ class _KerasMetrics(_BatchAccumulator):
             metric.update_state(labels, predictions, weights.astype(np.float32))
             partial.append(metric.get_weights())
         return partial
-
-    def merge(self, accumulator, partial):
-        return self.combine(accumulator, partial)
 
     def combine(self, left, right):
         return [r if l is None else l if r is None else [x + y for x, y in zip(l, r)] for l, r in zip(left, right)]
@@ -209,9 +201,6 @@ class _BinaryConfusionMatrix(_BatchAccumulator):
             out[i] = [weights[positive & above].sum(), weights[~positive & ~above].sum(),
                       weights[~positive & above].sum(), weights[positive & ~above].sum()]
         return out
-
-    def merge(self, accumulator, partial):
-        return accumulator + partial
 
     def to_tfma(self, accumulator):
         return {t: bcm._ThresholdEntry(bcm.Matrix(*map(float, row)), [], [], [], [])
@@ -504,10 +493,11 @@ def BatchedMetricsEvaluator(eval_config: tfma.EvalConfig) -> tfma.evaluators.Eva
 
     Example::
 
+        # see beam_ml.evaluate.evaluation_stages
         config = model_eval_lib._update_eval_config_with_defaults(eval_config, models)
-        assert unsupported_reason(config) is None
-        tfma.ExtractEvaluateAndWriteResults(..., extractors=batched_extractors(...),
-                                            evaluators=[BatchedMetricsEvaluator(config)])
+        if unsupported_reason(config) is None:
+            tfma.ExtractEvaluateAndWriteResults(..., extractors=<TFMA's minus Unbatch and SliceKeys>,
+                                                evaluators=[BatchedMetricsEvaluator(config)])
     """
     return tfma.evaluators.Evaluator(stage_name="EvaluateMetricsPlotsAndValidations", run_after="ExtractPredictions",
                                      ptransform=_EvaluateBatched(eval_config))  # pylint: disable=no-value-for-parameter
