@@ -217,6 +217,17 @@ class PipelineConfig(SourceConfig):
                                            '{"train": "2019-06-01", "eval": null}. Cutoffs are ISO 8601 (UTC) or unix '
                                            "seconds.")
     column_types: dict = _field({}, kind="json", help=COLUMN_TYPES_HELP)
+    window_key: Optional[str] = _field(None, regex=COLUMN_NAME_REGEX,
+                                       help="Sequence models: train and evaluate on windows of each key's rows "
+                                            "(e.g. a sensor id) in time order instead of on single rows. Needs "
+                                            "window_time_key and window_length.")
+    window_time_key: Optional[str] = _field(None, regex=COLUMN_NAME_REGEX,
+                                            help="The int column (unix seconds) that orders a key's rows.")
+    window_length: Optional[int] = _field(None, kind="int", regex=r"^[0-9]+$", help="Rows per window.")
+    window_stride: int = _field(1, kind="int", regex=r"^[0-9]+$", help="A window every this many rows.")
+    window_max_gap: Optional[float] = _field(None, kind="float", regex=r"^[0-9.]+$",
+                                             help="A gap of more than this many seconds between a key's rows starts "
+                                                  "a new window (default: no limit).")
     schema: Optional[str] = _field(None, regex=r"^\S+\.pbtxt$",
                                    help="A schema.pbtxt to validate against; default: infer it from train statistics.")
     drift_baseline: Optional[str] = _field(None, regex=r"^\S+$",
@@ -304,6 +315,19 @@ class PipelineConfig(SourceConfig):
                 raise ConfigError("eval_change_thresholds",
                                   f"{name}: give direction (higher|lower) and absolute and/or relative, "
                                   f"got {change!r}")
+        windowing = {"window_key": self.window_key, "window_time_key": self.window_time_key,
+                     "window_length": self.window_length}
+        if any(v is not None for v in windowing.values()):
+            for name, value in windowing.items():
+                if value is None:
+                    raise ConfigError(name, "is required for windows (window_key, window_time_key and "
+                                            "window_length go together)")
+            if self.window_length < 2:
+                raise ConfigError("window_length", "must be at least 2")
+            if self.window_stride < 1:
+                raise ConfigError("window_stride", "must be at least 1")
+            if self.window_max_gap is not None and not (math.isfinite(self.window_max_gap) and self.window_max_gap > 0):
+                raise ConfigError("window_max_gap", "must be a positive number of seconds")
         if not math.isfinite(self.drift_threshold) or self.drift_threshold <= 0:
             raise ConfigError("drift_threshold", "must be a positive finite number")
         if not 0 <= self.seed < 2 ** 32:

@@ -1,7 +1,8 @@
 """Exporting a trained tf_keras model for serving, with the tf.Transform graph inside.
 
 Signatures of the SavedModel:
-  * `serving_default`: serialized tf.Example (raw features, label optional) → `{"outputs": predictions}`;
+  * `serving_default`: serialized tf.Example (raw features, label optional) → `{"outputs": predictions}` (a model
+    with several named outputs returns them all; one of them must be "outputs", what TFMA evaluates);
   * `transform_features`: serialized tf.Example → the transformed features;
   * `transformed_label`: serialized tf.Example → {label: transformed label}; TFMA reads the label here (and slices
     on the raw features, which full transformed features of the same names would shadow);
@@ -37,7 +38,8 @@ def serving_signatures(model: Any, tf_transform_output: tft.TFTransformOutput, l
 
     def predict(transformed: dict) -> dict:
         features = {k: v for k, v in transformed.items() if k != label}
-        return {OUTPUT_KEY: model(features)}
+        outputs = model(features)
+        return dict(outputs) if isinstance(outputs, dict) else {OUTPUT_KEY: outputs}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(examples):

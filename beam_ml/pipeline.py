@@ -7,6 +7,7 @@ option before any work. `TrainPipeline(plan)` then wires the stages; each stage 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import secrets
 import time
@@ -30,6 +31,7 @@ from beam_ml.sources import Source
 from beam_ml.split import GivenSplit, HashSplit, TimeSplit
 from beam_ml.train import FnArgs, TrainModel
 from beam_ml.transform import TransformSplits
+from beam_ml.windows import WindowRows, WindowSpec
 from beam_ml.validate import SCHEMA_FILE, GenerateSplitStatistics, ValidateSplits, load_drift_baseline
 
 
@@ -66,6 +68,15 @@ class RunPlan:
             return TimeSplit(tuple((name, None if cutoff is None else parse_time(cutoff))
                                    for name, cutoff in config.split_time_cutoffs.items()), config.split_time_key)
         return HashSplit(tuple(config.split_buckets.items()), config.split_key)
+
+    @property
+    def window_spec(self) -> Optional[WindowSpec]:
+        """How rows become windows, when the model learns from sequences (`--window_key`); None otherwise."""
+        config = self.config
+        if not config.window_key:
+            return None
+        return WindowSpec(config.window_key, config.window_time_key, config.window_length, config.window_stride,
+                          config.window_max_gap if config.window_max_gap is not None else math.inf)
 
     @property
     def push_id(self) -> str:
@@ -111,6 +122,8 @@ def plan_run(config: PipelineConfig) -> RunPlan:
         require_column(fmt, config.split_key, "split_key")
         if fmt.type_of(config.split_key) == "float":
             raise ConfigError("split_key", f"{config.split_key!r} is a float column; hash an int or string column")
+    if config.window_key:
+        _check_windowing(fmt, config)
     for slice_columns in config.eval_slices:
         for column in slice_columns:
             require_column(fmt, column, "eval_slices")
@@ -119,6 +132,10 @@ def plan_run(config: PipelineConfig) -> RunPlan:
     except ValueError as e:
         raise ConfigError("module", str(e)) from e
     _check_preprocessing_inputs(user_module.load(), fmt, config)
+    module_length = getattr(user_module.load(), "WINDOW_LENGTH", None)
+    if module_length is not None and module_length != config.window_length:
+        raise ConfigError("window_length", f"{config.module} models windows of WINDOW_LENGTH={module_length} rows, "
+                                           f"got {config.window_length}")
     unknown = sorted(set(config.column_types) - set(fmt.columns))
     if unknown:
         raise ConfigError("column_types", f"names columns not in the input header: {unknown}")
@@ -160,6 +177,16 @@ def require_column(fmt: RecordFormat, column: str, option: str) -> None:
         raise ConfigError(option, f"column {column!r} is not in the input header ({', '.join(fmt.columns)})")
 
 
+def _check_windowing(fmt: RecordFormat, config: PipelineConfig) -> None:
+    require_column(fmt, config.window_key, "window_key")
+    require_column(fmt, config.window_time_key, "window_time_key")
+    if fmt.type_of(config.window_time_key) != "int":
+        raise ConfigError("window_time_key", f"{config.window_time_key!r} must be an int column (unix seconds); "
+                                             f"type it with --column_types")
+    if config.window_key in (config.window_time_key, config.label_key):
+        raise ConfigError("window_key", "must differ from window_time_key and label_key")
+
+
 def _check_preprocessing_inputs(module: Any, fmt: RecordFormat, config: PipelineConfig) -> None:
     """Traces preprocessing_fn on the input's columns so a missing column is named now, not mid-run."""
     import tensorflow as tf
@@ -195,10 +222,13 @@ def _rows(batch: Any, key: str) -> tuple[str, int]:
     return key, batch.num_rows
 
 
-def counts_record(totals: dict[str, int], splits: tuple[str, ...]) -> dict[str, Any]:
-    """{read, dead_letter, splits: {name: n}} from the per-key totals (absent keys count 0)."""
-    return {"read": totals.get("read", 0), "dead_letter": totals.get("dead_letter", 0),
-            "splits": {name: totals.get(f"split:{name}", 0) for name in splits}}
+def counts_record(totals: dict[str, int], splits: tuple[str, ...], windows: bool = False) -> dict[str, Any]:
+    """{read, dead_letter, splits: {name: n}[, windows: {name: n}]} from the per-key totals (absent keys count 0)."""
+    record = {"read": totals.get("read", 0), "dead_letter": totals.get("dead_letter", 0),
+              "splits": {name: totals.get(f"split:{name}", 0) for name in splits}}
+    if windows:
+        record["windows"] = {name: totals.get(f"windows:{name}", 0) for name in splits}
+    return record
 
 
 class CheckData(beam.DoFn):
@@ -214,6 +244,12 @@ class CheckData(beam.DoFn):
         if empty:
             error = (f"split(s) {', '.join(empty)} received no rows (read {counts['read']}, dead-lettered "
                      f"{counts['dead_letter']}); check --input and --split_buckets")
+            self._manifest.write("failed", counts=counts, anomalies=anomalies, error=error)
+            raise RunFailed(error)
+        windowless = [name for name, n in counts.get("windows", {}).items() if n == 0]
+        if windowless:
+            error = (f"split(s) {', '.join(windowless)} have rows but no complete window; check --window_length "
+                     f"and --window_max_gap against the rows each key has")
             self._manifest.write("failed", counts=counts, anomalies=anomalies, error=error)
             raise RunFailed(error)
         if anomalies and self._policy == "fail":
@@ -261,16 +297,22 @@ class TrainPipeline(beam.PTransform):
 
         ingested = pbegin | "Ingest" >> ReadSplits(plan.source, plan.split)
         batches = {name: ingested[name] for name in splits}
+        spec = plan.window_spec
+        # What the model learns from and is judged on: the rows, or windows of each key's rows.
+        examples = batches if spec is None else {
+            name: batches[name] | f"Windows{name.title()}" >> WindowRows(spec, plan.fmt) for name in splits}
         _ = ingested[DEAD_LETTER] | "WriteDeadLetters" >> WriteDeadLetters(
             os.path.join(run_dir, "dead_letter", "dead_letter"))
         counts = (
             [ingested[RECORDS_READ] | "KeyRead" >> beam.Map(key_value, "read"),
              ingested[DEAD_LETTER] | "KeyDeadLetters" >> beam.Map(count_one, "dead_letter")]
             + [batches[name] | f"KeyRows{name.title()}" >> beam.Map(_rows, f"split:{name}") for name in splits]
+            + ([] if spec is None else [examples[name] | f"KeyWindows{name.title()}" >> beam.Map(
+                _rows, f"windows:{name}") for name in splits])
             | "AllCounts" >> beam.Flatten()
             | "SumCounts" >> beam.CombinePerKey(sum)
             | "CountsToDict" >> beam.combiners.ToDict()
-            | "CountsRecord" >> beam.Map(counts_record, splits))
+            | "CountsRecord" >> beam.Map(counts_record, splits, spec is not None))
 
         leakage = (ingested[SPLIT_BATCHES] | "Leakage" >> CheckLeakage(config.leakage_key) if config.leakage_key
                    else pbegin | "NoLeakageCheck" >> beam.Create([]))
@@ -283,7 +325,7 @@ class TrainPipeline(beam.PTransform):
                                                counts=beam.pvalue.AsSingleton(counts),
                                                anomalies=beam.pvalue.AsSingleton(validation["anomalies"])))
 
-        transformed = batches | "Transform" >> TransformSplits(
+        transformed = examples | "Transform" >> TransformSplits(
             plan.module.load().preprocessing_fn, plan.fmt, os.path.join(run_dir, "transform"),
             plan.temp_dir)
 
@@ -291,7 +333,10 @@ class TrainPipeline(beam.PTransform):
                          schema_path=os.path.join(run_dir, "schema", SCHEMA_FILE),
                          serving_model_dir=plan.serving_model_dir,
                          model_run_dir=os.path.join(run_dir, "model", "logs"), label=config.label_key,
-                         hyperparameters=config.hyperparameters, seed=config.seed)
+                         hyperparameters=config.hyperparameters, seed=config.seed,
+                         windowing=None if spec is None else {
+                             "key": spec.key, "time_key": spec.time_key, "length": spec.length,
+                             "stride": spec.stride, "max_gap": config.window_max_gap, "label": config.label_key})
         model_dir = pbegin | "Train" >> TrainModel(
             plan.module, fn_args, transformed["train"], transformed["eval"],
             after={"transform_fn": transformed["transform_fn"], "checked": checked,
@@ -300,7 +345,7 @@ class TrainPipeline(beam.PTransform):
         eval_config = build_eval_config(config.label_key, config.eval_metrics, config.eval_slices,
                                         config.eval_thresholds, config.eval_change_thresholds,
                                         with_baseline=plan.baseline_model is not None)
-        evaluation = {"examples": batches["eval"], "model": model_dir} | "Evaluate" >> EvaluateModel(
+        evaluation = {"examples": examples["eval"], "model": model_dir} | "Evaluate" >> EvaluateModel(
             eval_config, plan.serving_model_dir, plan.baseline_model, os.path.join(run_dir, "evaluation"), plan.fmt)
 
         pushed = model_dir | "Push" >> beam.ParDo(PushIfBlessed(config.serving_dir, plan.push_id),

@@ -62,6 +62,24 @@ class SensorWindow:
         return self.timestamps[-1]
 
 
+@dataclasses.dataclass(frozen=True)
+class Alert:
+    """A window whose anomaly score reached its threshold: what every alert sink writes.
+
+    `detector` names what scored it (a model: its name; an online detector: e.g. "zscore"); `model_version` is the
+    pushed model version directory (None for online detectors); `top_channels` lists the channels that contributed
+    most to the score, largest first."""
+
+    sensor_id: str
+    window_start: float
+    window_end: float
+    score: float
+    threshold: float
+    detector: str
+    model_version: Optional[str] = None
+    top_channels: tuple[str, ...] = ()
+
+
 def parse_reading(message: bytes, channels: Sequence[str]) -> Reading:
     """A JSON object {"sensor_id": str, "timestamp": unix seconds or ISO 8601, <channel>: number, ...} as a Reading
     with the channels in `channels` order. Raises ValueError naming what is wrong."""

@@ -13,7 +13,9 @@ from typing import Any, Optional, Sequence
 
 import apache_beam as beam
 
-from beam_ml import modules
+from beam_ml import fileutil, modules
+
+WINDOWING_ASSET = os.path.join("assets.extra", "windowing.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +31,7 @@ class FnArgs:
     label: str  # the transformed label's key (same name as the raw label column)
     hyperparameters: dict = dataclasses.field(default_factory=dict)
     seed: int = 42
+    windowing: Optional[dict] = None  # examples are windows of a key's rows (`beam_ml.windows.WindowSpec` fields)
 
     def make_dataset(self, files: Sequence[str], batch_size: int, num_epochs: Optional[int] = None,
                      shuffle: bool = True, shuffle_buffer: int = 10_000) -> Any:
@@ -82,6 +85,8 @@ class RunTrainer(beam.DoFn):
         self._module.load().run_fn(fn_args)
         if not tf.io.gfile.exists(os.path.join(fn_args.serving_model_dir, "saved_model.pb")):
             raise RuntimeError(f"run_fn of {self._module.spec} exported no SavedModel to {fn_args.serving_model_dir}")
+        if fn_args.windowing:  # how to cut windows goes with the model, for whoever serves it on a stream
+            fileutil.write_json(os.path.join(fn_args.serving_model_dir, WINDOWING_ASSET), fn_args.windowing)
         yield fn_args.serving_model_dir
 
 

@@ -38,3 +38,11 @@ def vocabulary_index(x: Union[tf.Tensor, tf.SparseTensor], name: str, top_k: int
         dense = tf.strings.as_string(dense)
     return tft.compute_and_apply_vocabulary(dense, top_k=top_k, num_oov_buckets=num_oov_buckets,
                                             vocab_filename=name)
+
+
+def window_values(x: Union[tf.Tensor, tf.SparseTensor], length: int) -> tf.Tensor:
+    """A window column (`length` values per window record, see `beam_ml.windows`) as a dense [batch, length]
+    tensor, oldest value first."""
+    if isinstance(x, tf.SparseTensor):
+        x = tf.sparse.to_dense(x)
+    return tf.reshape(x, [-1, length])
