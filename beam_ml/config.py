@@ -414,3 +414,54 @@ class PredictConfig(SourceConfig):
             raise ConfigError("serving_dir" if not self.model_dir else "model_dir",
                               "give exactly one of --serving_dir (newest version) and --model_dir")
         _check_column_types(self.column_types)
+
+
+PUBSUB_TOPIC_REGEX = r"^projects/[^/\s]+/topics/[^/\s]+$"
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectConfig(JobConfig):
+    """The streaming anomaly detection job: where telemetry comes from, which model scores it, where alerts go."""
+
+    subscription: str = _field(None, required=True, regex=r"^projects/[^/\s]+/subscriptions/[^/\s]+$",
+                               help="Pub/Sub subscription with the telemetry, projects/<p>/subscriptions/<s>: one "
+                                    'JSON object per message, {"sensor_id": ..., "timestamp": unix seconds or ISO '
+                                    "8601, <channel>: number, ...}. Event time is the message's timestamp.")
+    serving_dir: str = _field(None, required=True, regex=r"^\S+$",
+                              help="TF Serving base directory of a window model (trained with --window_key): the "
+                                   "newest version scores, and a newly pushed one is picked up without a restart.")
+    output_dir: str = _field(None, required=True, regex=r"^\S+$",
+                             help="Base directory for run records; this run's goes to <output_dir>/<run_id>/.")
+    run_id: Optional[str] = _field(None, regex=RUN_ID_REGEX,
+                                   help="Run id (default: UTC timestamp plus a short random suffix).")
+    allowed_lateness: float = _field(60.0, kind="float", regex=r"^[0-9.]+$",
+                                     help="Seconds a reading may arrive after the watermark passed it and still be "
+                                          "put in order; later ones go to the dead-letter sink as late, counted.")
+    model_poll_seconds: float = _field(10.0, kind="float", regex=r"^[0-9.]+$",
+                                       help="How often (seconds) scoring looks for a newly pushed model version.")
+    alerts_topic: Optional[str] = _field(None, regex=PUBSUB_TOPIC_REGEX,
+                                         help="Pub/Sub topic for alerts (JSON per alert), projects/<p>/topics/<t>.")
+    alerts_table: Optional[str] = _field(None, regex=BIGQUERY_TABLE_REGEX,
+                                         help="BigQuery table for alerts (project:dataset.table), streaming inserts.")
+    alerts_dir: Optional[str] = _field(None, regex=r"^\S+$",
+                                       help="Directory for alert files (JSON Lines per file_window of event time).")
+    dead_letter_topic: Optional[str] = _field(None, regex=PUBSUB_TOPIC_REGEX,
+                                              help="Pub/Sub topic for dead letters: malformed, invalid and late "
+                                                   "messages with the reason (JSON).")
+    dead_letter_dir: Optional[str] = _field(None, regex=r"^\S+$",
+                                            help="Directory for dead-letter files (JSON Lines per file_window).")
+    file_window: float = _field(60.0, kind="float", regex=r"^[0-9.]+$",
+                                help="Seconds of event time per alert and dead-letter file.")
+
+    def validate(self) -> None:
+        super().validate()
+        if not (self.alerts_topic or self.alerts_table or self.alerts_dir):
+            raise ConfigError("alerts_topic", "give at least one of --alerts_topic, --alerts_table, --alerts_dir")
+        if not (self.dead_letter_topic or self.dead_letter_dir):
+            raise ConfigError("dead_letter_topic", "give --dead_letter_topic and/or --dead_letter_dir: invalid "
+                                                   "messages are kept, never dropped")
+        for name in ("allowed_lateness", "model_poll_seconds", "file_window"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0 or (value == 0 and name == "file_window"):
+                raise ConfigError(name, f"must be a {'positive' if name == 'file_window' else 'non-negative'} "
+                                        f"number of seconds, got {value}")

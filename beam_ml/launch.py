@@ -28,10 +28,11 @@ from beam_ml.options import reject_unknown_flags  # noqa: E402
 
 def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[PipelineOptions],
             plan: Callable[[Any], Any], graph: Callable[[Any], beam.PTransform],
-            describe: Callable[[Any], dict], summary_keys: Sequence[str]) -> int:
+            describe: Callable[[Any], dict], summary_keys: Sequence[str], streaming: bool = False) -> int:
     """Runs one job. `plan(config)` resolves and checks everything (raising ConfigError), `graph(plan)` is the
     job's composite PTransform, `describe(plan)` what `--validate_only` prints, and `summary_keys` the run record
-    fields printed at the end."""
+    fields printed at the end. A `streaming` job runs in streaming mode whatever the flags say, and on a local
+    runner runs until it is cancelled or fails."""
     argv = list(argv)
     if "--help" in argv or "-h" in argv:
         parser = argparse.ArgumentParser(prog=prog, description=doc,
@@ -43,6 +44,8 @@ def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[Pip
     try:
         reject_unknown_flags(argv, options_class)
         options = PipelineOptions(argv)
+        if streaming:
+            options.view_as(StandardOptions).streaming = True
         job_options = options.view_as(options_class)
         run_plan = plan(job_options.to_config())
     except ConfigError as e:

@@ -6,7 +6,7 @@ from typing import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_ml.config import ConfigError, JobConfig, PipelineConfig, PredictConfig
+from beam_ml.config import ConfigError, DetectConfig, JobConfig, PipelineConfig, PredictConfig
 
 
 def add_config_flags(parser: argparse.ArgumentParser, config: type[JobConfig]) -> None:
@@ -55,6 +55,16 @@ class BatchPredictOptions(_ConfigFlags, PipelineOptions):
         add_config_flags(parser, PredictConfig)
 
 
+class DetectAnomaliesOptions(_ConfigFlags, PipelineOptions):
+    """Options of `jobs.detect_anomalies`: `--config` plus one flag per `DetectConfig` field."""
+
+    CONFIG = DetectConfig
+
+    @classmethod
+    def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
+        add_config_flags(parser, DetectConfig)
+
+
 def _add_once(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
     try:
         parser.add_argument(flag, **kwargs)
@@ -68,7 +78,7 @@ def _true_or_false(value: str) -> bool:
     return str(value).lower() == "true"
 
 
-JOB_OPTIONS = (TrainPipelineOptions, BatchPredictOptions)
+JOB_OPTIONS = (TrainPipelineOptions, BatchPredictOptions, DetectAnomaliesOptions)
 
 
 def reject_unknown_flags(argv: Sequence[str], job_options: type[PipelineOptions]) -> None:

@@ -13,7 +13,8 @@ it by more than `allowed_lateness`) cannot be put in order any more: it is late,
 reading behind the watermark that still comes after everything its sensor has released keeps its place. The same
 sensor and timestamp twice is one reading: the copy goes to "duplicates", counted (a copy of a reading older than the
 current window counts as late). A gap longer than `max_gap` seconds starts a new window, so no window spans missing
-data.
+data. A window is stamped with the time it was released (its end plus `allowed_lateness`): downstream windows and
+sinks then see it on time.
 """
 from __future__ import annotations
 
@@ -249,8 +250,8 @@ class OrderAndWindow(beam.DoFn):
         self._duplicates.inc(len(duplicates))
         for reading in duplicates:
             yield beam.pvalue.TaggedOutput(DUPLICATES, reading)
-        for window in windows:
-            yield beam.window.TimestampedValue(window, window.end)
+        for window in windows:  # stamped when released, so downstream windows and sinks do not see them as late
+            yield beam.window.TimestampedValue(window, fired)
         if waiting:
             release_at = min(r.timestamp for r in waiting) + self._lateness
             timer.set(Timestamp.of(release_at))

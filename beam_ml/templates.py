@@ -9,7 +9,7 @@ import json
 import os
 from typing import Any
 
-from beam_ml.config import JobConfig, PipelineConfig, PredictConfig
+from beam_ml.config import DetectConfig, JobConfig, PipelineConfig, PredictConfig
 
 TEMPLATES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "templates")
 REQUIRED_NOTE = " Required unless set in the --config file."
@@ -33,6 +33,11 @@ JOBS = (
     JobTemplate("batch_predict", PredictConfig, "beam_ml batch prediction",
                 "Predict with a pushed model (Beam RunInference on its serialized tf.Example signature) and write "
                 "the predictions with each row's key."),
+    JobTemplate("detect_anomalies", DetectConfig, "beam_ml streaming anomaly detection",
+                "Read sensor telemetry from Pub/Sub, order each sensor's readings by event time into windows, score "
+                "them with the newest pushed window model (RunInference, reloaded when a new version is pushed) and "
+                "write alerts to Pub/Sub, BigQuery and/or files; invalid and late messages go to a dead-letter sink.",
+                streaming=True),
 )
 
 

@@ -18,6 +18,7 @@ SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 PENGUINS_CSV = os.path.join(ROOT, "examples", "penguins", "data", "penguins.csv")
 PENGUINS_CONFIG = os.path.join(ROOT, "examples", "penguins", "config.yaml")
 TAXI_CONFIG = os.path.join(ROOT, "examples", "taxi", "config.yaml")
+TELEMETRY_CONFIG = os.path.join(ROOT, "examples", "telemetry", "config.yaml")
 
 
 def run_job(*args: str) -> tuple[int, dict]:
@@ -78,6 +79,15 @@ def launched_penguins(tmp_path_factory) -> tuple[str, dict]:
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(bucket / "runs" / "penguins" / "launch-1" / "run_manifest.json") as f:
         return str(bucket), json.load(f)
+
+
+@pytest.fixture(scope="session")
+def trained_telemetry(tmp_path_factory) -> dict:
+    """The telemetry example (windows, LSTM autoencoder, calibrated threshold) trained and pushed once per session;
+    its run manifest (`pushed_model_dir` is the version directory)."""
+    code, manifest = run_job(*job_args(tmp_path_factory.mktemp("telemetry"), "telemetry", config=TELEMETRY_CONFIG))
+    assert code == 0, manifest.get("error")
+    return manifest
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,12 @@ import re
 
 import pytest
 
-from beam_ml.options import BatchPredictOptions, TrainPipelineOptions
+from beam_ml.options import BatchPredictOptions, DetectAnomaliesOptions, TrainPipelineOptions
 from beam_ml.templates import JOBS, metadata, metadata_path
 from conftest import job_args
 
-OPTIONS = {"train_pipeline": TrainPipelineOptions, "batch_predict": BatchPredictOptions}
+OPTIONS = {"train_pipeline": TrainPipelineOptions, "batch_predict": BatchPredictOptions,
+           "detect_anomalies": DetectAnomaliesOptions}
 NOT_PARAMETERS = {"help", "validate_only"}  # --validate_only is a pre-flight switch, not a launch parameter
 
 
@@ -22,7 +23,7 @@ def test_metadata_is_in_step_with_the_job_options(template):
     OPTIONS[template.job]._add_argparse_args(parser)  # pylint: disable=protected-access
     flags = {a.dest for a in parser._actions} - NOT_PARAMETERS
     assert {p["name"] for p in committed["parameters"]} == flags
-    assert committed["streaming"] is False
+    assert committed["streaming"] is template.streaming
     for parameter in committed["parameters"]:
         assert set(parameter) <= {"name", "label", "helpText", "isOptional", "regexes", "paramType"}
         assert parameter["helpText"] and parameter["label"]

@@ -1,0 +1,143 @@
+"""The streaming detection job as one composite PTransform: Pub/Sub telemetry → per-sensor event-time windows →
+scores from the newest pushed window model → alerts; invalid and late messages → dead letters.
+
+`plan_detect` resolves what must be known at launch (the model pushed now, its channels and windowing) and fails
+with a ConfigError naming the option before anything starts. Step names are static: Dataflow's in-place update
+(`--update`) matches steps by name, so a new model version needs no new job, and a new job version keeps its state.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Optional
+
+import apache_beam as beam
+
+from beam_ml.alerts import DEAD_LETTER, WriteAlerts, WriteJsonLinesFiles
+from beam_ml.config import ConfigError, DetectConfig
+from beam_ml.deadletter import DeadLetter
+from beam_ml.manifest import RunManifest, package_versions, utc_now
+from beam_ml.pipeline import absolute, new_run_dir
+from beam_ml.push import latest_model
+from beam_ml.replay import is_heartbeat
+from beam_ml.scoring import ScoreWithModel, WindowModelInfo, window_model_info
+from beam_ml.streaming import LATE, READINGS, WINDOWS, ParseTelemetry, Reading, WindowPerSensor
+
+
+# How long after the watermark passed an alert's or dead letter's file window it is still written (a later pane: a
+# new file). Scoring takes time, and the local runner's watermark does not wait for timer output.
+SINK_LATENESS_MARGIN = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectPlan:
+    config: DetectConfig
+    run_id: str
+    run_dir: str
+    model_dir: str  # the version pushed at launch (later versions are picked up while running)
+    info: WindowModelInfo
+    started: str
+
+    def manifest(self) -> RunManifest:
+        spec = self.info.spec
+        return RunManifest(self.run_dir, {
+            "run_id": self.run_id, "run_dir": self.run_dir, "started": self.started,
+            "versions": package_versions(), "config": self.config.to_dict(), "model_dir_at_launch": self.model_dir,
+            "channels": list(self.info.channels),
+            "windowing": {"key": spec.key, "time_key": spec.time_key, "length": spec.length, "stride": spec.stride,
+                          "max_gap": spec.max_gap}})
+
+
+def plan_detect(config: DetectConfig) -> DetectPlan:
+    config = dataclasses.replace(config, **{name: absolute(getattr(config, name))
+                                            for name in ("serving_dir", "output_dir", "alerts_dir", "dead_letter_dir")})
+    model_dir = latest_model(config.serving_dir)
+    if model_dir is None:
+        raise ConfigError("serving_dir", f"no model has been pushed to {config.serving_dir}")
+    try:
+        info = window_model_info(model_dir)
+    except ValueError as e:
+        raise ConfigError("serving_dir", str(e)) from e
+    run_id, run_dir = new_run_dir(config.output_dir, config.run_id)
+    return DetectPlan(config, run_id, run_dir, model_dir, info, utc_now())
+
+
+def payload(message) -> bytes:
+    return message.data
+
+
+def late_dead_letter(reading: Reading, source: str, allowed_lateness: float) -> DeadLetter:
+    raw = json.dumps({"sensor_id": reading.sensor_id, "timestamp": reading.timestamp, "values": reading.values})
+    return DeadLetter(source, 0, raw, f"late: sensor {reading.sensor_id} was already released past event time "
+                                      f"{reading.timestamp} (allowed lateness {allowed_lateness} s)")
+
+
+def dead_letter_line(letter: DeadLetter) -> tuple[int, str]:
+    return 0, letter.to_json()
+
+
+def dead_letter_message(letter: DeadLetter):
+    from apache_beam.io.gcp.pubsub import PubsubMessage
+    return PubsubMessage(letter.to_json().encode("utf-8"), {"reason": letter.reason.split(":")[0][:100]})
+
+
+class WriteStreamingDeadLetters(beam.PTransform):
+    """Dead letters of an unbounded input to a Pub/Sub topic and/or JSON Lines files per event-time window.
+
+    Example::
+
+        dead_letters | WriteStreamingDeadLetters(topic="projects/p/topics/dead", files_dir=None)
+    """
+
+    def __init__(self, topic: Optional[str], files_dir: Optional[str], file_window: float, allowed_lateness: float):
+        super().__init__()
+        self._topic, self._files_dir = topic, files_dir
+        self._file_window, self._lateness = file_window, allowed_lateness
+
+    def expand(self, letters: beam.PCollection) -> None:
+        if self._topic:
+            _ = (letters
+                 | "ToPubsubMessages" >> beam.Map(dead_letter_message)
+                 | "WriteToPubSub" >> beam.io.WriteToPubSub(self._topic, with_attributes=True))
+        if self._files_dir:
+            _ = (letters
+                 | "ToJsonLines" >> beam.Map(dead_letter_line)
+                 | "Files" >> WriteJsonLinesFiles(self._files_dir, "dead_letter", self._file_window, self._lateness))
+
+
+class DetectAnomalies(beam.PTransform):
+    """The whole streaming job (see the module docstring); returns the alerts and dead letters for tests.
+
+    Example::
+
+        plan = plan_detect(DetectConfig.load("detect.yaml", {}))
+        with beam.Pipeline(options=streaming_options) as p:
+            out = p | DetectAnomalies(plan)
+    """
+
+    def __init__(self, plan: DetectPlan):
+        super().__init__()
+        self._plan = plan
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        config, info = self._plan.config, self._plan.info
+        spec, lateness = info.spec, config.allowed_lateness
+        messages = (pbegin
+                    | "ReadTelemetry" >> beam.io.ReadFromPubSub(subscription=config.subscription,
+                                                                with_attributes=True)
+                    | "DropHeartbeats" >> beam.Filter(lambda m: not is_heartbeat(m))
+                    | "Payloads" >> beam.Map(payload))
+        parsed = messages | "Parse" >> ParseTelemetry(info.channels, source=config.subscription)
+        windowed = parsed[READINGS] | "Windows" >> WindowPerSensor(spec.length, spec.stride, lateness, spec.max_gap)
+        alerts = windowed[WINDOWS] | "Score" >> ScoreWithModel(config.serving_dir, info.channels,
+                                                               poll_seconds=config.model_poll_seconds)
+        sink_lateness = lateness + SINK_LATENESS_MARGIN
+        written = alerts | "WriteAlerts" >> WriteAlerts(config.alerts_topic, config.alerts_table, config.alerts_dir,
+                                                        file_window=config.file_window, allowed_lateness=sink_lateness)
+        late = windowed[LATE] | "LateToDeadLetters" >> beam.Map(late_dead_letter, config.subscription, lateness)
+        dead_letters = ([parsed[DEAD_LETTER], late] + ([written[DEAD_LETTER]] if DEAD_LETTER in written else [])
+                        | "AllDeadLetters" >> beam.Flatten())
+        _ = dead_letters | "WriteDeadLetters" >> WriteStreamingDeadLetters(
+            config.dead_letter_topic, config.dead_letter_dir, config.file_window, sink_lateness)
+        return {"alerts": alerts, "dead_letter": dead_letters}

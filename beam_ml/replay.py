@@ -1,0 +1,337 @@
+"""Replay a telemetry CSV to a Pub/Sub topic at a chosen pace, as the JSON messages `ParseTelemetry` reads.
+
+Data contract:
+  * input: a CSV with a header naming `timestamp` (unix seconds or ISO 8601), `sensor_id` (or one `sensor_id` for
+    the whole file) and channel columns; label columns (e.g. `is_anomaly`) are not channels and are dropped.
+  * output: one Pub/Sub message per row: data `{"sensor_id": ..., "timestamp": ..., <channel>: number, ...}` (UTF-8
+    JSON), attribute `published_at` = the wall-clock unix seconds when it was handed to the publisher, so a latency
+    benchmark can measure publish-to-alert.
+
+The logic is plain functions (`read_rows`, `row_to_message`, `pace`) that run without Pub/Sub; `replay` publishes.
+The pace is either `rate` events per second (wall clock) or `speedup` (event time runs `speedup` times faster than
+the wall clock: 60 = one hour of data per minute); neither means as fast as the publisher goes.
+
+Heartbeats: on the DirectRunner an empty subscription blocks each pull for up to 30 s and the watermark only moves
+when a pull returns (see ../shared/docs/EMULATORS.md). `Heartbeat` publishes a message with the attribute
+`heartbeat=1` every `interval` seconds; a pipeline reading with attributes drops them with `is_heartbeat` before
+parsing (ParseTelemetry would dead-letter them).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import itertools
+import json
+import math
+import threading
+import time
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
+
+from beam_ml.config import parse_time
+
+TIMESTAMP, SENSOR_ID = "timestamp", "sensor_id"
+LABEL_COLUMNS = ("is_anomaly", "label", "anomaly")  # dropped unless named in `channels`
+PUBLISHED_AT = "published_at"  # message attribute: wall-clock unix seconds at publish
+HEARTBEAT = "heartbeat"  # message attribute marking a heartbeat (no telemetry)
+TOPIC_PATTERN = "projects/<project>/topics/<topic>"
+
+
+class ReplayError(ValueError):
+    """A replay setting or the CSV is wrong; the message starts with the option's name (`--name: ...`)."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(f"--{option}: {message}")
+        self.option = option
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayConfig:
+    """One replay: which file, which topic, which columns, how fast. Validated at construction.
+
+    Args:
+      csv_path: the telemetry CSV.
+      topic: `projects/<project>/topics/<topic>`.
+      channels: the channel columns to send, in order; None = every column but `timestamp`, `sensor_id` and
+        `label_columns`.
+      label_columns: columns that are never channels unless named in `channels`.
+      sensor_id: the sensor id of every row, for a CSV without a `sensor_id` column (e.g. a NAB file).
+      rate: events per second (wall clock).
+      speedup: event-time seconds per wall-clock second.
+      limit: publish at most this many rows.
+      max_batch_messages / max_batch_latency: the publisher's batching (latency is in seconds).
+    """
+
+    csv_path: str
+    topic: str
+    channels: Optional[tuple[str, ...]] = None
+    label_columns: tuple[str, ...] = LABEL_COLUMNS
+    sensor_id: Optional[str] = None
+    rate: Optional[float] = None
+    speedup: Optional[float] = None
+    limit: Optional[int] = None
+    max_batch_messages: int = 500
+    max_batch_latency: float = 0.01
+
+    def __post_init__(self):
+        parts = self.topic.split("/")
+        if len(parts) != 4 or parts[0] != "projects" or parts[2] != "topics" or not parts[1] or not parts[3]:
+            raise ReplayError("topic", f"{self.topic!r} is not {TOPIC_PATTERN}")
+        if self.rate is not None and self.speedup is not None:
+            raise ReplayError("rate", "give --rate (events per second) or --speedup (event-time ratio), not both")
+        for name in ("rate", "speedup", "max_batch_latency"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ReplayError(name, f"must be a positive number, got {value}")
+        for name in ("limit", "max_batch_messages"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ReplayError(name, f"must be >= 1, got {value}")
+        if self.channels is not None:
+            if not self.channels:
+                raise ReplayError("channels", "must name at least one column")
+            if len(set(self.channels)) != len(self.channels):
+                raise ReplayError("channels", f"names a column twice: {list(self.channels)}")
+            if {TIMESTAMP, SENSOR_ID} & set(self.channels):
+                raise ReplayError("channels", f"{TIMESTAMP} and {SENSOR_ID} are not channels")
+        if self.sensor_id is not None and not self.sensor_id:
+            raise ReplayError("sensor_id", "must not be empty")
+
+
+def resolve_channels(header: Sequence[str], channels: Optional[Sequence[str]],
+                     label_columns: Sequence[str] = LABEL_COLUMNS, sensor_id: Optional[str] = None) -> tuple[str, ...]:
+    """The channel columns of a CSV with this header. Raises ReplayError naming the option that does not fit."""
+    header = [name.strip() for name in header]
+    if TIMESTAMP not in header:
+        raise ReplayError("csv", f"the header {header} has no {TIMESTAMP!r} column")
+    if sensor_id is None and SENSOR_ID not in header:
+        raise ReplayError("sensor_id", f"the header {header} has no {SENSOR_ID!r} column: give --sensor_id")
+    if channels is None:
+        resolved = tuple(c for c in header if c not in (TIMESTAMP, SENSOR_ID) and c not in label_columns)
+        if not resolved:
+            raise ReplayError("channels", f"the header {header} has no channel columns")
+        return resolved
+    missing = [c for c in channels if c not in header]
+    if missing:
+        raise ReplayError("channels", f"{missing} not in the CSV header {header}")
+    return tuple(channels)
+
+
+def _number(text: str):
+    """A CSV cell as a JSON value: an int or finite float when it is one; an empty cell → None; otherwise the text
+    unchanged (the pipeline dead-letters it with the reason, as it would a bad value from a real sensor)."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return value if math.isfinite(value) else text
+
+
+def row_to_message(row: Mapping[str, str], channels: Sequence[str], sensor_id: Optional[str] = None) -> dict:
+    """A CSV row (a `csv.DictReader` dict) → the message object: sensor_id, timestamp (a number when the cell is
+    unix seconds, else the ISO 8601 text), the channels as numbers. Other columns are dropped."""
+    timestamp = _number(row.get(TIMESTAMP) or "")
+    message = {SENSOR_ID: sensor_id if sensor_id is not None else (row.get(SENSOR_ID) or "").strip(),
+               TIMESTAMP: timestamp}
+    for channel in channels:
+        message[channel] = _number(row.get(channel) or "")
+    return message
+
+
+def encode(message: dict) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode("utf-8")
+
+
+def event_time(message: dict) -> Optional[float]:
+    """The message's event time in unix seconds, or None when its timestamp cannot be parsed."""
+    value = message.get(TIMESTAMP)
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        seconds = parse_time(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
+def pace(event_times: Iterable[Optional[float]], rate: Optional[float] = None,
+         speedup: Optional[float] = None) -> Iterator[float]:
+    """The wall-clock offset (seconds after the start) at which to publish each event, in input order.
+
+    `rate`: event i at i / rate. `speedup`: an event at (its event time - the first event time) / speedup; an event
+    older than one already sent, or with no event time, goes right after the previous one (offsets never go back).
+    Neither: every offset is 0 (as fast as possible)."""
+    if rate is not None and speedup is not None:
+        raise ValueError("pace takes rate or speedup, not both")
+    first, previous = None, 0.0
+    for i, seconds in enumerate(event_times):
+        if rate is not None:
+            offset = i / rate
+        elif speedup is not None and seconds is not None:
+            first = seconds if first is None else first
+            offset = max(previous, (seconds - first) / speedup)
+        else:
+            offset = previous
+        previous = offset
+        yield offset
+
+
+def read_rows(csv_path: str, channels: Optional[Sequence[str]] = None,
+              label_columns: Sequence[str] = LABEL_COLUMNS, sensor_id: Optional[str] = None,
+              limit: Optional[int] = None) -> Iterator[dict]:
+    """The CSV's rows as message objects (`row_to_message`), at most `limit`. The header is checked now (a
+    ReplayError names the option that does not fit); the rows are then streamed, the file is not loaded."""
+    from apache_beam.io.filesystems import FileSystems  # local paths and gs://
+    try:
+        f = io.TextIOWrapper(FileSystems.open(csv_path), encoding="utf-8", newline="")
+    except (IOError, OSError) as e:
+        raise ReplayError("csv", f"cannot open {csv_path}: {e}") from None
+    try:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None:
+            raise ReplayError("csv", f"{csv_path} is empty")
+        reader.fieldnames = [name.strip() for name in reader.fieldnames]
+        resolved = resolve_channels(reader.fieldnames, channels, label_columns, sensor_id)
+    except BaseException:
+        f.close()
+        raise
+
+    def rows() -> Iterator[dict]:
+        with f:
+            for i, row in enumerate(reader):
+                if limit is not None and i >= limit:
+                    return
+                yield row_to_message(row, resolved, sensor_id)
+
+    return rows()
+
+
+@dataclasses.dataclass
+class ReplayResult:
+    """What a replay did: messages published (acknowledged by Pub/Sub), failed, and the wall-clock seconds."""
+
+    published: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    first_error: Optional[str] = None
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+def publisher_client(max_batch_messages: int = 500, max_batch_latency: float = 0.01,
+                     max_outstanding: int = 10_000):
+    """A PublisherClient (honours PUBSUB_EMULATOR_HOST) batching up to `max_batch_messages` or
+    `max_batch_latency` seconds, blocking the caller when `max_outstanding` messages await acknowledgement."""
+    from google.cloud import pubsub_v1
+    from google.cloud.pubsub_v1 import types
+    return pubsub_v1.PublisherClient(
+        batch_settings=types.BatchSettings(max_bytes=9_000_000, max_latency=max_batch_latency,
+                                           max_messages=max_batch_messages),
+        publisher_options=types.PublisherOptions(flow_control=types.PublishFlowControl(
+            message_limit=max_outstanding, byte_limit=100_000_000,
+            limit_exceeded_behavior=types.LimitExceededBehavior.BLOCK)))
+
+
+class _Outstanding:
+    """Counts the publish futures as they complete, without keeping them."""
+
+    def __init__(self, result: ReplayResult):
+        self._result, self._pending = result, 0
+        self._done = threading.Condition()
+
+    def add(self, future) -> None:
+        with self._done:
+            self._pending += 1
+        future.add_done_callback(self._complete)
+
+    def _complete(self, future) -> None:
+        error = future.exception()
+        with self._done:
+            if error is None:
+                self._result.published += 1
+            else:
+                self._result.failed += 1
+                self._result.first_error = self._result.first_error or repr(error)
+            self._pending -= 1
+            self._done.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        with self._done:
+            return self._done.wait_for(lambda: self._pending == 0, timeout)
+
+
+def publish_messages(publisher, topic: str, messages: Iterable[dict], rate: Optional[float] = None,
+                     speedup: Optional[float] = None, clock: Callable[[], float] = time.time,
+                     sleep: Callable[[float], None] = time.sleep, timeout: float = 120.0) -> ReplayResult:
+    """Publishes message objects to `topic` at the pace `pace` gives; waits until Pub/Sub acknowledged all of
+    them (at most `timeout` seconds after the last one). Each message carries the `published_at` attribute."""
+    result = ReplayResult()
+    outstanding = _Outstanding(result)
+    start = clock()
+    messages, timed = itertools.tee(messages)  # tee keeps one message: the file is still streamed
+    for message, offset in zip(messages, pace(map(event_time, timed), rate, speedup)):
+        delay = start + offset - clock()
+        if delay > 0.001:
+            sleep(delay)
+        outstanding.add(publisher.publish(topic, encode(message), **{PUBLISHED_AT: repr(clock())}))
+    if not outstanding.wait(timeout):
+        raise TimeoutError(f"Pub/Sub did not acknowledge every message to {topic} within {timeout} s")
+    result.seconds = clock() - start
+    return result
+
+
+def replay(config: ReplayConfig, publisher=None) -> ReplayResult:
+    """Publishes `config.csv_path` to `config.topic` at the configured pace; returns the counts."""
+    messages = read_rows(config.csv_path, config.channels, config.label_columns, config.sensor_id, config.limit)
+    publisher = publisher or publisher_client(config.max_batch_messages, config.max_batch_latency)
+    return publish_messages(publisher, config.topic, messages, rate=config.rate, speedup=config.speedup)
+
+
+def is_heartbeat(message) -> bool:
+    """True for a heartbeat (a PubsubMessage with the `heartbeat` attribute): drop it before parsing."""
+    return bool((getattr(message, "attributes", None) or {}).get(HEARTBEAT))
+
+
+class Heartbeat:
+    """Publishes an empty message with the attribute `heartbeat=1` to `topic` every `interval` seconds until
+    stopped, so the DirectRunner's Pub/Sub reader never blocks on an empty subscription.
+
+    Example::
+
+        with Heartbeat(publisher, topic):
+            result = pipeline.run()
+            ...
+            result.cancel()   # keep beating until cancel() returned
+    """
+
+    def __init__(self, publisher, topic: str, interval: float = 0.5):
+        self._publisher, self._topic, self._interval = publisher, topic, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="pubsub-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.is_set():
+            self._publisher.publish(self._topic, b"", **{HEARTBEAT: "1", PUBLISHED_AT: repr(time.time())})
+            self._stop.wait(self._interval)
+
+    def start(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def __enter__(self) -> "Heartbeat":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,175 @@
+"""Score sensor windows with the pushed window model (RunInference), picking up newly pushed versions as they land.
+
+A window model is one trained with `--window_key` (e.g. `transforms.telemetry`): its SavedModel carries how windows
+are cut (`assets.extra/windowing.json`) and the raw schema, so the streaming job learns the channels, the window
+length and the alert threshold from the model itself. Its serving signature returns per window `score`,
+`threshold` and `channel_errors`.
+
+Hot reload: the model handler looks for a newer version under the serving directory at most every `poll_seconds`
+(one directory listing) and swaps it in between batches; pushes are atomic renames (`beam_ml.push`), so a version
+directory that is visible is complete. This works the same on every runner — RunInference's side-input route
+(`WatchFilePattern`) needs PeriodicImpulse, which the local streaming runner used with Pub/Sub does not run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+import time
+from typing import Any, Iterable, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+from apache_beam.transforms.window import FixedWindows
+
+from beam_ml.export import raw_column_types
+from beam_ml.push import latest_model
+from beam_ml.records import RecordFormat
+from beam_ml.streaming import Alert, SensorWindow
+from beam_ml.train import WINDOWING_ASSET
+from beam_ml.windows import WindowSpec, serialized_windows
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowModelInfo:
+    """What a window model says about its input: the raw format of a window record without the label, the
+    windowing, and the channels (in the order a `SensorWindow`'s values hold them)."""
+
+    fmt: RecordFormat
+    spec: WindowSpec
+    channels: tuple[str, ...]
+
+
+def window_model_info(model_dir: str) -> WindowModelInfo:
+    """Reads the windowing and raw schema a window model was exported with; ValueError if it is not one."""
+    import tensorflow as tf
+    path = os.path.join(model_dir, WINDOWING_ASSET)
+    if not tf.io.gfile.exists(path):
+        raise ValueError(f"{model_dir} is not a window model (no {WINDOWING_ASSET}; train with --window_key)")
+    with tf.io.gfile.GFile(path) as f:
+        windowing = json.load(f)
+    types = raw_column_types(model_dir) or {}
+    columns = tuple(c for c in types if c != windowing["label"])
+    spec = WindowSpec(windowing["key"], windowing["time_key"], int(windowing["length"]), int(windowing["stride"]),
+                      float("inf") if windowing["max_gap"] is None else float(windowing["max_gap"]))
+    fmt = RecordFormat(columns, tuple(types[c] for c in columns))
+    return WindowModelInfo(fmt, spec, spec.value_columns(fmt))
+
+
+@dataclasses.dataclass
+class WindowScore:
+    """One scored window: `channel_errors[i]` is channel i's share of the score (same scale as the score)."""
+
+    score: float
+    threshold: float
+    channel_errors: tuple[float, ...]
+    model_version: str
+
+
+class ServingModel:
+    """The newest pushed window model of a serving directory, reloaded when a newer version appears."""
+
+    def __init__(self, serving_dir: str, poll_seconds: float):
+        self._serving_dir = serving_dir
+        self._poll_seconds = poll_seconds
+        self._checked_at = 0.0
+        self.version: Optional[str] = None
+        self.refresh()
+        if self.version is None:
+            raise ValueError(f"no model has been pushed to {serving_dir}")
+
+    def refresh(self) -> None:
+        """Loads the newest version if it is not the one in use (at most one directory listing per poll)."""
+        import tensorflow as tf
+        now = time.monotonic()
+        if now - self._checked_at < self._poll_seconds:
+            return
+        self._checked_at = now
+        newest = latest_model(self._serving_dir)
+        if newest is None or os.path.basename(newest) == self.version:
+            return
+        self.info = window_model_info(newest)
+        self._serve = tf.saved_model.load(newest).signatures["serving_default"]
+        self.version = os.path.basename(newest)
+
+    def score(self, windows: Sequence[SensorWindow]) -> list[WindowScore]:
+        import tensorflow as tf
+        out = self._serve(examples=tf.constant(serialized_windows(windows, self.info.fmt, self.info.spec)))
+        scores, thresholds, errors = (out[k].numpy() for k in ("score", "threshold", "channel_errors"))
+        return [WindowScore(float(s), float(t), tuple(float(e) for e in row), self.version)
+                for s, t, row in zip(scores, thresholds, errors)]
+
+
+_LOADED: dict[tuple[str, float], ServingModel] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+class WindowModelHandler(ModelHandler[SensorWindow, PredictionResult, ServingModel]):
+    """RunInference handler: SensorWindow → PredictionResult(window, WindowScore) with the newest pushed model."""
+
+    def __init__(self, serving_dir: str, poll_seconds: float = 10.0, max_batch_size: int = 256):
+        super().__init__()
+        self._serving_dir = serving_dir
+        self._poll_seconds = poll_seconds
+        self._max_batch_size = max_batch_size
+
+    def load_model(self) -> ServingModel:
+        # One ServingModel per serving directory and process: RunInference shares its model only while a DoFn
+        # holds it, and the local streaming runner makes new DoFns every bundle; loading takes seconds.
+        with _LOADED_LOCK:
+            key = (self._serving_dir, self._poll_seconds)
+            if key not in _LOADED:
+                _LOADED[key] = ServingModel(self._serving_dir, self._poll_seconds)
+            return _LOADED[key]
+
+    def run_inference(self, batch: Sequence[SensorWindow], model: ServingModel,
+                      inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
+        model.refresh()
+        return [PredictionResult(w, s, model.version) for w, s in zip(batch, model.score(batch))]
+
+    def batch_elements_kwargs(self) -> dict[str, Any]:
+        return {"max_batch_size": self._max_batch_size}
+
+    def get_metrics_namespace(self) -> str:
+        return "beam_ml.scoring"
+
+
+def alerts_of(result: PredictionResult, channels: Sequence[str], detector: str) -> Iterable[Alert]:
+    """An Alert when the window's score reached its threshold; the channels at or over the threshold (at least
+    the largest) are its top channels."""
+    window, scored = result.example, result.inference
+    if scored.score < scored.threshold:
+        return
+    ranked = sorted(zip(scored.channel_errors, channels), reverse=True)
+    top = tuple(name for error, name in ranked if error >= scored.threshold) or (ranked[0][1],)
+    yield Alert(window.sensor_id, window.start, window.end, scored.score, scored.threshold, detector,
+                scored.model_version, top)
+
+
+class ScoreWithModel(beam.PTransform):
+    """Scores windows with the newest model pushed to `serving_dir` and emits an Alert for each window at or over
+    the model's threshold. Alerts come out in fixed event-time windows of `batch_window` seconds (the span a
+    RunInference batch may gather), stamped with the end of theirs.
+
+    Example::
+
+        info = window_model_info(latest_model(serving_dir))
+        alerts = windows | ScoreWithModel(serving_dir, info.channels)
+    """
+
+    def __init__(self, serving_dir: str, channels: Sequence[str], detector: str = "model", poll_seconds: float = 10.0,
+                 batch_window: float = 1.0):
+        super().__init__()
+        self._batch_window = batch_window
+        self._handler = WindowModelHandler(serving_dir, poll_seconds)
+        self._channels = tuple(channels)
+        self._detector = detector
+
+    def expand(self, windows: beam.PCollection) -> beam.PCollection:
+        # RunInference batches within a Beam window; in the global window a batch is stamped with the end of time,
+        # which would make every alert late for event-time sinks. Short fixed windows keep alerts near event time.
+        return (windows
+                | "BatchWindows" >> beam.WindowInto(FixedWindows(self._batch_window))
+                | "RunInference" >> RunInference(self._handler)
+                | "Alerts" >> beam.FlatMap(alerts_of, self._channels, self._detector))

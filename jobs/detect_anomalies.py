@@ -1,0 +1,34 @@
+"""Detect anomalies in streaming sensor telemetry with the newest pushed window model.
+
+    python -m jobs.detect_anomalies --subscription projects/P/subscriptions/telemetry \
+        --serving_dir serving/telemetry --output_dir runs/detect --alerts_dir alerts --dead_letter_dir dead \
+        [--flag value ...]
+
+Every option can also come from a YAML --config file (a flag wins). Runs in streaming mode until cancelled (on
+Dataflow: returns once the job is submitted). Exit codes: 0 success, 1 the run failed, 2 a bad option.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Optional, Sequence
+
+from beam_ml import launch
+from beam_ml.detect import DetectAnomalies, DetectPlan, plan_detect
+from beam_ml.options import DetectAnomaliesOptions
+
+
+def describe(plan: DetectPlan) -> dict:
+    return {"run_dir": plan.run_dir, "model_dir": plan.model_dir, "channels": list(plan.info.channels),
+            "window_length": plan.info.spec.length}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return launch.run_job(sys.argv[1:] if argv is None else argv, prog="python -m jobs.detect_anomalies",
+                          doc=__doc__, options_class=DetectAnomaliesOptions, plan=plan_detect,
+                          graph=lambda plan: "DetectAnomalies" >> DetectAnomalies(plan), describe=describe,
+                          summary_keys=("run_id", "status", "model_dir_at_launch"), streaming=True)
+
+
+if __name__ == "__main__":
+    launch.quiet_logs()
+    launch.exit_now(main())
