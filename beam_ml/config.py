@@ -437,6 +437,11 @@ class DetectConfig(JobConfig):
     allowed_lateness: float = _field(60.0, kind="float", regex=r"^[0-9.]+$",
                                      help="Seconds a reading may arrive after the watermark passed it and still be "
                                           "put in order; later ones go to the dead-letter sink as late, counted.")
+    release_every: float = _field(0.0, kind="float", regex=r"^[0-9.]+$",
+                                  help="Seconds of event time over which a sensor's readings are released to windows "
+                                       "together (one timer per span instead of per reading; 0: per reading). Adds "
+                                       "up to this much latency, and readings more than allowed_lateness behind the "
+                                       "watermark within a span count as late.")
     model_poll_seconds: float = _field(10.0, kind="float", regex=r"^[0-9.]+$",
                                        help="How often (seconds) scoring looks for a newly pushed model version.")
     alerts_topic: Optional[str] = _field(None, regex=PUBSUB_TOPIC_REGEX,
@@ -460,7 +465,7 @@ class DetectConfig(JobConfig):
         if not (self.dead_letter_topic or self.dead_letter_dir):
             raise ConfigError("dead_letter_topic", "give --dead_letter_topic and/or --dead_letter_dir: invalid "
                                                    "messages are kept, never dropped")
-        for name in ("allowed_lateness", "model_poll_seconds", "file_window"):
+        for name in ("allowed_lateness", "release_every", "model_poll_seconds", "file_window"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0 or (value == 0 and name == "file_window"):
                 raise ConfigError(name, f"must be a {'positive' if name == 'file_window' else 'non-negative'} "

@@ -107,7 +107,8 @@ class WriteStreamingDeadLetters(beam.PTransform):
 
 
 class DetectAnomalies(beam.PTransform):
-    """The whole streaming job (see the module docstring); returns the alerts and dead letters for tests.
+    """The whole streaming job (see the module docstring); returns the readings, windows, alerts and dead letters
+    (for tests and benchmarks to tap).
 
     Example::
 
@@ -129,7 +130,8 @@ class DetectAnomalies(beam.PTransform):
                     | "DropHeartbeats" >> beam.Filter(lambda m: not is_heartbeat(m))
                     | "Payloads" >> beam.Map(payload))
         parsed = messages | "Parse" >> ParseTelemetry(info.channels, source=config.subscription)
-        windowed = parsed[READINGS] | "Windows" >> WindowPerSensor(spec.length, spec.stride, lateness, spec.max_gap)
+        windowed = parsed[READINGS] | "Windows" >> WindowPerSensor(spec.length, spec.stride, lateness, spec.max_gap,
+                                                                   config.release_every)
         alerts = windowed[WINDOWS] | "Score" >> ScoreWithModel(config.serving_dir, info.channels,
                                                                poll_seconds=config.model_poll_seconds)
         sink_lateness = lateness + SINK_LATENESS_MARGIN
@@ -140,4 +142,5 @@ class DetectAnomalies(beam.PTransform):
                         | "AllDeadLetters" >> beam.Flatten())
         _ = dead_letters | "WriteDeadLetters" >> WriteStreamingDeadLetters(
             config.dead_letter_topic, config.dead_letter_dir, config.file_window, sink_lateness)
-        return {"alerts": alerts, "dead_letter": dead_letters}
+        return {"readings": parsed[READINGS], "windows": windowed[WINDOWS], "alerts": alerts,
+                "dead_letter": dead_letters}

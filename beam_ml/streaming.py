@@ -201,9 +201,9 @@ class OrderAndWindow(beam.DoFn):
     NEXT_RELEASE = ReadModifyWriteStateSpec("next_release", PickleCoder())
     RELEASE = TimerSpec("release", TimeDomain.WATERMARK)
 
-    def __init__(self, length: int, stride: int, allowed_lateness: float, max_gap: float):
+    def __init__(self, length: int, stride: int, allowed_lateness: float, max_gap: float, release_every: float = 0.0):
         self._length, self._stride = length, stride
-        self._lateness, self._max_gap = allowed_lateness, max_gap
+        self._lateness, self._max_gap, self._release_every = allowed_lateness, max_gap, release_every
         self._late = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "late_readings")
         self._duplicates = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "duplicate_readings")
         self._gaps = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "gaps")
@@ -225,11 +225,19 @@ class OrderAndWindow(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(LATE, reading)
             return
         pending.add(reading)
-        release_at = reading.timestamp + self._lateness
+        release_at = self._release_time(reading.timestamp)
         scheduled = next_release.read()
         if scheduled is None or release_at < scheduled:
             timer.set(Timestamp.of(release_at))
             next_release.write(release_at)
+
+    def _release_time(self, timestamp: float) -> float:
+        """When a reading can be released: `allowed_lateness` after it, rounded up to a multiple of
+        `release_every` so that one timer releases all of a sensor's readings of that span (0: no rounding)."""
+        release_at = timestamp + self._lateness
+        if self._release_every:
+            release_at = math.ceil(release_at / self._release_every) * self._release_every
+        return release_at
 
     @on_timer(RELEASE)
     def on_release(self, fired=beam.DoFn.TimestampParam, pending=beam.DoFn.StateParam(PENDING),
@@ -253,7 +261,7 @@ class OrderAndWindow(beam.DoFn):
         for window in windows:  # stamped when released, so downstream windows and sinks do not see them as late
             yield beam.window.TimestampedValue(window, fired)
         if waiting:
-            release_at = min(r.timestamp for r in waiting) + self._lateness
+            release_at = self._release_time(min(r.timestamp for r in waiting))
             timer.set(Timestamp.of(release_at))
             next_release.write(release_at)
         else:
@@ -262,7 +270,8 @@ class OrderAndWindow(beam.DoFn):
 
 class WindowPerSensor(beam.PTransform):
     """Orders each sensor's readings by event time and cuts them into windows; late readings and duplicates are
-    separate outputs, counted (namespace `beam_ml.streaming`).
+    separate outputs, counted (namespace `beam_ml.streaming`). `release_every` (seconds of event time) releases a
+    sensor's readings in batches: one timer per span instead of one per reading, for at most that much more delay.
 
     Example::
 
@@ -270,13 +279,16 @@ class WindowPerSensor(beam.PTransform):
         windows, late = out["windows"], out["late"]
     """
 
-    def __init__(self, length: int, stride: int = 1, allowed_lateness: float = 0.0, max_gap: float = math.inf):
+    def __init__(self, length: int, stride: int = 1, allowed_lateness: float = 0.0, max_gap: float = math.inf,
+                 release_every: float = 0.0):
         super().__init__()
         if length < 1 or stride < 1:
             raise ValueError(f"window length and stride must be >= 1, got {length} and {stride}")
         if allowed_lateness < 0 or max_gap <= 0:
             raise ValueError("allowed_lateness must be >= 0 and max_gap > 0")
-        self._args = (length, stride, allowed_lateness, max_gap)
+        if release_every < 0:
+            raise ValueError("release_every must be >= 0")
+        self._args = (length, stride, allowed_lateness, max_gap, release_every)
 
     def expand(self, readings: beam.PCollection) -> dict[str, beam.PCollection]:
         out = readings | "OrderAndWindow" >> beam.ParDo(OrderAndWindow(*self._args)).with_outputs(

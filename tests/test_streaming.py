@@ -97,3 +97,23 @@ def test_readings_are_ordered_per_sensor_by_event_time_with_late_duplicate_and_i
     assert_that(parsed[DEAD_LETTER] | "Reasons" >> beam.Map(lambda d: d.reason.split(":")[0]),
                 equal_to(["not JSON"]), label="DeadLetters")
     p.run().wait_until_finish()
+
+
+def test_release_every_batches_a_sensors_releases_without_changing_order_or_lateness():
+    def msg(t):
+        return _message("a", t, temperature=float(t), pressure=0.0)
+
+    stream = (TestStream()
+              .advance_watermark_to(0)
+              .add_elements([msg(1.7), msg(1.2), msg(2.4)])
+              .advance_watermark_to(3)  # one timer at 2 releases 1.2 and 1.7 together, one at 3 releases 2.4
+              .add_elements([msg(1.9), msg(3.5)])  # 1.9: released past already, late
+              .advance_watermark_to(5)  # (output of timers that fire only on the jump to infinity is dropped)
+              .advance_watermark_to_infinity())
+    p = TestPipeline(options=_stream_options())
+    readings = (p | stream | ParseTelemetry(CHANNELS, source="test"))[READINGS]
+    out = readings | WindowPerSensor(length=2, stride=1, release_every=1.0)
+    assert_that(out[WINDOWS] | "Describe" >> beam.Map(lambda w: w.timestamps),
+                equal_to([(1.2, 1.7), (1.7, 2.4), (2.4, 3.5)]), label="Windows")
+    assert_that(out[LATE] | "Late" >> beam.Map(lambda r: r.timestamp), equal_to([1.9]), label="Late")
+    p.run().wait_until_finish()

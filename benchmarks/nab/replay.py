@@ -1,0 +1,347 @@
+"""Replays NAB data files through the streaming detection path and writes and scores NAB-format results.
+
+Layout read: `<data>/<category>/<file>.csv` (`timestamp,value`, timestamps `YYYY-MM-DD HH:MM:SS`, taken as UTC) and a
+windows file `{"<category>/<file>.csv": [["start", "end"], ...]}`. Layout written, as NAB's: `<out>/<detector>/
+<category>/<detector>_<file>.csv` with `timestamp,value,anomaly_score,label`, the data file's rows in its order.
+
+The replay is one Beam pipeline per worker process (in-process DirectRunner, streaming): a TestStream of every file's
+readings in event-time order, one key per file, the watermark advancing after every `chunk` readings →
+`WindowPerSensor(length, stride=1)` → `ScoreWindows` (our detector), and the same windows' last readings →
+`apache_beam.ml.anomaly.AnomalyDetection(ZScore)` (Beam's own baseline). Rows before a file's first full window
+score 0.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import contextlib
+import dataclasses
+import datetime
+import json
+import math
+import multiprocessing
+import os
+import uuid
+from typing import Iterable, Mapping, Optional, Sequence
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.ml.anomaly.detectors.zscore import ZScore
+from apache_beam.ml.anomaly.transforms import AnomalyDetection
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.testing.test_stream import TestStream
+
+from beam_ml.detectors import ScoreWindows
+from beam_ml.streaming import WINDOWS, Reading, WindowPerSensor
+from benchmarks.nab.scoring import PROFILES, label_file, normalised, sweep
+
+ZSCORE = "beamZScore"  # NAB detector names are camelCase without "_"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataFile:
+    """One NAB data file: `relative` ("<category>/<file>.csv") is its key in the windows file."""
+
+    category: str
+    name: str
+    path: str
+
+    @property
+    def relative(self) -> str:
+        return f"{self.category}/{self.name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Series:
+    """A data file's rows: timestamps as written, unix seconds, values."""
+
+    timestamps: tuple[str, ...]
+    seconds: np.ndarray
+    values: np.ndarray
+
+
+def discover(data_dir: str) -> list[DataFile]:
+    """Every `<category>/<file>.csv` under `data_dir`, sorted. Raises ValueError if there is none."""
+    files = []
+    for category in sorted(os.listdir(data_dir)):
+        folder = os.path.join(data_dir, category)
+        if os.path.isdir(folder):
+            files += [DataFile(category, name, os.path.join(folder, name))
+                      for name in sorted(os.listdir(folder)) if name.endswith(".csv")]
+    if not files:
+        raise ValueError(f"no <category>/<file>.csv under {data_dir}")
+    return files
+
+
+def unix_seconds(text: str) -> float:
+    return datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def read_series(path: str) -> Series:
+    """A NAB data file. Raises ValueError naming the file and line for a malformed row, or if time goes back.
+
+    Repeated timestamps are kept (a few NAB files repeat an hour at a daylight-saving change); `WindowPerSensor`
+    treats a repeat as a duplicate reading, so only the first of those rows is scored, the others score 0."""
+    timestamps, values = [], []
+    with open(path) as f:
+        header = f.readline().strip().split(",")
+        if header[:2] != ["timestamp", "value"]:
+            raise ValueError(f"{path}: header is {header}, expected timestamp,value")
+        for number, line in enumerate(f, start=2):
+            if not line.strip():
+                continue
+            try:
+                timestamp, value = line.strip().split(",")[:2]
+                values.append(float(value))
+                timestamps.append(timestamp)
+            except ValueError:
+                raise ValueError(f"{path}:{number}: not timestamp,value: {line.strip()!r}") from None
+    seconds = np.array([unix_seconds(t) for t in timestamps])
+    if len(seconds) and (np.diff(seconds) < 0).any():
+        raise ValueError(f"{path}: timestamps go back in time")
+    return Series(tuple(timestamps), seconds, np.array(values))
+
+
+def read_windows(path: str) -> dict[str, list[tuple[str, str]]]:
+    with open(path) as f:
+        return {k: [tuple(w) for w in v] for k, v in json.load(f).items()}
+
+
+# --- the Beam replay ------------------------------------------------------------------------------------------------
+
+_COLLECTED: dict[str, list] = collections.defaultdict(list)  # run token → (detector, key, end, score): in-process only
+
+
+def zscore_input(window):
+    """A window's last reading as the univariate row Beam's detectors take (the end time rides along)."""
+    return window.sensor_id, beam.Row(value=float(window.values[-1][0]), end=float(window.end))
+
+
+def zscore_score(z: Optional[float]) -> float:
+    """Beam's |z| mapped monotonically to [0, 1) (NAB scores are in [0, 1]); not yet scored (NaN/None) is 0."""
+    if z is None or math.isnan(z):
+        return 0.0
+    return z / (1.0 + z)
+
+
+def build(pipeline, series: Mapping[str, Series], config, window_length: int, chunk: int, token: str) -> None:
+    """The replay graph: every series as one sensor through WindowPerSensor, then our detector and Beam's ZScore;
+    results go to the in-process `_COLLECTED[token]`."""
+    readings = sorted(((s.seconds[i], key, float(s.values[i])) for key, s in series.items()
+                       for i in range(len(s.values))))
+    stream = TestStream()
+    for start in range(0, len(readings), chunk):
+        part = readings[start:start + chunk]
+        stream = stream.add_elements([beam.window.TimestampedValue((key, Reading(key, float(t), (v,))), float(t))
+                                      for t, key, v in part])
+        stream = stream.advance_watermark_to(float(part[-1][0]) + 1e-3)
+    stream = stream.advance_watermark_to_infinity()
+
+    windows = (pipeline
+               | "Replay" >> stream.with_output_types(beam.typehints.KV[str, Reading])
+               | "Window" >> WindowPerSensor(length=window_length, stride=1))[WINDOWS]
+    _ = (windows
+         | "Detect" >> ScoreWindows(config)
+         | "CollectDetector" >> beam.ParDo(_Collect(token, config.name)))
+    _ = (windows
+         | "LastReading" >> beam.Map(zscore_input)
+         | "BeamZScore" >> AnomalyDetection(ZScore(features=["value"]))
+         | "CollectZScore" >> beam.ParDo(_CollectZScore(token)))
+
+
+class _Collect(beam.DoFn):
+    """Keeps our detector's scores in `_COLLECTED[token]`."""
+
+    def __init__(self, token: str, detector: str):
+        self._token, self._detector = token, detector
+
+    def process(self, scored):
+        _COLLECTED[self._token].append((self._detector, scored.sensor_id, scored.end, scored.score))
+
+
+class _CollectZScore(beam.DoFn):
+    """Keeps Beam ZScore's scores (mapped to [0, 1)) in `_COLLECTED[token]`."""
+
+    def __init__(self, token: str):
+        self._token = token
+
+    def process(self, element):
+        key, result = element
+        z = next(iter(result.predictions)).score
+        _COLLECTED[self._token].append((ZSCORE, key, result.example.end, zscore_score(z)))
+
+
+@contextlib.contextmanager
+def memoized_dofn_inspection():
+    """The local DirectRunner re-inspects every DoFn's methods (`inspect.signature`) and checks that the DoFn pickles
+    for every bundle, which is most of its time on a per-reading stream (a bundle per reading): memoize the first per
+    function and per DoFn class and skip the second while the replay runs. It changes no result (a function's
+    signature and a DoFn class's state and timer specs do not change; the DoFns are pickled anyway)."""
+    from apache_beam.runners.direct import transform_evaluator
+    from apache_beam.transforms import core, userstate
+    from apache_beam.typehints import decorators
+
+    original_signature, original_specs = decorators.get_signature, userstate.get_dofn_specs
+    original_stateful = transform_evaluator.is_stateful_dofn
+    original_init = transform_evaluator._ParDoEvaluator.__init__
+    signatures, specs = {}, {}
+
+    def get_signature(func):
+        key = (getattr(func, "__func__", func), hasattr(func, "__self__"))
+        try:
+            return signatures[key]
+        except TypeError:  # unhashable callable
+            return original_signature(func)
+        except KeyError:
+            signatures[key] = original_signature(func)
+            return signatures[key]
+
+    def get_dofn_specs(dofn):
+        if type(dofn) not in specs:
+            specs[type(dofn)] = original_specs(dofn)
+        return specs[type(dofn)]
+
+    def is_stateful_dofn(dofn):
+        state_specs, timer_specs = get_dofn_specs(dofn)
+        return bool(state_specs or timer_specs)
+
+    def init_without_pickle_test(self, *args, **kwargs):
+        kwargs["perform_dofn_pickle_test"] = False  # the runner's per-bundle pickling check
+        original_init(self, *args, **kwargs)
+
+    decorators.get_signature = core.get_signature = get_signature
+    transform_evaluator._ParDoEvaluator.__init__ = init_without_pickle_test
+    userstate.get_dofn_specs = get_dofn_specs
+    transform_evaluator.get_dofn_specs, transform_evaluator.is_stateful_dofn = get_dofn_specs, is_stateful_dofn
+    try:
+        yield
+    finally:
+        decorators.get_signature = core.get_signature = original_signature
+        transform_evaluator._ParDoEvaluator.__init__ = original_init
+        userstate.get_dofn_specs = original_specs
+        transform_evaluator.get_dofn_specs, transform_evaluator.is_stateful_dofn = original_specs, original_stateful
+
+
+def detect(series: Mapping[str, Series], config, window_length: int = 8, chunk: int = 500
+           ) -> dict[str, dict[str, np.ndarray]]:
+    """{detector: {key: per-row scores}} for every series, from one streaming replay in this process."""
+    token = uuid.uuid4().hex
+    options = PipelineOptions(["--runner=DirectRunner"])
+    options.view_as(StandardOptions).streaming = True
+    with memoized_dofn_inspection(), beam.Pipeline(options=options) as pipeline:
+        build(pipeline, series, config, window_length, chunk, token)
+    collected = _COLLECTED.pop(token, [])
+    scores = {name: {key: np.zeros(len(s.values)) for key, s in series.items()} for name in (config.name, ZSCORE)}
+    row_of: dict[str, dict[float, int]] = {}
+    for key, s in series.items():  # a repeated timestamp is one reading to the streaming path: its first row
+        row_of[key] = {}
+        for i, t in enumerate(s.seconds):
+            row_of[key].setdefault(t, i)
+    order: dict[tuple[str, str], list] = collections.defaultdict(list)
+    for detector, key, end, score in collected:
+        scores[detector][key][row_of[key][end]] = score
+        order[detector, key].append(end)
+    out_of_order = [k for k, ends in order.items() if ends != sorted(ends)]
+    if out_of_order:  # the detectors see windows in this order: say so if it is not event time
+        print(f"warning: results not in event-time order for {out_of_order[:5]}")
+    return scores
+
+
+def _detect_files(files: Sequence[DataFile], config, window_length: int, chunk: int):
+    return detect({f.relative: read_series(f.path) for f in files}, config, window_length, chunk)
+
+
+def balanced_groups(files: Sequence[DataFile], sizes: Mapping[str, int], groups: int) -> list[list[DataFile]]:
+    """Files split into `groups` lists of about equal total rows (largest first, onto the lightest group)."""
+    out, loads = [[] for _ in range(groups)], [0] * groups
+    for f in sorted(files, key=lambda f: -sizes[f.relative]):
+        lightest = loads.index(min(loads))
+        out[lightest].append(f)
+        loads[lightest] += sizes[f.relative]
+    return [g for g in out if g]
+
+
+def detect_all(files: Sequence[DataFile], config, workers: int, window_length: int = 8, chunk: int = 500
+               ) -> dict[str, dict[str, np.ndarray]]:
+    """`detect` over all files, split across `workers` processes (each its own pipeline)."""
+    if workers <= 1:
+        return _detect_files(files, config, window_length, chunk)
+    sizes = {f.relative: len(read_series(f.path).values) for f in files}
+    merged: dict[str, dict[str, np.ndarray]] = collections.defaultdict(dict)
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        jobs = [pool.submit(_detect_files, group, config, window_length, chunk)
+                for group in balanced_groups(files, sizes, workers)]
+        for job in jobs:
+            for detector, by_key in job.result().items():
+                merged[detector].update(by_key)
+    return dict(merged)
+
+
+# --- NAB results and scores -----------------------------------------------------------------------------------------
+
+def _datetime64(text: str) -> np.datetime64:
+    return np.datetime64(text.strip().replace(" ", "T")).astype("datetime64[s]")
+
+
+def labels(series: Series, windows: Sequence[tuple[str, str]]) -> np.ndarray:
+    """1 for rows inside a window, else 0 (NAB's `label` column)."""
+    times = np.array([_datetime64(t) for t in series.timestamps])
+    out = np.zeros(len(times), dtype=int)
+    for start, end in windows:
+        out[(times >= _datetime64(start)) & (times <= _datetime64(end))] = 1
+    return out
+
+
+def result_path(out_dir: str, detector: str, data_file: DataFile) -> str:
+    return os.path.join(out_dir, detector, data_file.category, f"{detector}_{data_file.name}")
+
+
+def write_result(path: str, series: Series, scores: np.ndarray, label: np.ndarray) -> None:
+    """One NAB results file: the data file's rows with `anomaly_score` and `label`."""
+    if len(scores) != len(series.values) or len(label) != len(series.values):
+        raise ValueError(f"{path}: {len(series.values)} rows but {len(scores)} scores and {len(label)} labels")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("timestamp,value,anomaly_score,label\n")
+        for t, v, s, l in zip(series.timestamps, series.values, scores, label):
+            f.write(f"{t},{v:.10g},{float(s):.10g},{int(l)}\n")
+
+
+def read_result(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(timestamps as datetime64[s], anomaly scores) of a NAB results file."""
+    times, scores = [], []
+    with open(path) as f:
+        header = f.readline().strip().split(",")
+        column = header.index("anomaly_score")
+        for line in f:
+            fields = line.strip().split(",")
+            times.append(_datetime64(fields[0]))
+            scores.append(float(fields[column]))
+    return np.array(times), np.array(scores)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfileScore:
+    score: float  # normalised: null detector 0, perfect 100
+    threshold: float
+    raw: float
+
+
+def score_results(out_dir: str, detector: str, files: Sequence[DataFile],
+                  windows: Mapping[str, Sequence[tuple[str, str]]],
+                  profiles: Iterable[str] = tuple(PROFILES)) -> dict[str, ProfileScore]:
+    """Scores a detector's NAB results files under `out_dir` with our implementation of NAB's rules, per profile."""
+    results = {f.relative: read_result(result_path(out_dir, detector, f)) for f in files}
+    out = {}
+    for name in profiles:
+        profile = PROFILES[name]
+        pairs = []
+        for f in files:
+            times, scores = results[f.relative]
+            labelled, scorable = label_file(f.relative, times, [(_datetime64(a), _datetime64(b))
+                                                                for a, b in windows.get(f.relative, [])], profile)
+            pairs.append((labelled, scores[scorable]))
+        threshold, raw = sweep(pairs, profile)
+        out[name] = ProfileScore(normalised(raw, [p[0] for p in pairs], profile), threshold, raw)
+    return out

@@ -1,0 +1,283 @@
+"""Streaming detection on the DirectRunner with the Pub/Sub emulator: sustained events/s and publish-to-alert latency.
+
+    python -m benchmarks.streaming [--serving_dir DIR] [--sensors 100] [--rate 1000] [--seconds 30] [--events 20000]
+
+The job under test is `beam_ml.detect.DetectAnomalies` with the telemetry example's model (trained first into a
+temporary directory unless --serving_dir names a pushed window model). Readings are the bundled telemetry sample
+re-timed to the wall clock (event time = publish time), `--sensors` sensors each replaying one of the sample's
+sensors, with an anomaly (flow lifted) injected into every sensor every 60 readings.
+
+* Throughput: `--events` readings published as fast as the publisher goes while the job runs; events/s is readings
+  over the time from the first publish until the last reading (or window) came out, for three cuts of the job
+  built from the same transforms: read + parse, + per-sensor windows, the whole job (+ scoring, alerts, sinks).
+* Latency: readings published at `--rate` events/s for `--seconds`; for each alert, the time from the publish of the
+  window's newest reading to the alert's publish to the alerts topic (Pub/Sub's own publish time). p50 and p99.
+
+Speed is measured here, not in tests. Prints a table and the environment.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from typing import Optional, Sequence
+
+import apache_beam as beam
+import numpy as np
+import pandas as pd
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from benchmarks.common import ROOT, environment
+
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+PROJECT = "test-project"
+DATA = os.path.join(ROOT, "examples", "telemetry", "data", "telemetry.csv")
+CONFIG = os.path.join(ROOT, "examples", "telemetry", "config.yaml")
+ANOMALY_EVERY, ANOMALY_LENGTH = 60, 8
+
+
+class Tap(beam.DoFn):
+    """Counts elements and notes when the last one passed (the DirectRunner runs in this process)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def process(self, element):
+        with Tap.lock:
+            Tap.counts[self._name] = Tap.counts.get(self._name, 0) + 1
+            Tap.last[self._name] = time.time()
+        return ()
+
+
+Tap.lock, Tap.counts, Tap.last = threading.Lock(), {}, {}
+
+
+def patch_direct_runner_pubsub_pull(max_messages: int) -> None:
+    """Benchmark-only: the DirectRunner's Pub/Sub source pulls at most 10 messages per bundle with a new client
+    each time (runners/direct/transform_evaluator.py, ~40 messages/s here), which caps any job at that rate. This
+    pulls up to `max_messages` with one client, so the job's own cost shows; Dataflow's source is not limited so."""
+    from apache_beam.runners.direct import transform_evaluator
+    from google.cloud import pubsub
+
+    evaluator = transform_evaluator._PubSubReadEvaluator
+    shipped = evaluator._read_from_pubsub
+    client = pubsub.SubscriberClient()
+
+    def read(self, timestamp_attribute):
+        from apache_beam.io.gcp.pubsub import PubsubMessage
+        from apache_beam.utils.timestamp import Timestamp
+        response = client.pull(subscription=self._sub_name, max_messages=max_messages, timeout=30)
+        results = []
+        for received in response.received_messages:
+            message = PubsubMessage._from_message(received.message)
+            results.append((Timestamp.from_utc_datetime(received.message.publish_time), message))
+        if response.received_messages:
+            client.acknowledge(subscription=self._sub_name, ack_ids=[m.ack_id for m in response.received_messages])
+        return results
+
+    evaluator._read_from_pubsub = read if max_messages else shipped
+    patch_direct_runner_pubsub_pull.shipped = getattr(patch_direct_runner_pubsub_pull, "shipped", shipped)
+    if not max_messages:
+        evaluator._read_from_pubsub = patch_direct_runner_pubsub_pull.shipped
+
+
+def train_model(workdir: str) -> str:
+    from jobs.train_pipeline import main
+    serving_dir = os.path.join(workdir, "serving")
+    code = main(["--config", CONFIG, "--output_dir", os.path.join(workdir, "runs"), "--serving_dir", serving_dir])
+    if code != 0:
+        raise SystemExit("training the telemetry model failed")
+    return serving_dir
+
+
+def readings(sensors: int, count: int, start: float, rate: float) -> list[dict]:
+    """`count` readings round-robin over `sensors` sensors, the i-th at start + i / rate (its publish time)."""
+    data = pd.read_csv(DATA)
+    channels = ("temperature", "pressure", "current", "flow")
+    series = {s: rows[list(channels)].to_numpy() for s, rows in data.groupby("sensor_id")}
+    sources = sorted(series)
+    out = []
+    for i in range(count):
+        sensor, step = i % sensors, i // sensors
+        values = series[sources[sensor % len(sources)]][(step + 37 * sensor) % 4000].copy()
+        if step % ANOMALY_EVERY >= ANOMALY_EVERY - ANOMALY_LENGTH:
+            values[3] += 1.0
+        out.append({"sensor_id": f"bench-{sensor:04d}", "timestamp": round(start + i / rate, 6),
+                    **dict(zip(channels, map(float, values)))})
+    return out
+
+
+def run_job(serving_dir: str, workdir: str, cut: str, publish, subscriber=None, alerts_sub=None,
+            settle: float = 120.0) -> dict:
+    """Runs the job (cut: parse | windows | full) while `publish(topic)` publishes; returns taps and timings."""
+    from google.cloud import pubsub_v1
+    from pubsub import running, topic_with_subscription
+
+    from beam_ml.config import DetectConfig
+    from beam_ml.detect import DetectAnomalies, payload, plan_detect
+    from beam_ml.replay import is_heartbeat
+    from beam_ml.streaming import READINGS, WINDOWS, ParseTelemetry, WindowPerSensor
+
+    publisher = pubsub_v1.PublisherClient(batch_settings=pubsub_v1.types.BatchSettings(max_messages=500,
+                                                                                         max_latency=0.01))
+    subscriber = subscriber or pubsub_v1.SubscriberClient()
+    topic, subscription = topic_with_subscription(publisher, subscriber, "telemetry")
+    alerts_topic, alerts_sub = topic_with_subscription(publisher, subscriber, "alerts")
+    plan = plan_detect(DetectConfig.load(None, {
+        "subscription": subscription, "serving_dir": serving_dir, "output_dir": os.path.join(workdir, "detect"),
+        "alerts_topic": alerts_topic, "dead_letter_dir": os.path.join(workdir, "dead"), "allowed_lateness": "1",
+        "model_poll_seconds": "30"}))
+    p = beam.Pipeline(options=PipelineOptions(["--runner=BundleBasedDirectRunner", "--streaming",
+                                               f"--project={PROJECT}"]))
+    if cut == "full":
+        out = p | "DetectAnomalies" >> DetectAnomalies(plan)
+        _ = out["windows"] | "TapWindows" >> beam.ParDo(Tap("windows"))
+        _ = out["alerts"] | "TapAlerts" >> beam.ParDo(Tap("alerts"))
+        readings_out = out["readings"]
+    else:  # the job's first steps only, from the same library transforms
+        spec = plan.info.spec
+        readings_out = (p
+                        | "Read" >> beam.io.ReadFromPubSub(subscription=subscription, with_attributes=True)
+                        | "DropHeartbeats" >> beam.Filter(lambda m: not is_heartbeat(m))
+                        | "Payloads" >> beam.Map(payload)
+                        | "Parse" >> ParseTelemetry(plan.info.channels))[READINGS]
+        if cut == "windows":
+            windows = readings_out | "Windows" >> WindowPerSensor(spec.length, spec.stride, 1.0, spec.max_gap,
+                                                                  plan.config.release_every)
+            _ = windows[WINDOWS] | "TapWindows" >> beam.ParDo(Tap("windows"))
+    _ = readings_out | "TapReadings" >> beam.ParDo(Tap("readings"))
+    Tap.counts.clear()
+    Tap.last.clear()
+    with running(p, publisher, topic):
+        time.sleep(5)  # start-up: the reader's first pull, the model loaded on the first window
+        result = publish(publisher, topic)
+        deadline = time.time() + settle
+        expected = result["expected"]
+        while time.time() < deadline and any(Tap.counts.get(k, 0) < n for k, n in expected.items()
+                                             if k != "alerts" or cut == "full"):
+            time.sleep(0.2)
+        result["taps"] = dict(Tap.counts)
+        result["last"] = dict(Tap.last)
+        if cut == "full":
+            time.sleep(3)
+            result["alert_messages"] = drain(subscriber, alerts_sub)
+    return result
+
+
+def drain(subscriber, subscription: str) -> list:
+    from pubsub import pull
+    messages = []
+    while True:
+        got = pull(subscriber, subscription, max_messages=1000)
+        if not got:
+            return messages
+        messages.extend(got)
+
+
+def publish_backlog(events: int, sensors: int):
+    def publish(publisher, topic):
+        from beam_ml.replay import encode
+        start = time.time()
+        messages = readings(sensors, events, start, rate=5000.0)
+        futures = [publisher.publish(topic, encode(m)) for m in messages]
+        for f in futures:
+            f.result(60)
+        windows = sensors * max(0, events // sensors - 23)
+        return {"start": start, "published_in": time.time() - start, "expected": {"readings": events,
+                                                                                  "windows": windows}}
+    return publish
+
+
+def publish_paced(rate: float, seconds: float, sensors: int):
+    def publish(publisher, topic):
+        from beam_ml.replay import encode
+        start = time.time() + 0.5
+        messages = readings(sensors, int(rate * seconds), start, rate)
+        sent = {}
+        futures = []
+        for m in messages:
+            delay = m["timestamp"] - time.time()
+            if delay > 0.001:
+                time.sleep(delay)
+            sent[(m["sensor_id"], m["timestamp"])] = time.time()
+            futures.append(publisher.publish(topic, encode(m)))
+        for f in futures:
+            f.result(60)
+        return {"start": start, "sent": sent, "expected": {"readings": len(messages)}}
+    return publish
+
+
+def latencies(result: dict) -> list[float]:
+    from beam_ml.alerts import alert_from_json
+    out = []
+    for message in result["alert_messages"]:
+        alert = alert_from_json(message.data)
+        sent = result["sent"].get((alert.sensor_id, round(alert.window_end, 6)))
+        if sent is not None:
+            out.append(message.publish_time.timestamp() - sent)
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--serving_dir", help="A pushed window model (default: train the telemetry example).")
+    parser.add_argument("--sensors", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=1000.0, help="Events/s for the latency run.")
+    parser.add_argument("--seconds", type=float, default=30.0, help="Length of the latency run.")
+    parser.add_argument("--events", type=int, default=20000, help="Readings in each throughput run.")
+    parser.add_argument("--pull_size", type=int, default=1000,
+                        help="Messages per pull for the runs with the benchmark's patched DirectRunner source.")
+    args = parser.parse_args(argv)
+    import emulators
+
+    workdir = tempfile.mkdtemp(prefix="bench-streaming-")
+    os.makedirs(os.path.join(workdir, "logs"))
+    process, host, _ = emulators.start_pubsub(os.path.join(workdir, "logs"))
+    if process is None:
+        raise SystemExit(f"the Pub/Sub emulator is not installed ({emulators.PUBSUB_BIN})")
+    os.environ["PUBSUB_EMULATOR_HOST"] = host
+    try:
+        serving_dir = args.serving_dir or train_model(workdir)
+        rows = []
+        for pull in (0, args.pull_size):
+            patch_direct_runner_pubsub_pull(pull)
+            source = "shipped source (10/pull)" if not pull else f"{pull}/pull"
+            events = args.events if pull else min(args.events, 2000)  # the shipped source does ~40/s
+            for cut in ("parse", "windows", "full"):
+                r = run_job(serving_dir, workdir, cut, publish_backlog(events, args.sensors))
+                done = max(r["last"].values()) if r["last"] else float("nan")
+                rows.append((f"throughput, {cut}, {source}",
+                             f"{r['taps'].get('readings', 0) / (done - r['start']):,.0f} events/s",
+                             f"readings {r['taps'].get('readings', 0)}, windows {r['taps'].get('windows', '-')}, "
+                             f"alerts {r['taps'].get('alerts', '-')}; published in {r['published_in']:.1f} s; "
+                             f"last output after {done - r['start']:.1f} s"))
+                print(rows[-1], flush=True)
+            r = run_job(serving_dir, workdir, "full", publish_paced(args.rate, args.seconds, args.sensors))
+            lat = sorted(latencies(r))
+            name = f"latency at {args.rate:,.0f} events/s, {source}"
+            if lat:
+                p50, p99 = np.percentile(lat, 50), np.percentile(lat, 99)
+                rows.append((name, f"p50 {p50:.2f} s, p99 {p99:.2f} s",
+                             f"{len(lat)} alerts over {args.seconds:.0f} s, max {lat[-1]:.2f} s, mean "
+                             f"{statistics.mean(lat):.2f} s; readings in {r['taps'].get('readings', 0)}"))
+            else:
+                rows.append((name, "no alerts", str(r["taps"])))
+            print(rows[-1], flush=True)
+        print(f"\n| run | result | detail |\n|---|---|---|")
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+        print(f"\n{args.sensors} sensors, windows of 24 readings, allowed lateness 1 s\n"
+              + environment("BundleBasedDirectRunner (--streaming) + Cloud Pub/Sub emulator"))
+    finally:
+        process.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
