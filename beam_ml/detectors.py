@@ -2,7 +2,7 @@
 
 Data contract:
   * `ScoreWindows(config)`: PCollection[SensorWindow] (each sensor's windows in event-time order, as
-    `beam_ml.streaming.WindowPerSensor` emits them) → PCollection[ScoredWindow], one per window, at the window's end.
+    `beam_ml.streaming.WindowPerSensor` emits them) → PCollection[ScoredWindow], one per window, at its timestamp.
     Each sensor's detector lives in Beam state (a stateful DoFn keyed by sensor), so it is correct on any runner.
   * `ToAlerts(threshold)`: PCollection[ScoredWindow] → PCollection[beam_ml.streaming.Alert] for scores >= threshold.
 
@@ -404,8 +404,8 @@ class ScoreWindowsFn(beam.DoFn):
         score, channel_scores = detector.score_window(window)
         state.write(detector)
         self._scored.inc()
-        yield beam.window.TimestampedValue(
-            scored_window(window, score, channel_scores, detector.name, self._channels), window.end)
+        # Keeps the window's timestamp (its release): re-stamping to its end would make it late downstream.
+        yield scored_window(window, score, channel_scores, detector.name, self._channels)
 
 
 class ScoreWindows(beam.PTransform):
@@ -465,12 +465,4 @@ class ToAlerts(beam.PTransform):
         self._threshold, self._top = threshold, top
 
     def expand(self, scores: beam.PCollection) -> beam.PCollection:
-        return scores | "Alerts" >> beam.ParDo(_AlertsFn(self._threshold, self._top))
-
-
-class _AlertsFn(beam.DoFn):
-    def __init__(self, threshold: float, top: int):
-        self._threshold, self._top = threshold, top
-
-    def process(self, scored: ScoredWindow) -> Iterable[Alert]:
-        yield from alert_of(scored, self._threshold, self._top)
+        return scores | "Alerts" >> beam.FlatMap(alert_of, self._threshold, self._top)

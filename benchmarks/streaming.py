@@ -66,25 +66,26 @@ def patch_direct_runner_pubsub_pull(max_messages: int) -> None:
     from google.cloud import pubsub
 
     evaluator = transform_evaluator._PubSubReadEvaluator
-    shipped = evaluator._read_from_pubsub
+    shipped = _SHIPPED_READ.setdefault("read", evaluator._read_from_pubsub)
+    if not max_messages:
+        evaluator._read_from_pubsub = shipped
+        return
     client = pubsub.SubscriberClient()
 
     def read(self, timestamp_attribute):
         from apache_beam.io.gcp.pubsub import PubsubMessage
         from apache_beam.utils.timestamp import Timestamp
         response = client.pull(subscription=self._sub_name, max_messages=max_messages, timeout=30)
-        results = []
-        for received in response.received_messages:
-            message = PubsubMessage._from_message(received.message)
-            results.append((Timestamp.from_utc_datetime(received.message.publish_time), message))
+        results = [(Timestamp.from_utc_datetime(received.message.publish_time),
+                    PubsubMessage._from_message(received.message)) for received in response.received_messages]
         if response.received_messages:
             client.acknowledge(subscription=self._sub_name, ack_ids=[m.ack_id for m in response.received_messages])
         return results
 
-    evaluator._read_from_pubsub = read if max_messages else shipped
-    patch_direct_runner_pubsub_pull.shipped = getattr(patch_direct_runner_pubsub_pull, "shipped", shipped)
-    if not max_messages:
-        evaluator._read_from_pubsub = patch_direct_runner_pubsub_pull.shipped
+    evaluator._read_from_pubsub = read
+
+
+_SHIPPED_READ: dict = {}
 
 
 def train_model(workdir: str) -> str:
@@ -113,8 +114,7 @@ def readings(sensors: int, count: int, start: float, rate: float) -> list[dict]:
     return out
 
 
-def run_job(serving_dir: str, workdir: str, cut: str, publish, subscriber=None, alerts_sub=None,
-            settle: float = 120.0) -> dict:
+def run_job(serving_dir: str, workdir: str, cut: str, publish, settle: float = 120.0) -> dict:
     """Runs the job (cut: parse | windows | full) while `publish(topic)` publishes; returns taps and timings."""
     from google.cloud import pubsub_v1
     from pubsub import running, topic_with_subscription
@@ -126,7 +126,7 @@ def run_job(serving_dir: str, workdir: str, cut: str, publish, subscriber=None, 
 
     publisher = pubsub_v1.PublisherClient(batch_settings=pubsub_v1.types.BatchSettings(max_messages=500,
                                                                                          max_latency=0.01))
-    subscriber = subscriber or pubsub_v1.SubscriberClient()
+    subscriber = pubsub_v1.SubscriberClient()
     topic, subscription = topic_with_subscription(publisher, subscriber, "telemetry")
     alerts_topic, alerts_sub = topic_with_subscription(publisher, subscriber, "alerts")
     plan = plan_detect(DetectConfig.load(None, {
