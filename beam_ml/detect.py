@@ -1,8 +1,9 @@
 """The streaming detection job as one composite PTransform: Pub/Sub telemetry → per-sensor event-time windows →
-scores from the newest pushed window model → alerts; invalid and late messages → dead letters.
+verdicts from the newest pushed window model and/or online detectors (an ensemble votes) → alerts; invalid and late
+messages → dead letters.
 
-`plan_detect` resolves what must be known at launch (the model pushed now, its channels and windowing) and fails
-with a ConfigError naming the option before anything starts. Step names are static: Dataflow's in-place update
+`plan_detect` resolves what must be known at launch (the model pushed now, its channels and windowing, the online
+detectors) and fails with a ConfigError naming the option before anything starts. Step names are static: Dataflow's in-place update
 (`--update`) matches steps by name, so a new model version needs no new job, and a new job version keeps its state.
 """
 from __future__ import annotations
@@ -17,12 +18,14 @@ import apache_beam as beam
 from beam_ml.alerts import DEAD_LETTER, WriteAlerts, WriteJsonLinesFiles
 from beam_ml.config import ConfigError, DetectConfig
 from beam_ml.deadletter import DeadLetter
+from beam_ml.detectors import DetectorSpec, ScoreWindows, ToAlerts, Vote, new_detector, online_detector
 from beam_ml.manifest import RunManifest, package_versions, utc_now
 from beam_ml.pipeline import absolute, new_run_dir
 from beam_ml.push import latest_model
 from beam_ml.replay import is_heartbeat
 from beam_ml.scoring import ScoreWithModel, WindowModelInfo, window_model_info
 from beam_ml.streaming import LATE, READINGS, WINDOWS, ParseTelemetry, Reading, WindowPerSensor
+from beam_ml.windows import WindowSpec
 
 
 # How long after the watermark passed an alert's or dead letter's file window it is still written (a later pane: a
@@ -30,37 +33,66 @@ from beam_ml.streaming import LATE, READINGS, WINDOWS, ParseTelemetry, Reading, 
 SINK_LATENESS_MARGIN = 60.0
 
 
+# Without a model each reading is a window of its own, scored as it is released in event-time order.
+READING_WINDOWS = WindowSpec("sensor_id", "timestamp", length=1)
+
+
 @dataclasses.dataclass(frozen=True)
 class DetectPlan:
     config: DetectConfig
     run_id: str
     run_dir: str
-    model_dir: str  # the version pushed at launch (later versions are picked up while running)
-    info: WindowModelInfo
+    model_dir: Optional[str]  # the version pushed at launch, if a model scores (later ones are picked up running)
+    info: Optional[WindowModelInfo]  # what that model says about its input
+    channels: tuple[str, ...]
+    spec: WindowSpec
+    online: tuple[DetectorSpec, ...]  # the online detectors, in the order given
     started: str
 
+    @property
+    def members(self) -> int:
+        return len(self.online) + (self.model_dir is not None)
+
     def manifest(self) -> RunManifest:
-        spec = self.info.spec
         return RunManifest(self.run_dir, {
             "run_id": self.run_id, "run_dir": self.run_dir, "started": self.started,
             "versions": package_versions(), "config": self.config.to_dict(), "model_dir_at_launch": self.model_dir,
-            "channels": list(self.info.channels),
-            "windowing": {"key": spec.key, "time_key": spec.time_key, "length": spec.length, "stride": spec.stride,
-                          "max_gap": spec.max_gap}})
+            "channels": list(self.channels), "windowing": self.spec.to_dict()})
+
+
+def online_detectors(config: DetectConfig) -> tuple[DetectorSpec, ...]:
+    """The online members of --detector, each built once here so that a bad threshold fails at launch."""
+    specs = []
+    for name, threshold in config.detectors():
+        if name == "model":
+            continue
+        try:
+            spec = online_detector(name, threshold)
+            new_detector(spec, 1)
+        except ValueError as e:
+            raise ConfigError("detector", f"{name}: {e}") from e
+        specs.append(spec)
+    return tuple(specs)
 
 
 def plan_detect(config: DetectConfig) -> DetectPlan:
     config = dataclasses.replace(config, **{name: absolute(getattr(config, name))
                                             for name in ("serving_dir", "output_dir", "alerts_dir", "dead_letter_dir")})
-    model_dir = latest_model(config.serving_dir)
-    if model_dir is None:
-        raise ConfigError("serving_dir", f"no model has been pushed to {config.serving_dir}")
-    try:
-        info = window_model_info(model_dir)
-    except ValueError as e:
-        raise ConfigError("serving_dir", str(e)) from e
+    online = online_detectors(config)
+    model_dir = info = None
+    if config.serving_dir:
+        model_dir = latest_model(config.serving_dir)
+        if model_dir is None:
+            raise ConfigError("serving_dir", f"no model has been pushed to {config.serving_dir}")
+        try:
+            info = window_model_info(model_dir)
+        except ValueError as e:
+            raise ConfigError("serving_dir", str(e)) from e
+        channels, spec = info.channels, info.spec
+    else:
+        channels, spec = tuple(config.channels.split(",")), READING_WINDOWS
     run_id, run_dir = new_run_dir(config.output_dir, config.run_id)
-    return DetectPlan(config, run_id, run_dir, model_dir, info, utc_now())
+    return DetectPlan(config, run_id, run_dir, model_dir, info, channels, spec, online, utc_now())
 
 
 def payload(message) -> bytes:
@@ -107,8 +139,8 @@ class WriteStreamingDeadLetters(beam.PTransform):
 
 
 class DetectAnomalies(beam.PTransform):
-    """The whole streaming job (see the module docstring); returns the readings, windows, alerts and dead letters
-    (for tests and benchmarks to tap).
+    """The whole streaming job (see the module docstring); returns the readings, windows, verdicts, alerts and dead
+    letters (for tests and benchmarks to tap).
 
     Example::
 
@@ -117,23 +149,33 @@ class DetectAnomalies(beam.PTransform):
             out = p | DetectAnomalies(plan)
     """
 
-    def __init__(self, plan: DetectPlan):
+    def __init__(self, plan: DetectPlan, source: Optional[beam.PTransform] = None):
+        """`source`: instead of the subscription, a PTransform from the pipeline's start to messages with
+        `data` and `attributes` (tests replay a TestStream through it)."""
         super().__init__()
         self._plan = plan
+        self._source = source
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
-        config, info = self._plan.config, self._plan.info
-        spec, lateness = info.spec, config.allowed_lateness
+        plan = self._plan
+        config, spec, lateness = plan.config, plan.spec, plan.config.allowed_lateness
         messages = (pbegin
-                    | "ReadTelemetry" >> beam.io.ReadFromPubSub(subscription=config.subscription,
-                                                                with_attributes=True)
+                    | "ReadTelemetry" >> (self._source or beam.io.ReadFromPubSub(subscription=config.subscription,
+                                                                                 with_attributes=True))
                     | "DropHeartbeats" >> beam.Filter(lambda m: not is_heartbeat(m))
                     | "Payloads" >> beam.Map(payload))
-        parsed = messages | "Parse" >> ParseTelemetry(info.channels, source=config.subscription)
+        parsed = messages | "Parse" >> ParseTelemetry(plan.channels, source=config.subscription)
         windowed = parsed[READINGS] | "Windows" >> WindowPerSensor(spec.length, spec.stride, lateness, spec.max_gap,
                                                                    config.release_every)
-        alerts = windowed[WINDOWS] | "Score" >> ScoreWithModel(config.serving_dir, info.channels,
-                                                               poll_seconds=config.model_poll_seconds)
+        verdicts = []
+        if plan.model_dir:
+            verdicts.append(windowed[WINDOWS] | "Score" >> ScoreWithModel(config.serving_dir, plan.channels,
+                                                                          poll_seconds=config.model_poll_seconds))
+        if plan.online:
+            verdicts.append(windowed[WINDOWS] | "ScoreOnline" >> ScoreWindows(plan.online, plan.channels))
+        if plan.members > 1:
+            verdicts = [tuple(verdicts) | "Vote" >> Vote(plan.members, config.vote)]
+        alerts = verdicts[0] | "Alerts" >> ToAlerts(top=len(plan.channels))
         sink_lateness = lateness + SINK_LATENESS_MARGIN
         written = alerts | "WriteAlerts" >> WriteAlerts(config.alerts_topic, config.alerts_table, config.alerts_dir,
                                                         file_window=config.file_window, allowed_lateness=sink_lateness)
@@ -142,5 +184,5 @@ class DetectAnomalies(beam.PTransform):
                         | "AllDeadLetters" >> beam.Flatten())
         _ = dead_letters | "WriteDeadLetters" >> WriteStreamingDeadLetters(
             config.dead_letter_topic, config.dead_letter_dir, config.file_window, sink_lateness)
-        return {"readings": parsed[READINGS], "windows": windowed[WINDOWS], "alerts": alerts,
+        return {"readings": parsed[READINGS], "windows": windowed[WINDOWS], "verdicts": verdicts[0], "alerts": alerts,
                 "dead_letter": dead_letters}

@@ -1,10 +1,20 @@
-"""Online anomaly detectors per sensor, and the transforms that score windows with them and raise alerts.
+"""Online anomaly detectors per sensor, and the transforms that score windows with them, vote and raise alerts.
 
 Data contract:
-  * `ScoreWindows(config)`: PCollection[SensorWindow] (each sensor's windows in event-time order, as
-    `beam_ml.streaming.WindowPerSensor` emits them) → PCollection[ScoredWindow], one per window, at its timestamp.
-    Each sensor's detector lives in Beam state (a stateful DoFn keyed by sensor), so it is correct on any runner.
-  * `ToAlerts(threshold)`: PCollection[ScoredWindow] → PCollection[beam_ml.streaming.Alert] for scores >= threshold.
+  * `ScoreWindows(detectors)`: PCollection[SensorWindow] (each sensor's windows in event-time order, as
+    `beam_ml.streaming.WindowPerSensor` emits them) → PCollection[ScoredWindow], one per window and detector, at the
+    window's timestamp. Each sensor's detectors live in Beam state (a stateful DoFn keyed by sensor), so it is
+    correct on any runner.
+  * `Vote(members, rule)`: a tuple of PCollection[ScoredWindow] (model and online verdicts) → one ensemble
+    ScoredWindow per window.
+  * `ToAlerts()`: PCollection[ScoredWindow] → PCollection[beam_ml.streaming.Alert] where score >= threshold.
+
+Detectors (`WindowDetector`s): `ContextDetector` (ours, below) and `BeamDetector`, which runs Beam's own online
+univariate detectors (`apache_beam.ml.anomaly`: ZScore, RobustZScore, IQR), one per channel. They run inside our
+keyed state rather than through Beam's `AnomalyDetection` transform, which does not fit a long-running streaming job:
+its step names carry a random suffix per construction (Dataflow's `--update` matches steps by name), it reshuffles
+readings before scoring (losing the event-time order each sensor's windows come in), and its ensembles group
+verdicts with a GroupByKey in the global window, which Beam refuses on an unbounded input.
 
 The detector (`ContextDetector`, one `ChannelDetector` per channel) learns online, causally, from what it has seen:
   1. a scale per channel from its first `warmup` readings, which cuts values into bins (values outside that range
@@ -23,13 +33,15 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import math
 from typing import Callable, Iterable, Optional, Sequence, Union
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.coders import PickleCoder
-from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
+from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec
+from apache_beam.transforms.window import GlobalWindows
 
 from beam_ml.streaming import Alert, SensorWindow
 
@@ -70,6 +82,8 @@ class DetectorConfig:
       tolerance: how much a neighbouring bin counts as the predicted one (0 to 1).
       range_tolerance: a reading further than this fraction of the range seen so far outside it scores 1.
       likelihood: the anomaly likelihood's windows.
+      threshold: a window scoring at least this raises an alert (0.5, Numenta's usual cut on its log scale, is
+        within 0.02 of the best threshold for NAB's standard profile on the shared files).
       name: the detector's name in scores and alerts.
     """
 
@@ -83,6 +97,7 @@ class DetectorConfig:
     tolerance: float = 1.0
     range_tolerance: float = 0.05
     likelihood: LikelihoodConfig = LikelihoodConfig()
+    threshold: float = 0.5
     name: str = "contextLikelihood"
 
     def __post_init__(self):
@@ -100,6 +115,8 @@ class DetectorConfig:
             raise ValueError(f"tolerance must be in [0, 1], got {self.tolerance}")
         if self.range_tolerance < 0:
             raise ValueError(f"range_tolerance must be >= 0, got {self.range_tolerance}")
+        if not 0 < self.threshold <= 1:
+            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
         if not self.name:
             raise ValueError("name must not be empty")
 
@@ -318,9 +335,37 @@ class ChannelDetector:
         return 1.0 if outside else score
 
 
-class ContextDetector:
-    """A sensor's detector: one `ChannelDetector` per channel; a window scores its readings newer than the last one
-    scored (all of them for the first window), the score being the largest over those readings and channels.
+class WindowDetector:
+    """A sensor's online detector over its windows: each window scores its readings newer than the last one scored
+    (all of them for the first window), the score being the largest over those readings and channels. Subclasses
+    give `update` (each channel's score for one reading, then learn it), `name` and `threshold`."""
+
+    name: str
+    threshold: float
+
+    def __init__(self, n_channels: int):
+        if n_channels < 1:
+            raise ValueError(f"n_channels must be >= 1, got {n_channels}")
+        self.n_channels = n_channels
+        self._last: Optional[float] = None
+
+    def update(self, timestamp: float, values: Sequence[float]) -> tuple[float, ...]:
+        raise NotImplementedError
+
+    def score_window(self, window: SensorWindow) -> tuple[float, tuple[float, ...]]:
+        """(score, per-channel scores) over the window's new readings; (0, zeros) if it has none."""
+        best = (0.0,) * self.n_channels
+        for timestamp, values in zip(window.timestamps, window.values):
+            if self._last is None or timestamp > self._last:
+                if len(values) != self.n_channels:
+                    raise ValueError(f"expected {self.n_channels} channels, got {len(values)}")
+                self._last = timestamp
+                best = tuple(max(a, b) for a, b in zip(best, self.update(timestamp, values)))
+        return max(best), best
+
+
+class ContextDetector(WindowDetector):
+    """`WindowDetector` with a `ChannelDetector` per channel (scores in [0, 1]).
 
     Example::
 
@@ -330,139 +375,278 @@ class ContextDetector:
     """
 
     def __init__(self, config: DetectorConfig, n_channels: int):
-        if n_channels < 1:
-            raise ValueError(f"n_channels must be >= 1, got {n_channels}")
-        self.name = config.name
+        super().__init__(n_channels)
+        self.name, self.threshold = config.name, config.threshold
         self._channels = [ChannelDetector(config) for _ in range(n_channels)]
-        self._last: Optional[float] = None
 
     def update(self, timestamp: float, values: Sequence[float]) -> tuple[float, ...]:
-        """Each channel's score for one reading."""
-        if len(values) != len(self._channels):
-            raise ValueError(f"expected {len(self._channels)} channels, got {len(values)}")
-        self._last = timestamp
         return tuple(channel.update(timestamp, float(v)) for channel, v in zip(self._channels, values))
 
-    def score_window(self, window: SensorWindow) -> tuple[float, tuple[float, ...]]:
-        """(score, per-channel scores) over the window's new readings; (0, zeros) if it has none."""
-        best = tuple(0.0 for _ in self._channels)
-        for timestamp, values in zip(window.timestamps, window.values):
-            if self._last is None or timestamp > self._last:
-                best = tuple(max(a, b) for a, b in zip(best, self.update(timestamp, values)))
-        return max(best), best
+
+BEAM_DETECTORS = ("zscore", "robust_zscore", "iqr")
+
+
+def beam_detector(kind: str):
+    """A new univariate detector of Beam's `apache_beam.ml.anomaly` (its defaults: sliding windows of 1000
+    readings; thresholds 3 for the z-scores, 1.5 for IQR) on a feature named "value"."""
+    if kind == "zscore":
+        from apache_beam.ml.anomaly.detectors.zscore import ZScore as detector
+    elif kind == "robust_zscore":
+        from apache_beam.ml.anomaly.detectors.robust_zscore import RobustZScore as detector
+    elif kind == "iqr":
+        from apache_beam.ml.anomaly.detectors.iqr import IQR as detector
+    else:
+        raise ValueError(f"unknown Beam detector {kind!r}: one of {', '.join(BEAM_DETECTORS)}")
+    return detector(features=["value"])
+
+
+class BeamDetector(WindowDetector):
+    """`WindowDetector` with one of Beam's online univariate detectors (`beam_detector(kind)`) per channel: each
+    reading is scored, then learnt, as Beam's `AnomalyDetection` does. Its score is the detector's own (|z| for the
+    z-scores, distance from the quartiles in IQRs for IQR) and so is the threshold: the detector's fixed threshold
+    unless `threshold` is given. The first `warmup` readings of a sensor score 0 (Beam's trackers give NaN or
+    spurious scores from their first few readings).
+
+    Example::
+
+        detector = BeamDetector("robust_zscore", n_channels=4)
+        score, channel_scores = detector.score_window(window)
+    """
+
+    def __init__(self, kind: str, n_channels: int, threshold: Optional[float] = None, warmup: int = 30):
+        super().__init__(n_channels)
+        if warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {warmup}")
+        self._detectors = [beam_detector(kind) for _ in range(n_channels)]
+        self.name = kind
+        self.threshold = float(self._detectors[0]._threshold_criterion.threshold if threshold is None else threshold)
+        if not self.threshold > 0:
+            raise ValueError(f"threshold must be > 0, got {self.threshold}")
+        self._warmup = warmup
+        self._seen = 0
+
+    def update(self, timestamp: float, values: Sequence[float]) -> tuple[float, ...]:
+        scores = []
+        for detector, value in zip(self._detectors, values):
+            reading = beam.Row(value=float(value))
+            score = detector.score_one(reading)
+            detector.learn_one(reading)
+            scores.append(0.0 if score is None or math.isnan(score) else float(score))
+        self._seen += 1
+        return tuple(scores) if self._seen > self._warmup else (0.0,) * len(scores)
 
 
 # --- Beam -----------------------------------------------------------------------------------------------------------
 
-DetectorFactory = Callable[[int], ContextDetector]
+DetectorSpec = Union[DetectorConfig, Callable[[int], WindowDetector]]
+VOTE_RULES = ("any", "majority", "all")
 
 
 @dataclasses.dataclass(frozen=True)
 class ScoredWindow:
-    """One window's anomaly score in [0, 1]; `top_channels` lists the channels by their score, largest first
-    (those scoring above 0), `channel_scores` holds each channel's score in the window's channel order."""
+    """One detector's verdict on one window: an alert when `score >= threshold` (both on the detector's own scale).
+    `top_channels` names the channels at or over the threshold, largest first (at least the largest);
+    `channel_scores` holds each channel's score in the window's channel order; `model_version` is the pushed model
+    version that scored it (None for online detectors)."""
 
     sensor_id: str
     start: float
     end: float
     score: float
+    threshold: float
     detector: str
     top_channels: tuple[str, ...] = ()
     channel_scores: tuple[float, ...] = ()
+    model_version: Optional[str] = None
+
+    @property
+    def alerting(self) -> bool:
+        return self.score >= self.threshold
+
+
+def top_channels(channel_scores: Sequence[float], channels: Sequence[str], threshold: float) -> tuple[str, ...]:
+    """The channels scoring at least `threshold`, largest first; the largest alone if none does."""
+    names = channels or [str(i) for i in range(len(channel_scores))]
+    ranked = sorted(range(len(channel_scores)), key=lambda i: -channel_scores[i])
+    return tuple(names[i] for i in ranked if channel_scores[i] >= threshold) or tuple(names[i] for i in ranked[:1])
+
+
+def scored_window(window: SensorWindow, score: float, threshold: float, channel_scores: Sequence[float],
+                  detector: str, channels: Sequence[str], model_version: Optional[str] = None) -> ScoredWindow:
+    return ScoredWindow(window.sensor_id, window.start, window.end, float(score), float(threshold), detector,
+                        top_channels(channel_scores, channels, threshold), tuple(float(s) for s in channel_scores),
+                        model_version)
 
 
 def key_by_sensor(window: SensorWindow) -> tuple[str, SensorWindow]:
     return window.sensor_id, window
 
 
-def scored_window(window: SensorWindow, score: float, channel_scores: Sequence[float], detector: str,
-                  channels: Sequence[str]) -> ScoredWindow:
-    names = channels or [str(i) for i in range(len(channel_scores))]
-    ranked = sorted((i for i, s in enumerate(channel_scores) if s > 0), key=lambda i: -channel_scores[i])
-    return ScoredWindow(window.sensor_id, window.start, window.end, float(score), detector,
-                        tuple(names[i] for i in ranked), tuple(float(s) for s in channel_scores))
+def online_detector(name: str, threshold: Optional[float] = None) -> DetectorSpec:
+    """The spec of an online detector by name: "context" or one of `BEAM_DETECTORS`; its default threshold unless
+    `threshold` is given."""
+    if name == "context":
+        return DetectorConfig() if threshold is None else DetectorConfig(threshold=threshold)
+    if name not in BEAM_DETECTORS:
+        raise ValueError(f"unknown online detector {name!r}: context or one of {', '.join(BEAM_DETECTORS)}")
+    return functools.partial(BeamDetector, name, threshold=threshold)
+
+
+def new_detector(spec: DetectorSpec, n_channels: int) -> WindowDetector:
+    return ContextDetector(spec, n_channels) if isinstance(spec, DetectorConfig) else spec(n_channels)
 
 
 class ScoreWindowsFn(beam.DoFn):
-    """Keyed by sensor: scores each window with the sensor's detector, kept in state between windows."""
+    """Keyed by sensor: scores each window with each of the sensor's detectors, kept in state between windows."""
 
-    DETECTOR = ReadModifyWriteStateSpec("detector", PickleCoder())
+    DETECTORS = ReadModifyWriteStateSpec("detectors", PickleCoder())
 
-    def __init__(self, factory: Union[DetectorConfig, DetectorFactory], channels: Sequence[str]):
-        self._factory = factory
+    def __init__(self, specs: Sequence[DetectorSpec], channels: Sequence[str]):
+        self._specs = tuple(specs)
         self._channels = tuple(channels)
         self._scored = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "windows_scored")
 
-    def _new_detector(self, n_channels: int) -> ContextDetector:
-        if isinstance(self._factory, DetectorConfig):
-            return ContextDetector(self._factory, n_channels)
-        return self._factory(n_channels)
-
-    def process(self, element, state=beam.DoFn.StateParam(DETECTOR)) -> Iterable[ScoredWindow]:
+    def process(self, element, state=beam.DoFn.StateParam(DETECTORS)) -> Iterable[ScoredWindow]:
         _, window = element
-        detector = state.read() or self._new_detector(len(window.values[0]))
-        score, channel_scores = detector.score_window(window)
-        state.write(detector)
+        detectors = state.read() or [new_detector(spec, len(window.values[0])) for spec in self._specs]
+        verdicts = []
+        for detector in detectors:
+            score, channel_scores = detector.score_window(window)
+            verdicts.append(scored_window(window, score, detector.threshold, channel_scores, detector.name,
+                                          self._channels))
+        state.write(detectors)
         self._scored.inc()
         # Keeps the window's timestamp (its release): re-stamping to its end would make it late downstream.
-        yield scored_window(window, score, channel_scores, detector.name, self._channels)
+        yield from verdicts
 
 
 class ScoreWindows(beam.PTransform):
-    """Scores each sensor's windows with an online detector whose state is kept per sensor in Beam state.
+    """Scores each sensor's windows with online detectors whose state is kept per sensor in Beam state: one
+    ScoredWindow per window and detector.
 
     The windows of a sensor must come in event-time order (as `WindowPerSensor` emits them).
 
     Example::
 
         windows = (readings | WindowPerSensor(length=8, stride=1))["windows"]
-        scores = windows | ScoreWindows(DetectorConfig(), channels=["temperature", "pressure"])
+        scores = windows | ScoreWindows([DetectorConfig(), partial(BeamDetector, "zscore")],
+                                        channels=["temperature", "pressure"])
 
     Args:
-      detector: a `DetectorConfig` (a `ContextDetector` per sensor), or a picklable factory taking the number of
-        channels and returning an object with `name` and `score_window(window) -> (score, channel scores)`.
+      detectors: each a `DetectorConfig` (a `ContextDetector` per sensor), or a picklable factory taking the number
+        of channels and returning a `WindowDetector` (e.g. `functools.partial(BeamDetector, "iqr")`); one alone
+        may be given without a list.
       channels: channel names, in the windows' value order, for `top_channels` (default: "0", "1", ...).
     """
 
-    def __init__(self, detector: Union[DetectorConfig, DetectorFactory] = DetectorConfig(),
+    def __init__(self, detectors: Union[DetectorSpec, Sequence[DetectorSpec]] = DetectorConfig(),
                  channels: Sequence[str] = ()):
         super().__init__()
-        if not isinstance(detector, DetectorConfig) and not callable(detector):
-            raise ValueError(f"detector must be a DetectorConfig or a factory, got {type(detector).__name__}")
-        self._detector = detector
+        specs = list(detectors) if isinstance(detectors, (list, tuple)) else [detectors]
+        if not specs or not all(isinstance(d, DetectorConfig) or callable(d) for d in specs):
+            raise ValueError(f"detectors must be DetectorConfigs or factories, got {detectors!r}")
+        self._specs = specs
         self._channels = tuple(channels)
 
     def expand(self, windows: beam.PCollection) -> beam.PCollection:
         return (windows
                 | "KeyBySensor" >> beam.Map(key_by_sensor).with_output_types(beam.typehints.KV[str, SensorWindow])
-                | "Score" >> beam.ParDo(ScoreWindowsFn(self._detector, self._channels)))
+                | "Score" >> beam.ParDo(ScoreWindowsFn(self._specs, self._channels)))
 
 
-def alert_of(scored: ScoredWindow, threshold: float, top: int) -> Iterable[Alert]:
-    if scored.score >= threshold:
-        yield Alert(scored.sensor_id, scored.start, scored.end, scored.score, threshold, scored.detector,
-                    top_channels=scored.top_channels[:top])
+def votes_needed(rule: str, members: int) -> int:
+    """How many of `members` verdicts must alert for the ensemble to alert under `rule`."""
+    if rule not in VOTE_RULES:
+        raise ValueError(f"unknown vote rule {rule!r}: one of {', '.join(VOTE_RULES)}")
+    return {"any": 1, "majority": members // 2 + 1, "all": members}[rule]
 
 
-class ToAlerts(beam.PTransform):
-    """Turns scored windows into alerts where the score is at or above `threshold`.
+def ensemble_verdict(verdicts: Sequence[ScoredWindow], rule: str) -> ScoredWindow:
+    """The members' verdicts on one window as one: its score is the share of members alerting, its threshold the
+    share `rule` needs; it is named after the members that alerted (all members if none did) and lists their top
+    channels, first-named first."""
+    verdicts = sorted(verdicts, key=lambda v: v.detector)
+    voters = [v for v in verdicts if v.alerting]
+    needed = votes_needed(rule, len(verdicts))
+    channels = tuple(dict.fromkeys(c for v in voters for c in v.top_channels))
+    version = next((v.model_version for v in verdicts if v.model_version), None)
+    first = verdicts[0]
+    return ScoredWindow(first.sensor_id, first.start, first.end, len(voters) / len(verdicts),
+                        needed / len(verdicts), "+".join(v.detector for v in voters or verdicts), channels, (),
+                        version)
+
+
+def window_key(verdict: ScoredWindow) -> tuple[str, ScoredWindow]:
+    return f"{verdict.sensor_id}@{verdict.end!r}", verdict
+
+
+class VoteFn(beam.DoFn):
+    """Keyed by sensor and window: holds verdicts until all `members` have given theirs, then emits the ensemble's."""
+
+    VERDICTS = BagStateSpec("verdicts", PickleCoder())
+
+    def __init__(self, members: int, rule: str):
+        self._members, self._rule = members, rule
+
+    def process(self, element, verdicts=beam.DoFn.StateParam(VERDICTS)) -> Iterable[ScoredWindow]:
+        _, verdict = element
+        held = list(verdicts.read()) + [verdict]
+        if len(held) < self._members:
+            verdicts.add(verdict)
+            return
+        verdicts.clear()
+        yield ensemble_verdict(held, self._rule)
+
+
+class Vote(beam.PTransform):
+    """Combines the verdicts of an ensemble's members on each window (every member scores every window) into one
+    verdict per window, alerting when `rule` ("any", "majority" or "all") holds. Applied to a tuple of
+    PCollection[ScoredWindow], one per scoring step; the verdicts may be in any windowing.
 
     Example::
 
-        alerts = scores | ToAlerts(threshold=0.6)
+        verdicts = (model_verdicts, online_verdicts) | Vote(members=3, rule="majority")
+    """
+
+    def __init__(self, members: int, rule: str = "any"):
+        super().__init__()
+        votes_needed(rule, members)
+        if members < 2:
+            raise ValueError(f"an ensemble has at least 2 members, got {members}")
+        self._members, self._rule = members, rule
+
+    def expand(self, verdicts: Sequence[beam.PCollection]) -> beam.PCollection:
+        # Scoring steps window their output differently (RunInference batches in short fixed windows); the vote
+        # waits for verdicts, not for a window to close, so it runs in the global window.
+        rewindowed = [v | f"GlobalWindow{i}" >> beam.WindowInto(GlobalWindows()) for i, v in enumerate(verdicts)]
+        return (rewindowed
+                | "AllVerdicts" >> beam.Flatten()
+                | "KeyByWindow" >> beam.Map(window_key).with_output_types(beam.typehints.KV[str, ScoredWindow])
+                | "Vote" >> beam.ParDo(VoteFn(self._members, self._rule)))
+
+
+def alert_of(scored: ScoredWindow, top: int) -> Iterable[Alert]:
+    if scored.alerting:
+        yield Alert(scored.sensor_id, scored.start, scored.end, scored.score, scored.threshold, scored.detector,
+                    scored.model_version, scored.top_channels[:top])
+
+
+class ToAlerts(beam.PTransform):
+    """Turns verdicts into alerts where the score reached the threshold.
+
+    Example::
+
+        alerts = verdicts | ToAlerts(top=3)
 
     Args:
-      threshold: the alert threshold, in [0, 1].
       top: how many of the top channels an alert names.
     """
 
-    def __init__(self, threshold: float, top: int = 3):
+    def __init__(self, top: int = 3):
         super().__init__()
-        if not 0 <= threshold <= 1:
-            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-        if top < 0:
-            raise ValueError(f"top must be >= 0, got {top}")
-        self._threshold, self._top = threshold, top
+        if top < 1:
+            raise ValueError(f"top must be >= 1, got {top}")
+        self._top = top
 
-    def expand(self, scores: beam.PCollection) -> beam.PCollection:
-        return scores | "Alerts" >> beam.FlatMap(alert_of, self._threshold, self._top)
+    def expand(self, verdicts: beam.PCollection) -> beam.PCollection:
+        return verdicts | "Alerts" >> beam.FlatMap(alert_of, self._top)

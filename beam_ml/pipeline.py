@@ -334,9 +334,7 @@ class TrainPipeline(beam.PTransform):
                          serving_model_dir=plan.serving_model_dir,
                          model_run_dir=os.path.join(run_dir, "model", "logs"), label=config.label_key,
                          hyperparameters=config.hyperparameters, seed=config.seed,
-                         windowing=None if spec is None else {
-                             "key": spec.key, "time_key": spec.time_key, "length": spec.length,
-                             "stride": spec.stride, "max_gap": config.window_max_gap, "label": config.label_key})
+                         windowing=None if spec is None else {**spec.to_dict(), "label": config.label_key})
         model_dir = pbegin | "Train" >> TrainModel(
             plan.module, fn_args, transformed["train"], transformed["eval"],
             after={"transform_fn": transformed["transform_fn"], "checked": checked,

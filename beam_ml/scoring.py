@@ -26,7 +26,8 @@ from apache_beam.transforms.window import FixedWindows
 from beam_ml.export import raw_column_types
 from beam_ml.push import latest_model
 from beam_ml.records import RecordFormat
-from beam_ml.streaming import Alert, SensorWindow
+from beam_ml.detectors import ScoredWindow, scored_window
+from beam_ml.streaming import SensorWindow
 from beam_ml.train import WINDOWING_ASSET
 from beam_ml.windows import WindowSpec, serialized_windows
 
@@ -51,8 +52,7 @@ def window_model_info(model_dir: str) -> WindowModelInfo:
         windowing = json.load(f)
     types = raw_column_types(model_dir) or {}
     columns = tuple(c for c in types if c != windowing["label"])
-    spec = WindowSpec(windowing["key"], windowing["time_key"], int(windowing["length"]), int(windowing["stride"]),
-                      float("inf") if windowing["max_gap"] is None else float(windowing["max_gap"]))
+    spec = WindowSpec.from_dict(windowing)
     fmt = RecordFormat(columns, tuple(types[c] for c in columns))
     return WindowModelInfo(fmt, spec, spec.value_columns(fmt))
 
@@ -135,27 +135,22 @@ class WindowModelHandler(ModelHandler[SensorWindow, PredictionResult, ServingMod
         return "beam_ml.scoring"
 
 
-def alerts_of(result: PredictionResult, channels: Sequence[str], detector: str) -> Iterable[Alert]:
-    """An Alert when the window's score reached its threshold; the channels at or over the threshold (at least
-    the largest) are its top channels."""
+def model_verdict(result: PredictionResult, channels: Sequence[str], detector: str) -> ScoredWindow:
+    """The model's verdict on a window; a channel's error is its share of the score, on the threshold's scale."""
     window, scored = result.example, result.inference
-    if scored.score < scored.threshold:
-        return
-    ranked = sorted(zip(scored.channel_errors, channels), reverse=True)
-    top = tuple(name for error, name in ranked if error >= scored.threshold) or (ranked[0][1],)
-    yield Alert(window.sensor_id, window.start, window.end, scored.score, scored.threshold, detector,
-                scored.model_version, top)
+    return scored_window(window, scored.score, scored.threshold, scored.channel_errors, detector, channels,
+                         scored.model_version)
 
 
 class ScoreWithModel(beam.PTransform):
-    """Scores windows with the newest model pushed to `serving_dir` and emits an Alert for each window at or over
-    the model's threshold. Alerts come out in fixed event-time windows of `batch_window` seconds (the span a
-    RunInference batch may gather), stamped with the end of theirs.
+    """Scores windows with the newest model pushed to `serving_dir`: a ScoredWindow per window, carrying the model
+    version (alerts are those at or over the model's threshold, see `beam_ml.detectors.ToAlerts`). Verdicts come
+    out in fixed event-time windows of `batch_window` seconds (the span a RunInference batch may gather).
 
     Example::
 
         info = window_model_info(latest_model(serving_dir))
-        alerts = windows | ScoreWithModel(serving_dir, info.channels)
+        alerts = windows | ScoreWithModel(serving_dir, info.channels) | ToAlerts()
     """
 
     def __init__(self, serving_dir: str, channels: Sequence[str], detector: str = "model", poll_seconds: float = 10.0,
@@ -172,4 +167,4 @@ class ScoreWithModel(beam.PTransform):
         return (windows
                 | "BatchWindows" >> beam.WindowInto(FixedWindows(self._batch_window))
                 | "RunInference" >> RunInference(self._handler)
-                | "Alerts" >> beam.FlatMap(alerts_of, self._channels, self._detector))
+                | "Verdicts" >> beam.Map(model_verdict, self._channels, self._detector))

@@ -35,8 +35,10 @@ JOBS = (
                 "the predictions with each row's key."),
     JobTemplate("detect_anomalies", DetectConfig, "beam_ml streaming anomaly detection",
                 "Read sensor telemetry from Pub/Sub, order each sensor's readings by event time into windows, score "
-                "them with the newest pushed window model (RunInference, reloaded when a new version is pushed) and "
-                "write alerts to Pub/Sub, BigQuery and/or files; invalid and late messages go to a dead-letter sink.",
+                "them with the newest pushed window model (RunInference, reloaded when a new version is pushed) "
+                "and/or online detectors (Beam's ZScore, RobustZScore, IQR; beam_ml's context detector), voting "
+                "as an ensemble, and write alerts to Pub/Sub, BigQuery and/or files; invalid and late messages go "
+                "to a dead-letter sink.",
                 streaming=True),
 )
 

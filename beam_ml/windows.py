@@ -37,6 +37,17 @@ class WindowSpec:
     stride: int = 1
     max_gap: float = math.inf
 
+    def to_dict(self) -> dict:
+        """As JSON-ready fields (no gap limit: max_gap None), the form a window model carries."""
+        return {"key": self.key, "time_key": self.time_key, "length": self.length, "stride": self.stride,
+                "max_gap": None if math.isinf(self.max_gap) else self.max_gap}
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> "WindowSpec":
+        max_gap = fields.get("max_gap")
+        return cls(fields["key"], fields["time_key"], int(fields["length"]), int(fields.get("stride", 1)),
+                   math.inf if max_gap is None else float(max_gap))
+
     def value_columns(self, fmt: RecordFormat) -> tuple[str, ...]:
         """The columns a window holds `length` values of, besides time: all but key and time, in format order."""
         return tuple(c for c in fmt.columns if c not in (self.key, self.time_key))

@@ -141,12 +141,12 @@ def run_job(serving_dir: str, workdir: str, cut: str, publish, settle: float = 1
         _ = out["alerts"] | "TapAlerts" >> beam.ParDo(Tap("alerts"))
         readings_out = out["readings"]
     else:  # the job's first steps only, from the same library transforms
-        spec = plan.info.spec
+        spec = plan.spec
         readings_out = (p
                         | "Read" >> beam.io.ReadFromPubSub(subscription=subscription, with_attributes=True)
                         | "DropHeartbeats" >> beam.Filter(lambda m: not is_heartbeat(m))
                         | "Payloads" >> beam.Map(payload)
-                        | "Parse" >> ParseTelemetry(plan.info.channels))[READINGS]
+                        | "Parse" >> ParseTelemetry(plan.channels))[READINGS]
         if cut == "windows":
             windows = readings_out | "Windows" >> WindowPerSensor(spec.length, spec.stride, 1.0, spec.max_gap,
                                                                   plan.config.release_every)

@@ -1,8 +1,11 @@
-"""Detect anomalies in streaming sensor telemetry with the newest pushed window model.
+"""Detect anomalies in streaming sensor telemetry with the newest pushed window model and/or online detectors.
 
     python -m jobs.detect_anomalies --subscription projects/P/subscriptions/telemetry \
         --serving_dir serving/telemetry --output_dir runs/detect --alerts_dir alerts --dead_letter_dir dead \
-        [--flag value ...]
+        [--detector model,robust_zscore --vote any] [--flag value ...]
+
+    # no trained model: Beam's online detectors per channel
+    python -m jobs.detect_anomalies --subscription ... --detector zscore --channels temperature,pressure ...
 
 Every option can also come from a YAML --config file (a flag wins). Runs in streaming mode until cancelled (on
 Dataflow: returns once the job is submitted). Exit codes: 0 success, 1 the run failed, 2 a bad option.
@@ -18,8 +21,8 @@ from beam_ml.options import DetectAnomaliesOptions
 
 
 def describe(plan: DetectPlan) -> dict:
-    return {"run_dir": plan.run_dir, "model_dir": plan.model_dir, "channels": list(plan.info.channels),
-            "window_length": plan.info.spec.length}
+    return {"run_dir": plan.run_dir, "model_dir": plan.model_dir, "detector": plan.config.detector,
+            "channels": list(plan.channels), "window_length": plan.spec.length}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -139,6 +139,16 @@ def test_detection_job_on_the_pubsub_emulator_with_a_model_pushed_mid_stream(tra
 
 def test_detection_options_are_checked_before_anything_starts(trained_telemetry, tmp_path):
     serving_dir = os.path.dirname(trained_telemetry["pushed_model_dir"])
+    with pytest.raises(ConfigError, match="--detector: 'lof' does not match"):
+        config(tmp_path, serving_dir, detector="lof")
+    with pytest.raises(ConfigError, match="--detector: context: threshold must be in"):
+        plan_detect(config(tmp_path, serving_dir, detector="model,context:2"))
+    with pytest.raises(ConfigError, match="--channels: is required when no model"):
+        config(tmp_path, None, detector="zscore")
+    with pytest.raises(ConfigError, match="--serving_dir: is required when the detector includes model"):
+        config(tmp_path, None, detector="model,zscore")
+    with pytest.raises(ConfigError, match="--vote: applies to an ensemble"):
+        config(tmp_path, serving_dir, vote="all")
     with pytest.raises(ConfigError, match="--subscription"):
         config(tmp_path, serving_dir, subscription="telemetry")
     with pytest.raises(ConfigError, match="--alerts_topic: give at least one"):
@@ -154,3 +164,43 @@ def test_detection_options_are_checked_before_anything_starts(trained_telemetry,
         plan_detect(config(tmp_path, str(tmp_path / "plain")))
     plan = plan_detect(config(tmp_path, serving_dir))
     assert plan.model_dir == trained_telemetry["pushed_model_dir"]
+
+
+@pytest.mark.usefixtures("pubsub_emulator")
+def test_beams_online_detectors_without_a_model_on_the_pubsub_emulator(tmp_path):
+    """--detector zscore,robust_zscore,iqr --vote all --channels ...: no model; a spike is alerted by all three,
+    named after them, with the spiking channel first; a malformed message is dead-lettered."""
+    from google.cloud import pubsub_v1
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    telemetry_topic, telemetry_sub = topic_with_subscription(publisher, subscriber, "telemetry-online")
+    alerts_topic, alerts_sub = topic_with_subscription(publisher, subscriber, "alerts-online")
+    dead_topic, dead_sub = topic_with_subscription(publisher, subscriber, "dead-online")
+    plan = plan_detect(config(tmp_path, None, subscription=telemetry_sub, detector="zscore,robust_zscore,iqr",
+                              vote="all", channels=",".join(CHANNELS), alerts_topic=alerts_topic,
+                              dead_letter_topic=dead_topic, allowed_lateness="1"))
+    assert plan.model_dir is None and plan.members == 3 and plan.spec.length == 1
+    p = beam.Pipeline(options=PipelineOptions(["--runner=BundleBasedDirectRunner", "--streaming",
+                                               f"--project={PROJECT}"]))
+    _ = p | "DetectAnomalies" >> DetectAnomalies(plan)
+
+    data = pd.read_csv(DATA)
+    stretches = {s: normal_stretch(data, s, READINGS_PER_PHASE * 2) for s in ("sensor-01", "sensor-02")}
+    spike_at, pressure = 60, stretches["sensor-01"].pressure
+    with running(p, publisher, telemetry_topic):
+        t0 = round(time.time() + 1.0, 1)
+        messages = phase_messages(stretches, 0, t0, anomalous="none") + \
+            phase_messages(stretches, 1, t0 + READINGS_PER_PHASE * STEP, anomalous="none")
+        spike = next(m for m in messages if m["sensor_id"] == "sensor-01"
+                     and m["timestamp"] == round(t0 + spike_at * STEP, 3))
+        spike["pressure"] = float(pressure.mean() + 20 * pressure.std())
+        publish_messages(publisher, telemetry_topic, iter(messages), speedup=1.0)
+        publisher.publish(telemetry_topic, b"[1, 2]").result(10)
+        received = poll(lambda: [alert_from_json(m.data) for m in pull(subscriber, alerts_sub)],
+                        lambda alerts: any(a.window_end == spike["timestamp"] for a in alerts), timeout=60)
+        dead = poll(lambda: [json.loads(m.data) for m in pull(subscriber, dead_sub)], lambda d: len(d) >= 1,
+                    timeout=30)
+    hit = next(a for a in received if a.window_end == spike["timestamp"])
+    assert (hit.sensor_id, hit.detector, hit.top_channels[0]) == ("sensor-01", "iqr+robust_zscore+zscore",
+                                                                 "pressure")
+    assert hit.window_start == hit.window_end and hit.model_version is None and hit.score == 1.0
+    assert [d["reason"].split(":")[0] for d in dead] == ["not a JSON object but list"]

@@ -1,4 +1,4 @@
-"""Online detectors (alone), ScoreWindows/ToAlerts on the DirectRunner, and the NAB harness on synthetic files."""
+"""Online detectors (alone), ScoreWindows/Vote/ToAlerts on the DirectRunner, and the NAB harness on synthetic files."""
 import json
 import math
 import os
@@ -12,9 +12,10 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_ml.detectors import (AnomalyLikelihood, ChannelDetector, ContextDetector, CountTable, DetectorConfig,
-                               LikelihoodConfig, ScoredWindow, ScoreWindows, SequenceMemory, ToAlerts,
-                               TimeOfDayProfile, log_likelihood, tail_probability)
+from beam_ml.detectors import (AnomalyLikelihood, BeamDetector, ChannelDetector, ContextDetector, CountTable,
+                               DetectorConfig, LikelihoodConfig, ScoredWindow, ScoreWindows, SequenceMemory, ToAlerts,
+                               TimeOfDayProfile, Vote, beam_detector, ensemble_verdict, log_likelihood,
+                               online_detector, scored_window, tail_probability, top_channels)
 from beam_ml.streaming import Alert, SensorWindow
 
 FAST = DetectorConfig(warmup=20, likelihood=LikelihoodConfig(learning_period=20, estimation_samples=10,
@@ -121,55 +122,128 @@ def test_context_detector_scores_only_new_readings_and_names_the_top_channel():
     score, channel_scores = detector.score_window(spike)
     assert score == 1.0 and channel_scores[1] == 1.0 and channel_scores[0] < 1.0
     with pytest.raises(ValueError, match="expected 2 channels"):
-        detector.update(1e9, (1.0,))
+        detector.score_window(SensorWindow("s", (1e9,), ((1.0,),)))
 
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(warmup=1), "warmup"), (dict(bins=0), "bins"), (dict(order=-1), "order"),
     (dict(season_hours=25), "season_hours"), (dict(tolerance=2.0), "tolerance"), (dict(name=""), "name"),
+    (dict(threshold=0.0), "threshold"), (dict(threshold=1.5), "threshold"),
 ])
 def test_bad_configuration_is_refused_at_construction(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DetectorConfig(**kwargs)
-    with pytest.raises(ValueError, match="threshold"):
-        ToAlerts(threshold=1.5)
+    with pytest.raises(ValueError, match="top"):
+        ToAlerts(top=0)
     with pytest.raises(ValueError, match="learning_period"):
         LikelihoodConfig(learning_period=0)
 
 
-def _expected(windows_by_sensor, config, channels):
+def _expected(windows_by_sensor, specs, channels):
+    """What ScoreWindows should give: each sensor's windows through its own detectors, one after another."""
     out = []
     for sensor, windows in windows_by_sensor.items():
-        detector = ContextDetector(config, len(windows[0].values[0]))
+        detectors = [ContextDetector(spec, len(windows[0].values[0])) if isinstance(spec, DetectorConfig)
+                     else spec(len(windows[0].values[0])) for spec in specs]
         for window in windows:
-            score, channel_scores = detector.score_window(window)
-            names = sorted((i for i, s in enumerate(channel_scores) if s > 0), key=lambda i: -channel_scores[i])
-            out.append(ScoredWindow(sensor, window.start, window.end, score, config.name,
-                                    tuple(channels[i] for i in names), channel_scores))
+            for detector in detectors:
+                score, channel_scores = detector.score_window(window)
+                out.append(scored_window(window, score, detector.threshold, channel_scores, detector.name, channels))
     return out
 
 
-def test_score_windows_keeps_a_detector_per_sensor_in_state_and_alerts_above_the_threshold():
+def _stream(by_sensor):
+    """The sensors' windows interleaved, each sensor's in event-time order, stamped with their ends."""
+    stream = TestStream()
+    for i in range(max(len(w) for w in by_sensor.values())):
+        stream = stream.add_elements([beam.window.TimestampedValue(w[i], w[i].end)
+                                      for w in by_sensor.values() if i < len(w)])
+    return stream.advance_watermark_to_infinity()
+
+
+def _streaming_pipeline():
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    return TestPipeline(options=options)
+
+
+def test_top_channels_are_those_at_the_threshold_largest_first_or_else_the_largest():
+    assert top_channels((0.5, 3.0, 4.0), ("a", "b", "c"), 3.0) == ("c", "b")
+    assert top_channels((0.5, 2.0, 1.0), ("a", "b", "c"), 3.0) == ("b",)
+    assert top_channels((0.5, 2.0), (), 1.0) == ("1",)
+
+
+def test_score_windows_keeps_detectors_per_sensor_in_state_and_alerts_at_the_threshold():
     a = _periodic(80, seed=1)
     a[70] = 50.0
     by_sensor = {"a": _windows("a", a, channels=2), "b": _windows("b", _periodic(60, seed=2), channels=2)}
     channels = ("temperature", "pressure")
-    expected = _expected(by_sensor, FAST, channels)
-    assert any(s.score == 1.0 for s in expected) and {s.sensor_id for s in expected} == {"a", "b"}
+    specs = [DetectorConfig(**{**FAST.__dict__, "threshold": 0.99}), online_detector("iqr", 2.0)]
+    expected = _expected(by_sensor, specs, channels)
+    assert {s.detector for s in expected if s.alerting} == {FAST.name, "iqr"}
+    assert {s.sensor_id for s in expected} == {"a", "b"}
 
-    stream = TestStream()
-    for i in range(max(len(w) for w in by_sensor.values())):  # the sensors interleaved, each in event-time order
-        stream = stream.add_elements([beam.window.TimestampedValue(w[i], w[i].end)
-                                      for w in by_sensor.values() if i < len(w)])
-    options = PipelineOptions()
-    options.view_as(StandardOptions).streaming = True
-    with TestPipeline(options=options) as p:
-        scores = p | stream.advance_watermark_to_infinity() | ScoreWindows(FAST, channels=channels)
-        alerts = scores | ToAlerts(threshold=0.99, top=1)
+    with _streaming_pipeline() as p:
+        scores = p | _stream(by_sensor) | ScoreWindows(specs, channels=channels)
+        alerts = scores | ToAlerts(top=1)
         assert_that(scores, equal_to(expected), label="Scores")
-        assert_that(alerts, equal_to([Alert(s.sensor_id, s.start, s.end, s.score, 0.99, FAST.name,
+        assert_that(alerts, equal_to([Alert(s.sensor_id, s.start, s.end, s.score, s.threshold, s.detector,
                                             top_channels=s.top_channels[:1])
-                                      for s in expected if s.score >= 0.99]), label="Alerts")
+                                      for s in expected if s.alerting]), label="Alerts")
+
+
+def test_beam_detector_runs_beams_own_detector_per_channel_after_a_warm_up():
+    rng = np.random.default_rng(3)
+    values = rng.normal(0, 1, (200, 2))
+    values[150, 1] = 12.0
+    ours = BeamDetector("robust_zscore", n_channels=2, warmup=30)
+    scores = [ours.update(float(t), row) for t, row in enumerate(values)]
+    theirs = beam_detector("robust_zscore")
+    reference = []
+    for v in values[:, 1]:
+        reference.append(theirs.score_one(beam.Row(value=float(v))))
+        theirs.learn_one(beam.Row(value=float(v)))
+    assert all(s == (0.0, 0.0) for s in scores[:30])
+    assert [s[1] for s in scores[30:]] == pytest.approx(reference[30:])
+    assert ours.threshold == 3.0 and scores[150][1] > 3.0 and max(s[1] for s in scores[31:150]) < 5.0
+    assert pickle.loads(pickle.dumps(ours)).update(201.0, (0.0, 0.0)) == ours.update(201.0, (0.0, 0.0))
+    assert BeamDetector("iqr", 1).threshold == 1.5 and BeamDetector("zscore", 1, threshold=4).threshold == 4.0
+    with pytest.raises(ValueError, match="unknown online detector 'lof'"):
+        online_detector("lof")
+    with pytest.raises(ValueError, match="threshold must be > 0"):
+        BeamDetector("zscore", 1, threshold=0)
+
+
+def _verdict(detector, score, threshold, end=10.0, top=("a",), version=None):
+    return ScoredWindow("s", end - 3, end, score, threshold, detector, top, (), version)
+
+
+@pytest.mark.parametrize("rule, alerting", [("any", True), ("majority", True), ("all", False)])
+def test_an_ensemble_verdict_counts_the_members_alerting(rule, alerting):
+    verdicts = [_verdict("model", 2.0, 1.0, top=("b", "a"), version="7"), _verdict("zscore", 4.0, 3.0),
+                _verdict("iqr", 0.5, 1.5)]
+    combined = ensemble_verdict(verdicts, rule)
+    assert combined.alerting == alerting and combined.score == pytest.approx(2 / 3)
+    assert combined.detector == "model+zscore" and combined.top_channels == ("b", "a")
+    assert combined.model_version == "7" and (combined.start, combined.end) == (7.0, 10.0)
+    quiet = ensemble_verdict([_verdict("zscore", 1.0, 3.0), _verdict("iqr", 0.5, 1.5)], "any")
+    assert not quiet.alerting and quiet.detector == "iqr+zscore" and quiet.top_channels == ()
+
+
+def test_vote_waits_for_every_member_of_each_window_whatever_their_windowing():
+    model = [_verdict("model", 2.0, 1.0, end=float(e), version="7") for e in (10, 11, 12)]
+    online = [_verdict(d, s, 3.0, end=float(e)) for e in (10, 11, 12) for d, s in (("zscore", 4.0), ("iqr", 1.0))]
+    with _streaming_pipeline() as p:
+        from_model = (p | "Model" >> beam.Create(model)
+                      | "Fixed" >> beam.WindowInto(beam.window.FixedWindows(1.0)))
+        from_online = p | "Online" >> beam.Create(online)
+        voted = (from_model, from_online) | Vote(members=3, rule="majority")
+        assert_that(voted | beam.Map(lambda v: (v.end, v.detector, v.alerting)),
+                    equal_to([(float(e), "model+zscore", True) for e in (10, 11, 12)]))
+    with pytest.raises(ValueError, match="unknown vote rule"):
+        Vote(members=2, rule="most")
+    with pytest.raises(ValueError, match="at least 2 members"):
+        Vote(members=1)
 
 
 # --- the NAB harness ------------------------------------------------------------------------------------------------

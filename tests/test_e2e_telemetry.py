@@ -8,11 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+import apache_beam as beam
+from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that
 
+from beam_ml.config import DetectConfig
+from beam_ml.detect import DetectAnomalies, plan_detect
+from beam_ml.detectors import ToAlerts
 from beam_ml.records import RecordFormat
 from beam_ml.scoring import ScoreWithModel, ServingModel
 from beam_ml.streaming import ParseTelemetry, Reading, SensorWindow, WindowPerSensor, release
@@ -94,9 +99,9 @@ def test_the_scorer_picks_up_a_newly_pushed_version(trained_telemetry, tmp_path)
     assert after[0].score == pytest.approx(before[0].score)
 
 
-def test_score_with_model_alerts_on_an_injected_anomaly_in_a_stream(trained_telemetry):
-    """Readings of one sensor around an injected anomaly, as JSON messages on a TestStream, out of order: alerts
-    come for the anomaly's windows, name the model version, and rank the anomaly's channel first."""
+def _decoupled_event_stream():
+    """The first injected 'decoupled' anomaly of the eval week and one sensor's readings around it, as JSON
+    messages on a TestStream (a pair swapped)."""
     _, injected = generate(days=21, interval=300, seed=7)
     event = next(a for a in injected if a.start >= EVAL_START and a.kind == "decoupled")
     data = pd.read_csv(DATA)
@@ -105,7 +110,6 @@ def test_score_with_model_alerts_on_an_injected_anomaly_in_a_stream(trained_tele
     messages = [json.dumps({"sensor_id": event.sensor_id, "timestamp": int(r.timestamp),
                             **{c: float(getattr(r, c)) for c in CHANNELS}}).encode() for r in rows.itertuples()]
     messages[10], messages[11] = messages[11], messages[10]
-    serving_dir = os.path.dirname(trained_telemetry["pushed_model_dir"])
     # The watermark passes every reading by the allowed lateness before it jumps to infinity: the
     # BundleBasedDirectRunner drops output of timers that fire only on the jump to infinity.
     stream = (TestStream().advance_watermark_to(event.start - 48 * 300)
@@ -114,12 +118,23 @@ def test_score_with_model_alerts_on_an_injected_anomaly_in_a_stream(trained_tele
               .add_elements(messages[len(messages) // 2:])
               .advance_watermark_to(event.end + 24 * 300 + 3600 + 1)
               .advance_watermark_to_infinity())
+    return event, stream, len(messages)
+
+
+def _streaming_pipeline():
     options = PipelineOptions()
     options.view_as(StandardOptions).streaming = True
-    with TestPipeline(options=options) as p:
+    return TestPipeline(options=options)
+
+
+def test_score_with_model_alerts_on_an_injected_anomaly_in_a_stream(trained_telemetry):
+    """Alerts come for the anomaly's windows, name the model version, and rank the anomaly's channel first."""
+    event, stream, _ = _decoupled_event_stream()
+    serving_dir = os.path.dirname(trained_telemetry["pushed_model_dir"])
+    with _streaming_pipeline() as p:
         readings = (p | stream | ParseTelemetry(CHANNELS))["readings"]
         windows = (readings | WindowPerSensor(length=24, stride=1, allowed_lateness=3600, max_gap=900))["windows"]
-        alerts = windows | ScoreWithModel(serving_dir, CHANNELS)
+        alerts = windows | ScoreWithModel(serving_dir, CHANNELS) | ToAlerts(top=len(CHANNELS))
 
         def check(found):
             assert found, "no alert"
@@ -129,3 +144,31 @@ def test_score_with_model_alerts_on_an_injected_anomaly_in_a_stream(trained_tele
             assert any(a.top_channels[0] == event.channel for a in found)
 
         assert_that(alerts, check)
+
+
+def test_detection_job_with_the_model_and_beams_robust_zscore_voting(trained_telemetry, tmp_path):
+    """The job's graph with --detector model,robust_zscore --vote all: one verdict per window from both members,
+    alerts only where both alert, carrying the model version; the anomaly is among them."""
+    event, stream, readings = _decoupled_event_stream()
+    plan = plan_detect(DetectConfig.load(None, {
+        "subscription": "projects/test-project/subscriptions/telemetry", "detector": "model,robust_zscore",
+        "vote": "all", "serving_dir": os.path.dirname(trained_telemetry["pushed_model_dir"]),
+        "output_dir": str(tmp_path / "runs"), "alerts_dir": str(tmp_path / "alerts"),
+        "dead_letter_dir": str(tmp_path / "dead"), "allowed_lateness": "3600"}))
+    assert plan.members == 2
+    version = os.path.basename(trained_telemetry["pushed_model_dir"])
+    with _streaming_pipeline() as p:
+        out = p | DetectAnomalies(plan, source=stream | "Messages" >> beam.Map(PubsubMessage, {}))
+
+        def check(found):
+            assert found and all(a.detector == "model+robust_zscore" and a.score == 1.0 and a.threshold == 1.0
+                                 and a.model_version == version for a in found), found
+            assert any(event.start <= a.window_end <= event.end + 23 * 300 and event.channel in a.top_channels
+                       for a in found), found
+
+        assert_that(out["alerts"], check, label="Alerts")
+        windows = readings - 23  # the readings are 5 minutes apart, without a gap
+        for name in ("windows", "verdicts"):
+            assert_that(out[name] | f"{name}Ends" >> beam.Map(lambda w: (w.sensor_id, w.end)),
+                        lambda ends: len(ends) == len(set(ends)) == windows or pytest.fail(f"{len(ends)} ends"),
+                        label=f"OnePer{name}")
