@@ -4,7 +4,8 @@ Data contract:
   * input: a CSV with a header naming `timestamp` (unix seconds or ISO 8601), `sensor_id` (or one `sensor_id` for
     the whole file) and channel columns; label columns (e.g. `is_anomaly`) are not channels and are dropped.
   * output: one Pub/Sub message per row: data `{"sensor_id": ..., "timestamp": ..., <channel>: number, ...}` (UTF-8
-    JSON), attribute `published_at` = the wall-clock unix seconds when it was handed to the publisher, so a latency
+    JSON) — or, with `frame_size` > 1, one message per frame: a JSON array of the consecutive rows that share a
+    timestamp (up to `frame_size`), as a downlink sends every sensor's reading of one tick — attribute `published_at` = the wall-clock unix seconds when it was handed to the publisher, so a latency
     benchmark can measure publish-to-alert.
 
 The logic is plain functions (`read_rows`, `row_to_message`, `pace`) that run without Pub/Sub; `replay` publishes.
@@ -26,7 +27,7 @@ import json
 import math
 import threading
 import time
-from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from beam_ml.config import parse_time
 
@@ -59,6 +60,7 @@ class ReplayConfig:
       rate: events per second (wall clock).
       speedup: event-time seconds per wall-clock second.
       limit: publish at most this many rows.
+      frame_size: most readings per message (a frame of consecutive rows sharing a timestamp); 1: one per message.
       max_batch_messages / max_batch_latency: the publisher's batching (latency is in seconds).
     """
 
@@ -70,6 +72,7 @@ class ReplayConfig:
     rate: Optional[float] = None
     speedup: Optional[float] = None
     limit: Optional[int] = None
+    frame_size: int = 1
     max_batch_messages: int = 500
     max_batch_latency: float = 0.01
 
@@ -83,7 +86,7 @@ class ReplayConfig:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ReplayError(name, f"must be a positive number, got {value}")
-        for name in ("limit", "max_batch_messages"):
+        for name in ("limit", "frame_size", "max_batch_messages"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ReplayError(name, f"must be >= 1, got {value}")
@@ -145,7 +148,7 @@ def row_to_message(row: Mapping[str, str], channels: Sequence[str], sensor_id: O
     return message
 
 
-def encode(message: dict) -> bytes:
+def encode(message: Union[dict, list]) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode("utf-8")
 
 
@@ -268,16 +271,31 @@ class _Outstanding:
             return self._done.wait_for(lambda: self._pending == 0, timeout)
 
 
+def frames(timed: Iterable[tuple[dict, float]], size: int) -> Iterator[tuple[Union[dict, list], float]]:
+    """(reading, publish offset) pairs → (message, offset): consecutive readings with the same timestamp, at most
+    `size`, as one frame (a list) sent at its last reading's offset; a reading alone stays an object."""
+    group: list = []
+    for reading, offset in timed:
+        if group and (len(group) == size or reading.get(TIMESTAMP) != group[-1][0].get(TIMESTAMP)):
+            yield ([r for r, _ in group] if len(group) > 1 else group[0][0]), group[-1][1]
+            group = []
+        group.append((reading, offset))
+    if group:
+        yield ([r for r, _ in group] if len(group) > 1 else group[0][0]), group[-1][1]
+
+
 def publish_messages(publisher, topic: str, messages: Iterable[dict], rate: Optional[float] = None,
                      speedup: Optional[float] = None, clock: Callable[[], float] = time.time,
-                     sleep: Callable[[float], None] = time.sleep, timeout: float = 120.0) -> ReplayResult:
-    """Publishes message objects to `topic` at the pace `pace` gives; waits until Pub/Sub acknowledged all of
-    them (at most `timeout` seconds after the last one). Each message carries the `published_at` attribute."""
+                     sleep: Callable[[float], None] = time.sleep, timeout: float = 120.0,
+                     frame_size: int = 1) -> ReplayResult:
+    """Publishes message objects (readings) to `topic` at the pace `pace` gives, up to `frame_size` readings that
+    share a timestamp per message (`frames`); waits until Pub/Sub acknowledged all of them (at most `timeout`
+    seconds after the last one). Each message carries the `published_at` attribute."""
     result = ReplayResult()
     outstanding = _Outstanding(result)
     start = clock()
     messages, timed = itertools.tee(messages)  # tee keeps one message: the file is still streamed
-    for message, offset in zip(messages, pace(map(event_time, timed), rate, speedup)):
+    for message, offset in frames(zip(messages, pace(map(event_time, timed), rate, speedup)), frame_size):
         delay = start + offset - clock()
         if delay > 0.001:
             sleep(delay)
@@ -292,7 +310,8 @@ def replay(config: ReplayConfig, publisher=None) -> ReplayResult:
     """Publishes `config.csv_path` to `config.topic` at the configured pace; returns the counts."""
     messages = read_rows(config.csv_path, config.channels, config.label_columns, config.sensor_id, config.limit)
     publisher = publisher or publisher_client(config.max_batch_messages, config.max_batch_latency)
-    return publish_messages(publisher, config.topic, messages, rate=config.rate, speedup=config.speedup)
+    return publish_messages(publisher, config.topic, messages, rate=config.rate, speedup=config.speedup,
+                            frame_size=config.frame_size)
 
 
 def is_heartbeat(message) -> bool:

@@ -81,13 +81,23 @@ class Alert:
     top_channels: tuple[str, ...] = ()
 
 
-def parse_reading(message: bytes, channels: Sequence[str]) -> Reading:
-    """A JSON object {"sensor_id": str, "timestamp": unix seconds or ISO 8601, <channel>: number, ...} as a Reading
-    with the channels in `channels` order. Raises ValueError naming what is wrong."""
+def message_records(message: bytes) -> list:
+    """The JSON records of a message: one object, or a frame (an array of objects, e.g. every sensor's reading at
+    one tick, as telemetry downlinks send them). Raises ValueError if the message is not JSON or an empty frame."""
     try:
-        record = json.loads(message)
+        records = json.loads(message)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"not JSON: {e}") from None
+    if isinstance(records, list):
+        if not records:
+            raise ValueError("an empty frame")
+        return records
+    return [records]
+
+
+def parse_record(record, channels: Sequence[str]) -> Reading:
+    """A JSON object {"sensor_id": str, "timestamp": unix seconds or ISO 8601, <channel>: number, ...} as a Reading
+    with the channels in `channels` order. Raises ValueError naming what is wrong."""
     if not isinstance(record, dict):
         raise ValueError(f"not a JSON object but {type(record).__name__}")
     sensor = record.get("sensor_id")
@@ -118,26 +128,38 @@ def _event_time(value) -> float:
 
 
 class ParseTelemetryFn(beam.DoFn):
-    """bytes → (sensor id, Reading) at the reading's event time, or a dead letter with the reason."""
+    """bytes → (sensor id, Reading) at the reading's event time, for each reading of the message; a dead letter with
+    the reason for a message that is not JSON and for each invalid reading (the frame's others go on)."""
 
     def __init__(self, channels: Sequence[str], source: str):
         self._channels = tuple(channels)
         self._source = source
         self._invalid = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "invalid_messages")
 
+    def _dead_letter(self, raw, reason: str):
+        self._invalid.inc()
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        return beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(self._source, 0, text, reason))
+
     def process(self, message: bytes):
         try:
-            reading = parse_reading(message, self._channels)
+            records = message_records(message)
         except ValueError as e:
-            self._invalid.inc()
-            raw = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(self._source, 0, raw, str(e)))
+            yield self._dead_letter(message, str(e))
             return
-        yield beam.window.TimestampedValue((reading.sensor_id, reading), reading.timestamp)
+        for i, record in enumerate(records):
+            try:
+                reading = parse_record(record, self._channels)
+            except ValueError as e:
+                where = f" (reading {i + 1} of a frame of {len(records)})" if len(records) > 1 else ""
+                yield self._dead_letter(message if len(records) == 1 else json.dumps(record), f"{e}{where}")
+                continue
+            yield beam.window.TimestampedValue((reading.sensor_id, reading), reading.timestamp)
 
 
 class ParseTelemetry(beam.PTransform):
-    """Parses telemetry messages; malformed or invalid ones go to "dead_letter" with the reason.
+    """Parses telemetry messages, each one reading or a frame of readings (a JSON array); a malformed message or
+    invalid reading goes to "dead_letter" with the reason (counted as `invalid_messages`).
 
     Example::
 
@@ -151,8 +173,10 @@ class ParseTelemetry(beam.PTransform):
         self._source = source
 
     def expand(self, messages: beam.PCollection) -> dict[str, beam.PCollection]:
-        parsed = messages | "Parse" >> beam.ParDo(ParseTelemetryFn(self._channels, self._source)).with_outputs(
-            DEAD_LETTER, main=READINGS)
+        # Typed so that the per-sensor state downstream gets a deterministic key coder.
+        parse = beam.ParDo(ParseTelemetryFn(self._channels, self._source)).with_output_types(
+            beam.typehints.KV[str, Reading])
+        parsed = messages | "Parse" >> parse.with_outputs(DEAD_LETTER, main=READINGS)
         return {READINGS: parsed[READINGS], DEAD_LETTER: parsed[DEAD_LETTER]}
 
 

@@ -1,11 +1,14 @@
 """Streaming detection on the DirectRunner with the Pub/Sub emulator: sustained events/s and publish-to-alert latency.
 
-    python -m benchmarks.streaming [--serving_dir DIR] [--sensors 100] [--rate 1000] [--seconds 30] [--events 20000]
+    python -m benchmarks.streaming [--serving_dir DIR] [--sensors 50] [--rate 1000] [--seconds 30] [--events 20000]
+                                   [--allowed_lateness 1] [--release_every 0.5]
 
 The job under test is `beam_ml.detect.DetectAnomalies` with the telemetry example's model (trained first into a
-temporary directory unless --serving_dir names a pushed window model). Readings are the bundled telemetry sample
-re-timed to the wall clock (event time = publish time), `--sensors` sensors each replaying one of the sample's
-sensors, with an anomaly (flow lifted) injected into every sensor every 60 readings.
+temporary directory unless --serving_dir names a pushed window model), on the shipped BundleBasedDirectRunner and its
+own Pub/Sub source. Readings are the bundled telemetry sample re-timed to the wall clock: `--sensors` sensors, each
+replaying one of the sample's sensors, all reading at the same ticks (event time = publish time), with an anomaly
+(flow lifted) injected into every sensor every 60 readings. Messages carry one reading each, or one frame per tick
+(a JSON array of every sensor's reading, as a telemetry downlink sends them; `beam_ml.replay.frames`).
 
 * Throughput: `--events` readings published as fast as the publisher goes while the job runs; events/s is readings
   over the time from the first publish until the last reading (or window) came out, for three cuts of the job
@@ -58,36 +61,6 @@ class Tap(beam.DoFn):
 Tap.lock, Tap.counts, Tap.last = threading.Lock(), {}, {}
 
 
-def patch_direct_runner_pubsub_pull(max_messages: int) -> None:
-    """Benchmark-only: the DirectRunner's Pub/Sub source pulls at most 10 messages per bundle with a new client
-    each time (runners/direct/transform_evaluator.py, ~40 messages/s here), which caps any job at that rate. This
-    pulls up to `max_messages` with one client, so the job's own cost shows; Dataflow's source is not limited so."""
-    from apache_beam.runners.direct import transform_evaluator
-    from google.cloud import pubsub
-
-    evaluator = transform_evaluator._PubSubReadEvaluator
-    shipped = _SHIPPED_READ.setdefault("read", evaluator._read_from_pubsub)
-    if not max_messages:
-        evaluator._read_from_pubsub = shipped
-        return
-    client = pubsub.SubscriberClient()
-
-    def read(self, timestamp_attribute):
-        from apache_beam.io.gcp.pubsub import PubsubMessage
-        from apache_beam.utils.timestamp import Timestamp
-        response = client.pull(subscription=self._sub_name, max_messages=max_messages, timeout=30)
-        results = [(Timestamp.from_utc_datetime(received.message.publish_time),
-                    PubsubMessage._from_message(received.message)) for received in response.received_messages]
-        if response.received_messages:
-            client.acknowledge(subscription=self._sub_name, ack_ids=[m.ack_id for m in response.received_messages])
-        return results
-
-    evaluator._read_from_pubsub = read
-
-
-_SHIPPED_READ: dict = {}
-
-
 def train_model(workdir: str) -> str:
     from jobs.train_pipeline import main
     serving_dir = os.path.join(workdir, "serving")
@@ -98,7 +71,8 @@ def train_model(workdir: str) -> str:
 
 
 def readings(sensors: int, count: int, start: float, rate: float) -> list[dict]:
-    """`count` readings round-robin over `sensors` sensors, the i-th at start + i / rate (its publish time)."""
+    """`count` readings, every sensor's at each tick, `rate` readings per second: tick k at start + k * sensors /
+    rate (its publish time)."""
     data = pd.read_csv(DATA)
     channels = ("temperature", "pressure", "current", "flow")
     series = {s: rows[list(channels)].to_numpy() for s, rows in data.groupby("sensor_id")}
@@ -109,12 +83,13 @@ def readings(sensors: int, count: int, start: float, rate: float) -> list[dict]:
         values = series[sources[sensor % len(sources)]][(step + 37 * sensor) % 4000].copy()
         if step % ANOMALY_EVERY >= ANOMALY_EVERY - ANOMALY_LENGTH:
             values[3] += 1.0
-        out.append({"sensor_id": f"bench-{sensor:04d}", "timestamp": round(start + i / rate, 6),
+        out.append({"sensor_id": f"bench-{sensor:04d}", "timestamp": round(start + step * sensors / rate, 6),
                     **dict(zip(channels, map(float, values)))})
     return out
 
 
-def run_job(serving_dir: str, workdir: str, cut: str, publish, settle: float = 120.0) -> dict:
+def run_job(serving_dir: str, workdir: str, cut: str, publish, allowed_lateness: float, release_every: float,
+            settle: float = 120.0) -> dict:
     """Runs the job (cut: parse | windows | full) while `publish(topic)` publishes; returns taps and timings."""
     from google.cloud import pubsub_v1
     from pubsub import running, topic_with_subscription
@@ -131,14 +106,14 @@ def run_job(serving_dir: str, workdir: str, cut: str, publish, settle: float = 1
     alerts_topic, alerts_sub = topic_with_subscription(publisher, subscriber, "alerts")
     plan = plan_detect(DetectConfig.load(None, {
         "subscription": subscription, "serving_dir": serving_dir, "output_dir": os.path.join(workdir, "detect"),
-        "alerts_topic": alerts_topic, "dead_letter_dir": os.path.join(workdir, "dead"), "allowed_lateness": "1",
-        "model_poll_seconds": "30"}))
+        "alerts_topic": alerts_topic, "dead_letter_dir": os.path.join(workdir, "dead"),
+        "allowed_lateness": str(allowed_lateness), "release_every": str(release_every), "model_poll_seconds": "30"}))
     p = beam.Pipeline(options=PipelineOptions(["--runner=BundleBasedDirectRunner", "--streaming",
                                                f"--project={PROJECT}"]))
     if cut == "full":
         out = p | "DetectAnomalies" >> DetectAnomalies(plan)
-        _ = out["windows"] | "TapWindows" >> beam.ParDo(Tap("windows"))
-        _ = out["alerts"] | "TapAlerts" >> beam.ParDo(Tap("alerts"))
+        for name in ("windows", "alerts", "dead_letter"):
+            _ = out[name] | f"Tap_{name}" >> beam.ParDo(Tap(name))
         readings_out = out["readings"]
     else:  # the job's first steps only, from the same library transforms
         spec = plan.spec
@@ -148,19 +123,19 @@ def run_job(serving_dir: str, workdir: str, cut: str, publish, settle: float = 1
                         | "Payloads" >> beam.Map(payload)
                         | "Parse" >> ParseTelemetry(plan.channels))[READINGS]
         if cut == "windows":
-            windows = readings_out | "Windows" >> WindowPerSensor(spec.length, spec.stride, 1.0, spec.max_gap,
-                                                                  plan.config.release_every)
+            windows = readings_out | "Windows" >> WindowPerSensor(spec.length, spec.stride, allowed_lateness,
+                                                                  spec.max_gap, release_every)
             _ = windows[WINDOWS] | "TapWindows" >> beam.ParDo(Tap("windows"))
     _ = readings_out | "TapReadings" >> beam.ParDo(Tap("readings"))
     Tap.counts.clear()
     Tap.last.clear()
     with running(p, publisher, topic):
-        time.sleep(5)  # start-up: the reader's first pull, the model loaded on the first window
+        time.sleep(5)  # start-up: the reader's first pull
         result = publish(publisher, topic)
         deadline = time.time() + settle
         expected = result["expected"]
         while time.time() < deadline and any(Tap.counts.get(k, 0) < n for k, n in expected.items()
-                                             if k != "alerts" or cut == "full"):
+                                             if k == "readings" or cut != "parse"):
             time.sleep(0.2)
         result["taps"] = dict(Tap.counts)
         result["last"] = dict(Tap.last)
@@ -180,33 +155,35 @@ def drain(subscriber, subscription: str) -> list:
         messages.extend(got)
 
 
-def publish_backlog(events: int, sensors: int):
+def publish_backlog(events: int, sensors: int, frame_size: int):
     def publish(publisher, topic):
-        from beam_ml.replay import encode
+        from beam_ml.replay import encode, frames
         start = time.time()
         messages = readings(sensors, events, start, rate=5000.0)
-        futures = [publisher.publish(topic, encode(m)) for m in messages]
+        futures = [publisher.publish(topic, encode(m)) for m, _ in frames(((m, 0.0) for m in messages), frame_size)]
         for f in futures:
             f.result(60)
         windows = sensors * max(0, events // sensors - 23)
-        return {"start": start, "published_in": time.time() - start, "expected": {"readings": events,
-                                                                                  "windows": windows}}
+        return {"start": start, "published_in": time.time() - start, "messages": len(futures),
+                "expected": {"readings": events, "windows": windows}}
     return publish
 
 
-def publish_paced(rate: float, seconds: float, sensors: int):
+def publish_paced(rate: float, seconds: float, sensors: int, frame_size: int):
     def publish(publisher, topic):
-        from beam_ml.replay import encode
+        from beam_ml.replay import encode, frames
         start = time.time() + 0.5
         messages = readings(sensors, int(rate * seconds), start, rate)
         sent = {}
         futures = []
-        for m in messages:
-            delay = m["timestamp"] - time.time()
+        for message, due in frames(((m, m["timestamp"]) for m in messages), frame_size):
+            delay = due - time.time()
             if delay > 0.001:
                 time.sleep(delay)
-            sent[(m["sensor_id"], m["timestamp"])] = time.time()
-            futures.append(publisher.publish(topic, encode(m)))
+            now = time.time()
+            for m in message if isinstance(message, list) else [message]:
+                sent[(m["sensor_id"], m["timestamp"])] = now
+            futures.append(publisher.publish(topic, encode(message)))
         for f in futures:
             f.result(60)
         return {"start": start, "sent": sent, "expected": {"readings": len(messages)}}
@@ -224,17 +201,38 @@ def latencies(result: dict) -> list[float]:
     return out
 
 
+def throughput_row(label: str, r: dict) -> tuple[str, str, str]:
+    done = max(r["last"].values()) if r["last"] else float("nan")
+    taps = r["taps"]
+    return (label, f"{taps.get('readings', 0) / (done - r['start']):,.0f} events/s",
+            f"readings {taps.get('readings', 0)} in {r['messages']} messages, windows {taps.get('windows', '-')}, "
+            f"alerts {taps.get('alerts', '-')}, dead letters {taps.get('dead_letter', '-')}; published in "
+            f"{r['published_in']:.1f} s; last output after {done - r['start']:.1f} s")
+
+
+def latency_row(label: str, r: dict, seconds: float) -> tuple[str, str, str]:
+    lat = sorted(latencies(r))
+    if not lat:
+        return label, "no alerts", str(r["taps"])
+    p50, p99 = np.percentile(lat, 50), np.percentile(lat, 99)
+    return (label, f"p50 {p50:.2f} s, p99 {p99:.2f} s",
+            f"{len(lat)} alerts over {seconds:.0f} s, max {lat[-1]:.2f} s, mean {statistics.mean(lat):.2f} s; "
+            f"readings in {r['taps'].get('readings', 0)}, dead letters {r['taps'].get('dead_letter', 0)}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--serving_dir", help="A pushed window model (default: train the telemetry example).")
-    parser.add_argument("--sensors", type=int, default=100)
+    parser.add_argument("--sensors", type=int, default=50)
     parser.add_argument("--rate", type=float, default=1000.0, help="Events/s for the latency run.")
     parser.add_argument("--seconds", type=float, default=30.0, help="Length of the latency run.")
-    parser.add_argument("--events", type=int, default=20000, help="Readings in each throughput run.")
-    parser.add_argument("--pull_size", type=int, default=1000,
-                        help="Messages per pull for the runs with the benchmark's patched DirectRunner source.")
+    parser.add_argument("--events", type=int, default=20000, help="Readings in each throughput run with frames.")
+    parser.add_argument("--allowed_lateness", type=float, default=1.0)
+    parser.add_argument("--release_every", type=float, default=0.5)
     args = parser.parse_args(argv)
     import emulators
+
+    from beam_ml.scoring import WindowModelHandler
 
     workdir = tempfile.mkdtemp(prefix="bench-streaming-")
     os.makedirs(os.path.join(workdir, "logs"))
@@ -242,37 +240,31 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if process is None:
         raise SystemExit(f"the Pub/Sub emulator is not installed ({emulators.PUBSUB_BIN})")
     os.environ["PUBSUB_EMULATOR_HOST"] = host
+    timing = dict(allowed_lateness=args.allowed_lateness, release_every=args.release_every)
+    frames = f"frames of {args.sensors}, release_every {args.release_every} s"
     try:
         serving_dir = args.serving_dir or train_model(workdir)
+        WindowModelHandler(serving_dir, 30.0).load_model()  # loaded once per process, as the job's workers do
         rows = []
-        for pull in (0, args.pull_size):
-            patch_direct_runner_pubsub_pull(pull)
-            source = "shipped source (10/pull)" if not pull else f"{pull}/pull"
-            events = args.events if pull else min(args.events, 2000)  # the shipped source does ~40/s
-            for cut in ("parse", "windows", "full"):
-                r = run_job(serving_dir, workdir, cut, publish_backlog(events, args.sensors))
-                done = max(r["last"].values()) if r["last"] else float("nan")
-                rows.append((f"throughput, {cut}, {source}",
-                             f"{r['taps'].get('readings', 0) / (done - r['start']):,.0f} events/s",
-                             f"readings {r['taps'].get('readings', 0)}, windows {r['taps'].get('windows', '-')}, "
-                             f"alerts {r['taps'].get('alerts', '-')}; published in {r['published_in']:.1f} s; "
-                             f"last output after {done - r['start']:.1f} s"))
-                print(rows[-1], flush=True)
-            r = run_job(serving_dir, workdir, "full", publish_paced(args.rate, args.seconds, args.sensors))
-            lat = sorted(latencies(r))
-            name = f"latency at {args.rate:,.0f} events/s, {source}"
-            if lat:
-                p50, p99 = np.percentile(lat, 50), np.percentile(lat, 99)
-                rows.append((name, f"p50 {p50:.2f} s, p99 {p99:.2f} s",
-                             f"{len(lat)} alerts over {args.seconds:.0f} s, max {lat[-1]:.2f} s, mean "
-                             f"{statistics.mean(lat):.2f} s; readings in {r['taps'].get('readings', 0)}"))
-            else:
-                rows.append((name, "no alerts", str(r["taps"])))
+        # The shipped source pulls 10 messages per bundle with a new client each time: with a message per reading
+        # that caps the job whatever it does (so only 2,000 readings), and a reading per timer.
+        r = run_job(serving_dir, workdir, "full", publish_backlog(min(args.events, 2000), args.sensors, 1),
+                    allowed_lateness=args.allowed_lateness, release_every=0.0)
+        rows.append(throughput_row("throughput, whole job, a message per reading, release_every 0", r))
+        print(rows[-1], flush=True)
+        for cut, label in (("parse", "read + parse"), ("windows", "+ per-sensor windows"),
+                           ("full", "whole job (+ scoring, alerts, sinks)")):
+            r = run_job(serving_dir, workdir, cut, publish_backlog(args.events, args.sensors, args.sensors), **timing)
+            rows.append(throughput_row(f"throughput, {label}, {frames}", r))
             print(rows[-1], flush=True)
-        print(f"\n| run | result | detail |\n|---|---|---|")
+        r = run_job(serving_dir, workdir, "full", publish_paced(args.rate, args.seconds, args.sensors, args.sensors),
+                    **timing)
+        rows.append(latency_row(f"latency at {args.rate:,.0f} events/s, whole job, {frames}", r, args.seconds))
+        print(rows[-1], flush=True)
+        print("\n| run | result | detail |\n|---|---|---|")
         for row in rows:
             print("| " + " | ".join(row) + " |")
-        print(f"\n{args.sensors} sensors, windows of 24 readings, allowed lateness 1 s\n"
+        print(f"\n{args.sensors} sensors, windows of 24 readings, allowed lateness {args.allowed_lateness} s\n"
               + environment("BundleBasedDirectRunner (--streaming) + Cloud Pub/Sub emulator"))
     finally:
         process.stop()

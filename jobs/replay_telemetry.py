@@ -35,6 +35,10 @@ def parser() -> argparse.ArgumentParser:
     pace.add_argument("--speedup", type=float, default=None,
                       help="Event-time seconds per wall-clock second (60 = one hour of data per minute).")
     p.add_argument("--limit", type=int, default=None, help="Publish at most this many rows.")
+    p.add_argument("--frame_size", type=int, default=1,
+                   help="Most readings per message: consecutive rows sharing a timestamp go out as one JSON array "
+                        "(a frame, as a downlink sends every sensor's reading of one tick). Default 1: a message "
+                        "per row.")
     p.add_argument("--max_batch_messages", type=int, default=500, help="Publisher batch size (messages).")
     p.add_argument("--max_batch_latency", type=float, default=0.01,
                    help="Longest a message waits for its batch to fill, in seconds.")
@@ -47,7 +51,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         config = ReplayConfig(csv_path=args.csv, topic=args.topic, channels=args.channels,
                               label_columns=args.label_columns, sensor_id=args.sensor_id, rate=args.rate,
-                              speedup=args.speedup, limit=args.limit, max_batch_messages=args.max_batch_messages,
+                              speedup=args.speedup, limit=args.limit, frame_size=args.frame_size,
+                              max_batch_messages=args.max_batch_messages,
                               max_batch_latency=args.max_batch_latency)
         result = replay(config)
     except ReplayError as e:

@@ -194,7 +194,7 @@ def test_beams_online_detectors_without_a_model_on_the_pubsub_emulator(tmp_path)
                      and m["timestamp"] == round(t0 + spike_at * STEP, 3))
         spike["pressure"] = float(pressure.mean() + 20 * pressure.std())
         publish_messages(publisher, telemetry_topic, iter(messages), speedup=1.0)
-        publisher.publish(telemetry_topic, b"[1, 2]").result(10)
+        publisher.publish(telemetry_topic, b'"on"').result(10)
         received = poll(lambda: [alert_from_json(m.data) for m in pull(subscriber, alerts_sub)],
                         lambda alerts: any(a.window_end == spike["timestamp"] for a in alerts), timeout=60)
         dead = poll(lambda: [json.loads(m.data) for m in pull(subscriber, dead_sub)], lambda d: len(d) >= 1,
@@ -203,4 +203,4 @@ def test_beams_online_detectors_without_a_model_on_the_pubsub_emulator(tmp_path)
     assert (hit.sensor_id, hit.detector, hit.top_channels[0]) == ("sensor-01", "iqr+robust_zscore+zscore",
                                                                  "pressure")
     assert hit.window_start == hit.window_end and hit.model_version is None and hit.score == 1.0
-    assert [d["reason"].split(":")[0] for d in dead] == ["not a JSON object but list"]
+    assert [d["reason"].split(":")[0] for d in dead] == ["not a JSON object but str"]

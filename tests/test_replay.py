@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from beam_ml.replay import (PUBLISHED_AT, ReplayConfig, ReplayError, event_time, is_heartbeat, pace,
+from beam_ml.replay import (PUBLISHED_AT, ReplayConfig, ReplayError, encode, event_time, is_heartbeat, pace,
                             publish_messages, read_rows, resolve_channels, row_to_message)
-from beam_ml.streaming import Reading, parse_reading
+from beam_ml.streaming import Reading, parse_record
 
 TOPIC = "projects/test-project/topics/telemetry"
 CSV = """timestamp,sensor_id,temperature,pressure,is_anomaly
@@ -29,12 +29,12 @@ def test_rows_become_messages_that_parse_telemetry_reads_and_labels_are_dropped(
     assert messages[0] == {"sensor_id": "pump-1", "timestamp": 100, "temperature": 20.5, "pressure": 1.0}
     assert messages[1] == {"sensor_id": "pump-2", "timestamp": 101.5, "temperature": 21, "pressure": 1.1}
     channels = ("temperature", "pressure")
-    assert parse_reading(json.dumps(messages[1]).encode(), channels) == Reading("pump-2", 101.5, (21.0, 1.1))
+    assert parse_record(json.loads(encode(messages[1])), channels) == Reading("pump-2", 101.5, (21.0, 1.1))
     # Bad cells are replayed as they are (the pipeline dead-letters them with the reason), not dropped here.
     assert messages[2] == {"sensor_id": "pump-1", "timestamp": "2026-01-01T00:00:10Z", "temperature": "NA",
                            "pressure": None}
     with pytest.raises(ValueError, match="'temperature' is 'NA'"):
-        parse_reading(json.dumps(messages[2]).encode(), channels)
+        parse_record(json.loads(encode(messages[2])), channels)
     assert [event_time(m) for m in messages] == [100.0, 101.5, 1767225610.0]
 
 
@@ -125,12 +125,26 @@ def test_publish_loop_follows_the_schedule_and_stamps_published_at():
     assert (result.published, result.failed, result.first_error) == (3, 1, "RuntimeError('boom')")
 
 
+def test_readings_sharing_a_timestamp_go_out_as_frames_of_at_most_frame_size():
+    clock = FakeClock()
+    publisher = RecordingPublisher(clock)
+    messages = [{"sensor_id": s, "timestamp": t, "x": 1} for t in (0, 10) for s in "abc"] + \
+        [{"sensor_id": "a", "timestamp": 20, "x": 1}]
+    result = publish_messages(publisher, TOPIC, iter(messages), rate=1.0, clock=clock, sleep=clock.sleep,
+                              frame_size=2)
+    assert [s[1] for s in publisher.sent] == [messages[0:2], messages[2], messages[3:5], messages[5], messages[6]]
+    # A frame goes out when its last reading is due (rate counts readings).
+    assert [round(s[3] - 1000.0, 6) for s in publisher.sent] == [1.0, 2.0, 4.0, 5.0, 6.0]
+    assert result.published == 5
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"topic": "telemetry"}, "--topic: 'telemetry' is not projects/<project>/topics/<topic>"),
     ({"rate": 10, "speedup": 60}, "--rate: give --rate"),
     ({"rate": 0}, "--rate: must be a positive number"),
     ({"speedup": float("nan")}, "--speedup: must be a positive number"),
     ({"limit": 0}, "--limit: must be >= 1"),
+    ({"frame_size": 0}, "--frame_size: must be >= 1"),
     ({"channels": ()}, "--channels: must name at least one column"),
     ({"channels": ("a", "a")}, "--channels: names a column twice"),
     ({"channels": ("timestamp",)}, "--channels: timestamp and sensor_id are not channels"),

@@ -9,7 +9,7 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_ml.streaming import (DEAD_LETTER, DUPLICATES, LATE, READINGS, WINDOWS, ParseTelemetry,
-                               Reading, WindowPerSensor, parse_reading, release)
+                               Reading, WindowPerSensor, message_records, parse_record, release)
 
 CHANNELS = ("temperature", "pressure")
 
@@ -20,14 +20,21 @@ def _message(sensor="s1", timestamp=100.0, **channels) -> bytes:
 
 
 def test_a_message_parses_into_a_reading_with_channels_in_order():
-    assert parse_reading(_message(pressure=5, temperature=-1.5), CHANNELS) == Reading("s1", 100.0, (-1.5, 5.0))
+    assert parse_message(_message(pressure=5, temperature=-1.5)) == [Reading("s1", 100.0, (-1.5, 5.0))]
     iso = json.dumps({"sensor_id": "s2", "timestamp": "2026-01-01T00:00:10Z", "temperature": 1, "pressure": 2})
-    assert parse_reading(iso.encode(), CHANNELS).timestamp == 1767225610.0
+    assert parse_message(iso.encode())[0].timestamp == 1767225610.0
+    frame = b"[" + _message("a") + b"," + _message("b", 101.0) + b"]"
+    assert [(r.sensor_id, r.timestamp) for r in parse_message(frame)] == [("a", 100.0), ("b", 101.0)]
+
+
+def parse_message(message: bytes) -> list:
+    return [parse_record(record, CHANNELS) for record in message_records(message)]
 
 
 @pytest.mark.parametrize("message, reason", [
     (b"{not json", "not JSON"),
-    (b"[1, 2]", "not a JSON object"),
+    (b"[1, 2]", "not a JSON object but int"),
+    (b"[]", "an empty frame"),
     (json.dumps({"timestamp": 1, "temperature": 1, "pressure": 2}).encode(), "sensor_id"),
     (_message(timestamp=None), "timestamp None is missing"),
     (_message(timestamp="yesterday"), "'yesterday' is neither"),
@@ -40,8 +47,19 @@ def test_a_message_parses_into_a_reading_with_channels_in_order():
 ])
 def test_an_invalid_message_is_refused_with_the_reason(message, reason):
     with pytest.raises(ValueError, match=None) as error:
-        parse_reading(message, CHANNELS)
+        parse_message(message)
     assert reason in str(error.value)
+
+
+def test_a_frame_gives_its_valid_readings_and_dead_letters_each_invalid_one():
+    bad = {"sensor_id": "b", "timestamp": 5, "temperature": "hot", "pressure": 1.0}
+    frame = b"[" + _message("a") + b"," + json.dumps(bad).encode() + b"," + _message("c") + b"]"
+    with TestPipeline() as p:
+        parsed = p | beam.Create([frame, b"{not json"]) | ParseTelemetry(CHANNELS, source="sub")
+        assert_that(parsed["readings"] | beam.Map(lambda kv: kv[0]), equal_to(["a", "c"]), label="Readings")
+        assert_that(parsed["dead_letter"] | beam.Map(lambda d: (d.raw, d.reason.split(":")[0])), equal_to([
+            (json.dumps(bad), "channel 'temperature' is 'hot', not a number (reading 2 of a frame of 3)"),
+            ("{not json", "not JSON")]), label="DeadLetters")
 
 
 def _r(t, sensor="s1", value=0.0):
