@@ -34,15 +34,19 @@ SCRIPT = textwrap.dedent("""
     import beam_ml
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
-    from beam_ml.options import BatchPredictOptions, TrainPipelineOptions
+    from beam_ml.detect import DetectAnomalies, plan_detect
+    from beam_ml.options import BatchPredictOptions, DetectAnomaliesOptions, TrainPipelineOptions
     from beam_ml.pipeline import TrainPipeline, plan_run
     from beam_ml.predict import BatchPredict, plan_predict
     options = PipelineOptions(ARGS)
     pipeline = beam.Pipeline(options=options)
     if "JOB" == "train_pipeline":
         _ = pipeline | "TrainPipeline" >> TrainPipeline(plan_run(options.view_as(TrainPipelineOptions).to_config()))
-    else:
+    elif "JOB" == "batch_predict":
         _ = pipeline | "BatchPredict" >> BatchPredict(plan_predict(options.view_as(BatchPredictOptions).to_config()))
+    else:
+        plan = plan_detect(options.view_as(DetectAnomaliesOptions).to_config())
+        _ = pipeline | "DetectAnomalies" >> DetectAnomalies(plan)
     result = pipeline.run()
     proto = result.job.proto_pipeline
     transforms = {t.unique_name: t for t in proto.components.transforms.values()}
@@ -50,6 +54,7 @@ SCRIPT = textwrap.dedent("""
     train = transforms.get("TrainPipeline/Train/RunFn")
     print(json.dumps({
         "state": str(result.state), "network": events, "transforms": sorted(transforms),
+        "job_type": str(result.job.proto.type),
         "train_hints": train and {k: v.decode() for k, v in envs[train.environment_id].resource_hints.items()},
         "images": sorted({e.payload.decode("latin-1") for e in envs.values()}),
     }))
@@ -75,3 +80,23 @@ def test_batch_predict_dry_run_translation_has_every_stage_and_no_network(tmp_pa
     for stage in ["Ingest/Read/Parse", "Ingest/SplitRows", "ToExamples", "RunInference", "WritePredictions", "WriteDeadLetters",
                   "WriteManifest"]:
         assert any(t.startswith(f"BatchPredict/{stage}") for t in out["transforms"]), stage
+
+
+def test_streaming_detection_dry_run_translation_is_a_streaming_job_with_static_step_names(tmp_path,
+                                                                                           trained_telemetry):
+    def translate(run_id):
+        return _translate("detect_anomalies", [
+            "--streaming", "--subscription", "projects/demo-project/subscriptions/telemetry",
+            "--detector", "model,robust_zscore", "--vote", "majority", "--run_id", run_id,
+            "--serving_dir", os.path.dirname(trained_telemetry["pushed_model_dir"]),
+            "--output_dir", str(tmp_path / "runs"), "--alerts_topic", "projects/demo-project/topics/alerts",
+            "--alerts_dir", "gs://demo-bkt/alerts", "--dead_letter_topic", "projects/demo-project/topics/dead"])
+
+    out = translate("first")
+    assert out["job_type"] == "JOB_TYPE_STREAMING"
+    for stage in ["ReadTelemetry", "DropHeartbeats", "Parse", "Windows/OrderAndWindow", "Score/RunInference",
+                  "ScoreOnline/Score", "Vote/Vote", "Alerts", "WriteAlerts", "LateToDeadLetters",
+                  "WriteDeadLetters"]:
+        assert any(t.startswith(f"DetectAnomalies/{stage}") for t in out["transforms"]), stage
+    # Dataflow's --update matches steps by name: a second launch of the same job names every step the same.
+    assert translate("second")["transforms"] == out["transforms"]
