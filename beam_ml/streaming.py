@@ -24,7 +24,7 @@ import math
 from typing import Iterable, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.coders import PickleCoder
+from apache_beam.coders import FastPrimitivesCoder, FloatCoder
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
@@ -215,14 +215,24 @@ def release(pending: Iterable[Reading], state: Optional[WindowState], cutoff: fl
     return waiting, WindowState(recent, since), windows, duplicates, gaps
 
 
+def _stored(readings: Iterable[Reading]) -> tuple:
+    """Readings as plain tuples (timestamp, values), which Beam's primitive coder writes without pickling."""
+    return tuple((r.timestamp, r.values) for r in readings)
+
+
+def _readings(sensor: str, stored: Iterable[tuple]) -> list[Reading]:
+    return [Reading(sensor, timestamp, tuple(values)) for timestamp, values in stored]
+
+
 class OrderAndWindow(beam.DoFn):
     """Keyed by sensor: buffers readings, releases them in event-time order once the watermark is `allowed_lateness`
     past them, and emits a window of `length` readings every `stride` readings (see the module docstring)."""
 
-    PENDING = BagStateSpec("pending", PickleCoder())
-    STATE = ReadModifyWriteStateSpec("window", PickleCoder())
-    RELEASED_UP_TO = ReadModifyWriteStateSpec("released_up_to", PickleCoder())
-    NEXT_RELEASE = ReadModifyWriteStateSpec("next_release", PickleCoder())
+    # State holds plain tuples and floats: the primitive coder is much cheaper than pickling per reading.
+    PENDING = BagStateSpec("pending", FastPrimitivesCoder())  # (timestamp, values) per reading
+    STATE = ReadModifyWriteStateSpec("window", FastPrimitivesCoder())  # (since emitted, recent readings)
+    RELEASED_UP_TO = ReadModifyWriteStateSpec("released_up_to", FloatCoder())
+    NEXT_RELEASE = ReadModifyWriteStateSpec("next_release", FloatCoder())
     RELEASE = TimerSpec("release", TimeDomain.WATERMARK)
 
     def __init__(self, length: int, stride: int, allowed_lateness: float, max_gap: float, release_every: float = 0.0):
@@ -240,15 +250,15 @@ class OrderAndWindow(beam.DoFn):
         _, reading = element
         released = released_up_to.read()
         if released is not None and reading.timestamp <= released:
-            state = window_state.read()
-            if state and any(r.timestamp == reading.timestamp for r in state.recent):
+            stored = window_state.read()
+            if stored and any(timestamp == reading.timestamp for timestamp, _ in stored[1]):
                 self._duplicates.inc()
                 yield beam.pvalue.TaggedOutput(DUPLICATES, reading)
             else:
                 self._late.inc()
                 yield beam.pvalue.TaggedOutput(LATE, reading)
             return
-        pending.add(reading)
+        pending.add((reading.timestamp, reading.values))
         release_at = self._release_time(reading.timestamp)
         scheduled = next_release.read()
         if scheduled is None or release_at < scheduled:
@@ -264,17 +274,19 @@ class OrderAndWindow(beam.DoFn):
         return release_at
 
     @on_timer(RELEASE)
-    def on_release(self, fired=beam.DoFn.TimestampParam, pending=beam.DoFn.StateParam(PENDING),
-                   released_up_to=beam.DoFn.StateParam(RELEASED_UP_TO),
+    def on_release(self, sensor=beam.DoFn.KeyParam, fired=beam.DoFn.TimestampParam,
+                   pending=beam.DoFn.StateParam(PENDING), released_up_to=beam.DoFn.StateParam(RELEASED_UP_TO),
                    window_state=beam.DoFn.StateParam(STATE),
                    next_release=beam.DoFn.StateParam(NEXT_RELEASE), timer=beam.DoFn.TimerParam(RELEASE)):
         cutoff = float(fired) - self._lateness
+        stored = window_state.read()
+        state = WindowState(_readings(sensor, stored[1]), stored[0]) if stored else None
         waiting, state, windows, duplicates, gaps = release(
-            list(pending.read()), window_state.read(), cutoff, self._length, self._stride, self._max_gap)
+            _readings(sensor, pending.read()), state, cutoff, self._length, self._stride, self._max_gap)
         pending.clear()
-        for reading in waiting:
+        for reading in _stored(waiting):
             pending.add(reading)
-        window_state.write(state)
+        window_state.write((state.since_emitted, _stored(state.recent)))
         previous = released_up_to.read()
         released_up_to.write(cutoff if previous is None else max(previous, cutoff))
         self._gaps.inc(gaps)
