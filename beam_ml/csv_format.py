@@ -14,9 +14,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import pickle
 import re
 from typing import Callable, Optional, Sequence
 
+import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 from pyarrow import csv as pa_csv
@@ -24,6 +26,7 @@ from pyarrow import csv as pa_csv
 from beam_ml.deadletter import DeadLetter
 from beam_ml.records import ARROW_TYPES, RecordFormat, to_list_array
 
+_BLOCK_BYTES = 1 << 20  # pyarrow's default: small blocks parse in parallel and stay in cache
 NULL_VALUES = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 # What pyarrow's converters accept (checked in tests against pyarrow itself), used to name the bad value.
 _VALUE_PATTERNS = {
@@ -59,41 +62,39 @@ def infer_csv_format(header: bytes, sample: bytes, column_types: dict[str, str],
     return RecordFormat(columns=columns, types=types, delimiter=delimiter)
 
 
-def _parse_lines(data: bytes, expected_rows: int, fmt: RecordFormat) -> pa.Table:
+def _parse_lines(data: bytes, lengths: np.ndarray, fmt: RecordFormat) -> pa.Table:
     """Parses complete CSV lines (no header) into a table of primitive columns; raises pa.ArrowInvalid unless
-    every one of the `expected_rows` non-empty lines became exactly one row."""
+    every non-empty line became exactly one row. `lengths` are `line_lengths(data)`."""
     invalid: list[int] = []
 
     def on_invalid(row) -> str:
         invalid.append(row.number)
         return "skip"
 
+    # pyarrow parses blocks in parallel, and fails on a line longer than a block.
+    block_size = max(_BLOCK_BYTES, 2 * int(lengths.max()) + 2)
     table = pa_csv.read_csv(
         io.BytesIO(data),
-        read_options=pa_csv.ReadOptions(column_names=list(fmt.columns), block_size=1 << 26),
+        read_options=pa_csv.ReadOptions(column_names=list(fmt.columns), block_size=block_size),
         parse_options=pa_csv.ParseOptions(delimiter=fmt.delimiter, invalid_row_handler=on_invalid),
         convert_options=pa_csv.ConvertOptions(
             column_types={c: ARROW_TYPES[t] for c, t in zip(fmt.columns, fmt.types)},
             null_values=list(NULL_VALUES), strings_can_be_null=True, quoted_strings_can_be_null=False))
+    expected_rows = np.count_nonzero(lengths)
     if invalid or table.num_rows != expected_rows:
         raise pa.ArrowInvalid(f"{len(invalid)} invalid rows, {table.num_rows} rows for {expected_rows} lines")
     return table
 
 
-def count_nonempty_lines(data: bytes) -> int:
-    """`sum(1 for line in data.split(b"\\n") if line)`, without building the lines."""
-    if not data:
-        return 0
+def line_lengths(data: bytes) -> np.ndarray:
+    """`[len(line) for line in data.split(b"\\n")]`, without building the lines."""
     ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
-    if ends.size == 0:
-        return 1
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    trailing = int(ends[-1] + 1 < len(data))  # a last line without its newline
-    return int(np.count_nonzero(ends > starts)) + trailing
+    return np.append(ends, len(data)) - np.concatenate(([0], ends + 1))
 
 
-def _join(lines: Sequence[bytes]) -> bytes:
-    return b"\n".join(lines) + b"\n"
+def _join(lines: Sequence[bytes]) -> tuple[bytes, np.ndarray]:
+    """The lines as CSV data, and their `line_lengths`."""
+    return b"\n".join(lines) + b"\n", np.array([len(line) for line in lines] + [0])
 
 
 def line_problem(line: bytes, fmt: RecordFormat) -> Optional[str]:
@@ -123,6 +124,26 @@ class ParsedChunk:
     split: Optional[str] = None  # set by a pre-split input: every row of the chunk belongs to this split
 
 
+class ParsedChunkCoder(beam.coders.Coder):
+    """Pickles a chunk, as Beam's fallback coder does; estimates its size from the batch's buffers instead of
+    pickling it (see `records.RecordBatchCoder`)."""
+
+    def encode(self, parsed: ParsedChunk) -> bytes:
+        return pickle.dumps(parsed, pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, encoded: bytes) -> ParsedChunk:
+        return pickle.loads(encoded)
+
+    def estimate_size(self, parsed: ParsedChunk) -> int:
+        return parsed.batch.nbytes + sum(len(d.raw) for d in parsed.dead_letters)
+
+    def to_type_hint(self):
+        return ParsedChunk
+
+
+beam.coders.registry.register_coder(ParsedChunk, ParsedChunkCoder)
+
+
 def parse_csv_chunk(data: bytes, fmt: RecordFormat, source: str,
                     first_line_number: Callable[[], int]) -> ParsedChunk:
     """Parses whole CSV lines (no header) into a RecordBatch; malformed lines become dead letters.
@@ -131,10 +152,10 @@ def parse_csv_chunk(data: bytes, fmt: RecordFormat, source: str,
     """
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n")
-    lines = count_nonempty_lines(data)
+    lengths = line_lengths(data)
     dead: list[DeadLetter] = []
     try:
-        table = _parse_lines(data, lines, fmt) if lines else None
+        table = _parse_lines(data, lengths, fmt) if lengths.any() else None
     except pa.ArrowInvalid:
         table, dead = _parse_slowly(data, fmt, source, first_line_number())
     if table is None:
@@ -158,13 +179,13 @@ def _parse_slowly(data: bytes, fmt: RecordFormat, source: str, first_line: int):
         else:
             good.append((number, line))
     try:
-        table = _parse_lines(_join([line for _, line in good]), len(good), fmt) if good else None
+        table = _parse_lines(*_join([line for _, line in good]), fmt) if good else None
     except pa.ArrowInvalid:
         # The line checks and pyarrow disagree on some value: let pyarrow judge each line on its own.
         tables = []
         for number, line in good:
             try:
-                tables.append(_parse_lines(_join([line]), 1, fmt))
+                tables.append(_parse_lines(*_join([line]), fmt))
             except pa.ArrowInvalid as e:
                 dead.append(DeadLetter(source=source, line=number, raw=line.decode("utf-8", "replace"),
                                        reason=f"rejected by the CSV parser: {e}"))

@@ -18,6 +18,7 @@ import os
 from typing import Iterator, Optional, Sequence, Union
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
@@ -27,7 +28,7 @@ from beam_ml.image_format import FILES_PER_CHUNK, IMAGE_EXTENSIONS, ImageFiles, 
 from beam_ml.jsonl_format import infer_jsonl_format, parse_jsonl_chunk
 from beam_ml.parquet_format import infer_parquet_format, read_row_group, row_group_count
 from beam_ml.records import RecordFormat
-from beam_ml.sources import ChunkedSource
+from beam_ml.sources import BackgroundDoFn, ChunkedSource
 from beam_ml.tfrecord_format import infer_tfrecord_format, read_tfrecord_file
 from beam_ml.split import HashSplit
 
@@ -264,18 +265,18 @@ def _size_and_sha256(path: str) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-class SplitRows(beam.DoFn):
+class SplitRows(BackgroundDoFn):
     """Assigns the rows of each parsed chunk to splits; emits (split name, batch) pairs, and dead letters and the
-    read count as tagged outputs. Rows the split cannot place (`partition` names them None) become dead letters."""
+    read count as tagged outputs. Rows the split cannot place (`partition` names them None) become dead letters.
+    The split (hashing, filtering) runs in the background, overlapping with the statistics downstream."""
 
     def __init__(self, split):
         self._split = split
         self._rows = Metrics.counter("ingest", "rows_parsed")
         self._dead = Metrics.counter("ingest", "dead_letters")
 
-    def process(self, parsed: ParsedChunk) -> Iterator:
-        self._rows.inc(parsed.batch.num_rows)
-        yield beam.pvalue.TaggedOutput(RECORDS_READ, parsed.records_read)
+    def work(self, parsed: ParsedChunk) -> Iterator[tuple]:
+        """One (parsed chunk, [(split name, batch)], dead letters)."""
         dead_letters = list(parsed.dead_letters)
         if parsed.split is not None:
             parts = [(parsed.split, parsed.batch)] if parsed.batch.num_rows else []
@@ -284,11 +285,17 @@ class SplitRows(beam.DoFn):
         for name, batch in parts:
             if name is None:
                 dead_letters.extend(self._split.dead_letters(batch))
-            else:
-                yield name, batch
+        yield parsed, [(name, batch) for name, batch in parts if name is not None], dead_letters
+
+    def emit(self, windowed) -> Iterator:
+        parsed, parts, dead_letters = windowed.value
+        self._rows.inc(parsed.batch.num_rows)
+        yield beam.pvalue.TaggedOutput(RECORDS_READ, windowed.with_value(parsed.records_read))
+        for part in parts:
+            yield windowed.with_value(part)
         self._dead.inc(len(dead_letters))
         for dead_letter in dead_letters:
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter)
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, windowed.with_value(dead_letter))
 
 
 class ReadSplits(beam.PTransform):
@@ -318,18 +325,20 @@ class ReadSplits(beam.PTransform):
         self._split = split
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        # Typed, so that the batches get `RecordBatchCoder` rather than pickling.
         outputs = (pbegin
                    | "Read" >> self._source.read()
-                   | "SplitRows" >> beam.ParDo(SplitRows(self._split)).with_outputs(
-                       RECORDS_READ, DEAD_LETTER, main=SPLIT_BATCHES))
-        names = self._split.names
-        # Partition, not one tagged output per split: FnApiRunner materializes a Flatten, and the statistics
-        # step wants all splits in one keyed collection.
-        by_split = outputs[SPLIT_BATCHES] | "BySplit" >> beam.Partition(_split_index, len(names), names)
+                   | "SplitRows" >> beam.ParDo(SplitRows(self._split)).with_output_types(
+                       tuple[str, pa.RecordBatch]).with_outputs(RECORDS_READ, DEAD_LETTER, main=SPLIT_BATCHES))
+        # A filter per split, not one tagged output per split: FnApiRunner materializes a Flatten, and the
+        # statistics step wants all splits in one keyed collection.
         return {SPLIT_BATCHES: outputs[SPLIT_BATCHES], RECORDS_READ: outputs[RECORDS_READ],
                 DEAD_LETTER: outputs[DEAD_LETTER],
-                **{name: by_split[i] | f"Batches{name.title()}" >> beam.Values() for i, name in enumerate(names)}}
+                **{name: outputs[SPLIT_BATCHES] | f"Batches{name.title()}" >> beam.FlatMap(
+                    batches_of, name).with_output_types(pa.RecordBatch) for name in self._split.names}}
 
 
-def _split_index(keyed_batch: tuple, num_partitions: int, names: tuple[str, ...]) -> int:
-    return names.index(keyed_batch[0])
+def batches_of(keyed_batch: tuple[str, pa.RecordBatch], split: str) -> Iterator[pa.RecordBatch]:
+    """The batch of a (split name, batch) pair if it belongs to `split`."""
+    if keyed_batch[0] == split:
+        yield keyed_batch[1]

@@ -16,6 +16,9 @@ from tensorflow_data_validation.statistics import stats_impl
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from beam_ml import fileutil
+from beam_ml.records import use_record_batch_coder
+
+use_record_batch_coder()  # importing TFDV registered its own coder for pa.RecordBatch
 
 STATS_FILE = "FeatureStats.pb"
 ANOMALIES_FILE = "SchemaDiff.pbtxt"

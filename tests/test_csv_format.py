@@ -70,6 +70,15 @@ def test_inference_reads_types_from_the_sample_and_honours_given_types():
 
 
 @pytest.mark.parametrize("data", [b"", b"\n", b"a", b"a\n", b"a\n\nb", b"\n\na\n\n", b"a\nb\nc\n", b"x" * 10 + b"\n\n"])
-def test_nonempty_lines_are_counted_without_splitting(data):
-    from beam_ml.csv_format import count_nonempty_lines
-    assert count_nonempty_lines(data) == sum(1 for line in data.split(b"\n") if line)
+def test_line_lengths_are_measured_without_splitting(data):
+    from beam_ml.csv_format import line_lengths
+    assert line_lengths(data).tolist() == [len(line) for line in data.split(b"\n")]
+
+
+def test_a_parsed_chunk_is_measured_by_its_batch_and_round_trips():
+    from beam_ml.csv_format import ParsedChunkCoder
+    parsed = parse_csv_chunk(b"a,1,0.5\nb,x,1\n", FMT, "f.csv", lambda: 1)
+    coder = ParsedChunkCoder()
+    decoded = coder.decode(coder.encode(parsed))
+    assert decoded.batch.equals(parsed.batch) and decoded.dead_letters == parsed.dead_letters
+    assert coder.estimate_size(parsed) == parsed.batch.nbytes + len("b,x,1")

@@ -95,3 +95,21 @@ def test_quoted_headers_and_glob_characters_in_file_names(tmp_path):
     with TestPipeline() as p:
         out = p | ReadSplits(FileSource(files, fmt), HashSplit((("all", 1),)))
         assert_that(out["all"] | beam.Map(_rows), equal_to([2]), label="Rows")
+
+
+def test_batches_travel_with_a_coder_that_measures_them_without_encoding(tmp_path):
+    """Beam measures sampled elements of every PCollection; the batches' coder must not copy a batch to do it."""
+    import pyarrow as pa
+    from apache_beam.coders import TupleCoder, registry
+    from beam_ml import validate  # noqa: F401  (imports TFDV, which registers its own coder for pa.RecordBatch)
+    from beam_ml.records import RecordBatchCoder
+    files, fmt = resolve_files(PENGUINS_CSV, {})
+    p = beam.Pipeline()
+    out = p | ReadSplits(FileSource(files, fmt), TRAIN_EVAL)
+    assert registry.get_coder(out["train"].element_type) == RecordBatchCoder()
+    assert registry.get_coder(out["split_batches"].element_type) == TupleCoder(
+        [registry.get_coder(str), RecordBatchCoder()])
+    batch = pa.RecordBatch.from_pydict({"x": pa.array([[1], None, [3]], pa.large_list(pa.int64()))})
+    coder = RecordBatchCoder()
+    assert coder.decode(coder.encode(batch)).equals(batch)
+    assert coder.estimate_size(batch) == batch.nbytes

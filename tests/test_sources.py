@@ -260,3 +260,48 @@ def test_a_file_matched_by_two_splits_is_rejected(tmp_path):
         "input_splits": {"train": str(tmp_path / "data" / "*.csv"), "eval": str(tmp_path / "data" / "all*")}})
     with pytest.raises(ConfigError, match="^--input_splits: .*all.csv is matched by both 'train' and 'eval'"):
         resolve_source(config, config.column_types)
+
+
+def test_a_background_map_runs_one_element_ahead_and_keeps_order_and_windows():
+    from apache_beam.transforms.window import GlobalWindow, IntervalWindow
+    from beam_ml.sources import BackgroundMap
+    started = []
+
+    def tens(element):
+        started.append(element)
+        return [element * 10, element * 10 + 1]
+
+    mapped = BackgroundMap(tens)
+    assert list(mapped.add(1, GlobalWindow(), 5)) == []  # nothing before element 1
+    second = [(w.value, w.timestamp, list(w.windows)) for w in mapped.add(2, IntervalWindow(0, 9), 6)]
+    assert second == [(10, 5, [GlobalWindow()]), (11, 5, [GlobalWindow()])]
+    rest = [(w.value, w.timestamp, list(w.windows)) for w in mapped.finish()]
+    assert rest == [(20, 6, [IntervalWindow(0, 9)]), (21, 6, [IntervalWindow(0, 9)])]
+    assert started == [1, 2]
+
+
+def test_a_background_map_raises_the_error_of_its_function_in_the_callers_thread():
+    from apache_beam.transforms.window import GlobalWindow
+    from beam_ml.sources import BackgroundMap
+
+    def parse(element):
+        if element == "bad":
+            raise ValueError("bad chunk")
+        yield element
+
+    mapped = BackgroundMap(parse)
+    assert list(mapped.add("good", GlobalWindow(), 0)) == []
+    assert [w.value for w in mapped.add("bad", GlobalWindow(), 0)] == ["good"]
+    with pytest.raises(ValueError, match="bad chunk"):
+        list(mapped.finish())
+
+
+def test_closing_a_background_map_of_a_failed_bundle_ends_its_thread():
+    from apache_beam.transforms.window import GlobalWindow
+    from beam_ml.sources import BackgroundMap
+
+    mapped = BackgroundMap(lambda element: range(5))  # more results than its queue holds: the thread blocks
+    assert list(mapped.add("a", GlobalWindow(), 0)) == []
+    mapped.add("b", GlobalWindow(), 0)  # never iterated, as when the bundle fails downstream
+    mapped.close()
+    assert not mapped._thread.is_alive()
