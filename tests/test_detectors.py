@@ -321,6 +321,7 @@ def test_replay_helpers_split_files_evenly_and_restore_the_runner_after_a_replay
     from apache_beam.runners.direct import transform_evaluator
     from apache_beam.typehints import decorators
 
+    from benchmarks.common import memoized_dofn_inspection
     from benchmarks.nab import replay
 
     files = [replay.DataFile("c", f"{n}.csv", "") for n in "abcd"]
@@ -328,7 +329,7 @@ def test_replay_helpers_split_files_evenly_and_restore_the_runner_after_a_replay
     groups = replay.balanced_groups(files, sizes, 2)
     assert sorted(sum(sizes[f.relative] for f in g) for g in groups) == [10, 11]
     before = (decorators.get_signature, transform_evaluator._ParDoEvaluator.__init__)
-    with replay.memoized_dofn_inspection():
+    with memoized_dofn_inspection():
         assert decorators.get_signature is not before[0]
     assert (decorators.get_signature, transform_evaluator._ParDoEvaluator.__init__) == before
     assert replay.zscore_score(float("nan")) == 0.0 and replay.zscore_score(3.0) == 0.75

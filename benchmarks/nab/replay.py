@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import contextlib
 import dataclasses
 import datetime
 import json
@@ -33,6 +32,7 @@ from apache_beam.testing.test_stream import TestStream
 
 from beam_ml.detectors import ScoreWindows
 from beam_ml.streaming import WINDOWS, Reading, WindowPerSensor
+from benchmarks.common import memoized_dofn_inspection
 from benchmarks.nab.scoring import PROFILES, label_file, normalised, sweep
 
 ZSCORE = "beamZScore"  # NAB detector names are camelCase without "_"
@@ -169,57 +169,6 @@ class _CollectZScore(beam.DoFn):
         key, result = element
         z = next(iter(result.predictions)).score
         _COLLECTED[self._token].append((ZSCORE, key, result.example.end, zscore_score(z)))
-
-
-@contextlib.contextmanager
-def memoized_dofn_inspection():
-    """The local DirectRunner re-inspects every DoFn's methods (`inspect.signature`) and checks that the DoFn pickles
-    for every bundle, which is most of its time on a per-reading stream (a bundle per reading): memoize the first per
-    function and per DoFn class and skip the second while the replay runs. It changes no result (a function's
-    signature and a DoFn class's state and timer specs do not change; the DoFns are pickled anyway)."""
-    from apache_beam.runners.direct import transform_evaluator
-    from apache_beam.transforms import core, userstate
-    from apache_beam.typehints import decorators
-
-    original_signature, original_specs = decorators.get_signature, userstate.get_dofn_specs
-    original_stateful = transform_evaluator.is_stateful_dofn
-    original_init = transform_evaluator._ParDoEvaluator.__init__
-    signatures, specs = {}, {}
-
-    def get_signature(func):
-        key = (getattr(func, "__func__", func), hasattr(func, "__self__"))
-        try:
-            return signatures[key]
-        except TypeError:  # unhashable callable
-            return original_signature(func)
-        except KeyError:
-            signatures[key] = original_signature(func)
-            return signatures[key]
-
-    def get_dofn_specs(dofn):
-        if type(dofn) not in specs:
-            specs[type(dofn)] = original_specs(dofn)
-        return specs[type(dofn)]
-
-    def is_stateful_dofn(dofn):
-        state_specs, timer_specs = get_dofn_specs(dofn)
-        return bool(state_specs or timer_specs)
-
-    def init_without_pickle_test(self, *args, **kwargs):
-        kwargs["perform_dofn_pickle_test"] = False  # the runner's per-bundle pickling check
-        original_init(self, *args, **kwargs)
-
-    decorators.get_signature = core.get_signature = get_signature
-    transform_evaluator._ParDoEvaluator.__init__ = init_without_pickle_test
-    userstate.get_dofn_specs = get_dofn_specs
-    transform_evaluator.get_dofn_specs, transform_evaluator.is_stateful_dofn = get_dofn_specs, is_stateful_dofn
-    try:
-        yield
-    finally:
-        decorators.get_signature = core.get_signature = original_signature
-        transform_evaluator._ParDoEvaluator.__init__ = original_init
-        userstate.get_dofn_specs = original_specs
-        transform_evaluator.get_dofn_specs, transform_evaluator.is_stateful_dofn = original_specs, original_stateful
 
 
 def detect(series: Mapping[str, Series], config, window_length: int = 8, chunk: int = 500
