@@ -24,7 +24,7 @@ from beam_ml.streaming import ParseTelemetry, Reading, SensorWindow, WindowPerSe
 from beam_ml.telemetry_generator import CHANNELS, generate
 from beam_ml.train import WINDOWING_ASSET
 from beam_ml.windows import WindowSpec, serialized_windows
-from conftest import ROOT, TELEMETRY_CONFIG as CONFIG
+from conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 
