@@ -1,4 +1,4 @@
-"""Detect anomalies in streaming sensor telemetry with the newest pushed window model and/or online detectors.
+r"""Detect anomalies in streaming sensor telemetry with the newest pushed window model and/or online detectors.
 
     python -m jobs.detect_anomalies --subscription projects/P/subscriptions/telemetry \
         --serving_dir serving/telemetry --output_dir runs/detect --alerts_dir alerts --dead_letter_dir dead \
