@@ -29,11 +29,12 @@ from typing import Optional
 import apache_beam as beam
 from apache_beam.transforms import trigger, window
 
+from beam_ml.config import PUBSUB_TOPIC_REGEX
 from beam_ml.deadletter import DeadLetter
 from beam_ml.streaming import Alert
 
 DEAD_LETTER, FILES = "dead_letter", "files"
-TOPIC_REGEX = re.compile(r"^projects/[^/]+/topics/[^/]+$")
+TOPIC_REGEX = re.compile(PUBSUB_TOPIC_REGEX)
 
 BIGQUERY_SCHEMA = {"fields": [
     {"name": "sensor_id", "type": "STRING", "mode": "REQUIRED"},

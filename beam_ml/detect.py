@@ -22,7 +22,7 @@ from beam_ml.manifest import RunManifest, package_versions, utc_now
 from beam_ml.pipeline import absolute, new_run_dir
 from beam_ml.push import latest_model
 from beam_ml.replay import is_heartbeat
-from beam_ml.scoring import ScoreWithModel, WindowModelInfo, window_model_info
+from beam_ml.scoring import ScoreWithModel, window_model_info
 from beam_ml.streaming import LATE, READINGS, WINDOWS, ParseTelemetry, Reading, WindowPerSensor
 from beam_ml.windows import WindowSpec
 
@@ -42,9 +42,8 @@ class DetectPlan:
     run_id: str
     run_dir: str
     model_dir: Optional[str]  # the version pushed at launch, if a model scores (later ones are picked up running)
-    info: Optional[WindowModelInfo]  # what that model says about its input
-    channels: tuple[str, ...]
-    spec: WindowSpec
+    channels: tuple[str, ...]  # from the model, or --channels
+    spec: WindowSpec  # the model's windowing, or a window per reading
     online: tuple[DetectorSpec, ...]  # the online detectors, in the order given
     started: str
 
@@ -78,7 +77,7 @@ def plan_detect(config: DetectConfig) -> DetectPlan:
     config = dataclasses.replace(config, **{name: absolute(getattr(config, name))
                                             for name in ("serving_dir", "output_dir", "alerts_dir", "dead_letter_dir")})
     online = online_detectors(config)
-    model_dir = info = None
+    model_dir = None
     if config.serving_dir:
         model_dir = latest_model(config.serving_dir)
         if model_dir is None:
@@ -91,7 +90,7 @@ def plan_detect(config: DetectConfig) -> DetectPlan:
     else:
         channels, spec = tuple(config.channels.split(",")), READING_WINDOWS
     run_id, run_dir = new_run_dir(config.output_dir, config.run_id)
-    return DetectPlan(config, run_id, run_dir, model_dir, info, channels, spec, online, utc_now())
+    return DetectPlan(config, run_id, run_dir, model_dir, channels, spec, online, utc_now())
 
 
 def payload(message) -> bytes:
@@ -168,7 +167,7 @@ class DetectAnomalies(beam.PTransform):
                                                                    config.release_every)
         verdicts = []
         if plan.model_dir:
-            verdicts.append(windowed[WINDOWS] | "Score" >> ScoreWithModel(config.serving_dir, plan.channels,
+            verdicts.append(windowed[WINDOWS] | "Score" >> ScoreWithModel(config.serving_dir,
                                                                           poll_seconds=config.model_poll_seconds))
         if plan.online:
             verdicts.append(windowed[WINDOWS] | "ScoreOnline" >> ScoreWindows(plan.online, plan.channels))

@@ -25,11 +25,12 @@ import io
 import itertools
 import json
 import math
+import re
 import threading
 import time
 from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
-from beam_ml.config import parse_time
+from beam_ml.config import PUBSUB_TOPIC_REGEX, parse_time
 
 TIMESTAMP, SENSOR_ID = "timestamp", "sensor_id"
 LABEL_COLUMNS = ("is_anomaly", "label", "anomaly")  # dropped unless named in `channels`
@@ -77,8 +78,7 @@ class ReplayConfig:
     max_batch_latency: float = 0.01
 
     def __post_init__(self):
-        parts = self.topic.split("/")
-        if len(parts) != 4 or parts[0] != "projects" or parts[2] != "topics" or not parts[1] or not parts[3]:
+        if not re.match(PUBSUB_TOPIC_REGEX, self.topic):
             raise ReplayError("topic", f"{self.topic!r} is not {TOPIC_PATTERN}")
         if self.rate is not None and self.speedup is not None:
             raise ReplayError("rate", "give --rate (events per second) or --speedup (event-time ratio), not both")
@@ -274,14 +274,17 @@ class _Outstanding:
 def frames(timed: Iterable[tuple[dict, float]], size: int) -> Iterator[tuple[Union[dict, list], float]]:
     """(reading, publish offset) pairs → (message, offset): consecutive readings with the same timestamp, at most
     `size`, as one frame (a list) sent at its last reading's offset; a reading alone stays an object."""
+    def message(group: list) -> tuple[Union[dict, list], float]:
+        return ([r for r, _ in group] if len(group) > 1 else group[0][0]), group[-1][1]
+
     group: list = []
     for reading, offset in timed:
         if group and (len(group) == size or reading.get(TIMESTAMP) != group[-1][0].get(TIMESTAMP)):
-            yield ([r for r, _ in group] if len(group) > 1 else group[0][0]), group[-1][1]
+            yield message(group)
             group = []
         group.append((reading, offset))
     if group:
-        yield ([r for r, _ in group] if len(group) > 1 else group[0][0]), group[-1][1]
+        yield message(group)
 
 
 def publish_messages(publisher, topic: str, messages: Iterable[dict], rate: Optional[float] = None,

@@ -57,16 +57,6 @@ def window_model_info(model_dir: str) -> WindowModelInfo:
     return WindowModelInfo(fmt, spec, spec.value_columns(fmt))
 
 
-@dataclasses.dataclass
-class WindowScore:
-    """One scored window: `channel_errors[i]` is channel i's share of the score (same scale as the score)."""
-
-    score: float
-    threshold: float
-    channel_errors: tuple[float, ...]
-    model_version: str
-
-
 class ServingModel:
     """The newest pushed window model of a serving directory, reloaded when a newer version appears."""
 
@@ -93,12 +83,14 @@ class ServingModel:
         self._serve = tf.saved_model.load(newest).signatures["serving_default"]
         self.version = os.path.basename(newest)
 
-    def score(self, windows: Sequence[SensorWindow]) -> list[WindowScore]:
+    def score(self, windows: Sequence[SensorWindow], detector: str = "model") -> list[ScoredWindow]:
+        """The model's verdict on each window; a channel's error is its share of the score, on the threshold's
+        scale."""
         import tensorflow as tf
         out = self._serve(examples=tf.constant(serialized_windows(windows, self.info.fmt, self.info.spec)))
         scores, thresholds, errors = (out[k].numpy() for k in ("score", "threshold", "channel_errors"))
-        return [WindowScore(float(s), float(t), tuple(float(e) for e in row), self.version)
-                for s, t, row in zip(scores, thresholds, errors)]
+        return [scored_window(w, s, t, row, detector, self.info.channels, self.version)
+                for w, s, t, row in zip(windows, scores, thresholds, errors)]
 
 
 _LOADED: dict[tuple[str, float], ServingModel] = {}
@@ -106,13 +98,15 @@ _LOADED_LOCK = threading.Lock()
 
 
 class WindowModelHandler(ModelHandler[SensorWindow, PredictionResult, ServingModel]):
-    """RunInference handler: SensorWindow → PredictionResult(window, WindowScore) with the newest pushed model."""
+    """RunInference handler: SensorWindow → PredictionResult(window, ScoredWindow) with the newest pushed model."""
 
-    def __init__(self, serving_dir: str, poll_seconds: float = 10.0, max_batch_size: int = 256):
+    def __init__(self, serving_dir: str, poll_seconds: float = 10.0, max_batch_size: int = 256,
+                 detector: str = "model"):
         super().__init__()
         self._serving_dir = serving_dir
         self._poll_seconds = poll_seconds
         self._max_batch_size = max_batch_size
+        self._detector = detector
 
     def load_model(self) -> ServingModel:
         # One ServingModel per serving directory and process: RunInference shares its model only while a DoFn
@@ -126,7 +120,7 @@ class WindowModelHandler(ModelHandler[SensorWindow, PredictionResult, ServingMod
     def run_inference(self, batch: Sequence[SensorWindow], model: ServingModel,
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
         model.refresh()
-        return [PredictionResult(w, s, model.version) for w, s in zip(batch, model.score(batch))]
+        return [PredictionResult(w, s, model.version) for w, s in zip(batch, model.score(batch, self._detector))]
 
     def batch_elements_kwargs(self) -> dict[str, Any]:
         return {"max_batch_size": self._max_batch_size}
@@ -135,11 +129,8 @@ class WindowModelHandler(ModelHandler[SensorWindow, PredictionResult, ServingMod
         return "beam_ml.scoring"
 
 
-def model_verdict(result: PredictionResult, channels: Sequence[str], detector: str) -> ScoredWindow:
-    """The model's verdict on a window; a channel's error is its share of the score, on the threshold's scale."""
-    window, scored = result.example, result.inference
-    return scored_window(window, scored.score, scored.threshold, scored.channel_errors, detector, channels,
-                         scored.model_version)
+def verdict(result: PredictionResult) -> ScoredWindow:
+    return result.inference
 
 
 class ScoreWithModel(beam.PTransform):
@@ -149,17 +140,14 @@ class ScoreWithModel(beam.PTransform):
 
     Example::
 
-        info = window_model_info(latest_model(serving_dir))
-        alerts = windows | ScoreWithModel(serving_dir, info.channels) | ToAlerts()
+        alerts = windows | ScoreWithModel(serving_dir) | ToAlerts()
     """
 
-    def __init__(self, serving_dir: str, channels: Sequence[str], detector: str = "model", poll_seconds: float = 10.0,
+    def __init__(self, serving_dir: str, detector: str = "model", poll_seconds: float = 10.0,
                  batch_window: float = 1.0):
         super().__init__()
         self._batch_window = batch_window
-        self._handler = WindowModelHandler(serving_dir, poll_seconds)
-        self._channels = tuple(channels)
-        self._detector = detector
+        self._handler = WindowModelHandler(serving_dir, poll_seconds, detector=detector)
 
     def expand(self, windows: beam.PCollection) -> beam.PCollection:
         # RunInference batches within a Beam window; in the global window a batch is stamped with the end of time,
@@ -167,4 +155,4 @@ class ScoreWithModel(beam.PTransform):
         return (windows
                 | "BatchWindows" >> beam.WindowInto(FixedWindows(self._batch_window))
                 | "RunInference" >> RunInference(self._handler)
-                | "Verdicts" >> beam.Map(model_verdict, self._channels, self._detector))
+                | "Verdicts" >> beam.Map(verdict))

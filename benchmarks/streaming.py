@@ -97,11 +97,10 @@ def run_job(serving_dir: str, workdir: str, cut: str, publish, allowed_lateness:
 
     from beam_ml.config import DetectConfig
     from beam_ml.detect import DetectAnomalies, payload, plan_detect
-    from beam_ml.replay import is_heartbeat
+    from beam_ml.replay import is_heartbeat, publisher_client
     from beam_ml.streaming import READINGS, WINDOWS, ParseTelemetry, WindowPerSensor
 
-    publisher = pubsub_v1.PublisherClient(batch_settings=pubsub_v1.types.BatchSettings(max_messages=500,
-                                                                                         max_latency=0.01))
+    publisher = publisher_client(max_batch_messages=500, max_batch_latency=0.01)
     subscriber = pubsub_v1.SubscriberClient()
     topic, subscription = topic_with_subscription(publisher, subscriber, "telemetry")
     alerts_topic, alerts_sub = topic_with_subscription(publisher, subscriber, "alerts")

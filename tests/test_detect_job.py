@@ -69,7 +69,7 @@ def test_detection_job_on_the_pubsub_emulator_with_a_model_pushed_mid_stream(tra
     plan = plan_detect(config(tmp_path, serving_dir, subscription=telemetry_sub, alerts_topic=alerts_topic,
                               dead_letter_topic=dead_topic, allowed_lateness="1", model_poll_seconds="0.5",
                               file_window="5"))
-    assert plan.info.channels == CHANNELS and plan.info.spec.length == 24
+    assert plan.channels == CHANNELS and plan.spec.length == 24
     p = beam.Pipeline(options=PipelineOptions(["--runner=BundleBasedDirectRunner", "--streaming",
                                                f"--project={PROJECT}"]))
     _ = p | "DetectAnomalies" >> DetectAnomalies(plan)

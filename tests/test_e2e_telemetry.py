@@ -134,7 +134,7 @@ def test_score_with_model_alerts_on_an_injected_anomaly_in_a_stream(trained_tele
     with _streaming_pipeline() as p:
         readings = (p | stream | ParseTelemetry(CHANNELS))["readings"]
         windows = (readings | WindowPerSensor(length=24, stride=1, allowed_lateness=3600, max_gap=900))["windows"]
-        alerts = windows | ScoreWithModel(serving_dir, CHANNELS) | ToAlerts(top=len(CHANNELS))
+        alerts = windows | ScoreWithModel(serving_dir) | ToAlerts(top=len(CHANNELS))
 
         def check(found):
             assert found, "no alert"
