@@ -21,7 +21,6 @@ from beam_ml.detectors import DetectorSpec, ScoreWindows, ToAlerts, Vote, new_de
 from beam_ml.manifest import RunManifest, package_versions, utc_now
 from beam_ml.pipeline import absolute, new_run_dir
 from beam_ml.push import latest_model
-from beam_ml.replay import is_heartbeat
 from beam_ml.scoring import ScoreWithModel, window_model_info
 from beam_ml.streaming import LATE, READINGS, WINDOWS, ParseTelemetry, Reading, WindowPerSensor
 from beam_ml.windows import WindowSpec
@@ -93,10 +92,6 @@ def plan_detect(config: DetectConfig) -> DetectPlan:
     return DetectPlan(config, run_id, run_dir, model_dir, channels, spec, online, utc_now())
 
 
-def payload(message) -> bytes:
-    return message.data
-
-
 def late_dead_letter(reading: Reading, source: str, allowed_lateness: float) -> DeadLetter:
     raw = json.dumps({"sensor_id": reading.sensor_id, "timestamp": reading.timestamp, "values": reading.values})
     return DeadLetter(source, 0, raw, f"late: sensor {reading.sensor_id} was already released past event time "
@@ -157,11 +152,8 @@ class DetectAnomalies(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         plan = self._plan
         config, spec, lateness = plan.config, plan.spec, plan.config.allowed_lateness
-        messages = (pbegin
-                    | "ReadTelemetry" >> (self._source or beam.io.ReadFromPubSub(subscription=config.subscription,
-                                                                                 with_attributes=True))
-                    | "DropHeartbeats" >> beam.Filter(lambda m: not is_heartbeat(m))
-                    | "Payloads" >> beam.Map(payload))
+        messages = pbegin | "ReadTelemetry" >> (self._source or beam.io.ReadFromPubSub(
+            subscription=config.subscription, with_attributes=True))
         parsed = messages | "Parse" >> ParseTelemetry(plan.channels, source=config.subscription)
         windowed = parsed[READINGS] | "Windows" >> WindowPerSensor(spec.length, spec.stride, lateness, spec.max_gap,
                                                                    config.release_every)

@@ -22,6 +22,7 @@ import apache_beam as beam  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions  # noqa: E402
 
 from beam_ml.config import ConfigError  # noqa: E402
+from beam_ml.runtime import dofn_signature_cache, freeze_long_lived_objects  # noqa: E402
 from beam_ml.manifest import RunManifest  # noqa: E402
 from beam_ml.options import reject_unknown_flags  # noqa: E402
 
@@ -62,11 +63,13 @@ def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[Pip
     try:
         pipeline = beam.Pipeline(options=options)
         _ = pipeline | graph(run_plan)
-        result = pipeline.run()
         if is_dataflow(options):  # a Flex Template launcher must return once the job is submitted
+            pipeline.run()
             print(f"submitted; run record will be at {manifest.path}")
             return 0
-        result.wait_until_finish()
+        freeze_long_lived_objects()  # start-up's objects live as long as the run (see beam_ml.runtime)
+        with dofn_signature_cache():  # the local runner's per-bundle cost
+            pipeline.run().wait_until_finish()
     except Exception as e:  # the pipeline failed: leave a failed record unless the run already wrote one
         record = _read_manifest(manifest.path)
         if record is None or record.get("status") != "failed":

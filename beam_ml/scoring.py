@@ -20,11 +20,12 @@ import time
 from typing import Any, Iterable, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+from apache_beam.ml.inference.base import ModelHandler, RunInference
 from apache_beam.transforms.window import FixedWindows
 
 from beam_ml.export import raw_column_types
 from beam_ml.push import latest_model
+from beam_ml.runtime import freeze_long_lived_objects
 from beam_ml.records import RecordFormat
 from beam_ml.detectors import ScoredWindow, scored_window
 from beam_ml.streaming import SensorWindow
@@ -82,6 +83,7 @@ class ServingModel:
         self.info = window_model_info(newest)
         self._serve = tf.saved_model.load(newest).signatures["serving_default"]
         self.version = os.path.basename(newest)
+        freeze_long_lived_objects()  # the model's objects live until the next version (see beam_ml.runtime)
 
     def score(self, windows: Sequence[SensorWindow], detector: str = "model") -> list[ScoredWindow]:
         """The model's verdict on each window; a channel's error is its share of the score, on the threshold's
@@ -97,8 +99,9 @@ _LOADED: dict[tuple[str, float], ServingModel] = {}
 _LOADED_LOCK = threading.Lock()
 
 
-class WindowModelHandler(ModelHandler[SensorWindow, PredictionResult, ServingModel]):
-    """RunInference handler: SensorWindow → PredictionResult(window, ScoredWindow) with the newest pushed model."""
+class WindowModelHandler(ModelHandler[SensorWindow, ScoredWindow, ServingModel]):
+    """RunInference handler: SensorWindow → ScoredWindow (the verdict itself rather than a PredictionResult to
+    unwrap: a step less) with the newest pushed model."""
 
     def __init__(self, serving_dir: str, poll_seconds: float = 10.0, max_batch_size: int = 256,
                  detector: str = "model"):
@@ -118,19 +121,15 @@ class WindowModelHandler(ModelHandler[SensorWindow, PredictionResult, ServingMod
             return _LOADED[key]
 
     def run_inference(self, batch: Sequence[SensorWindow], model: ServingModel,
-                      inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
+                      inference_args: Optional[dict[str, Any]] = None) -> Iterable[ScoredWindow]:
         model.refresh()
-        return [PredictionResult(w, s, model.version) for w, s in zip(batch, model.score(batch, self._detector))]
+        return model.score(batch, self._detector)
 
     def batch_elements_kwargs(self) -> dict[str, Any]:
         return {"max_batch_size": self._max_batch_size}
 
     def get_metrics_namespace(self) -> str:
         return "beam_ml.scoring"
-
-
-def verdict(result: PredictionResult) -> ScoredWindow:
-    return result.inference
 
 
 class ScoreWithModel(beam.PTransform):
@@ -154,5 +153,4 @@ class ScoreWithModel(beam.PTransform):
         # which would make every alert late for event-time sinks. Short fixed windows keep alerts near event time.
         return (windows
                 | "BatchWindows" >> beam.WindowInto(FixedWindows(self._batch_window))
-                | "RunInference" >> RunInference(self._handler)
-                | "Verdicts" >> beam.Map(verdict))
+                | "RunInference" >> RunInference(self._handler))

@@ -1,8 +1,9 @@
 """Streaming telemetry: parse messages, put each sensor's readings in event-time order, cut them into windows.
 
 Data contract:
-  * `ParseTelemetry(channels)`: PCollection[bytes] (one JSON message each) → {"readings": PCollection[(sensor id,
-    Reading)] timestamped with the reading's event time, "dead_letter": PCollection[DeadLetter]}.
+  * `ParseTelemetry(channels)`: PCollection[bytes or PubsubMessage] (one JSON message each; heartbeats are
+    skipped) → {"readings": PCollection[(sensor id, Reading)] timestamped with the reading's event time,
+    "dead_letter": PCollection[DeadLetter]}.
   * `WindowPerSensor(length, stride, allowed_lateness, max_gap)`: PCollection[(sensor id, Reading)] →
     {"windows": PCollection[SensorWindow], "late": PCollection[Reading], "duplicates": PCollection[Reading]}.
 
@@ -31,6 +32,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from beam_ml.config import parse_time
 from beam_ml.deadletter import DeadLetter
+from beam_ml.replay import is_heartbeat
 
 METRICS_NAMESPACE = "beam_ml.streaming"
 READINGS, DEAD_LETTER = "readings", "dead_letter"
@@ -128,8 +130,11 @@ def _event_time(value) -> float:
 
 
 class ParseTelemetryFn(beam.DoFn):
-    """bytes → (sensor id, Reading) at the reading's event time, for each reading of the message; a dead letter with
-    the reason for a message that is not JSON and for each invalid reading (the frame's others go on)."""
+    """A message (bytes, or a PubsubMessage whose data is parsed; a heartbeat is skipped) → (sensor id, Reading) at
+    the reading's event time, for each reading of the message; a dead letter with the reason for a message that is
+    not JSON and for each invalid reading (the frame's others go on).
+
+    One step from the Pub/Sub message to readings: the local runner's cost is per step and bundle, not per element."""
 
     def __init__(self, channels: Sequence[str], source: str):
         self._channels = tuple(channels)
@@ -141,7 +146,10 @@ class ParseTelemetryFn(beam.DoFn):
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         return beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(self._source, 0, text, reason))
 
-    def process(self, message: bytes):
+    def process(self, message):
+        if is_heartbeat(message):
+            return
+        message = getattr(message, "data", message)
         try:
             records = message_records(message)
         except ValueError as e:
@@ -158,8 +166,9 @@ class ParseTelemetryFn(beam.DoFn):
 
 
 class ParseTelemetry(beam.PTransform):
-    """Parses telemetry messages, each one reading or a frame of readings (a JSON array); a malformed message or
-    invalid reading goes to "dead_letter" with the reason (counted as `invalid_messages`).
+    """Parses telemetry messages (bytes or PubsubMessages), each one reading or a frame of readings (a JSON array);
+    heartbeats are skipped; a malformed message or invalid reading goes to "dead_letter" with the reason (counted as
+    `invalid_messages`).
 
     Example::
 

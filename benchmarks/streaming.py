@@ -23,6 +23,7 @@ Speed is measured here, not in tests. Prints a table and the environment.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -36,7 +37,7 @@ import numpy as np
 import pandas as pd
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from benchmarks.common import ROOT, environment, memoized_dofn_inspection
+from benchmarks.common import ROOT, environment
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
@@ -89,60 +90,79 @@ def readings(sensors: int, count: int, start: float, rate: float) -> list[dict]:
     return out
 
 
-def run_job(serving_dir: str, workdir: str, cut: str, publish, allowed_lateness: float, release_every: float,
-            settle: float = 120.0) -> dict:
-    """Runs the job (cut: parse | windows | full) while `publish(topic)` publishes; returns taps and timings."""
+def run_job(serving_dir: str, workdir: str, cut: str, publish: tuple[str, dict], allowed_lateness: float,
+            release_every: float, runtime_fixes: bool = True, settle: float = 120.0) -> dict:
+    """Runs the job (cut: parse | windows | full) while another process publishes (`publish`: the name of a
+    publishing function below and its arguments); returns what it observed and timings. `runtime_fixes`: run it as
+    `beam_ml.launch` runs jobs locally (`beam_ml.runtime`), or on Beam's local runner as it is.
+
+    The cuts tap their last output (a counting step); the whole job is observed only through its own outputs, the
+    alerts and dead-letter topics, so no extra step runs in it. The publisher runs in its own process, as a
+    telemetry source does, so that it does not share the job's interpreter."""
     from google.cloud import pubsub_v1
     from pubsub import running, topic_with_subscription
 
     from beam_ml.config import DetectConfig
-    from beam_ml.detect import DetectAnomalies, payload, plan_detect
-    from beam_ml.replay import is_heartbeat, publisher_client
+    from beam_ml.detect import DetectAnomalies, plan_detect
+    from beam_ml.replay import publisher_client
+    from beam_ml.runtime import dofn_signature_cache, freeze_long_lived_objects
     from beam_ml.streaming import READINGS, WINDOWS, ParseTelemetry, WindowPerSensor
 
     publisher = publisher_client(max_batch_messages=500, max_batch_latency=0.01)
     subscriber = pubsub_v1.SubscriberClient()
     topic, subscription = topic_with_subscription(publisher, subscriber, "telemetry")
     alerts_topic, alerts_sub = topic_with_subscription(publisher, subscriber, "alerts")
+    dead_topic, dead_sub = topic_with_subscription(publisher, subscriber, "dead")
     plan = plan_detect(DetectConfig.load(None, {
         "subscription": subscription, "serving_dir": serving_dir, "output_dir": os.path.join(workdir, "detect"),
-        "alerts_topic": alerts_topic, "dead_letter_dir": os.path.join(workdir, "dead"),
-        "allowed_lateness": str(allowed_lateness), "release_every": str(release_every), "model_poll_seconds": "30"}))
+        "alerts_topic": alerts_topic, "dead_letter_topic": dead_topic, "allowed_lateness": str(allowed_lateness),
+        "release_every": str(release_every), "model_poll_seconds": "30"}))
     p = beam.Pipeline(options=PipelineOptions(["--runner=BundleBasedDirectRunner", "--streaming",
                                                f"--project={PROJECT}"]))
     if cut == "full":
-        out = p | "DetectAnomalies" >> DetectAnomalies(plan)
-        for name in ("windows", "alerts", "dead_letter"):
-            _ = out[name] | f"Tap_{name}" >> beam.ParDo(Tap(name))
-        readings_out = out["readings"]
+        _ = p | "DetectAnomalies" >> DetectAnomalies(plan)
     else:  # the job's first steps only, from the same library transforms
         spec = plan.spec
         readings_out = (p
                         | "Read" >> beam.io.ReadFromPubSub(subscription=subscription, with_attributes=True)
-                        | "DropHeartbeats" >> beam.Filter(lambda m: not is_heartbeat(m))
-                        | "Payloads" >> beam.Map(payload)
                         | "Parse" >> ParseTelemetry(plan.channels))[READINGS]
+        _ = readings_out | "TapReadings" >> beam.ParDo(Tap("readings"))
         if cut == "windows":
             windows = readings_out | "Windows" >> WindowPerSensor(spec.length, spec.stride, allowed_lateness,
                                                                   spec.max_gap, release_every)
             _ = windows[WINDOWS] | "TapWindows" >> beam.ParDo(Tap("windows"))
-    _ = readings_out | "TapReadings" >> beam.ParDo(Tap("readings"))
     Tap.counts.clear()
     Tap.last.clear()
-    with running(p, publisher, topic):
+    if runtime_fixes:
+        freeze_long_lived_objects()
+    with dofn_signature_cache() if runtime_fixes else contextlib.nullcontext(), running(p, publisher, topic):
         time.sleep(5)  # start-up: the reader's first pull
-        result = publish(publisher, topic)
+        result = publish_elsewhere(publish, topic)
         deadline = time.time() + settle
-        expected = result["expected"]
-        while time.time() < deadline and any(Tap.counts.get(k, 0) < n for k, n in expected.items()
-                                             if k == "readings" or cut != "parse"):
-            time.sleep(0.2)
-        result["taps"] = dict(Tap.counts)
-        result["last"] = dict(Tap.last)
         if cut == "full":
-            time.sleep(3)
-            result["alert_messages"] = drain(subscriber, alerts_sub)
+            result.update(collect_outputs(subscriber, alerts_sub, dead_sub, deadline))
+        else:
+            expected = result["expected"]
+            while time.time() < deadline and any(Tap.counts.get(k, 0) < n for k, n in expected.items()
+                                                 if k == "readings" or cut != "parse"):
+                time.sleep(0.2)
+            result["taps"] = dict(Tap.counts)
+            result["last"] = dict(Tap.last)
     return result
+
+
+def collect_outputs(subscriber, alerts_sub: str, dead_sub: str, deadline: float, quiet: float = 5.0) -> dict:
+    """The alerts and dead letters the job publishes, until nothing more came for `quiet` seconds."""
+    out = {"alert_messages": [], "dead_letters": []}
+    last_seen = time.time()
+    while time.time() < deadline and time.time() - last_seen < quiet:
+        time.sleep(1.0)
+        for key, sub in (("alert_messages", alerts_sub), ("dead_letters", dead_sub)):
+            got = drain(subscriber, sub)
+            if got:
+                out[key].extend(got)
+                last_seen = time.time()
+    return out
 
 
 def drain(subscriber, subscription: str) -> list:
@@ -155,39 +175,63 @@ def drain(subscriber, subscription: str) -> list:
         messages.extend(got)
 
 
-def publish_backlog(events: int, sensors: int, frame_size: int):
-    def publish(publisher, topic):
-        from beam_ml.replay import encode, frames
-        start = time.time()
-        messages = readings(sensors, events, start, rate=5000.0)
-        futures = [publisher.publish(topic, encode(m)) for m, _ in frames(((m, 0.0) for m in messages), frame_size)]
-        for f in futures:
-            f.result(60)
-        windows = sensors * max(0, events // sensors - 23)
-        return {"start": start, "published_in": time.time() - start, "messages": len(futures),
-                "expected": {"readings": events, "windows": windows}}
-    return publish
+def publish_elsewhere(publish: tuple[str, dict], topic: str) -> dict:
+    """Runs `publish` in a fresh process (spawned: this one holds TensorFlow and gRPC threads) and returns its
+    result."""
+    import multiprocessing
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=_publish_child, args=(publish, topic, results), daemon=True)
+    child.start()
+    result = results.get(timeout=600)
+    child.join(60)
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
-def publish_paced(rate: float, seconds: float, sensors: int, frame_size: int):
-    def publish(publisher, topic):
-        from beam_ml.replay import encode, frames
-        start = time.time() + 0.5
-        messages = readings(sensors, int(rate * seconds), start, rate)
-        sent = {}
-        futures = []
-        for message, due in frames(((m, m["timestamp"]) for m in messages), frame_size):
-            delay = due - time.time()
-            if delay > 0.001:
-                time.sleep(delay)
-            now = time.time()
-            for m in message if isinstance(message, list) else [message]:
-                sent[(m["sensor_id"], m["timestamp"])] = now
-            futures.append(publisher.publish(topic, encode(message)))
-        for f in futures:
-            f.result(60)
-        return {"start": start, "sent": sent, "expected": {"readings": len(messages)}}
-    return publish
+def _publish_child(publish: tuple[str, dict], topic: str, results) -> None:
+    from beam_ml.replay import publisher_client
+    name, kwargs = publish
+    try:
+        publisher = publisher_client(max_batch_messages=500, max_batch_latency=0.01)
+        results.put(PUBLISHERS[name](publisher, topic, **kwargs))
+    except Exception as e:  # handed to the parent, which raises it
+        results.put(RuntimeError(f"publishing failed: {e!r}"))
+
+
+def publish_backlog(publisher, topic: str, events: int, sensors: int, frame_size: int) -> dict:
+    from beam_ml.replay import encode, frames
+    start = time.time()
+    messages = readings(sensors, events, start, rate=5000.0)
+    futures = [publisher.publish(topic, encode(m)) for m, _ in frames(((m, 0.0) for m in messages), frame_size)]
+    for f in futures:
+        f.result(60)
+    windows = sensors * max(0, events // sensors - 23)
+    return {"start": start, "published_in": time.time() - start, "messages": len(futures),
+            "expected": {"readings": events, "windows": windows}}
+
+
+def publish_paced(publisher, topic: str, rate: float, seconds: float, sensors: int, frame_size: int) -> dict:
+    from beam_ml.replay import encode, frames
+    start = time.time() + 0.5
+    messages = readings(sensors, int(rate * seconds), start, rate)
+    sent = {}
+    futures = []
+    for message, due in frames(((m, m["timestamp"]) for m in messages), frame_size):
+        delay = due - time.time()
+        if delay > 0.001:
+            time.sleep(delay)
+        now = time.time()
+        for m in message if isinstance(message, list) else [message]:
+            sent[(m["sensor_id"], m["timestamp"])] = now
+        futures.append(publisher.publish(topic, encode(message)))
+    for f in futures:
+        f.result(60)
+    return {"start": start, "sent": sent, "expected": {"readings": len(messages)}}
+
+
+PUBLISHERS = {"backlog": publish_backlog, "paced": publish_paced}
 
 
 def latencies(result: dict) -> list[tuple[float, float]]:
@@ -214,19 +258,19 @@ def throughput_row(label: str, r: dict) -> tuple[str, str, str]:
 def paced_row(label: str, r: dict, seconds: float) -> tuple[str, str, str]:
     """Latency percentiles of a paced run, and whether the job kept up: nothing late (the local runner's watermark
     is the wall clock, so a job that falls behind turns its own backlog late) and latency not growing."""
+    reasons = [m.attributes.get("reason", "") for m in r["dead_letters"]]
+    late = sum(reason == "late" for reason in reasons)
     timed = latencies(r)
     if not timed:
-        return label, "no alerts", str(r["taps"])
+        return label, "no alerts", f"dead letters {len(reasons)}, of them late {late}"
     lat = np.array([t for _, t in timed])
     third = max(1, len(lat) // 3)
     first, last = float(np.median(lat[:third])), float(np.median(lat[-third:]))
-    late = r["taps"].get("dead_letter", 0)
-    kept_up = late == 0 and last < first + 1.0
+    kept_up = not reasons and last < first + 1.0
     return (label, f"p50 {np.percentile(lat, 50):.2f} s, p99 {np.percentile(lat, 99):.2f} s; "
                    f"{'kept up' if kept_up else 'fell behind'}",
-            f"{len(lat)} alerts over {seconds:.0f} s; median latency {first:.2f} s in the first third, {last:.2f} s "
-            f"in the last; readings out {r['taps'].get('readings', 0)} of {r['expected']['readings']}, late "
-            f"(dead-lettered) {late}")
+            f"{len(lat)} alerts over {seconds:.0f} s of {r['expected']['readings']:,} readings; median latency "
+            f"{first:.2f} s in the first third, {last:.2f} s in the last; dead letters {len(reasons)} (late {late})")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -238,6 +282,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--events", type=int, default=20000, help="Readings in each backlog run with frames.")
     parser.add_argument("--allowed_lateness", type=float, default=1.0)
     parser.add_argument("--release_every", type=float, default=0.5)
+    parser.add_argument("--low_lateness", type=float, default=0.5,
+                        help="Also run the first rate with this allowed lateness (0: skip).")
     args = parser.parse_args(argv)
     import emulators
 
@@ -249,7 +295,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if process is None:
         raise SystemExit(f"the Pub/Sub emulator is not installed ({emulators.PUBSUB_BIN})")
     os.environ["PUBSUB_EMULATOR_HOST"] = host
-    timing = dict(allowed_lateness=args.allowed_lateness, release_every=args.release_every)
     frames = f"frames of {args.sensors}, release_every {args.release_every} s"
     rates = [float(r) for r in args.rates.split(",")]
     rows = []
@@ -258,35 +303,40 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         rows.append(row)
         print(row, flush=True)
 
-    def paced(rate: float, note: str = "") -> None:
-        r = run_job(serving_dir, workdir, "full", publish_paced(rate, args.seconds, args.sensors, args.sensors),
-                    **timing)
-        record(paced_row(f"{rate:,.0f} events/s paced, whole job, {frames}{note}", r, args.seconds))
+    def backlog(cut: str, label: str, frame_size: int, events: int) -> None:
+        record(throughput_row(label, run_job(
+            serving_dir, workdir, cut, ("backlog", dict(events=events, sensors=args.sensors, frame_size=frame_size)),
+            allowed_lateness=args.allowed_lateness, release_every=args.release_every)))
+
+    def paced(rate: float, lateness: float, note: str = "", runtime_fixes: bool = True) -> None:
+        r = run_job(serving_dir, workdir, "full", ("paced", dict(rate=rate, seconds=args.seconds,
+                                                                 sensors=args.sensors, frame_size=args.sensors)),
+                    allowed_lateness=lateness, release_every=args.release_every, runtime_fixes=runtime_fixes)
+        record(paced_row(f"{rate:,.0f} events/s paced, whole job, allowed lateness {lateness:g} s{note}", r,
+                         args.seconds))
 
     try:
         serving_dir = args.serving_dir or train_model(workdir)
         WindowModelHandler(serving_dir, 30.0).load_model()  # loaded once per process, as the job's workers do
         # The shipped source pulls 10 messages per bundle with a new client each time: with a message per reading
-        # that caps the job whatever it does (so only 2,000 readings), and a reading per timer.
-        record(throughput_row("backlog, whole job, a message per reading, release_every 0", run_job(
-            serving_dir, workdir, "full", publish_backlog(min(args.events, 2000), args.sensors, 1),
-            allowed_lateness=args.allowed_lateness, release_every=0.0)))
-        # The first steps alone drain a backlog of frames (the whole job is measured paced: with the local
-        # runner's wall-clock watermark, a backlog it drains slower than real time turns late).
+        # that caps the job whatever it does (so only 2,000 readings).
+        backlog("parse", "backlog, read + parse, a message per reading", 1, min(args.events, 2000))
+        # The first steps alone drain a backlog of frames (the whole job is measured paced: with the local runner's
+        # wall-clock watermark, a backlog it drains slower than real time turns late).
         for cut, label in (("parse", "read + parse"), ("windows", "+ per-sensor windows")):
-            record(throughput_row(f"backlog, {label}, {frames}", run_job(
-                serving_dir, workdir, cut, publish_backlog(args.events, args.sensors, args.sensors), **timing)))
+            backlog(cut, f"backlog, {label}, {frames}", args.sensors, args.events)
         for rate in rates:
-            paced(rate)
-        # Where the rest goes: the local runner inspects every DoFn's signature for every bundle (one per key and
-        # timer firing). Benchmark-only, as in the NAB harness; Dataflow's runner does not do this.
-        with memoized_dofn_inspection():
-            for rate in rates:
-                paced(rate, "; the runner's per-bundle DoFn inspection memoized")
+            paced(rate, args.allowed_lateness)
+        if args.low_lateness:
+            paced(rates[0], args.low_lateness)
+        # Side by side: Beam's local runner as it is (every DoFn method's signature re-derived for every bundle of
+        # every step; full garbage collections over start-up's objects).
+        for rate in rates:
+            paced(rate, args.allowed_lateness, "; without beam_ml.runtime's fixes", runtime_fixes=False)
         print("\n| run | result | detail |\n|---|---|---|")
         for row in rows:
             print("| " + " | ".join(row) + " |")
-        print(f"\n{args.sensors} sensors, windows of 24 readings, allowed lateness {args.allowed_lateness} s\n"
+        print(f"\n{args.sensors} sensors, windows of 24 readings, {frames}\n"
               + environment("BundleBasedDirectRunner (--streaming) + Cloud Pub/Sub emulator"))
     finally:
         process.stop()

@@ -94,7 +94,7 @@ def test_streaming_detection_dry_run_translation_is_a_streaming_job_with_static_
 
     out = translate("first")
     assert out["job_type"] == "JOB_TYPE_STREAMING"
-    for stage in ["ReadTelemetry", "DropHeartbeats", "Parse", "Windows/OrderAndWindow", "Score/RunInference",
+    for stage in ["ReadTelemetry", "Parse", "Windows/OrderAndWindow", "Score/RunInference",
                   "ScoreOnline/Score", "Vote/Vote", "Alerts", "WriteAlerts", "LateToDeadLetters",
                   "WriteDeadLetters"]:
         assert any(t.startswith(f"DetectAnomalies/{stage}") for t in out["transforms"]), stage

@@ -62,6 +62,17 @@ def test_a_frame_gives_its_valid_readings_and_dead_letters_each_invalid_one():
             ("{not json", "not JSON")]), label="DeadLetters")
 
 
+def test_pubsub_messages_are_parsed_in_the_same_step_and_heartbeats_skipped():
+    from apache_beam.io.gcp.pubsub import PubsubMessage
+    messages = [PubsubMessage(_message("a"), {"published_at": "1.0"}), PubsubMessage(b"", {"heartbeat": "1"}),
+                PubsubMessage(b"{not json", None)]
+    with TestPipeline() as p:
+        parsed = p | beam.Create(messages) | ParseTelemetry(CHANNELS, source="sub")
+        assert_that(parsed["readings"] | beam.Map(lambda kv: kv[0]), equal_to(["a"]), label="Readings")
+        assert_that(parsed["dead_letter"] | beam.Map(lambda d: (d.raw, d.reason.split(":")[0])),
+                    equal_to([("{not json", "not JSON")]), label="DeadLetters")
+
+
 def _r(t, sensor="s1", value=0.0):
     return Reading(sensor, float(t), (float(value), float(t)))
 
