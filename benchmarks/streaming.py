@@ -1,22 +1,25 @@
 """Streaming detection on the DirectRunner with the Pub/Sub emulator: sustained events/s and publish-to-alert latency.
 
     python -m benchmarks.streaming [--serving_dir DIR] [--sensors 50] [--rates 1000,2000] [--seconds 30] [--events 20000]
-                                   [--allowed_lateness 1] [--release_every 0.5]
+                                   [--allowed_lateness 1] [--release_every 0.5] [--low_lateness 0.5]
 
 The job under test is `beam_ml.detect.DetectAnomalies` with the telemetry example's model (trained first into a
-temporary directory unless --serving_dir names a pushed window model), on the shipped BundleBasedDirectRunner and its
-own Pub/Sub source. Readings are the bundled telemetry sample re-timed to the wall clock: `--sensors` sensors, each
-replaying one of the sample's sensors, all reading at the same ticks (event time = publish time), with an anomaly
-(flow lifted) injected into every sensor every 60 readings. Messages carry one reading each, or one frame per tick
-(a JSON array of every sensor's reading, as a telemetry downlink sends them; `beam_ml.replay.frames`).
+temporary directory unless --serving_dir names a pushed window model), on Beam's BundleBasedDirectRunner and its own
+Pub/Sub source, run as `beam_ml.launch` runs jobs locally (`beam_ml.runtime`'s fixes) and, side by side, without
+them. Readings are the bundled telemetry sample re-timed to the wall clock: `--sensors` sensors, each replaying one
+of the sample's sensors, all reading at the same ticks (event time = publish time), with an anomaly (flow lifted)
+injected into every sensor every 300 readings. Messages carry one reading each, or one frame per tick (a JSON array
+of every sensor's reading, as a telemetry downlink sends them; `beam_ml.replay.frames`). A separate process
+publishes, as a telemetry source would.
 
 * Backlog: `--events` readings published as fast as the publisher goes while the job runs; events/s is readings
   over the time from the first publish until the last reading (or window) came out, for the job's first steps built
-  from the same transforms: read + parse, + per-sensor windows.
-* Paced (sustained rate and latency): the whole job (+ scoring, alerts, sinks) with readings published at each of
-  `--rates` events/s for `--seconds`; for each alert, the time from the publish of the window's newest reading to
-  the alert's publish to the alerts topic (Pub/Sub's own publish time), p50 and p99, and whether the job kept up
-  (no reading turned late, latency not growing over the run).
+  from the same transforms, with a counting step at the end: read + parse, + per-sensor windows.
+* Paced (sustained rate and latency): the whole job (+ scoring, alerts, sinks), observed only through its alerts
+  and dead-letter topics, with readings published at each of `--rates` events/s for `--seconds`; for each alert,
+  the time from the publish of the window's newest reading to the alert's publish to the alerts topic (Pub/Sub's
+  own publish time), p50 and p99, and whether the job kept up (no reading turned late, latency not growing over
+  the run).
 
 Speed is measured here, not in tests. Prints a table and the environment.
 """
