@@ -60,7 +60,7 @@ def cached_get_signature(original: Callable[..., inspect.Signature]) -> Callable
         except KeyError:
             signature = cache[target] = original(func)
             return signature
-        except TypeError:  # not weakly referenceable (a builtin, say)
+        except TypeError:  # not weakly referenceable (an instance of a class with __slots__, say)
             return original(func)
 
     get_signature.beam_ml_cached = True

@@ -100,7 +100,10 @@ def memoized_dofn_inspection():
     """The local DirectRunner re-inspects every DoFn's methods (`inspect.signature`) and checks that the DoFn pickles
     for every bundle, which is most of its time on a per-reading stream (a bundle per reading): memoize the first per
     function and per DoFn class and skip the second while the replay runs. It changes no result (a function's
-    signature and a DoFn class's state and timer specs do not change; the DoFns are pickled anyway)."""
+    signature and a DoFn class's state and timer specs do not change; the DoFns are pickled anyway).
+
+    Benchmark-only: jobs get `beam_ml.runtime.dofn_signature_cache`, which caches signatures alone and keeps each
+    bundle's fresh DoFn; on NAB's bundle-per-element replay that is 2.6× slower than this (benchmarks/README)."""
     from apache_beam.runners.direct import transform_evaluator
     from apache_beam.transforms import core, userstate
     from apache_beam.typehints import decorators
