@@ -22,9 +22,9 @@ import apache_beam as beam  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions  # noqa: E402
 
 from beam_ml.config import ConfigError  # noqa: E402
-from beam_ml.runtime import dofn_signature_cache, freeze_long_lived_objects  # noqa: E402
 from beam_ml.manifest import RunManifest  # noqa: E402
 from beam_ml.options import reject_unknown_flags  # noqa: E402
+from beam_ml.runtime import local_run  # noqa: E402
 
 
 def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[PipelineOptions],
@@ -67,8 +67,7 @@ def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[Pip
             pipeline.run()
             print(f"submitted; run record will be at {manifest.path}")
             return 0
-        freeze_long_lived_objects()  # start-up's objects live as long as the run (see beam_ml.runtime)
-        with dofn_signature_cache():  # the local runner's per-bundle cost
+        with local_run():  # the local runner's per-bundle cost, collector stalls (see beam_ml.runtime)
             pipeline.run().wait_until_finish()
     except Exception as e:  # the pipeline failed: leave a failed record unless the run already wrote one
         record = _read_manifest(manifest.path)

@@ -15,10 +15,11 @@ collector's full passes over objects that live as long as the process.
   sees as a stall (readings turn late). `gc.freeze()` after start-up and after a model loads takes them out of the
   collector's passes.
 
+`local_run()` is both, as `beam_ml.launch` runs every job on a local runner.
+
 Example::
 
-    freeze_long_lived_objects()
-    with dofn_signature_cache():
+    with local_run():
         pipeline.run().wait_until_finish()
 """
 from __future__ import annotations
@@ -100,3 +101,12 @@ def freeze_long_lived_objects() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+@contextlib.contextmanager
+def local_run() -> Iterator[None]:
+    """What a run on a local runner gets (see the module docstring): start-up's objects frozen, DoFn method
+    signatures cached while the block runs."""
+    freeze_long_lived_objects()
+    with dofn_signature_cache():
+        yield

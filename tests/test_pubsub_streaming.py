@@ -17,7 +17,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_ml.alerts import BIGQUERY_SCHEMA, WriteAlerts, alert_from_json
-from beam_ml.replay import PUBLISHED_AT, is_heartbeat, publish_messages
+from beam_ml.replay import PUBLISHED_AT, publish_messages
 from beam_ml.streaming import (DEAD_LETTER, DUPLICATES, LATE, METRICS_NAMESPACE, READINGS, WINDOWS, Alert,
                                ParseTelemetry, WindowPerSensor)
 from pubsub import PROJECT, poll, pull, running, topic_with_subscription
@@ -66,14 +66,6 @@ def _dead_letter(d):
     return d.reason
 
 
-def _data(message):
-    return message.data
-
-
-def _not_heartbeat(message):
-    return not is_heartbeat(message)
-
-
 def _telemetry(t0: float) -> list[dict]:
     """Three sensors, 8 readings each, STEP apart from t0: s1 spikes (temperature 150) at readings 4 and 5, s2
     (pressure 120) at reading 1, s3 never. s2's readings 2 and 3 are sent out of order, and s3's reading 2 twice."""
@@ -104,10 +96,7 @@ def test_alerts_from_a_pubsub_stream_reach_the_alerts_topic_and_files(tmp_path):
     # access does not run this on the PrismRunner (which DirectRunner tries first and would download).
     p = beam.Pipeline(options=PipelineOptions(["--runner=BundleBasedDirectRunner", "--streaming",
                                                f"--project={PROJECT}"]))
-    messages = (p
-                | "Read" >> beam.io.ReadFromPubSub(subscription=telemetry_sub, with_attributes=True)
-                | "DropHeartbeats" >> beam.Filter(_not_heartbeat)
-                | "Data" >> beam.Map(_data))
+    messages = p | "Read" >> beam.io.ReadFromPubSub(subscription=telemetry_sub, with_attributes=True)
     parsed = messages | "Parse" >> ParseTelemetry(CHANNELS, source=telemetry_sub)
     windowed = parsed[READINGS] | "Window" >> WindowPerSensor(length=2, stride=2, allowed_lateness=LATENESS)
     alerts = windowed[WINDOWS] | "Score" >> beam.FlatMap(threshold_alerts)

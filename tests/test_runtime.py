@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import gc
 import inspect
+import weakref
 
 import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
@@ -14,7 +15,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import core
 from apache_beam.typehints import decorators
 
-from beam_ml.runtime import applies, cached_get_signature, dofn_signature_cache, freeze_long_lived_objects
+from beam_ml.runtime import applies, cached_get_signature, dofn_signature_cache, freeze_long_lived_objects, local_run
 from beam_ml.streaming import WINDOWS, Reading, WindowPerSensor
 
 
@@ -63,7 +64,7 @@ def test_the_cache_does_not_keep_functions_alive():
     made = [eval("lambda v, w=3: v") for _ in range(3)]  # noqa: S307 - distinct function objects
     for fn in made:
         cached(fn)
-    refs = [__import__("weakref").ref(fn) for fn in made]
+    refs = [weakref.ref(fn) for fn in made]
     del made, fn
     gc.collect()
     assert all(ref() is None for ref in refs)
@@ -80,6 +81,12 @@ def test_the_cache_is_installed_in_beam_while_the_block_runs_and_removed_after()
         assert core.get_function_args_defaults(_plain) == (["a", "b"], [1])
         assert inspect.signature(_plain) == core.get_signature(_plain)
     assert decorators.get_signature is original and core.get_signature is original
+    try:
+        with local_run():  # what beam_ml.launch gives a local run: both fixes
+            assert getattr(core.get_signature, "beam_ml_cached", False) and gc.get_freeze_count() > 0
+        assert core.get_signature is original
+    finally:
+        gc.unfreeze()
 
 
 def test_a_stateful_streaming_graph_gives_the_same_windows_with_the_cache():
@@ -105,7 +112,6 @@ class _Cyclic:
 
 
 def test_frozen_objects_leave_the_collectors_passes_but_a_later_freeze_still_collects_what_was_dropped():
-    import weakref
     try:
         kept = _Cyclic()
         ref = weakref.ref(kept)
