@@ -1,4 +1,5 @@
-# beam_ml: `make demo` sets up and runs the penguin example end to end; `make test` runs the test suite.
+# beam_ml: `make demo` sets up and runs the penguin example end to end; `make test` runs the test suite (all of it,
+# as CI does); `make test-fast` runs the unit tests that need no server and no trained model.
 PYTHON ?= $(shell command -v python3.11 || command -v python3.10 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,7 +8,7 @@ STAMP := $(VENV)/.installed
 EMU_VENV := .venv-emu
 EMU_STAMP := $(EMU_VENV)/.installed
 
-.PHONY: setup emulators demo test benchmark clean
+.PHONY: setup emulators demo test test-fast benchmark clean
 
 setup: $(STAMP)
 
@@ -26,9 +27,9 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 # Beam rejects). DuckDB's extensions come from wheels: bqemulator would otherwise download them at start.
 emulators: $(EMU_STAMP)
 
-$(EMU_STAMP): tests/requirements-emulators.txt
+$(EMU_STAMP): tests/support/requirements-emulators.txt
 	$(PYTHON) -m venv $(EMU_VENV)
-	$(EMU_VENV)/bin/python -m pip install --quiet -r tests/requirements-emulators.txt
+	$(EMU_VENV)/bin/python -m pip install --quiet -r tests/support/requirements-emulators.txt
 	mkdir -p $(EMU_VENV)/duckdb-home
 	HOME=$(abspath $(EMU_VENV))/duckdb-home $(EMU_VENV)/bin/python -c \
 	  "from duckdb_extensions import import_extension; import_extension('spatial'); import_extension('avro')"
@@ -39,6 +40,11 @@ demo: setup
 
 test: setup emulators
 	$(PY) -m pytest -q tests
+
+# Under 2 minutes on 2 cores: tests/unit without the tests that start a server or train a model (markers set by
+# tests/support/plugin.py from the fixtures a test uses). The layers contract (.importlinter) is one of them.
+test-fast: setup
+	$(PY) -m pytest -q tests/unit -m "not server and not model"
 
 benchmark: setup
 	$(PY) -m benchmarks.ingest_stats

@@ -18,7 +18,7 @@ setuptools.setup(
                                                "jobs", "jobs.*"]),
     install_requires=REQUIREMENTS,
     # The hash split's hot loop in C (OpenSSL's SHA-256, GIL released). Optional: without a compiler or OpenSSL's
-    # headers the package installs without it and beam_ml.split computes the same values with hashlib.
-    ext_modules=[setuptools.Extension("beam_ml._sha256mod", ["beam_ml/_sha256mod.c"], libraries=["crypto"],
-                                      optional=True)],
+    # headers the package installs without it and beam_ml.ingest.split computes the same values with hashlib.
+    ext_modules=[setuptools.Extension("beam_ml.ingest._sha256mod", ["beam_ml/ingest/_sha256mod.c"],
+                                      libraries=["crypto"], optional=True)],
 )

@@ -88,7 +88,7 @@ def _descendants(pid: int) -> list[int]:
 
 def environment(runner: str) -> str:
     """One line: machine, Python, runner and the versions that matter."""
-    from beam_ml.manifest import package_versions
+    from beam_ml.core.run import package_versions
     versions = ", ".join(f"{k} {v}" for k, v in package_versions().items())
     return (f"machine: {platform.machine()}, {os.cpu_count()} cores, "
             f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2 ** 30:.0f} GiB, {platform.platform()}; "
@@ -102,7 +102,7 @@ def memoized_dofn_inspection():
     function and per DoFn class and skip the second while the replay runs. It changes no result (a function's
     signature and a DoFn class's state and timer specs do not change; the DoFns are pickled anyway).
 
-    Benchmark-only: jobs get `beam_ml.runtime.dofn_signature_cache`, which caches signatures alone and keeps each
+    Benchmark-only: jobs get `beam_ml.core.runtime.dofn_signature_cache`, which caches signatures alone and keeps each
     bundle's fresh DoFn; on NAB's bundle-per-element replay that is 2.6× slower than this (benchmarks/README)."""
     from apache_beam.runners.direct import transform_evaluator
     from apache_beam.transforms import core, userstate

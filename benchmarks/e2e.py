@@ -49,7 +49,7 @@ TFX_STAGES = {"ExampleGen": "ingest", "StatisticsGen": "statistics", "SchemaGen"
 
 def taxi_config(csv_path: str, work_dir: str, rows: int):
     """The taxi example's config on `csv_path`, with fixed epochs over the training rows (2/3 of the input)."""
-    from beam_ml.config import PipelineConfig
+    from beam_ml.config.train import PipelineConfig
     steps = math.ceil(rows * 2 / 3 / BATCH_SIZE)
     return PipelineConfig.load(TAXI_CONFIG, {
         "input": csv_path, "output_dir": os.path.join(work_dir, "runs"),
@@ -61,11 +61,12 @@ def taxi_config(csv_path: str, work_dir: str, rows: int):
 
 # ---- one way, in a child process --------------------------------------------------------------------------------
 def run_beam_ml(csv_path: str, work_dir: str, rows: int, runner: str) -> dict[str, Any]:
-    import beam_ml  # noqa: F401  (before TensorFlow)
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_ml.pipeline import TrainPipeline, plan_run
+    import beam_ml  # noqa: F401  (before TensorFlow)
+    from beam_ml.train.pipeline import TrainPipeline
+    from beam_ml.train.plan import plan_run
 
     started = time.perf_counter()
     plan = plan_run(taxi_config(csv_path, work_dir, rows))
@@ -76,7 +77,7 @@ def run_beam_ml(csv_path: str, work_dir: str, rows: int, runner: str) -> dict[st
     result = pipeline.run()
     result.wait_until_finish()
     total = time.perf_counter() - started
-    with open(os.path.join(plan.run_dir, "run_manifest.json")) as f:
+    with open(os.path.join(plan.run.run_dir, "run_manifest.json")) as f:
         manifest = json.load(f)
     stages = stage_seconds(result.monitoring_infos(), "TrainPipeline", BEAM_ML_STAGES)
     stages["other"] = max(total - sum(stages.values()), 0.0)
@@ -167,8 +168,8 @@ def run_laptop(csv_path: str, work_dir: str, rows: int) -> dict[str, Any]:
 
 def beam_ml_eval_rows(csv_path: str, config) -> np.ndarray:
     """Which rows of the file beam_ml's split puts in eval (its parser and whole-record hash, in file order)."""
-    from beam_ml.ingest import FileSource
-    from beam_ml.split import HashSplit
+    from beam_ml.ingest.files.source import FileSource
+    from beam_ml.ingest.split import HashSplit
     source = FileSource.resolve(csv_path, config.column_types)
     split = HashSplit(tuple(config.split_buckets.items()), config.split_key)
     flags = []

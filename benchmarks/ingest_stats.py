@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 
-import beam_ml  # noqa: F401  (before TensorFlow)
 import apache_beam as beam
 import numpy as np
 import pandas as pd
@@ -28,11 +27,14 @@ import pyarrow.csv as pa_csv
 import tensorflow_data_validation as tfdv
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_ml.ingest import SPLIT_BATCHES, FileSource, ReadSplits, resolve_files
-from beam_ml.manifest import package_versions
-from beam_ml.split import HashSplit
+import beam_ml  # noqa: F401  (before TensorFlow)
+from beam_ml.core.run import package_versions
+from beam_ml.ingest.files.source import FileSource, resolve_files
+from beam_ml.ingest.read import ReadSplits
+from beam_ml.ingest.split import HashSplit
+from beam_ml.train.validate import GenerateSplitStatistics
 from benchmarks.common import DEFAULT_DATA, ROOT, build_csv
-from beam_ml.validate import GenerateSplitStatistics
+
 
 def time_beam_ml(path: str, out_dir: str) -> tuple[float, int]:
     files, fmt = resolve_files(path, {})
@@ -40,7 +42,7 @@ def time_beam_ml(path: str, out_dir: str) -> tuple[float, int]:
     start = time.perf_counter()
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as p:
         out = p | ReadSplits(FileSource(files, fmt), split)
-        _ = out[SPLIT_BATCHES] | GenerateSplitStatistics(out_dir, split.names)
+        _ = out.split_batches | GenerateSplitStatistics(out_dir, split.names)
     elapsed = time.perf_counter() - start
     rows = sum(tfdv.load_stats_binary(os.path.join(out_dir, f"Split-{n}", "FeatureStats.pb")).datasets[0].num_examples
                for n in split.names)

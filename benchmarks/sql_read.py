@@ -22,18 +22,19 @@ import time
 from importlib import metadata
 
 from benchmarks.common import DEFAULT_DATA, ROOT, PeakTreeRss, build_csv
+
 CASES = (("in-process", 1), ("in-process", 4), ("multi-process x2", 4))
 
 
 def run_case(url: str, password: str, partitions: int, runner: str) -> dict:
     """One read, in this process; returns rows, seconds and this process's peak RSS."""
-    import beam_ml  # noqa: F401  (before TensorFlow)
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_ml.ingest import RECORDS_READ, ReadSplits
-    from beam_ml.split import HashSplit
-    from beam_ml.sql_source import Credentials, SqlSource
+    import beam_ml  # noqa: F401  (before TensorFlow)
+    from beam_ml.ingest.read import ReadSplits
+    from beam_ml.ingest.split import HashSplit
+    from beam_ml.ingest.sql import Credentials, SqlSource
 
     os.environ["BENCH_DB_PASSWORD"] = password
     sampler = PeakTreeRss()
@@ -45,7 +46,7 @@ def run_case(url: str, password: str, partitions: int, runner: str) -> dict:
     out_dir = tempfile.mkdtemp(prefix="sql_read_")
     with beam.Pipeline(options=options) as p:
         out = p | ReadSplits(source, HashSplit((("train", 2), ("eval", 1))))
-        _ = (out[RECORDS_READ] | beam.CombineGlobally(sum)
+        _ = (out.records_read | beam.CombineGlobally(sum)
              | beam.io.WriteToText(os.path.join(out_dir, "rows"), shard_name_template=""))
     seconds = time.perf_counter() - start
     with open(os.path.join(out_dir, "rows")) as f:
@@ -67,7 +68,8 @@ def main(argv=None) -> int:
 
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     import databases
-    from beam_ml.config import PipelineConfig
+
+    from beam_ml.config.train import PipelineConfig
 
     types = PipelineConfig.load(os.path.join(ROOT, "examples", "taxi", "config.yaml"), {}).column_types
     server = databases.start_postgres(tempfile.mkdtemp(prefix="sql_read_pg_"))

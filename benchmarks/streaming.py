@@ -3,13 +3,13 @@
     python -m benchmarks.streaming [--serving_dir DIR] [--sensors 50] [--rates 1000,2000] [--seconds 30] [--events 20000]
                                    [--allowed_lateness 1] [--release_every 0.5] [--low_lateness 0.5]
 
-The job under test is `beam_ml.detect.DetectAnomalies` with the telemetry example's model (trained first into a
+The job under test is `beam_ml.stream.pipeline.DetectAnomalies` with the telemetry example's model (trained first into a
 temporary directory unless --serving_dir names a pushed window model), on Beam's BundleBasedDirectRunner and its own
-Pub/Sub source, run as `beam_ml.launch` runs jobs locally (`beam_ml.runtime`'s fixes) and, side by side, without
+Pub/Sub source, run as `beam_ml.launch` runs jobs locally (`beam_ml.core.runtime`'s fixes) and, side by side, without
 them. Readings are the bundled telemetry sample re-timed to the wall clock: `--sensors` sensors, each replaying one
 of the sample's sensors, all reading at the same ticks (event time = publish time), with an anomaly (flow lifted)
 injected into every sensor every 300 readings. Messages carry one reading each, or one frame per tick (a JSON array
-of every sensor's reading, as a telemetry downlink sends them; `beam_ml.replay.frames`). A separate process
+of every sensor's reading, as a telemetry downlink sends them; `tools.replay_telemetry.frames`). A separate process
 publishes, as a telemetry source would.
 
 * Backlog: `--events` readings published as fast as the publisher goes while the job runs; events/s is readings
@@ -98,7 +98,7 @@ def run_job(serving_dir: str, workdir: str, cut: str, publish: tuple[str, dict],
             release_every: float, runtime_fixes: bool = True, settle: float = 120.0) -> dict:
     """Runs the job (cut: parse | windows | full) while another process publishes (`publish`: the name of a
     publishing function below and its arguments); returns what it observed and timings. `runtime_fixes`: run it as
-    `beam_ml.launch` runs jobs locally (`beam_ml.runtime`), or on Beam's local runner as it is.
+    `beam_ml.launch` runs jobs locally (`beam_ml.core.runtime`), or on Beam's local runner as it is.
 
     The cuts tap their last output (a counting step); the whole job is observed only through its own outputs, the
     alerts and dead-letter topics, so no extra step runs in it. The publisher runs in its own process, as a
@@ -106,11 +106,13 @@ def run_job(serving_dir: str, workdir: str, cut: str, publish: tuple[str, dict],
     from google.cloud import pubsub_v1
     from pubsub import running, topic_with_subscription
 
-    from beam_ml.config import DetectConfig
-    from beam_ml.detect import DetectAnomalies, plan_detect
-    from beam_ml.replay import publisher_client
-    from beam_ml.runtime import local_run
-    from beam_ml.streaming import READINGS, WINDOWS, ParseTelemetry, WindowPerSensor
+    from beam_ml.config.detect import DetectConfig
+    from beam_ml.core.runtime import local_run
+    from beam_ml.stream.order import WindowPerSensor
+    from beam_ml.stream.parse import ParseTelemetry
+    from beam_ml.stream.pipeline import DetectAnomalies
+    from beam_ml.stream.plan import plan_detect
+    from tools.replay_telemetry import publisher_client
 
     publisher = publisher_client(**PUBLISHER_BATCHING)
     subscriber = pubsub_v1.SubscriberClient()
@@ -129,12 +131,12 @@ def run_job(serving_dir: str, workdir: str, cut: str, publish: tuple[str, dict],
         spec = plan.spec
         readings_out = (p
                         | "Read" >> beam.io.ReadFromPubSub(subscription=subscription, with_attributes=True)
-                        | "Parse" >> ParseTelemetry(plan.channels))[READINGS]
+                        | "Parse" >> ParseTelemetry(plan.channels)).readings
         _ = readings_out | "TapReadings" >> beam.ParDo(Tap("readings"))
         if cut == "windows":
             windows = readings_out | "Windows" >> WindowPerSensor(spec.length, spec.stride, allowed_lateness,
                                                                   spec.max_gap, release_every)
-            _ = windows[WINDOWS] | "TapWindows" >> beam.ParDo(Tap("windows"))
+            _ = windows.windows | "TapWindows" >> beam.ParDo(Tap("windows"))
     Tap.counts.clear()
     Tap.last.clear()
     with local_run() if runtime_fixes else contextlib.nullcontext(), running(p, publisher, topic):
@@ -193,7 +195,7 @@ def publish_elsewhere(publish: tuple[str, dict], topic: str) -> dict:
 
 
 def _publish_child(publish: tuple[str, dict], topic: str, results) -> None:
-    from beam_ml.replay import publisher_client
+    from tools.replay_telemetry import publisher_client
     name, kwargs = publish
     try:
         publisher = publisher_client(**PUBLISHER_BATCHING)
@@ -203,7 +205,7 @@ def _publish_child(publish: tuple[str, dict], topic: str, results) -> None:
 
 
 def publish_backlog(publisher, topic: str, events: int, sensors: int, frame_size: int) -> dict:
-    from beam_ml.replay import encode, frames
+    from tools.replay_telemetry import encode, frames
     start = time.time()
     messages = readings(sensors, events, start, rate=5000.0)
     futures = [publisher.publish(topic, encode(m)) for m, _ in frames(((m, 0.0) for m in messages), frame_size)]
@@ -215,7 +217,7 @@ def publish_backlog(publisher, topic: str, events: int, sensors: int, frame_size
 
 
 def publish_paced(publisher, topic: str, rate: float, seconds: float, sensors: int, frame_size: int) -> dict:
-    from beam_ml.replay import encode, frames
+    from tools.replay_telemetry import encode, frames
     start = time.time() + 0.5
     messages = readings(sensors, int(rate * seconds), start, rate)
     sent = {}
@@ -238,7 +240,7 @@ PUBLISHERS = {"backlog": publish_backlog, "paced": publish_paced}
 
 def latencies(result: dict) -> list[tuple[float, float]]:
     """(publish time of the window's newest reading, seconds until its alert was published), in publish order."""
-    from beam_ml.alerts import alert_from_json
+    from beam_ml.stream.sinks import alert_from_json
     out = []
     for message in result["alert_messages"]:
         alert = alert_from_json(message.data)
@@ -288,7 +290,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parser.parse_args(argv)
     import emulators
 
-    from beam_ml.scoring import WindowModelHandler
+    from beam_ml.stream.model_scoring import WindowModelHandler
 
     workdir = tempfile.mkdtemp(prefix="bench-streaming-")
     os.makedirs(os.path.join(workdir, "logs"))
@@ -333,7 +335,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         # Side by side: Beam's local runner as it is (every DoFn method's signature re-derived for every bundle of
         # every step; full garbage collections over start-up's objects).
         for rate in rates:
-            paced(rate, args.allowed_lateness, "; without beam_ml.runtime's fixes", runtime_fixes=False)
+            paced(rate, args.allowed_lateness, "; without beam_ml.core.runtime's fixes", runtime_fixes=False)
         print("\n| run | result | detail |\n|---|---|---|")
         for row in rows:
             print("| " + " | ".join(row) + " |")

@@ -32,7 +32,6 @@ import shutil
 import time
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-import beam_ml  # noqa: F401  (before TensorFlow)
 import apache_beam as beam
 import pyarrow as pa
 import tensorflow as tf
@@ -47,12 +46,14 @@ from tensorflow_transform.tf_metadata import dataset_metadata
 from tfx_bsl.coders import csv_decoder, example_coder
 from tfx_bsl.public import tfxio
 
-from beam_ml import fileutil, modules
-from beam_ml.config import PipelineConfig
-from beam_ml.evaluate import BLESSED, NOT_BLESSED, build_eval_config, overall_metrics
-from beam_ml.records import TFMD_TYPES
-from beam_ml.train import FnArgs, set_seeds
-from beam_ml.validate import SCHEMA_FILE, STATS_FILE, split_dir  # TFX's layout, which beam_ml writes too
+import beam_ml  # noqa: F401  (before TensorFlow)
+from beam_ml.config.train import PipelineConfig
+from beam_ml.core import fileutil
+from beam_ml.core.records import TFMD_TYPES
+from beam_ml.train import user_module
+from beam_ml.train.evaluate import BLESSED, NOT_BLESSED, build_eval_config, overall_metrics
+from beam_ml.train.trainer import FnArgs, set_seeds
+from beam_ml.train.validate import SCHEMA_FILE, STATS_FILE, split_dir  # TFX's layout, which beam_ml writes too
 
 COMPONENTS = ("ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator",
               "Pusher")
@@ -332,7 +333,7 @@ def transform(examples_dir: str, schema_path: str, preprocessing_fn: Callable, o
 
 
 # ---- Trainer (trainer/executor.py GenericExecutor, trainer/fn_args_utils.py) -------------------------------------
-def trainer(user_module: modules.UserModule, transform_dir: str, schema_path: str, output_dir: str,
+def trainer(user_module: user_module.UserModule, transform_dir: str, schema_path: str, output_dir: str,
             config: PipelineConfig) -> str:
     """Calls the module's `run_fn` once, in this process, with fn_args built as TFX builds them (the transformed
     splits, the transform graph, the schema, the hyperparameters); returns the exported serving model dir."""
@@ -417,7 +418,7 @@ def run(csv_path: str, work_dir: str, config: PipelineConfig) -> dict:
     for directory in dirs.values():  # TFX gives each execution fresh output directories
         shutil.rmtree(directory, ignore_errors=True)
     splits = tuple(config.split_buckets)
-    user_module = modules.check(config.module)
+    user_module = user_module.check(config.module)
     schema_path = os.path.join(dirs["SchemaGen"], SCHEMA_FILE)
     eval_config = build_eval_config(config.label_key, config.eval_metrics, config.eval_slices,
                                     config.eval_thresholds, config.eval_change_thresholds, with_baseline=False)

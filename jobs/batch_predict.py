@@ -11,23 +11,24 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from beam_ml import launch
-from beam_ml.options import BatchPredictOptions
-from beam_ml.predict import BatchPredict, PredictPlan, plan_predict
+from beam_ml.launch.options import BatchPredictOptions
+from beam_ml.launch.run import exit_now, quiet_logs, run_job
+from beam_ml.predict.pipeline import BatchPredict
+from beam_ml.predict.plan import PredictPlan, plan_predict
 
 
 def describe(plan: PredictPlan) -> dict:
-    return {"run_dir": plan.run_dir, "model_dir": plan.model_dir, "inputs": plan.source.describe(),
+    return {"run_dir": plan.run.run_dir, "model_dir": plan.model_dir, "inputs": plan.source.describe(),
             "columns": dict(zip(plan.fmt.columns, plan.fmt.types))}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    return launch.run_job(sys.argv[1:] if argv is None else argv, prog="python -m jobs.batch_predict",
-                          doc=__doc__, options_class=BatchPredictOptions, plan=plan_predict,
-                          graph=lambda plan: "BatchPredict" >> BatchPredict(plan), describe=describe,
-                          summary_keys=("run_id", "status", "model_dir", "counts", "predictions"))
+    return run_job(sys.argv[1:] if argv is None else argv, prog="python -m jobs.batch_predict",
+                   doc=__doc__, options_class=BatchPredictOptions, plan=plan_predict,
+                   graph=lambda plan: "BatchPredict" >> BatchPredict(plan), describe=describe,
+                   summary_keys=("run_id", "status", "model_dir", "counts", "predictions"))
 
 
 if __name__ == "__main__":
-    launch.quiet_logs()
-    launch.exit_now(main())
+    quiet_logs()
+    exit_now(main())

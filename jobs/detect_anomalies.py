@@ -15,23 +15,24 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from beam_ml import launch
-from beam_ml.detect import DetectAnomalies, DetectPlan, plan_detect
-from beam_ml.options import DetectAnomaliesOptions
+from beam_ml.launch.options import DetectAnomaliesOptions
+from beam_ml.launch.run import exit_now, quiet_logs, run_job
+from beam_ml.stream.pipeline import DetectAnomalies
+from beam_ml.stream.plan import DetectPlan, plan_detect
 
 
 def describe(plan: DetectPlan) -> dict:
-    return {"run_dir": plan.run_dir, "model_dir": plan.model_dir, "detector": plan.config.detector,
+    return {"run_dir": plan.run.run_dir, "model_dir": plan.model_dir, "detector": plan.config.detector,
             "channels": list(plan.channels), "window_length": plan.spec.length}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    return launch.run_job(sys.argv[1:] if argv is None else argv, prog="python -m jobs.detect_anomalies",
-                          doc=__doc__, options_class=DetectAnomaliesOptions, plan=plan_detect,
-                          graph=lambda plan: "DetectAnomalies" >> DetectAnomalies(plan), describe=describe,
-                          summary_keys=("run_id", "status", "model_dir_at_launch"), streaming=True)
+    return run_job(sys.argv[1:] if argv is None else argv, prog="python -m jobs.detect_anomalies",
+                   doc=__doc__, options_class=DetectAnomaliesOptions, plan=plan_detect,
+                   graph=lambda plan: "DetectAnomalies" >> DetectAnomalies(plan), describe=describe,
+                   summary_keys=("run_id", "status", "model_dir_at_launch"), streaming=True)
 
 
 if __name__ == "__main__":
-    launch.quiet_logs()
-    launch.exit_now(main())
+    quiet_logs()
+    exit_now(main())

@@ -9,24 +9,25 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from beam_ml import launch
-from beam_ml.options import TrainPipelineOptions
-from beam_ml.pipeline import RunPlan, TrainPipeline, plan_run
+from beam_ml.launch.options import TrainPipelineOptions
+from beam_ml.launch.run import exit_now, quiet_logs, run_job
+from beam_ml.train.pipeline import TrainPipeline
+from beam_ml.train.plan import RunPlan, plan_run
 
 
 def describe(plan: RunPlan) -> dict:
-    return {"run_dir": plan.run_dir, "inputs": plan.source.describe(),
+    return {"run_dir": plan.run.run_dir, "inputs": plan.source.describe(),
             "columns": dict(zip(plan.fmt.columns, plan.fmt.types)), "baseline_model": plan.baseline_model}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    return launch.run_job(sys.argv[1:] if argv is None else argv, prog="python -m jobs.train_pipeline",
-                          doc=__doc__, options_class=TrainPipelineOptions, plan=plan_run,
-                          graph=lambda plan: "TrainPipeline" >> TrainPipeline(plan), describe=describe,
-                          summary_keys=("run_id", "status", "counts", "metrics", "blessed", "baseline_model",
-                                        "pushed_model_dir"))
+    return run_job(sys.argv[1:] if argv is None else argv, prog="python -m jobs.train_pipeline",
+                   doc=__doc__, options_class=TrainPipelineOptions, plan=plan_run,
+                   graph=lambda plan: "TrainPipeline" >> TrainPipeline(plan), describe=describe,
+                   summary_keys=("run_id", "status", "counts", "metrics", "blessed", "baseline_model",
+                                 "pushed_model_dir"))
 
 
 if __name__ == "__main__":
-    launch.quiet_logs()
-    launch.exit_now(main())
+    quiet_logs()
+    exit_now(main())

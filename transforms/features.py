@@ -41,7 +41,7 @@ def vocabulary_index(x: Union[tf.Tensor, tf.SparseTensor], name: str, top_k: int
 
 
 def window_values(x: Union[tf.Tensor, tf.SparseTensor], length: int) -> tf.Tensor:
-    """A window column (`length` values per window record, see `beam_ml.windows`) as a dense [batch, length]
+    """A window column (`length` values per window record, see `beam_ml.core.windowing`) as a dense [batch, length]
     tensor, oldest value first."""
     if isinstance(x, tf.SparseTensor):
         x = tf.sparse.to_dense(x)

@@ -7,8 +7,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
 
-from beam_ml.export import export_serving_model
-from beam_ml.train import FnArgs
+from beam_ml.model.export import export_serving_model
+from beam_ml.train.trainer import FnArgs
 
 
 def encoded_inputs(numeric: Sequence[str], categorical: dict[str, int]) -> tuple[dict, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import tensorflow_transform as tft
 import tf_keras
 
-from beam_ml.train import FnArgs
+from beam_ml.train.trainer import FnArgs
 from transforms.features import fill_missing, vocabulary_index, z_score
 from transforms.keras_recipes import encoded_inputs, fit_and_export
 

@@ -19,8 +19,9 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
 
-from beam_ml.export import OUTPUT_KEY, export_serving_model
-from beam_ml.train import FnArgs
+from beam_ml.model.artifact import OUTPUT_KEY
+from beam_ml.model.export import export_serving_model
+from beam_ml.train.trainer import FnArgs
 from transforms.features import window_values
 
 WINDOW_LENGTH = 24

@@ -19,10 +19,19 @@ import time
 
 import apache_beam as beam
 
-from beam_ml.detectors import DetectorConfig
+from beam_ml.stream.detectors.context import DetectorConfig
 from benchmarks.common import ROOT, environment
-from benchmarks.nab.replay import (ZSCORE, detect_all, discover, labels, read_series, read_windows, result_path,
-                                   score_results, write_result)
+from benchmarks.nab.replay import (
+    ZSCORE,
+    detect_all,
+    discover,
+    labels,
+    read_series,
+    read_windows,
+    result_path,
+    score_results,
+    write_result,
+)
 from benchmarks.nab.scoring import PROFILES
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data", "nab")

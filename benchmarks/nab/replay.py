@@ -30,8 +30,9 @@ from apache_beam.ml.anomaly.transforms import AnomalyDetection
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.test_stream import TestStream
 
-from beam_ml.detectors import ScoreWindows
-from beam_ml.streaming import WINDOWS, Reading, WindowPerSensor
+from beam_ml.core.windowing import Reading
+from beam_ml.stream.online_scoring import ScoreWindows
+from beam_ml.stream.order import WindowPerSensor
 from benchmarks.common import memoized_dofn_inspection
 from benchmarks.nab.scoring import PROFILES, label_file, normalised, sweep
 
@@ -139,7 +140,7 @@ def build(pipeline, series: Mapping[str, Series], config, window_length: int, ch
 
     windows = (pipeline
                | "Replay" >> stream.with_output_types(beam.typehints.KV[str, Reading])
-               | "Window" >> WindowPerSensor(length=window_length, stride=1))[WINDOWS]
+               | "Window" >> WindowPerSensor(length=window_length, stride=1)).windows
     _ = (windows
          | "Detect" >> ScoreWindows(config)
          | "CollectDetector" >> beam.ParDo(_Collect(token, config.name)))

@@ -1,0 +1,90 @@
+"""The run every job makes: its own new directory, and its record `<output_dir>/<run_id>/run_manifest.json`, written
+whole when the run ends either way.
+
+`RunContext.start` gives a job its run (id, directory, start time); a job's plan holds it and asks it for the
+`RunManifest`, passing only the job's own fields. Every record has the same header: `job`, `run_id`, `run_dir`,
+`started`, `versions` (the stack's package versions), `config` (the options as given, credentials masked), then
+`status` (`succeeded` | `failed`), `finished` and `error`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.metadata
+import os
+import secrets
+import time
+from typing import Any, Mapping, Optional
+
+from beam_ml.core import fileutil
+from beam_ml.core.errors import ConfigError
+
+MANIFEST_FILE = "run_manifest.json"
+_PACKAGES = ("apache-beam", "tensorflow", "tf-keras", "tensorflow-data-validation", "tensorflow-transform",
+             "tensorflow-model-analysis", "tfx-bsl", "tensorflow-metadata", "pyarrow", "numpy", "beam-ml")
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def package_versions() -> dict[str, str]:
+    found = {}
+    for name in _PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+class RunManifest:
+    """Writes the run record from the fields known when the graph is built plus those the run computes."""
+
+    def __init__(self, run_dir: str, known: Mapping[str, Any]):
+        self.path = os.path.join(run_dir, MANIFEST_FILE)
+        self._known = dict(known)
+
+    def record(self, status: str, **computed: Any) -> dict[str, Any]:
+        return {"error": None, **self._known, **computed, "status": status, "finished": utc_now()}
+
+    def write(self, status: str, **computed: Any) -> dict[str, Any]:
+        record = self.record(status, **computed)
+        fileutil.write_json(self.path, record)
+        return record
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """One run of a job: its id, its directory (new: nothing else writes there), when it started and the options it
+    was given (as recorded, credentials masked).
+
+    Example::
+
+        run = RunContext.start("batch_predict", config.output_dir, config.run_id, config.to_dict())
+        manifest = run.manifest(model_dir=model_dir, counts={"read": 0, "predicted": 0, "dead_letter": 0})
+    """
+
+    job: str
+    run_id: str
+    run_dir: str
+    started: str
+    options: Mapping[str, Any]
+
+    @classmethod
+    def start(cls, job: str, output_dir: str, run_id: Optional[str], options: Mapping[str, Any]) -> "RunContext":
+        """A new run under `output_dir`: `run_id` (default: UTC time plus a random suffix) must not exist yet
+        (ConfigError naming --run_id)."""
+        import tensorflow as tf
+        run_id = run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+        run_dir = os.path.join(output_dir, run_id)
+        if tf.io.gfile.exists(run_dir):
+            raise ConfigError("run_id", f"{run_dir} already exists; each run needs its own directory")
+        return cls(job, run_id, run_dir, utc_now(), dict(options))
+
+    def manifest(self, **job_fields: Any) -> RunManifest:
+        """The run record: the header every job shares and `job_fields`, the job's own (those the run computes at
+        their defaults until it does)."""
+        return RunManifest(self.run_dir, {
+            "job": self.job, "run_id": self.run_id, "run_dir": self.run_dir, "started": self.started,
+            "versions": package_versions(), "config": dict(self.options), **job_fields})

@@ -1,0 +1,1 @@
+"""File inputs: the file source and one parser per format (CSV, JSON Lines, Parquet, TFRecord, images)."""

@@ -1,0 +1,253 @@
+"""The file source (`FileSource`): a glob of CSV, JSON Lines, Parquet or TFRecord files, local or gs://, or of
+images in class folders (`image_format`), resolved when the graph is built.
+
+The file kind comes from the extension (`.parquet`/`.pq`, `.jsonl`/`.ndjson`/`.json`, `.tfrecord[s][.gz]` of
+tf.Example; anything else is CSV); one glob holds one kind. Text files are cut into byte-range chunks (a chunk owns
+the lines that start inside it) so large files parse in parallel and in large batches (a CSV header is checked once
+per file); Parquet files are read a row group at a time; a TFRecord file is read whole, in batches of records.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from typing import Iterator, Optional, Sequence, Union
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from beam_ml.core.chunks import ParsedChunk
+from beam_ml.core.records import RecordFormat
+from beam_ml.ingest.files.csv_format import infer_csv_format, parse_csv_chunk, parse_header
+from beam_ml.ingest.files.image_format import FILES_PER_CHUNK, IMAGE_EXTENSIONS, ImageFiles, check_image_paths
+from beam_ml.ingest.files.jsonl_format import infer_jsonl_format, parse_jsonl_chunk
+from beam_ml.ingest.files.parquet_format import infer_parquet_format, read_row_group, row_group_count
+from beam_ml.ingest.files.tfrecord_format import infer_tfrecord_format, read_tfrecord_file
+from beam_ml.ingest.source import ChunkedSource
+
+_READ_BLOCK = 1 << 20
+_SAMPLE_BYTES = 8 << 20
+_UTF8_BOM = b"\xef\xbb\xbf"  # spreadsheet exports start with it; it is not part of the first column's name
+KINDS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
+         ".json": "jsonl", ".tfrecord": "tfrecord", ".tfrecords": "tfrecord",
+         **{extension: "image" for extension in IMAGE_EXTENSIONS}}
+
+
+def file_kind(path: str) -> str:
+    """'csv' | 'jsonl' | 'parquet' | 'tfrecord' | 'image', from the extension (a `.gz` after `.tfrecord` means GZIP); CSV
+    when it is none of these."""
+    name = path.lower().removesuffix(".gz") if ".tfrecord" in path.lower() else path.lower()
+    return KINDS.get(os.path.splitext(name)[1], "csv")
+
+
+@dataclasses.dataclass(frozen=True)
+class InputFile:
+    path: str
+    size: int
+    sha256: str
+    kind: str = "csv"
+
+
+@dataclasses.dataclass(frozen=True)
+class ByteRange:
+    """The lines of a text file (CSV or JSON Lines) that start in the byte range [start, end)."""
+
+    path: str
+    start: int
+    end: int
+    kind: str = "csv"
+
+    def parse(self, fmt: RecordFormat) -> Iterator[ParsedChunk]:
+        data, begin, at_file_start = read_chunk(self)
+        if at_file_start and self.kind == "csv":
+            header, _, data = data.partition(b"\n")
+            columns = parse_header(header.removeprefix(_UTF8_BOM), fmt.delimiter)
+            if columns != fmt.columns:
+                raise ValueError(f"{self.path}: header columns {columns} differ from those the job was built "
+                                 f"with ({fmt.columns})")
+            begin += len(header) + 1
+        elif at_file_start:
+            data = data.removeprefix(_UTF8_BOM)
+        parse = parse_csv_chunk if self.kind == "csv" else parse_jsonl_chunk
+        yield parse(data, fmt, self.path, lambda: count_lines_before(self.path, begin) + 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class RowGroup:
+    """One row group of a Parquet file."""
+
+    path: str
+    index: int
+
+    def parse(self, fmt: RecordFormat) -> Iterator[ParsedChunk]:
+        yield read_row_group(self.path, self.index, fmt)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordFile:
+    """A whole TFRecord file (record boundaries are only found by reading), parsed in batches of records."""
+
+    path: str
+
+    def parse(self, fmt: RecordFormat) -> Iterator[ParsedChunk]:
+        return read_tfrecord_file(self.path, fmt)
+
+
+def plan_chunks(file: InputFile, chunk_bytes: int) -> list:
+    """The units read in parallel: row groups of a Parquet file, a whole TFRecord file, byte ranges of a text
+    file."""
+    if file.kind == "parquet":
+        return [RowGroup(file.path, i) for i in range(row_group_count(file.path))]
+    if file.kind == "tfrecord":
+        return [RecordFile(file.path)]
+    return [ByteRange(file.path, start, min(start + chunk_bytes, file.size), file.kind)
+            for start in range(0, max(file.size, 1), chunk_bytes)]
+
+
+def _open(path: str):
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def read_header(path: str) -> bytes:
+    with _open(path) as f:
+        head = b""
+        while b"\n" not in head:
+            block = f.read(_READ_BLOCK)
+            if not block:
+                break
+            head += block
+    return head.split(b"\n", 1)[0].rstrip(b"\r").removeprefix(_UTF8_BOM)
+
+
+def read_chunk(chunk: ByteRange) -> tuple[bytes, int, bool]:
+    """The bytes of the chunk's whole lines, the offset they start at, and whether they start with the header."""
+    with _open(chunk.path) as f:
+        begin = chunk.start
+        if begin > 0:
+            f.seek(begin - 1)
+            if f.read(1) != b"\n":  # mid-line: this line belongs to the previous chunk
+                rest = _read_to_newline(f)
+                begin += len(rest)
+        f.seek(begin)
+        data = f.read(max(chunk.end - begin, 0)) if begin < chunk.end else b""
+        if data and not data.endswith(b"\n"):
+            data += _read_to_newline(f)
+    return data, begin, chunk.start == 0
+
+
+def _read_to_newline(f) -> bytes:
+    out = b""
+    while True:
+        block = f.read(64 << 10)
+        if not block:
+            return out
+        cut = block.find(b"\n")
+        if cut >= 0:
+            return out + block[: cut + 1]
+        out += block
+
+
+def count_lines_before(path: str, offset: int) -> int:
+    count = 0
+    with _open(path) as f:
+        remaining = offset
+        while remaining > 0:
+            block = f.read(min(_READ_BLOCK, remaining))
+            if not block:
+                break
+            count += block.count(b"\n")
+            remaining -= len(block)
+    return count
+
+
+def matched_paths(pattern: Union[str, Sequence[str]]) -> list[str]:
+    """The files the glob(s) match, sorted."""
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    return sorted({m.path for result in FileSystems.match(patterns) for m in result.metadata_list})
+
+
+def resolve_files(pattern: Union[str, Sequence[str]], column_types: dict[str, str],
+                  kind: Optional[str] = None) -> tuple[list[InputFile], RecordFormat]:
+    """Matches the glob(s) and works out the record format from the files, when the graph is built: CSV headers
+    (all must agree) and a type sample, a JSON Lines sample, or every Parquet file's schema. `kind` overrides the
+    extension (a content-addressed object has none).
+
+    Raises ValueError for no files, mixed kinds, differing headers or schemas, or no data rows in any file.
+    """
+    paths = matched_paths(pattern)
+    if not paths:
+        raise ValueError(f"{pattern!r} matches no files")
+    kinds = {kind} if kind else {file_kind(p) for p in paths}
+    if len(kinds) > 1:
+        raise ValueError(f"{pattern!r} matches files of several kinds ({', '.join(sorted(kinds))}); use one glob "
+                         f"per kind")
+    kind = kinds.pop()
+    files = [InputFile(p, *_size_and_sha256(p), kind=kind) for p in paths]
+    if kind == "image":
+        fmt = check_image_paths(paths)
+        empty = False
+    elif kind == "parquet":
+        fmt = infer_parquet_format(paths, column_types)
+        empty = all(row_group_count(p) == 0 for p in paths)
+    elif kind == "tfrecord":
+        fmt = infer_tfrecord_format(paths[0], column_types)
+        empty = not fmt.columns
+    elif kind == "jsonl":
+        with _open(paths[0]) as f:
+            sample = f.read(_SAMPLE_BYTES).removeprefix(_UTF8_BOM)
+        fmt = infer_jsonl_format(sample, column_types)
+        empty = not fmt.columns
+    else:
+        headers = {p: read_header(p) for p in paths}
+        first = paths[0]
+        for path in paths[1:]:
+            if headers[path] != headers[first]:
+                raise ValueError(f"header of {path} differs from {first}: {headers[path]!r} vs {headers[first]!r}")
+        with _open(first) as f:
+            sample = f.read(_SAMPLE_BYTES)
+        fmt = infer_csv_format(headers[first], sample.split(b"\n", 1)[1] if b"\n" in sample else b"", column_types)
+        empty = all(f.size <= len(headers[f.path]) + 2 for f in files)
+    if empty:
+        raise ValueError(f"{pattern!r}: {len(files)} file(s) but no data rows")
+    return files, fmt
+
+
+class FileSource(ChunkedSource):
+    """Files of one kind (CSV, JSON Lines, Parquet, TFRecord), local or gs://, resolved when the graph is built.
+
+    Example::
+
+        source = FileSource.resolve("gs://bucket/penguins/*.csv", column_types={"year": "int"})
+        out = p | ReadSplits(source, HashSplit((("train", 2), ("eval", 1))))
+    """
+
+    def __init__(self, files: Sequence[InputFile], fmt: RecordFormat, chunk_bytes: int = 8 << 20):
+        if not files:
+            raise ValueError("files is empty")
+        self.files = tuple(files)
+        self.fmt = fmt
+        self.chunk_bytes = chunk_bytes
+
+    @classmethod
+    def resolve(cls, pattern: Union[str, Sequence[str]], column_types: dict[str, str],
+                chunk_bytes: int = 8 << 20) -> "FileSource":
+        """`resolve_files`: raises ValueError (or OSError) for no files, mixed kinds, disagreeing headers..."""
+        return cls(*resolve_files(pattern, column_types), chunk_bytes=chunk_bytes)
+
+    def describe(self) -> list[dict]:
+        return [dataclasses.asdict(f) for f in self.files]
+
+    def chunks(self) -> list:
+        if self.files[0].kind == "image":  # small files: many to a batch
+            paths = [f.path for f in self.files]
+            return [ImageFiles(tuple(paths[i:i + FILES_PER_CHUNK])) for i in range(0, len(paths), FILES_PER_CHUNK)]
+        return [c for f in self.files for c in plan_chunks(f, self.chunk_bytes)]
+
+
+def _size_and_sha256(path: str) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    with _open(path) as f:
+        for block in iter(lambda: f.read(_READ_BLOCK), b""):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()

@@ -1,0 +1,112 @@
+"""What every job entry point does: parse and check options, plan, build the graph, run, report.
+
+Exit codes: 0 success, 1 the run failed (its run record says why), 2 a bad option (nothing was started).
+On Dataflow the entry returns right after submitting, as a Flex Template launcher must; on local runners it
+waits for the run and reports its outcome.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable, Optional, Protocol, Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from beam_ml.core.errors import ConfigError
+from beam_ml.core.run import RunContext, RunManifest
+from beam_ml.core.runtime import local_run
+from beam_ml.launch.options import reject_unknown_flags
+
+
+class JobPlan(Protocol):
+    """What a job's plan gives `run_job`: its run, and the run record's writer."""
+
+    run: RunContext
+
+    def manifest(self) -> RunManifest:
+        ...
+
+
+def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[PipelineOptions],
+            plan: Callable[[Any], JobPlan], graph: Callable[[Any], beam.PTransform],
+            describe: Callable[[Any], dict], summary_keys: Sequence[str], streaming: bool = False) -> int:
+    """Runs one job. `plan(config)` resolves and checks everything (raising ConfigError), `graph(plan)` is the
+    job's composite PTransform, `describe(plan)` what `--validate_only` prints, and `summary_keys` the run record
+    fields printed at the end. A `streaming` job runs in streaming mode whatever the flags say, and on a local
+    runner runs until it is cancelled or fails."""
+    argv = list(argv)
+    if "--help" in argv or "-h" in argv:
+        parser = argparse.ArgumentParser(prog=prog, description=doc,
+                                         formatter_class=argparse.RawDescriptionHelpFormatter)
+        options_class._add_argparse_args(parser)  # pylint: disable=protected-access
+        parser.print_help()
+        print("\nAny Beam pipeline option (--runner, --direct_num_workers, --project, ...) is accepted too.")
+        return 0
+    try:
+        reject_unknown_flags(argv, options_class)
+        options = PipelineOptions(argv)
+        if streaming:
+            options.view_as(StandardOptions).streaming = True
+        job_options = options.view_as(options_class)
+        run_plan = plan(job_options.to_config())
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # e.g. a storage permission error while resolving inputs or the model: nothing started
+        print(f"error: cannot plan the run: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    if job_options.validate_only:
+        print(json.dumps({"valid": True, **describe(run_plan)}, indent=2))
+        return 0
+
+    manifest: RunManifest = run_plan.manifest()
+    try:
+        pipeline = beam.Pipeline(options=options)
+        _ = pipeline | graph(run_plan)
+        if is_dataflow(options):  # a Flex Template launcher must return once the job is submitted
+            pipeline.run()
+            print(f"submitted; run record will be at {manifest.path}")
+            return 0
+        with local_run():  # the local runner's per-bundle cost, collector stalls (see beam_ml.core.runtime)
+            pipeline.run().wait_until_finish()
+    except Exception as e:  # the pipeline failed: leave a failed record unless the run already wrote one
+        record = _read_manifest(manifest.path)
+        if record is None or record.get("status") != "failed":
+            record = manifest.write("failed", error=f"{type(e).__name__}: {e}"[:4000])
+        print(f"error: run {run_plan.run.run_id} failed: {record['error']}", file=sys.stderr)
+        print(f"run record: {manifest.path}", file=sys.stderr)
+        return 1
+    record = _read_manifest(manifest.path) or {}
+    print(json.dumps({k: record.get(k) for k in summary_keys}, indent=2))
+    print(f"run record: {manifest.path}")
+    return 0
+
+
+def is_dataflow(options: PipelineOptions) -> bool:
+    return "dataflow" in str(options.view_as(StandardOptions).runner or "").lower()
+
+
+def _read_manifest(path: str) -> Optional[dict]:
+    import tensorflow as tf
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def quiet_logs() -> None:
+    """Silences log noise that users cannot act on."""
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA's deprecation notices
+
+
+def exit_now(code: int) -> None:
+    """Exits without interpreter teardown, where TensorFlow's function finalizers print spurious "Exception
+    ignored" tracebacks. All output is flushed first."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

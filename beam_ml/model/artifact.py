@@ -1,0 +1,89 @@
+"""What a model directory holds: the one place that spells out its signatures, asset paths and files.
+
+A model is a SavedModel (`saved_model.pb`) with these signatures (`beam_ml.model.export` writes them):
+  * `serving_default` (`SERVING_SIGNATURE`): serialized tf.Example (raw features, label optional) →
+    `{"outputs": predictions}` (`OUTPUT_KEY`, what TFMA evaluates; a model with several named outputs returns them
+    all);
+  * `transform_features`: serialized tf.Example → the transformed features;
+  * `transformed_label`: serialized tf.Example → {label: transformed label} (where TFMA reads the label);
+  * `serving_raw`: one tensor per raw feature (shape [batch]) → `{"outputs": ...}`, for JSON REST clients.
+Beside them, in `assets.extra/` (TF Serving ignores it): the raw schema (`raw_schema.pbtxt`: batch prediction parses
+input columns with the types the model was trained on), the windowing of a window model (`windowing.json`: the
+streaming job cuts windows as training did) and, in a pushed version, the push record (`beam_ml_push.json`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Optional, Sequence
+
+from beam_ml.core import fileutil
+from beam_ml.core.records import TFMD_TYPES, RecordFormat
+from beam_ml.core.windowing import SensorWindow, WindowSpec, windows_record_batch
+
+SAVED_MODEL_FILE = "saved_model.pb"
+SERVING_SIGNATURE = "serving_default"
+TRANSFORM_FEATURES_SIGNATURE = "transform_features"
+TRANSFORMED_LABEL_SIGNATURE = "transformed_label"
+SERVING_RAW_SIGNATURE = "serving_raw"
+OUTPUT_KEY = "outputs"
+RAW_SCHEMA = os.path.join("assets.extra", "raw_schema.pbtxt")
+WINDOWING_ASSET = os.path.join("assets.extra", "windowing.json")
+PUSH_RECORD = os.path.join("assets.extra", "beam_ml_push.json")
+
+
+def is_saved_model(model_dir: str) -> bool:
+    import tensorflow as tf
+    return tf.io.gfile.exists(os.path.join(model_dir, SAVED_MODEL_FILE))
+
+
+def raw_column_types(model_dir: str) -> Optional[dict[str, str]]:
+    """{column: int|float|string} from the model's raw schema, or None for a model exported without one."""
+    import tensorflow as tf
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    path = os.path.join(model_dir, RAW_SCHEMA)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        schema = text_format.Parse(f.read(), schema_pb2.Schema())
+    names = {tfmd: kind for kind, tfmd in TFMD_TYPES.items()}
+    return {feature.name: names[feature.type] for feature in schema.feature if feature.type in names}
+
+
+def write_windowing(model_dir: str, windowing: dict) -> None:
+    """Records how windows are cut (`WindowSpec.to_dict()` plus the label column) with a window model."""
+    fileutil.write_json(os.path.join(model_dir, WINDOWING_ASSET), windowing)
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowModelInfo:
+    """What a window model says about its input: the raw format of a window record without the label, the
+    windowing, and the channels (in the order a `SensorWindow`'s values hold them)."""
+
+    fmt: RecordFormat
+    spec: WindowSpec
+    channels: tuple[str, ...]
+
+
+def window_model_info(model_dir: str) -> WindowModelInfo:
+    """Reads the windowing and raw schema a window model was exported with; ValueError if it is not one."""
+    import tensorflow as tf
+    path = os.path.join(model_dir, WINDOWING_ASSET)
+    if not tf.io.gfile.exists(path):
+        raise ValueError(f"{model_dir} is not a window model (no {WINDOWING_ASSET}; train with --window_key)")
+    with tf.io.gfile.GFile(path) as f:
+        windowing = json.load(f)
+    types = raw_column_types(model_dir) or {}
+    columns = tuple(c for c in types if c != windowing["label"])
+    spec = WindowSpec.from_dict(windowing)
+    fmt = RecordFormat(columns, tuple(types[c] for c in columns))
+    return WindowModelInfo(fmt, spec, spec.value_columns(fmt))
+
+
+def serialized_windows(windows: Sequence[SensorWindow], fmt: RecordFormat, spec: WindowSpec) -> list[bytes]:
+    """Window records as serialized tf.Examples: what the serving signature of a window model takes."""
+    from tfx_bsl.coders import example_coder
+    return example_coder.RecordBatchToExamplesEncoder().encode(windows_record_batch(windows, fmt, spec))

@@ -1,0 +1,78 @@
+"""What the batch prediction job resolves before any work: the model (the newest version in `--serving_dir`, or
+`--model_dir`), the input (files, a database, BigQuery) and its column types (from the model's raw schema, so rows
+parse as in training), and the run; `plan_predict` fails with a `ConfigError` naming the option.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional
+
+from beam_ml.config.predict import PredictConfig
+from beam_ml.core.errors import ConfigError
+from beam_ml.core.fileutil import absolute
+from beam_ml.core.records import RecordFormat
+from beam_ml.core.run import RunContext, RunManifest
+from beam_ml.ingest.resolve import require_column, resolve_source
+from beam_ml.ingest.source import Source
+from beam_ml.model.artifact import SERVING_SIGNATURE, is_saved_model, raw_column_types
+from beam_ml.model.push import latest_model
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictPlan:
+    config: PredictConfig
+    run: RunContext
+    model_dir: str
+    source: Source
+    bigquery_schema: Optional[dict] = None
+
+    @property
+    def fmt(self) -> RecordFormat:
+        return self.source.fmt
+
+    @property
+    def predictions_prefix(self) -> str:
+        return os.path.join(self.run.run_dir, "predictions", "predictions")
+
+    def manifest(self) -> RunManifest:
+        return self.run.manifest(
+            counts={"read": 0, "predicted": 0, "dead_letter": 0}, model_dir=self.model_dir,
+            inputs=self.source.describe(),
+            record_format={"columns": list(self.fmt.columns), "types": list(self.fmt.types)},
+            predictions=self.predictions_prefix + "-*.jsonl", bigquery_table=self.config.bigquery_table)
+
+
+def plan_predict(config: PredictConfig) -> PredictPlan:
+    """Resolves the model, inputs and run directory; raises ConfigError naming the offending option."""
+    config = dataclasses.replace(config, **{name: absolute(getattr(config, name))
+                                            for name in ("output_dir", "serving_dir", "model_dir")})
+    if config.model_dir:
+        if not is_saved_model(config.model_dir):
+            raise ConfigError("model_dir", f"no SavedModel at {config.model_dir}")
+        model_dir = config.model_dir
+    else:
+        model_dir = latest_model(config.serving_dir)
+        if model_dir is None:
+            raise ConfigError("serving_dir", f"no model version has been pushed to {config.serving_dir}")
+    # The model's schema also types the label, which unlabelled data does not have: entries for columns not in
+    # the header are ignored.
+    model_types = raw_column_types(model_dir) or {}
+    source = resolve_source(config, {**model_types, **config.column_types}).source
+    require_column(source.fmt, config.key_column, "key_column")
+    run = RunContext.start("batch_predict", config.output_dir, config.run_id, config.to_dict())
+    return PredictPlan(config=config, run=run, model_dir=model_dir, source=source,
+                       bigquery_schema=bigquery_schema(model_dir) if config.bigquery_table else None)
+
+
+def bigquery_schema(model_dir: str) -> dict:
+    """`key:STRING` plus one REPEATED column per output of the serving signature, as a TableSchema dict."""
+    import tensorflow as tf
+
+    outputs = tf.saved_model.load(model_dir).signatures[SERVING_SIGNATURE].structured_outputs
+    kinds = {tf.string: "STRING", tf.bool: "BOOLEAN"}
+    fields = [{"name": "key", "type": "STRING", "mode": "REQUIRED"}]
+    for name, spec in sorted(outputs.items()):
+        kind = kinds.get(spec.dtype, "INTEGER" if spec.dtype.is_integer else "FLOAT")
+        fields.append({"name": name, "type": kind, "mode": "REPEATED"})
+    return {"fields": fields}

@@ -1,0 +1,332 @@
+"""beam_ml's context detector (`ContextDetector`, built from a `DetectorConfig`): one `ChannelDetector` per channel,
+learning online, causally, from what it has seen:
+  1. a scale per channel from its first `warmup` readings, which cuts values into bins (values outside that range
+     get bins of their own);
+  2. two raw scores in [0, 1] per reading: how unexpected the bin is after the previous `order` bins at this time of
+     day (a variable-order sequence memory, backing off to shorter contexts and to contexts without the time of
+     day), and how unexpected it is at this time of day (a time-of-day profile of bins);
+  3. Numenta's anomaly likelihood on each raw score: a Gaussian fitted to the recent history of its short-term
+     average; the score is the log-scaled probability that the current average is not from that Gaussian;
+  4. a reading outside the range seen so far (by more than `range_tolerance` of it) scores 1.
+The channel's score is the larger of the two likelihoods (or 1), the window's score the largest over its new
+readings and channels. Scores are in [0, 1]. The classes hold plain picklable state and no Beam, so they can be
+tested alone.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+
+from beam_ml.stream.detectors.base import DetectorSpec, WindowDetector
+
+DAY_SECONDS = 86400.0
+
+
+@dataclasses.dataclass(frozen=True)
+class LikelihoodConfig:
+    """Numenta's anomaly likelihood: no estimate during the first `learning_period + estimation_samples` scores;
+    then the mean and variance of the `averaging_window`-score moving average over the last `history` scores
+    (leaving out the learning period), re-estimated every `reestimation_period` scores."""
+
+    learning_period: int = 288
+    estimation_samples: int = 100
+    history: int = 8640
+    reestimation_period: int = 100
+    averaging_window: int = 10
+
+    def __post_init__(self):
+        for name in ("learning_period", "estimation_samples", "history", "reestimation_period", "averaging_window"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorConfig(DetectorSpec):
+    """One configuration of `ContextDetector` (the same for every sensor): the spec that builds one per sensor.
+
+    Args:
+      warmup: readings per channel that set its scale (value range); no scores before.
+      bins: bins over the warm-up range for the sequence memory.
+      order: the longest context (previous bins) of the sequence memory.
+      context_hours: width of the time-of-day bucket added to sequence contexts (0: no time of day).
+      season_bins: bins over the warm-up range for the time-of-day profile.
+      season_hours: width of the time-of-day profile's buckets (0: no profile).
+      season_min_count: readings a time-of-day bucket needs before it scores.
+      tolerance: how much a neighbouring bin counts as the predicted one (0 to 1).
+      range_tolerance: a reading further than this fraction of the range seen so far outside it scores 1.
+      likelihood: the anomaly likelihood's windows.
+      threshold: a window scoring at least this raises an alert (0.5, Numenta's usual cut on its log scale, is
+        within 0.02 of the best threshold for NAB's standard profile on the shared files).
+      name: the detector's name in scores and alerts.
+    """
+
+    warmup: int = 150
+    bins: int = 40
+    order: int = 4
+    context_hours: float = 3.0
+    season_bins: int = 20
+    season_hours: float = 2.0
+    season_min_count: int = 20
+    tolerance: float = 1.0
+    range_tolerance: float = 0.05
+    likelihood: LikelihoodConfig = LikelihoodConfig()
+    threshold: float = 0.5
+    name: str = "contextLikelihood"
+
+    def __post_init__(self):
+        if self.warmup < 2:
+            raise ValueError(f"warmup must be >= 2, got {self.warmup}")
+        if self.bins < 1 or self.season_bins < 1:
+            raise ValueError(f"bins and season_bins must be >= 1, got {self.bins} and {self.season_bins}")
+        if self.order < 0:
+            raise ValueError(f"order must be >= 0, got {self.order}")
+        if not (0 <= self.context_hours <= 24 and 0 <= self.season_hours <= 24):
+            raise ValueError("context_hours and season_hours must be in [0, 24]")
+        if self.season_min_count < 1:
+            raise ValueError(f"season_min_count must be >= 1, got {self.season_min_count}")
+        if not 0 <= self.tolerance <= 1:
+            raise ValueError(f"tolerance must be in [0, 1], got {self.tolerance}")
+        if self.range_tolerance < 0:
+            raise ValueError(f"range_tolerance must be >= 0, got {self.range_tolerance}")
+        if not 0 < self.threshold <= 1:
+            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
+        if not self.name:
+            raise ValueError("name must not be empty")
+
+    def build(self, n_channels: int) -> "ContextDetector":
+        return ContextDetector(self, n_channels)
+
+
+def tail_probability(x: float, mean: float, stdev: float) -> float:
+    """P(X >= x) for X ~ N(mean, stdev²); 0.5 for x at or below the mean (only higher raw scores are anomalous)."""
+    if x <= mean:
+        return 0.5
+    return 0.5 * math.erfc((x - mean) / (stdev * math.sqrt(2.0)))
+
+
+def log_likelihood(likelihood: float) -> float:
+    """Numenta's log scale: 0.5 ↦ 0.03, 0.99999 ↦ 0.5, 1 ↦ 1."""
+    return math.log(1.0000000001 - likelihood) / math.log(1.0 - 0.9999999999)
+
+
+class AnomalyLikelihood:
+    """How unlikely the recent raw scores are, given their history (Ahmad et al. 2017, "Unsupervised real-time
+    anomaly detection for streaming data"): 1 − the Gaussian tail probability of the short-term average of raw
+    scores. A run of extreme tail probabilities counts in full only once (the later ones as 1e-3), as Numenta does.
+
+    Example::
+
+        likelihood = AnomalyLikelihood(LikelihoodConfig())
+        scores = [likelihood.update(raw) for raw in raw_scores]
+    """
+
+    MIN_MEAN, MIN_VARIANCE = 0.03, 0.0003
+    RED, YELLOW = 1e-5, 1e-3
+
+    def __init__(self, config: LikelihoodConfig):
+        self._config = config
+        self._recent: collections.deque = collections.deque(maxlen=config.averaging_window)
+        self._averages = np.zeros(config.history)  # ring buffer of moving averages
+        self._count = 0
+        self._mean = self._stdev = None
+        self._since_estimate = 0
+        self._previous_red = False
+
+    def update(self, raw: float) -> float:
+        config = self._config
+        self._recent.append(raw)
+        average = sum(self._recent) / len(self._recent)
+        self._averages[self._count % config.history] = average
+        self._count += 1
+        if self._count <= config.learning_period + config.estimation_samples:
+            return 0.5
+        if self._mean is None or self._since_estimate >= config.reestimation_period:
+            self._estimate()
+        self._since_estimate += 1
+        tail = tail_probability(average, self._mean, self._stdev)
+        red = tail <= self.RED
+        if red and self._previous_red:
+            tail = self.YELLOW
+        self._previous_red = red
+        return 1.0 - tail
+
+    def _estimate(self) -> None:
+        config = self._config
+        kept = min(self._count - config.learning_period, config.history)
+        indices = np.arange(self._count - kept, self._count) % config.history
+        history = self._averages[indices]
+        self._mean = max(float(history.mean()), self.MIN_MEAN)
+        self._stdev = math.sqrt(max(float(history.var()), self.MIN_VARIANCE))
+        self._since_estimate = 0
+
+
+class CountTable:
+    """Counts of integer keys in two sorted numpy arrays: cheap to pickle (Beam state) at any size."""
+
+    def __init__(self):
+        self._keys = np.empty(0, dtype=np.int64)
+        self._counts = np.empty(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def get(self, keys: np.ndarray) -> np.ndarray:
+        """The counts of `keys` (0 for keys never added)."""
+        if not len(self._keys):
+            return np.zeros(len(keys), dtype=np.int64)
+        at = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        return np.where(self._keys[at] == keys, self._counts[at], 0)
+
+    def add(self, keys: np.ndarray) -> None:
+        """Counts each of `keys` once more."""
+        keys, times = np.unique(keys, return_counts=True)
+        at = np.searchsorted(self._keys, keys)
+        found = np.zeros(len(keys), dtype=bool)
+        if len(self._keys):
+            found = self._keys[np.minimum(at, len(self._keys) - 1)] == keys
+        self._counts[at[found]] += times[found]
+        new = ~found
+        self._keys = np.insert(self._keys, at[new], keys[new])
+        self._counts = np.insert(self._counts, at[new], times[new])
+
+
+def _key(*parts: int) -> int:
+    """A 64-bit key for a tuple of ints, the same in every process (Python's hash of a tuple of ints is). The ints
+    are first mapped one-to-one onto naturals, since CPython hashes -1 like -2."""
+    return hash(tuple(2 * p if p >= 0 else -2 * p - 1 for p in parts))
+
+
+class SequenceMemory:
+    """How unexpected a bin is after the previous bins: counts of (context, next bin) for every context length up to
+    `order`, with and without the time-of-day bucket. The longest context seen before decides (the time-of-day one
+    first); the raw score is 1 − the share of that context's successors that were this bin (neighbouring bins count
+    `tolerance`). A context never seen at any length scores 1."""
+
+    def __init__(self, order: int, tolerance: float, bucket_seconds: float):
+        self._order, self._tolerance, self._bucket = order, tolerance, bucket_seconds
+        self._history: collections.deque = collections.deque(maxlen=max(order, 1))
+        self._counts = CountTable()
+
+    def _contexts(self, timestamp: float) -> list[tuple[int, ...]]:
+        """Contexts to try, most specific first: (with time of day?, bucket, length, bins...)."""
+        history = tuple(self._history)[-self._order:] if self._order else ()
+        buckets = [(1, int((timestamp % DAY_SECONDS) // self._bucket))] if self._bucket else []
+        buckets.append((0, -1))
+        return [(timed, bucket, k) + history[len(history) - k:]
+                for timed, bucket in buckets for k in range(len(history), -1, -1)]
+
+    def update(self, bin_: int, timestamp: float) -> float:
+        contexts = self._contexts(timestamp)
+        totals_keys = np.array([_key(*c) for c in contexts], dtype=np.int64)
+        next_keys = np.array([_key(*c, b) for c in contexts for b in (bin_, bin_ - 1, bin_ + 1)], dtype=np.int64)
+        found = self._counts.get(np.concatenate([totals_keys, next_keys]))
+        totals, nexts = found[:len(contexts)], found[len(contexts):].reshape(len(contexts), 3)
+        raw = 1.0
+        for i, total in enumerate(totals):
+            if total > 0:
+                seen = nexts[i, 0] + self._tolerance * (nexts[i, 1] + nexts[i, 2])
+                raw = 1.0 - min(1.0, seen / total)
+                break
+        self._counts.add(np.concatenate([totals_keys, next_keys[0::3]]))
+        self._history.append(bin_)
+        return raw
+
+
+class TimeOfDayProfile:
+    """How unexpected a bin is at this time of day: 1 − its share among the bins seen in the same bucket (neighbours
+    count `tolerance`); 0 until the bucket has `min_count` readings."""
+
+    def __init__(self, bucket_seconds: float, tolerance: float, min_count: int):
+        self._bucket, self._tolerance, self._min_count = bucket_seconds, tolerance, min_count
+        self._counts: dict[int, dict[int, int]] = {}
+
+    def update(self, bin_: int, timestamp: float) -> float:
+        counts = self._counts.setdefault(int((timestamp % DAY_SECONDS) // self._bucket), {})
+        total = sum(counts.values())
+        raw = 0.0
+        if total >= self._min_count:
+            seen = counts.get(bin_, 0) + self._tolerance * (counts.get(bin_ - 1, 0) + counts.get(bin_ + 1, 0))
+            raw = 1.0 - min(1.0, seen / total)
+        counts[bin_] = counts.get(bin_, 0) + 1
+        return raw
+
+
+class RangeGuard:
+    """True for a value further outside the range seen so far than `tolerance` × that range."""
+
+    def __init__(self, tolerance: float):
+        self._tolerance = tolerance
+        self._low = self._high = None
+
+    def update(self, value: float) -> bool:
+        outside = False
+        if self._low is not None and self._high > self._low:
+            margin = (self._high - self._low) * self._tolerance
+            outside = value > self._high + margin or value < self._low - margin
+        self._low = value if self._low is None else min(self._low, value)
+        self._high = value if self._high is None else max(self._high, value)
+        return outside
+
+
+class ChannelDetector:
+    """One channel's online detector (see the module docstring). `update` scores a reading, then learns it.
+
+    Example::
+
+        detector = ChannelDetector(DetectorConfig())
+        scores = [detector.update(t, x) for t, x in zip(timestamps, values)]
+    """
+
+    def __init__(self, config: DetectorConfig):
+        self._config = config
+        self._warmup: Optional[list] = []
+        self._low = self._width = 0.0
+        self._range = RangeGuard(config.range_tolerance)
+        self._sequence = SequenceMemory(config.order, config.tolerance, config.context_hours * 3600)
+        self._sequence_likelihood = AnomalyLikelihood(config.likelihood)
+        self._season = (TimeOfDayProfile(config.season_hours * 3600, config.tolerance, config.season_min_count)
+                        if config.season_hours else None)
+        self._season_likelihood = AnomalyLikelihood(config.likelihood)
+
+    def _bin(self, value: float, bins: int) -> int:
+        return int(math.floor((value - self._low) / self._width * bins))
+
+    def update(self, timestamp: float, value: float) -> float:
+        outside = self._range.update(value)
+        if self._warmup is not None:
+            self._warmup.append(value)
+            if len(self._warmup) < self._config.warmup:
+                return 0.0
+            low, high = min(self._warmup), max(self._warmup)
+            self._low, self._width = low, (high - low) or max(abs(high), 1.0)
+            self._warmup = None
+            return 0.0
+        raw = self._sequence.update(self._bin(value, self._config.bins), timestamp)
+        score = log_likelihood(self._sequence_likelihood.update(raw))
+        if self._season is not None:
+            seasonal = self._season.update(self._bin(value, self._config.season_bins), timestamp)
+            score = max(score, log_likelihood(self._season_likelihood.update(seasonal)))
+        return 1.0 if outside else score
+
+
+class ContextDetector(WindowDetector):
+    """`WindowDetector` with a `ChannelDetector` per channel (scores in [0, 1]).
+
+    Example::
+
+        detector = ContextDetector(DetectorConfig(), n_channels=2)
+        for window in windows_of_one_sensor:  # in event-time order
+            score, channel_scores = detector.score_window(window)
+    """
+
+    def __init__(self, config: DetectorConfig, n_channels: int):
+        super().__init__(n_channels)
+        self.name, self.threshold = config.name, config.threshold
+        self._channels = [ChannelDetector(config) for _ in range(n_channels)]
+
+    def update(self, timestamp: float, values: Sequence[float]) -> tuple[float, ...]:
+        return tuple(channel.update(timestamp, float(v)) for channel, v in zip(self._channels, values))

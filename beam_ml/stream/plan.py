@@ -1,0 +1,74 @@
+"""What the streaming detection job resolves at launch: the model pushed now (its channels and windowing), the
+online detectors and the run; `plan_detect` fails with a ConfigError naming the option before anything starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from beam_ml.config.detect import DetectConfig
+from beam_ml.core.errors import ConfigError
+from beam_ml.core.fileutil import absolute
+from beam_ml.core.run import RunContext, RunManifest
+from beam_ml.core.windowing import WindowSpec
+from beam_ml.model.artifact import window_model_info
+from beam_ml.model.push import latest_model
+from beam_ml.stream.detectors.base import DetectorSpec
+from beam_ml.stream.detectors.catalog import online_detector
+from beam_ml.stream.parse import SENSOR_ID, TIMESTAMP
+
+# Without a model each reading is a window of its own, scored as it is released in event-time order.
+READING_WINDOWS = WindowSpec(SENSOR_ID, TIMESTAMP, length=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectPlan:
+    config: DetectConfig
+    run: RunContext
+    model_dir: Optional[str]  # the version pushed at launch, if a model scores (later ones are picked up running)
+    channels: tuple[str, ...]  # from the model, or --channels
+    spec: WindowSpec  # the model's windowing, or a window per reading
+    online: tuple[DetectorSpec, ...]  # the online detectors, in the order given
+
+    @property
+    def members(self) -> int:
+        return len(self.online) + (self.model_dir is not None)
+
+    def manifest(self) -> RunManifest:
+        return self.run.manifest(model_dir_at_launch=self.model_dir, channels=list(self.channels),
+                                 windowing=self.spec.to_dict())
+
+
+def online_detectors(config: DetectConfig) -> tuple[DetectorSpec, ...]:
+    """The online members of --detector, each built once here so that a bad threshold fails at launch."""
+    specs = []
+    for name, threshold in config.detectors():
+        if name == "model":
+            continue
+        try:
+            spec = online_detector(name, threshold)
+            spec.build(1)
+        except ValueError as e:
+            raise ConfigError("detector", f"{name}: {e}") from e
+        specs.append(spec)
+    return tuple(specs)
+
+
+def plan_detect(config: DetectConfig) -> DetectPlan:
+    config = dataclasses.replace(config, **{name: absolute(getattr(config, name))
+                                            for name in ("serving_dir", "output_dir", "alerts_dir", "dead_letter_dir")})
+    online = online_detectors(config)
+    model_dir = None
+    if config.serving_dir:
+        model_dir = latest_model(config.serving_dir)
+        if model_dir is None:
+            raise ConfigError("serving_dir", f"no model has been pushed to {config.serving_dir}")
+        try:
+            info = window_model_info(model_dir)
+        except ValueError as e:
+            raise ConfigError("serving_dir", str(e)) from e
+        channels, spec = info.channels, info.spec
+    else:
+        channels, spec = tuple(config.channels.split(",")), READING_WINDOWS
+    run = RunContext.start("detect_anomalies", config.output_dir, config.run_id, config.to_dict())
+    return DetectPlan(config, run, model_dir, channels, spec, online)

@@ -1,0 +1,174 @@
+"""The training job as one composite PTransform: ingest → validate → transform → train → evaluate → push, and the
+run record.
+
+`TrainPipeline(plan)` (the plan from `beam_ml.train.plan.plan_run`) wires the stages; each stage is its own reusable
+PTransform. Data flows between them as Arrow RecordBatches, never as one Python dict per row.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+import pyarrow as pa
+
+from beam_ml.core import counts as measures
+from beam_ml.core.counts import CountTotals
+from beam_ml.core.deadletter import DeadLetter, WriteDeadLetters
+from beam_ml.core.run import RunManifest
+from beam_ml.ingest.read import ReadSplits
+from beam_ml.model.push import PushIfBlessed
+from beam_ml.train.evaluate import EvaluateModel, build_eval_config
+from beam_ml.train.leakage import CheckLeakage
+from beam_ml.train.plan import RunPlan
+from beam_ml.train.trainer import FnArgs, TrainModel
+from beam_ml.train.transform import TransformSplits
+from beam_ml.train.validate import SCHEMA_FILE, GenerateSplitStatistics, ValidateSplits
+from beam_ml.train.windows import WindowRows
+
+
+class RunFailed(RuntimeError):
+    """The run stopped on purpose (anomalies under the `fail` policy, an empty split); the manifest says why."""
+
+
+class TrainOutputs(NamedTuple):
+    """What `TrainPipeline` gives, for tests to assert on: the per-split RecordBatches, the dead letters, and
+    singletons: `counts` (the run record's), `anomalies`, `model_dir`, `evaluation` ({blessed, metrics, failures,
+    baseline_model}), `pushed` (path or None) and `manifest` (the record written to run_manifest.json)."""
+
+    splits: dict[str, beam.PCollection[pa.RecordBatch]]
+    dead_letter: beam.PCollection[DeadLetter]
+    counts: beam.PCollection[dict]
+    anomalies: beam.PCollection[list[dict]]
+    model_dir: beam.PCollection[str]
+    evaluation: beam.PCollection[dict]
+    pushed: beam.PCollection[Any]
+    manifest: beam.PCollection[dict]
+
+
+def counts_record(totals: dict[str, int], splits: tuple[str, ...], windows: bool = False) -> dict[str, Any]:
+    """{read, dead_letter, splits: {name: n}[, windows: {name: n}]} from the counted totals."""
+    record = {"read": totals["read"], "dead_letter": totals["dead_letter"],
+              "splits": {name: totals[f"split:{name}"] for name in splits}}
+    if windows:
+        record["windows"] = {name: totals[f"windows:{name}"] for name in splits}
+    return record
+
+
+class CheckData(beam.DoFn):
+    """The gate before training: stops the run (failed manifest, then an error) on an empty split or, under the
+    `fail` policy, on anomalies; otherwise passes on."""
+
+    def __init__(self, policy: str, manifest: RunManifest):
+        self._policy = policy
+        self._manifest = manifest
+
+    def process(self, _, counts: dict, anomalies: list):
+        empty = [name for name, n in counts["splits"].items() if n == 0]
+        if empty:
+            error = (f"split(s) {', '.join(empty)} received no rows (read {counts['read']}, dead-lettered "
+                     f"{counts['dead_letter']}); check --input and --split_buckets")
+            self._manifest.write("failed", counts=counts, anomalies=anomalies, error=error)
+            raise RunFailed(error)
+        windowless = [name for name, n in counts.get("windows", {}).items() if n == 0]
+        if windowless:
+            error = (f"split(s) {', '.join(windowless)} have rows but no complete window; check --window_length "
+                     f"and --window_max_gap against the rows each key has")
+            self._manifest.write("failed", counts=counts, anomalies=anomalies, error=error)
+            raise RunFailed(error)
+        if anomalies and self._policy == "fail":
+            listing = "; ".join(f"[{a['split']}] {a['feature'] or '(dataset)'}: {a['type']}: {a['description']}"
+                                for a in anomalies)
+            error = f"data validation found {len(anomalies)} anomalies (policy 'fail'): {listing}"
+            self._manifest.write("failed", counts=counts, anomalies=anomalies, error=error)
+            raise RunFailed(error)
+        yield "ok"
+
+
+class WriteRunManifest(beam.DoFn):
+    def __init__(self, manifest: RunManifest):
+        self._manifest = manifest
+
+    def process(self, _, counts: dict, anomalies: list, evaluation: dict, pushed: list, leakage: list):
+        yield self._manifest.write(
+            "succeeded", counts=counts, anomalies=anomalies, metrics=evaluation["metrics"],
+            blessed=evaluation["blessed"], threshold_failures=evaluation["failures"],
+            pushed_model_dir=pushed[0] if pushed else None, leakage=leakage[0] if leakage else None)
+
+
+class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
+    """The whole run as one composite PTransform.
+
+    Example::
+
+        plan = plan_run(PipelineConfig.load("examples/penguins/config.yaml", {}))
+        with beam.Pipeline() as p:
+            outputs = p | TrainPipeline(plan)
+    """
+
+    def __init__(self, plan: RunPlan):
+        super().__init__()
+        self._plan = plan
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> TrainOutputs:
+        plan, config = self._plan, self._plan.config
+        run_dir, splits = plan.run.run_dir, plan.split.names
+        manifest = plan.manifest()
+
+        ingested = pbegin | "Ingest" >> ReadSplits(plan.source, plan.split)
+        batches = ingested.splits
+        spec = plan.window_spec
+        # What the model learns from and is judged on: the rows, or windows of each key's rows.
+        examples = batches if spec is None else {
+            name: batches[name] | f"Windows{name.title()}" >> WindowRows(spec, plan.fmt) for name in splits}
+        _ = ingested.dead_letter | "WriteDeadLetters" >> WriteDeadLetters(
+            os.path.join(run_dir, "dead_letter", "dead_letter"))
+        rows = {**{f"split:{name}": batches[name] for name in splits},
+                **({} if spec is None else {f"windows:{name}": examples[name] for name in splits})}
+        counts = ({"read": ingested.records_read, "dead_letter": ingested.dead_letter, **rows}
+                  | "Counts" >> CountTotals({"read": measures.value, "dead_letter": measures.one,
+                                             **dict.fromkeys(rows, measures.rows)})
+                  | "CountsRecord" >> beam.Map(counts_record, splits, spec is not None))
+
+        leakage = (ingested.split_batches | "Leakage" >> CheckLeakage(config.leakage_key) if config.leakage_key
+                   else pbegin | "NoLeakageCheck" >> beam.Create([]))
+        stats = ingested.split_batches | "Statistics" >> GenerateSplitStatistics(
+            os.path.join(run_dir, "statistics"), splits)
+        validation = stats | "Validate" >> ValidateSplits(run_dir, plan.schema, plan.drift_baseline,
+                                                          config.drift_threshold)
+        checked = (pbegin | "CheckTrigger" >> beam.Create([None])
+                   | "CheckData" >> beam.ParDo(CheckData(config.anomaly_policy, manifest),
+                                               counts=beam.pvalue.AsSingleton(counts),
+                                               anomalies=beam.pvalue.AsSingleton(validation.anomalies)))
+
+        transformed = examples | "Transform" >> TransformSplits(
+            plan.module.load().preprocessing_fn, plan.fmt, os.path.join(run_dir, "transform"),
+            plan.temp_dir)
+
+        fn_args = FnArgs(train_files=(), eval_files=(), transform_output=os.path.join(run_dir, "transform"),
+                         schema_path=os.path.join(run_dir, "schema", SCHEMA_FILE),
+                         serving_model_dir=plan.serving_model_dir,
+                         model_run_dir=os.path.join(run_dir, "model", "logs"), label=config.label_key,
+                         hyperparameters=config.hyperparameters, seed=config.seed,
+                         windowing=None if spec is None else {**spec.to_dict(), "label": config.label_key})
+        model_dir = pbegin | "Train" >> TrainModel(
+            plan.module, fn_args, transformed.files["train"], transformed.files["eval"],
+            after={"transform_fn": transformed.transform_fn, "checked": checked,
+                   "schema": validation.schema}, min_ram=config.train_min_ram)
+
+        eval_config = build_eval_config(config.label_key, config.eval_metrics, config.eval_slices,
+                                        config.eval_thresholds, config.eval_change_thresholds,
+                                        with_baseline=plan.baseline_model is not None)
+        evaluation = {"examples": examples["eval"], "model": model_dir} | "Evaluate" >> EvaluateModel(
+            eval_config, plan.serving_model_dir, plan.baseline_model, os.path.join(run_dir, "evaluation"), plan.fmt)
+
+        pushed = model_dir | "Push" >> beam.ParDo(PushIfBlessed(config.serving_dir, plan.push_id),
+                                                  beam.pvalue.AsSingleton(evaluation))
+        written = (pbegin | "ManifestTrigger" >> beam.Create([None])
+                   | "WriteManifest" >> beam.ParDo(
+                       WriteRunManifest(manifest), counts=beam.pvalue.AsSingleton(counts),
+                       anomalies=beam.pvalue.AsSingleton(validation.anomalies),
+                       evaluation=beam.pvalue.AsSingleton(evaluation), pushed=beam.pvalue.AsList(pushed),
+                       leakage=beam.pvalue.AsList(leakage)))
+        return TrainOutputs(batches, ingested.dead_letter, counts, validation.anomalies, model_dir, evaluation,
+                            pushed, written)

@@ -1,0 +1,116 @@
+"""Train: run the user's `run_fn(fn_args)` inside a DoFn, once the transform outputs exist.
+
+Contract of the user module (in the spirit of TFX's Trainer): `run_fn(fn_args: FnArgs)` trains a tf_keras model
+and exports it to `fn_args.serving_model_dir` (`beam_ml.model.export.export_serving_model` does the export).
+`fn_args.make_dataset(...)` is the tf.data factory over the transformed examples.
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Any, Optional, Sequence
+
+import apache_beam as beam
+
+from beam_ml.model.artifact import is_saved_model, write_windowing
+from beam_ml.train import user_module
+
+
+@dataclasses.dataclass(frozen=True)
+class FnArgs:
+    """What `run_fn` gets. Paths may be local or gs://."""
+
+    train_files: tuple[str, ...]
+    eval_files: tuple[str, ...]
+    transform_output: str  # the directory holding transform_fn/ and transformed_metadata/
+    schema_path: str  # TFDV schema.pbtxt of the raw data
+    serving_model_dir: str  # where run_fn must export the SavedModel
+    model_run_dir: str  # for logs (e.g. TensorBoard)
+    label: str  # the transformed label's key (same name as the raw label column)
+    hyperparameters: dict = dataclasses.field(default_factory=dict)
+    seed: int = 42
+    windowing: Optional[dict] = None  # examples are windows of a key's rows (`WindowSpec.to_dict()` fields)
+
+    def make_dataset(self, files: Sequence[str], batch_size: int, num_epochs: Optional[int] = None,
+                     shuffle: bool = True, shuffle_buffer: int = 10_000) -> Any:
+        """(features, label) batches from transformed TFRecord files, parsed with the transformed feature spec.
+
+        `num_epochs=None` repeats forever (use `steps_per_epoch`); order is deterministic for a given seed.
+        """
+        import tensorflow as tf
+        import tensorflow_transform as tft
+
+        spec = tft.TFTransformOutput(self.transform_output).transformed_feature_spec()
+        label = self.label
+
+        def split_label(features):
+            return features, features.pop(label)
+
+        dataset = tf.data.TFRecordDataset(sorted(files), num_parallel_reads=tf.data.AUTOTUNE)
+        if shuffle:
+            dataset = dataset.shuffle(shuffle_buffer, seed=self.seed, reshuffle_each_iteration=True)
+        return (dataset.repeat(num_epochs)
+                .batch(batch_size)
+                .map(lambda records: tf.io.parse_example(records, spec), num_parallel_calls=tf.data.AUTOTUNE)
+                .map(split_label)
+                .prefetch(tf.data.AUTOTUNE))
+
+
+def set_seeds(seed: int) -> None:
+    import numpy as np
+    import tf_keras
+    random.seed(seed)
+    np.random.seed(seed)
+    tf_keras.utils.set_random_seed(seed)
+
+
+class RunTrainer(beam.DoFn):
+    """Calls the module's `run_fn` once per input element; emits the exported model directory."""
+
+    def __init__(self, module: user_module.UserModule, fn_args: FnArgs):
+        self._module = module
+        self._fn_args = fn_args
+
+    def process(self, _, train_files: list[str], eval_files: list[str], **ready: Any):
+        """`ready` side inputs only order this step after its prerequisites (transform, validation)."""
+        import tensorflow as tf
+
+        fn_args = dataclasses.replace(self._fn_args, train_files=tuple(sorted(train_files)),
+                                      eval_files=tuple(sorted(eval_files)))
+        if tf.io.gfile.exists(fn_args.serving_model_dir):  # a retried bundle starts clean
+            tf.io.gfile.rmtree(fn_args.serving_model_dir)
+        set_seeds(fn_args.seed)
+        self._module.load().run_fn(fn_args)
+        if not is_saved_model(fn_args.serving_model_dir):
+            raise RuntimeError(f"run_fn of {self._module.spec} exported no SavedModel to {fn_args.serving_model_dir}")
+        if fn_args.windowing:  # how to cut windows goes with the model, for whoever serves it on a stream
+            write_windowing(fn_args.serving_model_dir, fn_args.windowing)
+        yield fn_args.serving_model_dir
+
+
+class TrainModel(beam.PTransform[beam.pvalue.PBegin, beam.PCollection[str]]):
+    """Runs training on a worker once every input in `after` has been computed; outputs the model directory.
+
+    Example::
+
+        model_dir = p | TrainModel(UserModule("transforms.penguins"), fn_args, train_files=out["train"],
+                                   eval_files=out["eval"], after={"transform": out["transform_fn"]})
+    """
+
+    def __init__(self, module: user_module.UserModule, fn_args: FnArgs, train_files: beam.PCollection,
+                 eval_files: beam.PCollection, after: dict[str, beam.PCollection], min_ram: str = "4GB"):
+        super().__init__()
+        self._min_ram = min_ram
+        self._module = module
+        self._fn_args = fn_args
+        self._train_files = train_files
+        self._eval_files = eval_files
+        self._after = after
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection[str]:
+        return (pbegin
+                | "Trigger" >> beam.Create([None])
+                | "RunFn" >> beam.ParDo(RunTrainer(self._module, self._fn_args),
+                                        beam.pvalue.AsList(self._train_files), beam.pvalue.AsList(self._eval_files),
+                                        **{k: beam.pvalue.AsList(v) for k, v in self._after.items()}
+                                        ).with_resource_hints(min_ram=self._min_ram))

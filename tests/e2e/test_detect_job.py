@@ -1,0 +1,207 @@
+"""The streaming detection job (beam_ml.stream) on the Pub/Sub emulator with the trained telemetry model: injected
+anomalies alerted, out-of-order and duplicate messages handled, malformed and late ones dead-lettered, and a model
+pushed mid-stream picked up without a restart. Plus its options."""
+import json
+import os
+import shutil
+import time
+
+import apache_beam as beam
+import pandas as pd
+import pytest
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_ml.config.detect import DetectConfig
+from beam_ml.core.errors import ConfigError
+from beam_ml.stream.parse import METRICS_NAMESPACE
+from beam_ml.stream.pipeline import DetectAnomalies
+from beam_ml.stream.plan import plan_detect
+from beam_ml.stream.sinks import alert_from_json
+from tests.support.paths import ROOT
+from tests.support.pubsub import PROJECT, poll, pull, running, topic_with_subscription
+from tools.replay_telemetry import publish_messages
+from tools.telemetry_generator import CHANNELS
+
+DATA = os.path.join(ROOT, "examples", "telemetry", "data", "telemetry.csv")
+STEP = 0.2  # seconds of event time between a sensor's readings: the replay compresses 5-minute data 1500 times
+READINGS_PER_PHASE = 40
+ANOMALY = range(28, 36)  # readings of a phase with flow lifted far off its coupling to the other channels
+
+
+def normal_stretch(data: pd.DataFrame, sensor: str, length: int) -> pd.DataFrame:
+    """The first `length` consecutive eval readings of `sensor` without a labelled anomaly."""
+    rows = data[(data.sensor_id == sensor) & (data.timestamp >= 1705276800)].reset_index(drop=True)
+    clean = rows.is_anomaly.rolling(length).max()
+    end = int(clean[clean == 0].index[0])
+    return rows.iloc[end - length + 1:end + 1].reset_index(drop=True)
+
+
+def phase_messages(stretches: dict, phase: int, t0: float, anomalous: str) -> list[dict]:
+    """Phase `phase` (40 readings per sensor, STEP apart from t0) of every sensor; `anomalous` gets the anomaly."""
+    messages = []
+    for i in range(READINGS_PER_PHASE):
+        for sensor, rows in stretches.items():
+            row = rows.iloc[phase * READINGS_PER_PHASE + i]
+            values = {c: float(row[c]) for c in CHANNELS}
+            if sensor == anomalous and i in ANOMALY:
+                values["flow"] += 1.0
+            messages.append({"sensor_id": sensor, "timestamp": round(t0 + i * STEP, 3), **values})
+    return messages
+
+
+def config(tmp_path, serving_dir, **overrides):
+    values = {"subscription": "projects/test-project/subscriptions/telemetry", "serving_dir": serving_dir,
+              "output_dir": str(tmp_path / "runs"), "alerts_dir": str(tmp_path / "alerts"),
+              "dead_letter_dir": str(tmp_path / "dead"), **overrides}
+    return DetectConfig.load(None, {k: v for k, v in values.items() if v is not None})
+
+
+@pytest.mark.usefixtures("pubsub_emulator", "direct_runner_metrics")
+def test_detection_job_on_the_pubsub_emulator_with_a_model_pushed_mid_stream(trained_telemetry, tmp_path):
+    from google.cloud import pubsub_v1
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    telemetry_topic, telemetry_sub = topic_with_subscription(publisher, subscriber, "telemetry")
+    alerts_topic, alerts_sub = topic_with_subscription(publisher, subscriber, "alerts")
+    dead_topic, dead_sub = topic_with_subscription(publisher, subscriber, "dead")
+    serving_dir = str(tmp_path / "serving")
+    shutil.copytree(trained_telemetry["pushed_model_dir"], os.path.join(serving_dir, "100"))
+
+    plan = plan_detect(config(tmp_path, serving_dir, subscription=telemetry_sub, alerts_topic=alerts_topic,
+                              dead_letter_topic=dead_topic, allowed_lateness="1", model_poll_seconds="0.5",
+                              file_window="5"))
+    assert plan.channels == CHANNELS and plan.spec.length == 24
+    p = beam.Pipeline(options=PipelineOptions(["--runner=BundleBasedDirectRunner", "--streaming",
+                                               f"--project={PROJECT}"]))
+    _ = p | "DetectAnomalies" >> DetectAnomalies(plan)
+
+    data = pd.read_csv(DATA)
+    stretches = {s: normal_stretch(data, s, 2 * READINGS_PER_PHASE) for s in ("sensor-01", "sensor-02")}
+    received = []
+
+    def alerts_so_far():
+        received.extend(alert_from_json(m.data) for m in pull(subscriber, alerts_sub))
+        return list(received)
+
+    def alerted(sensor, t0, version):
+        return [a for a in received if a.sensor_id == sensor and a.model_version == version
+                and t0 + ANOMALY[0] * STEP <= a.window_end <= t0 + (ANOMALY[-1] + 23) * STEP]
+
+    with running(p, publisher, telemetry_topic) as result:
+        # Phase 1: sensor-01 has an anomaly; one pair of sensor-02's readings arrives swapped, one message twice,
+        # two are malformed.
+        t0 = round(time.time() + 1.0, 1)
+        first = phase_messages(stretches, 0, t0, anomalous="sensor-01")
+        first[11], first[13] = first[13], first[11]  # sensor-02's readings 5 and 6, out of order
+        first.insert(20, dict(first[20]))  # a duplicate
+        publish_messages(publisher, telemetry_topic, iter(first), speedup=1.0)
+        for bad in (b"{not json", json.dumps({"sensor_id": "sensor-02", "timestamp": t0, "flow": 1.0}).encode()):
+            publisher.publish(telemetry_topic, bad).result(10)
+        poll(alerts_so_far, lambda _: alerted("sensor-01", t0, "100"), timeout=60)
+        assert alerted("sensor-01", t0, "100"), received
+        assert {tuple(a.top_channels[:1]) for a in alerted("sensor-01", t0, "100")} == {("flow",)}
+
+        # A reading of sensor-02 from long before what it has released is late.
+        late = {"sensor_id": "sensor-02", "timestamp": t0 + STEP / 2, **{c: 1.0 for c in CHANNELS}}
+        publisher.publish(telemetry_topic, json.dumps(late).encode()).result(10)
+
+        # A new model version is pushed (an atomic rename, as beam_ml.model.push does) while the job runs.
+        shutil.copytree(os.path.join(serving_dir, "100"), str(tmp_path / "staging"))
+        os.rename(str(tmp_path / "staging"), os.path.join(serving_dir, "200"))
+        time.sleep(1.0)  # longer than model_poll_seconds
+
+        # Phase 2: sensor-02 has an anomaly; its alerts carry the new version.
+        t1 = round(time.time() + 1.0, 1)
+        publish_messages(publisher, telemetry_topic, iter(phase_messages(stretches, 1, t1, "sensor-02")),
+                         speedup=1.0)
+        poll(alerts_so_far, lambda _: alerted("sensor-02", t1, "200"), timeout=60)
+        assert alerted("sensor-02", t1, "200"), received
+        assert not [a for a in received if a.window_end >= t1 + ANOMALY[0] * STEP and a.model_version == "100"]
+
+        dead = poll(lambda: [json.loads(m.data) for m in pull(subscriber, dead_sub)], lambda d: len(d) >= 3,
+                    timeout=30)
+        # The same alerts in files, once the watermark has passed their 5 s file windows.
+        files_dir = tmp_path / "alerts"
+
+        def topic_and_files():
+            alerts_so_far()
+            return (sorted((a.sensor_id, a.window_end) for a in received),
+                    sorted((a.sensor_id, a.window_end) for f in files_dir.glob("alerts-*.jsonl")
+                           for a in map(alert_from_json, open(f))))
+        from_topic, from_files = poll(topic_and_files, lambda both: both[0] == both[1], timeout=30)
+        assert from_files == from_topic
+    reasons = sorted(d["reason"].split(":")[0] for d in dead)
+    assert reasons == ["channel 'temperature' is missing, not a number", "late", "not JSON"]
+    counters = {c.key.metric.name: c.committed for c in result.metrics().query(
+        MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]}
+    assert counters["duplicate_readings"] == 1 and counters["late_readings"] == 1
+    assert counters["invalid_messages"] == 2
+
+
+def test_detection_options_are_checked_before_anything_starts(trained_telemetry, tmp_path):
+    serving_dir = os.path.dirname(trained_telemetry["pushed_model_dir"])
+    with pytest.raises(ConfigError, match="--detector: 'lof' does not match"):
+        config(tmp_path, serving_dir, detector="lof")
+    with pytest.raises(ConfigError, match="--detector: context: threshold must be in"):
+        plan_detect(config(tmp_path, serving_dir, detector="model,context:2"))
+    with pytest.raises(ConfigError, match="--channels: is required when no model"):
+        config(tmp_path, None, detector="zscore")
+    with pytest.raises(ConfigError, match="--serving_dir: is required when the detector includes model"):
+        config(tmp_path, None, detector="model,zscore")
+    with pytest.raises(ConfigError, match="--vote: applies to an ensemble"):
+        config(tmp_path, serving_dir, vote="all")
+    with pytest.raises(ConfigError, match="--subscription"):
+        config(tmp_path, serving_dir, subscription="telemetry")
+    with pytest.raises(ConfigError, match="--alerts_topic: give at least one"):
+        config(tmp_path, serving_dir, alerts_dir=None)
+    with pytest.raises(ConfigError, match="--dead_letter_topic"):
+        config(tmp_path, serving_dir, dead_letter_dir=None)
+    with pytest.raises(ConfigError, match="--serving_dir: no model has been pushed"):
+        plan_detect(config(tmp_path, str(tmp_path / "empty")))
+    not_windowed = tmp_path / "plain" / "1"
+    shutil.copytree(trained_telemetry["pushed_model_dir"], not_windowed)
+    os.remove(not_windowed / "assets.extra" / "windowing.json")
+    with pytest.raises(ConfigError, match="--serving_dir: .* is not a window model"):
+        plan_detect(config(tmp_path, str(tmp_path / "plain")))
+    plan = plan_detect(config(tmp_path, serving_dir))
+    assert plan.model_dir == trained_telemetry["pushed_model_dir"]
+
+
+@pytest.mark.usefixtures("pubsub_emulator")
+def test_beams_online_detectors_without_a_model_on_the_pubsub_emulator(tmp_path):
+    """--detector zscore,robust_zscore,iqr --vote all --channels ...: no model; a spike is alerted by all three,
+    named after them, with the spiking channel first; a malformed message is dead-lettered."""
+    from google.cloud import pubsub_v1
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    telemetry_topic, telemetry_sub = topic_with_subscription(publisher, subscriber, "telemetry-online")
+    alerts_topic, alerts_sub = topic_with_subscription(publisher, subscriber, "alerts-online")
+    dead_topic, dead_sub = topic_with_subscription(publisher, subscriber, "dead-online")
+    plan = plan_detect(config(tmp_path, None, subscription=telemetry_sub, detector="zscore,robust_zscore,iqr",
+                              vote="all", channels=",".join(CHANNELS), alerts_topic=alerts_topic,
+                              dead_letter_topic=dead_topic, allowed_lateness="1"))
+    assert plan.model_dir is None and plan.members == 3 and plan.spec.length == 1
+    p = beam.Pipeline(options=PipelineOptions(["--runner=BundleBasedDirectRunner", "--streaming",
+                                               f"--project={PROJECT}"]))
+    _ = p | "DetectAnomalies" >> DetectAnomalies(plan)
+
+    data = pd.read_csv(DATA)
+    stretches = {s: normal_stretch(data, s, READINGS_PER_PHASE * 2) for s in ("sensor-01", "sensor-02")}
+    spike_at, pressure = 60, stretches["sensor-01"].pressure
+    with running(p, publisher, telemetry_topic):
+        t0 = round(time.time() + 1.0, 1)
+        messages = phase_messages(stretches, 0, t0, anomalous="none") + \
+            phase_messages(stretches, 1, t0 + READINGS_PER_PHASE * STEP, anomalous="none")
+        spike = next(m for m in messages if m["sensor_id"] == "sensor-01"
+                     and m["timestamp"] == round(t0 + spike_at * STEP, 3))
+        spike["pressure"] = float(pressure.mean() + 20 * pressure.std())
+        publish_messages(publisher, telemetry_topic, iter(messages), speedup=1.0)
+        publisher.publish(telemetry_topic, b'"on"').result(10)
+        received = poll(lambda: [alert_from_json(m.data) for m in pull(subscriber, alerts_sub)],
+                        lambda alerts: any(a.window_end == spike["timestamp"] for a in alerts), timeout=60)
+        dead = poll(lambda: [json.loads(m.data) for m in pull(subscriber, dead_sub)], lambda d: len(d) >= 1,
+                    timeout=30)
+    hit = next(a for a in received if a.window_end == spike["timestamp"])
+    assert (hit.sensor_id, hit.detector, hit.top_channels[0]) == ("sensor-01", "iqr+robust_zscore+zscore",
+                                                                 "pressure")
+    assert hit.window_start == hit.window_end and hit.model_version is None and hit.score == 1.0
+    assert [d["reason"].split(":")[0] for d in dead] == ["not a JSON object but str"]

@@ -1,0 +1,60 @@
+"""Flex Template metadata: generated from the jobs' options, in step with them, and checked by --validate_only."""
+import argparse
+import json
+import re
+
+import pytest
+
+from beam_ml.launch.options import BatchPredictOptions, DetectAnomaliesOptions, TrainPipelineOptions
+from beam_ml.launch.templates import JOBS, metadata, metadata_path
+from tests.support.jobs import job_args
+
+OPTIONS = {"train_pipeline": TrainPipelineOptions, "batch_predict": BatchPredictOptions,
+           "detect_anomalies": DetectAnomaliesOptions}
+NOT_PARAMETERS = {"help", "validate_only"}  # --validate_only is a pre-flight switch, not a launch parameter
+
+
+@pytest.mark.parametrize("template", JOBS, ids=lambda t: t.job)
+def test_metadata_is_in_step_with_the_job_options(template):
+    with open(metadata_path(template.job)) as f:
+        committed = json.load(f)
+    assert committed == metadata(template), "run: python -m beam_ml.launch.templates"
+    parser = argparse.ArgumentParser()
+    OPTIONS[template.job]._add_argparse_args(parser)  # pylint: disable=protected-access
+    flags = {a.dest for a in parser._actions} - NOT_PARAMETERS
+    assert {p["name"] for p in committed["parameters"]} == flags
+    assert committed["streaming"] is template.streaming
+    for parameter in committed["parameters"]:
+        assert set(parameter) <= {"name", "label", "helpText", "isOptional", "regexes", "paramType"}
+        assert parameter["helpText"] and parameter["label"]
+
+
+def _violating(regex: str) -> str:
+    for candidate in ("has a space", "-1", "x" * 300, "!", "1.5e"):
+        if not re.match(regex, candidate):
+            return candidate
+    raise AssertionError(f"no violating sample for {regex}")
+
+
+def test_every_train_parameter_with_a_format_rejects_a_bad_value_by_name(tmp_path, capsys):
+    from jobs.train_pipeline import main
+    for parameter in metadata(JOBS[0])["parameters"]:
+        if "regexes" not in parameter or parameter["name"] == "config":
+            continue
+        value = _violating(parameter["regexes"][0])
+        code = main(job_args(tmp_path, "check") + [f"--{parameter['name']}={value}", "--validate_only"])
+        assert code == 2, parameter["name"]
+        assert f"--{parameter['name']}:" in capsys.readouterr().err
+
+
+def test_every_predict_parameter_with_a_format_rejects_a_bad_value_by_name(tmp_path, capsys):
+    from jobs.batch_predict import main
+    base = ["--input", "examples/penguins/unlabelled/*.csv", "--key_column", "penguin_id",
+            "--model_dir", str(tmp_path / "none"), "--output_dir", str(tmp_path / "runs")]
+    for parameter in metadata(JOBS[1])["parameters"]:
+        if "regexes" not in parameter or parameter["name"] == "config":
+            continue
+        value = _violating(parameter["regexes"][0])
+        code = main(base + [f"--{parameter['name']}={value}", "--validate_only"])
+        assert code == 2, parameter["name"]
+        assert f"--{parameter['name']}:" in capsys.readouterr().err

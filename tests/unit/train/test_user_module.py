@@ -1,0 +1,52 @@
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+from beam_ml.train import user_module
+from tests.support.paths import ROOT
+
+MODULE_SOURCE = """
+import dataclasses
+
+@dataclasses.dataclass
+class Marker:
+    value: int = 7
+
+def preprocessing_fn(inputs):
+    return inputs
+
+def run_fn(fn_args):
+    return Marker().value
+"""
+
+
+def test_a_py_module_travels_with_the_graph_and_loads_where_the_file_does_not_exist(tmp_path, monkeypatch):
+    (tmp_path / "my_model.py").write_text(MODULE_SOURCE)
+    monkeypatch.chdir(tmp_path)
+    module = user_module.check("my_model.py")  # relative, as a user types it
+    assert module.spec == str(tmp_path / "my_model.py")
+    (tmp_path / "my_model.py").unlink()  # a worker has no copy of the file
+    elsewhere = tmp_path / "worker"
+    elsewhere.mkdir()
+    code = ("import pickle, sys; m = pickle.loads(sys.stdin.buffer.read()); "
+            "print(m.load().run_fn(None))")
+    proc = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(module), cwd=elsewhere,
+                          capture_output=True, env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().strip() == "7"
+
+
+def test_a_dotted_module_is_imported_by_name():
+    module = user_module.check("transforms.penguins")
+    assert module.source is None and callable(module.load().run_fn)
+
+
+@pytest.mark.parametrize("spec, message", [("missing_file.py", "no module file"),
+                                           ("no.such.module", "cannot import"),
+                                           ("beam_ml.config", "does not define preprocessing_fn, run_fn")])
+def test_bad_modules_are_named(spec, message):
+    with pytest.raises(ValueError, match=message):
+        user_module.check(spec)
