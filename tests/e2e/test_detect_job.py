@@ -170,7 +170,8 @@ def test_detection_options_are_checked_before_anything_starts(trained_telemetry,
 @pytest.mark.usefixtures("pubsub_emulator")
 def test_beams_online_detectors_without_a_model_on_the_pubsub_emulator(tmp_path):
     """--detector zscore,robust_zscore,iqr --vote all --channels ...: no model; a spike is alerted by all three,
-    named after them, with the spiking channel first; a malformed message is dead-lettered."""
+    named after them, with the spiking channel first; a malformed message is dead-lettered, and so is each of a
+    burst of poison messages sent first (the job keeps running through them)."""
     from google.cloud import pubsub_v1
     publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
     telemetry_topic, telemetry_sub = topic_with_subscription(publisher, subscriber, "telemetry-online")
@@ -194,14 +195,32 @@ def test_beams_online_detectors_without_a_model_on_the_pubsub_emulator(tmp_path)
         spike = next(m for m in messages if m["sensor_id"] == "sensor-01"
                      and m["timestamp"] == round(t0 + spike_at * STEP, 3))
         spike["pressure"] = float(pressure.mean() + 20 * pressure.std())
+        for poison in poison_messages(t0):
+            publisher.publish(telemetry_topic, poison).result(10)
         publish_messages(publisher, telemetry_topic, iter(messages), speedup=1.0)
         publisher.publish(telemetry_topic, b'"on"').result(10)
         received = poll(lambda: [alert_from_json(m.data) for m in pull(subscriber, alerts_sub)],
                         lambda alerts: any(a.window_end == spike["timestamp"] for a in alerts), timeout=60)
-        dead = poll(lambda: [json.loads(m.data) for m in pull(subscriber, dead_sub)], lambda d: len(d) >= 1,
-                    timeout=30)
+        dead = []  # every pull acks what it returns: collected across pulls
+        poll(lambda: dead.extend(json.loads(m.data) for m in pull(subscriber, dead_sub)) or dead,
+             lambda d: len(d) >= 1 + len(POISON_REASONS), timeout=30)
     hit = next(a for a in received if a.window_end == spike["timestamp"])
     assert (hit.sensor_id, hit.detector, hit.top_channels[0]) == ("sensor-01", "iqr+robust_zscore+zscore",
                                                                  "pressure")
     assert hit.window_start == hit.window_end and hit.model_version is None and hit.score == 1.0
-    assert [d["reason"].split(":")[0] for d in dead] == ["not a JSON object but str"]
+    assert sorted(d["reason"] for d in dead) == sorted(["not a JSON object but str", *POISON_REASONS])
+
+
+# What a hostile or broken sender can put in a message, and the dead letter's reason for each (issue 22).
+POISON_REASONS = ["not JSON this parser can read: nested too deeply", "timestamp is inf",
+                  f"channel '{CHANNELS[0]}' is beyond the range of a float", "timestamp 1e+18 is outside years 1 to 9999",
+                  f"a message of {(1 << 20) + 1} bytes is over the limit of {1 << 20}"]
+
+
+def poison_messages(t0: float) -> list[bytes]:
+    channels = ", ".join(f'"{c}": 1.0' for c in CHANNELS[1:])
+    return [b"[" * 5000 + b"]" * 5000,
+            f'{{"sensor_id": "sensor-01", "timestamp": 1e400, "{CHANNELS[0]}": 1.0, {channels}}}'.encode(),
+            f'{{"sensor_id": "sensor-01", "timestamp": {t0}, "{CHANNELS[0]}": 1{"0" * 400}, {channels}}}'.encode(),
+            f'{{"sensor_id": "sensor-02", "timestamp": 1e18, "{CHANNELS[0]}": 1.0, {channels}}}'.encode(),
+            b"x" * ((1 << 20) + 1)]
