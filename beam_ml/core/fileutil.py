@@ -26,6 +26,21 @@ def write_json(path: str, value: Any) -> None:
     write_text(path, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def unwritable_reason(path: str) -> Optional[str]:
+    """Why a local directory cannot be written (or created) at `path`, or None: it is a file, sits under a file, or
+    its nearest existing directory is not writable. A remote path (gs://) is not checked: that needs a write."""
+    if "://" in path:
+        return None
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{existing} is a file, not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
 def read_text(path: str) -> str:
     import tensorflow as tf
     with tf.io.gfile.GFile(path) as f:

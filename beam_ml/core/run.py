@@ -73,14 +73,42 @@ class RunContext:
 
     @classmethod
     def start(cls, job: str, output_dir: str, run_id: Optional[str], options: Mapping[str, Any]) -> "RunContext":
-        """A new run under `output_dir`: `run_id` (default: UTC time plus a random suffix) must not exist yet
-        (ConfigError naming --run_id)."""
+        """A new run under `output_dir`: `run_id` (default: UTC time plus a random suffix) must not exist yet, and a
+        local `output_dir` must be a writable directory (ConfigError naming --run_id or --output_dir). Nothing is
+        written yet: `claim` creates the directory when the run starts."""
         import tensorflow as tf
+        problem = fileutil.unwritable_reason(output_dir)
+        if problem:
+            raise ConfigError("output_dir", f"cannot write runs to {output_dir}: {problem}")
         run_id = run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
         run_dir = os.path.join(output_dir, run_id)
         if tf.io.gfile.exists(run_dir):
             raise ConfigError("run_id", f"{run_dir} already exists; each run needs its own directory")
         return cls(job, run_id, run_dir, utc_now(), dict(options))
+
+    def claim(self) -> None:
+        """Creates the run directory, which no other run may have: on a local or mounted file system in one atomic
+        step, so of two launches with the same run id one is refused even when they start together; on an object
+        store (gs://), which has no exclusive create, after checking it is absent. ConfigError naming --run_id (the
+        directory exists) or --output_dir (it cannot be created)."""
+        import tensorflow as tf
+        taken = ConfigError("run_id", f"{self.run_dir} already exists; each run needs its own directory")
+        if "://" in self.run_dir:
+            if tf.io.gfile.exists(self.run_dir):
+                raise taken
+            tf.io.gfile.makedirs(self.run_dir)
+            return
+        try:
+            os.makedirs(os.path.dirname(self.run_dir), exist_ok=True)
+            os.mkdir(self.run_dir)
+        except FileExistsError:
+            if os.path.isdir(self.run_dir):
+                raise taken from None
+            raise ConfigError("output_dir", f"cannot create the run directory {self.run_dir}: a file is in the "
+                                            f"way") from None
+        except OSError as e:  # under a file, no permission, a full disk
+            raise ConfigError("output_dir", f"cannot create the run directory {self.run_dir}: "
+                                            f"{e.strerror or e}") from None
 
     def manifest(self, **job_fields: Any) -> RunManifest:
         """The run record: the header every job shares and `job_fields`, the job's own (those the run computes at

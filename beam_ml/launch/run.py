@@ -63,6 +63,11 @@ def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[Pip
         print(json.dumps({"valid": True, **describe(run_plan)}, indent=2))
         return 0
 
+    try:
+        run_plan.run.claim()
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     manifest: RunManifest = run_plan.manifest()
     try:
         pipeline = beam.Pipeline(options=options)
@@ -74,16 +79,31 @@ def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[Pip
         with local_run():  # the local runner's per-bundle cost, collector stalls (see beam_ml.core.runtime)
             pipeline.run().wait_until_finish()
     except Exception as e:  # the pipeline failed: leave a failed record unless the run already wrote one
-        record = _read_manifest(manifest.path)
-        if record is None or record.get("status") != "failed":
-            record = manifest.write("failed", error=f"{type(e).__name__}: {e}"[:4000])
+        record, written = record_failure(manifest, e)
         print(f"error: run {run_plan.run.run_id} failed: {record['error']}", file=sys.stderr)
-        print(f"run record: {manifest.path}", file=sys.stderr)
+        print(f"run record: {manifest.path}" if written else
+              f"run record: not written ({record['record_error']}); it is the JSON above", file=sys.stderr)
         return 1
     record = _read_manifest(manifest.path) or {}
     print(json.dumps({k: record.get(k) for k in summary_keys}, indent=2))
     print(f"run record: {manifest.path}")
     return 0
+
+
+def record_failure(manifest: RunManifest, error: Exception) -> tuple[dict, bool]:
+    """The failed run's record, and whether it is on disk: the record the run wrote itself when it stopped on
+    purpose, else one written now. If even that cannot be written (the output directory gone, a full disk), the
+    record goes to stderr as JSON: no failure is left without a record, and this handler does not fail itself."""
+    try:
+        record = _read_manifest(manifest.path)
+        if record is not None and record.get("status") == "failed":
+            return record, True
+        return manifest.write("failed", error=f"{type(error).__name__}: {error}"[:4000]), True
+    except Exception as write_error:
+        record = manifest.record("failed", error=f"{type(error).__name__}: {error}"[:4000],
+                                 record_error=f"{type(write_error).__name__}: {write_error}"[:1000])
+        print(json.dumps(record, default=str, sort_keys=True), file=sys.stderr)
+        return record, False
 
 
 def is_dataflow(options: PipelineOptions) -> bool:

@@ -14,7 +14,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from beam_ml.config.train import PipelineConfig
 from beam_ml.core.errors import ConfigError
-from beam_ml.core.fileutil import absolute
+from beam_ml.core.fileutil import absolute, unwritable_reason
 from beam_ml.core.records import RecordFormat
 from beam_ml.core.run import RunContext, RunManifest
 from beam_ml.core.times import parse_time
@@ -98,6 +98,9 @@ def plan_run(config: PipelineConfig) -> RunPlan:
     config = dataclasses.replace(config, **{name: absolute(getattr(config, name))
                                             for name in ("output_dir", "serving_dir", "temp_dir")})
 
+    problem = unwritable_reason(config.serving_dir)
+    if problem:  # found now, not at push time after training
+        raise ConfigError("serving_dir", f"cannot push models to {config.serving_dir}: {problem}")
     resolved = resolve_source(config, config.column_types)
     fmt = resolved.source.fmt
     require_column(fmt, config.label_key, "label_key")
