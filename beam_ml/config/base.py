@@ -103,6 +103,12 @@ def _parse(field: dataclasses.Field, value: Any) -> Any:
             return int(value)
         if kind == "float":
             return float(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() not in ("true", "false"):
+                raise ValueError("give true or false")
+            return str(value).lower() == "true"
         return str(value)
     except (ValueError, TypeError) as e:
         raise ConfigError(field.name, f"cannot parse {value!r} as {kind}: {e}") from e

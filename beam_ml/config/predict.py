@@ -28,6 +28,10 @@ class PredictConfig(SourceConfig):
     column_types: dict = option({}, kind="json", help=COLUMN_TYPES_HELP + " The model's raw schema, when it has "
                                                                           "one, types its own features.")
     batch_bytes: int = option(8 << 20, kind="int", regex=r"^[0-9]+$", help=BATCH_BYTES_HELP)
+    allow_missing_features: bool = option(False, kind="bool", regex=r"^(true|false|True|False)$",
+                                          help="Predict even when the input lacks some of the model's features "
+                                               "(its transform then imputes them, as for a missing value); by "
+                                               "default such an input fails at launch, naming them.")
     bigquery_table: Optional[str] = option(None, regex=BIGQUERY_TABLE_REGEX,
                                            help="Also write the predictions to this BigQuery table "
                                                 "(project:dataset.table); created if needed, rows appended.")

@@ -53,6 +53,16 @@ def raw_column_types(model_dir: str) -> Optional[dict[str, str]]:
     return {feature.name: names[feature.type] for feature in schema.feature if feature.type in names}
 
 
+def serving_features(model_dir: str) -> Optional[tuple[str, ...]]:
+    """The raw features the model serves on (its `serving_raw` signature's inputs: the raw schema less the label),
+    or None for a model exported without that signature."""
+    import tensorflow as tf
+    signatures = tf.saved_model.load(model_dir).signatures
+    if SERVING_RAW_SIGNATURE not in signatures:
+        return None
+    return tuple(sorted(signatures[SERVING_RAW_SIGNATURE].structured_input_signature[1]))
+
+
 def write_windowing(model_dir: str, windowing: dict) -> None:
     """Records how windows are cut (`WindowSpec.to_dict()` plus the label column) with a window model."""
     fileutil.write_json(os.path.join(model_dir, WINDOWING_ASSET), windowing)

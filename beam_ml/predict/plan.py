@@ -15,7 +15,7 @@ from beam_ml.core.records import RecordFormat
 from beam_ml.core.run import RunContext, RunManifest
 from beam_ml.ingest.resolve import require_column, resolve_source
 from beam_ml.ingest.source import Source
-from beam_ml.model.artifact import SERVING_SIGNATURE, is_saved_model, raw_column_types
+from beam_ml.model.artifact import SERVING_SIGNATURE, is_saved_model, raw_column_types, serving_features
 from beam_ml.model.push import latest_model
 
 
@@ -60,6 +60,11 @@ def plan_predict(config: PredictConfig) -> PredictPlan:
     model_types = raw_column_types(model_dir) or {}
     source = resolve_source(config, {**model_types, **config.column_types}).source
     require_column(source.fmt, config.key_column, "key_column")
+    missing = [f for f in serving_features(model_dir) or () if f not in source.fmt.columns]
+    if missing and not config.allow_missing_features:
+        raise ConfigError("input", f"lacks the model's features {missing} (its columns: "
+                                   f"{', '.join(source.fmt.columns)}); give --allow_missing_features true to predict "
+                                   f"with them missing (the model's transform imputes them)")
     run = RunContext.start("batch_predict", config.output_dir, config.run_id, config.to_dict())
     return PredictPlan(config=config, run=run, model_dir=model_dir, source=source,
                        bigquery_schema=bigquery_schema(model_dir) if config.bigquery_table else None)

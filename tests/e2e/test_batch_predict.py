@@ -145,3 +145,25 @@ def test_prediction_rows_take_string_outputs_and_failed_batches_keep_their_rows(
     assert [json.loads(d.raw)["key"] for d in letters] == ["P1", "P2"]
     assert base64.b64decode(json.loads(letters[0].raw)["example_base64"]) == b"\x01\x02"
     assert letters[0].reason == "inference failed: ValueError('bad input')"
+
+
+def test_an_input_without_the_models_features_is_refused_unless_allowed(launched_penguins, tmp_path, capsys):
+    """Training refuses missing columns, and so does prediction: predicting with features missing (imputed by the
+    transform) changes the predictions, so it takes --allow_missing_features (issue 22, point 3)."""
+    from jobs.batch_predict import main
+    bucket, _ = launched_penguins
+    with open(os.path.join(bucket, UNLABELLED)) as f:
+        rows = list(csv.DictReader(f))[:20]
+    with open(tmp_path / "in.csv", "w", newline="") as f:
+        kept = [c for c in rows[0] if c not in ("island", "bill_length_mm")]
+        writer = csv.DictWriter(f, kept, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    args = ["--input", str(tmp_path / "in.csv"), "--key_column", "penguin_id",
+            "--serving_dir", os.path.join(bucket, "serving", "penguins"), "--output_dir", str(tmp_path / "runs")]
+    assert main(args + ["--run_id", "refused"]) == 2
+    assert "--input: lacks the model's features ['bill_length_mm', 'island']" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    assert main(args + ["--run_id", "allowed", "--allow_missing_features", "true"]) == 0
+    with open(tmp_path / "runs" / "allowed" / "run_manifest.json") as f:
+        assert json.load(f)["counts"] == {"read": 20, "predicted": 20, "dead_letter": 0}

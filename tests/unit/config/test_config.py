@@ -106,3 +106,13 @@ def test_validate_only_checks_everything_and_builds_nothing(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and '"valid": true' in out and '"species": "string"' in out
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_boolean_option_takes_true_or_false_and_names_itself_otherwise():
+    from beam_ml.config.predict import PredictConfig
+    base = {"input": "x.csv", "key_column": "id", "serving_dir": "s", "output_dir": "o"}
+    assert PredictConfig.load(None, base).allow_missing_features is False
+    assert PredictConfig.load(None, {**base, "allow_missing_features": "true"}).allow_missing_features is True
+    assert PredictConfig.load(None, {**base, "allow_missing_features": False}).allow_missing_features is False
+    with pytest.raises(ConfigError, match="^--allow_missing_features: cannot parse 'maybe' as bool"):
+        PredictConfig.load(None, {**base, "allow_missing_features": "maybe"})
