@@ -7,11 +7,15 @@ row: the layout TFXIO, TFDV and tf.Transform consume.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from tensorflow_metadata.proto.v0 import schema_pb2
+
+from beam_ml.core.deadletter import DeadLetter
 
 TYPES = ("int", "float", "string")
 ARROW_TYPES = {"int": pa.int64(), "float": pa.float32(), "string": pa.large_binary()}
@@ -88,6 +92,36 @@ def use_record_batch_coder() -> None:
     beam.coders.registry.register_coder(pa.RecordBatch, RecordBatchCoder)
 
 use_record_batch_coder()
+
+
+def row_text(row: dict) -> str:
+    """A record-layout row (`batch.to_pylist()`) as the JSON text of its values, for a dead letter."""
+    return json.dumps({k: (v[0].decode(errors="replace") if isinstance(v[0], bytes) else v[0]) if v else None
+                       for k, v in row.items()}, sort_keys=True, default=str)
+
+
+def without_non_finite(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[DeadLetter]]:
+    """The batch less its rows holding an infinite or NaN float (a number beyond float32's range reads as infinite),
+    and a dead letter naming the column for each: such a value would reach statistics, tf.Transform and training
+    (one in a column skews its mean, and the model with it). A missing value is a null, not a NaN."""
+    bad = np.zeros(batch.num_rows, dtype=bool)
+    reasons: dict[int, str] = {}
+    for name, column in zip(batch.schema.names, batch.columns):
+        if not pa.types.is_floating(column.type.value_type):
+            continue
+        values = column.flatten()
+        finite = pc.is_finite(values).to_numpy(zero_copy_only=False)
+        if finite.all():
+            continue
+        rows = pc.list_parent_indices(column).to_numpy()[~finite]
+        for row, value in zip(rows, values.to_numpy(zero_copy_only=False)[~finite]):
+            reasons.setdefault(int(row), f"column {name!r} is {value}, not a finite float32")
+        bad[rows] = True
+    if not bad.any():
+        return batch, []
+    letters = [DeadLetter("values", 0, row_text(row), reasons[int(i)])
+               for i, row in zip(np.flatnonzero(bad), batch.filter(pa.array(bad)).to_pylist())]
+    return batch.filter(pa.array(~bad)), letters
 
 
 def type_of_arrow(arrow_type: pa.DataType) -> str | None:

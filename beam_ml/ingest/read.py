@@ -17,6 +17,7 @@ from apache_beam.metrics import Metrics
 
 from beam_ml.core.chunks import ParsedChunk
 from beam_ml.core.deadletter import DeadLetter
+from beam_ml.core.records import without_non_finite
 from beam_ml.ingest.background import BackgroundDoFn
 from beam_ml.ingest.source import Source
 from beam_ml.ingest.split import Split
@@ -36,7 +37,8 @@ class Ingested(NamedTuple):
 
 class SplitRows(BackgroundDoFn):
     """Assigns the rows of each parsed chunk to splits; emits (split name, batch) pairs, and dead letters and the
-    read count as tagged outputs. Rows the split cannot place (`partition` names them None) become dead letters.
+    read count as tagged outputs. Rows the split cannot place (`partition` names them None) and rows with an
+    infinite or NaN float (`without_non_finite`) become dead letters.
     The split (hashing, filtering) runs in the background, overlapping with the statistics downstream."""
 
     def __init__(self, split: Split):
@@ -46,11 +48,12 @@ class SplitRows(BackgroundDoFn):
 
     def work(self, parsed: ParsedChunk) -> Iterator[tuple]:
         """One (parsed chunk, [(split name, batch)], dead letters)."""
-        dead_letters = list(parsed.dead_letters)
+        batch, non_finite = without_non_finite(parsed.batch)
+        dead_letters = list(parsed.dead_letters) + non_finite
         if parsed.split is not None:
-            parts = [(parsed.split, parsed.batch)] if parsed.batch.num_rows else []
+            parts = [(parsed.split, batch)] if batch.num_rows else []
         else:
-            parts = list(self._split.partition(parsed.batch)) if parsed.batch.num_rows else []
+            parts = list(self._split.partition(batch)) if batch.num_rows else []
         for name, batch in parts:
             if name is None:
                 dead_letters.extend(self._split.dead_letters(batch))

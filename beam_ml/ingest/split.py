@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from typing import Iterator, Optional, Protocol, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from beam_ml.core.deadletter import DeadLetter
-from beam_ml.core.records import RecordFormat
+from beam_ml.core.records import RecordFormat, row_text
 from beam_ml.core.times import parse_time
 
 try:
@@ -255,7 +254,7 @@ class TimeSplit:
     def dead_letters(self, batch: pa.RecordBatch) -> list[DeadLetter]:
         """One per row `partition` could not place."""
         rows = batch.to_pylist()
-        return [DeadLetter(source="split", line=0, raw=_row_text(row),
+        return [DeadLetter(source="split", line=0, raw=row_text(row),
                            reason=f"no usable time in {self.key!r} for the time split") for row in rows]
 
 
@@ -279,11 +278,6 @@ def _parse_time(text: bytes) -> float:
         return parse_time(text.decode())
     except (ValueError, UnicodeDecodeError):
         return np.nan
-
-
-def _row_text(row: dict) -> str:
-    return json.dumps({k: (v[0].decode(errors="replace") if isinstance(v[0], bytes) else v[0]) if v else None
-                       for k, v in row.items()}, sort_keys=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,5 @@
 import hashlib
+import json
 import os
 
 import apache_beam as beam
@@ -121,3 +122,18 @@ def test_batches_travel_with_a_coder_that_measures_them_without_encoding(tmp_pat
     coder = RecordBatchCoder()
     assert coder.decode(coder.encode(batch)).equals(batch)
     assert coder.estimate_size(batch) == batch.nbytes
+
+
+def test_infinite_and_out_of_range_floats_are_dead_letters_and_the_counts_add_up(tmp_path):
+    """`inf`, `-inf` and a number beyond float32's range (it reads as infinite) would skew statistics, transforms
+    and training: their rows are dead letters naming the column (issue 22, point 5); missing values stay missing."""
+    path = _write(tmp_path / "f.csv", "x,y,z\n1.5,a,1\ninf,b,2\n2.5,c,3\n-inf,d,4\n1e40,e,5\n,f,6\nNaN,g,7\n")
+    files, fmt = resolve_files(path, {"x": "float"})
+    with TestPipeline() as p:
+        out = p | ReadSplits(FileSource(files, fmt), HashSplit((("all", 1),)))
+        assert_that(out.splits["all"] | beam.FlatMap(lambda b: b.column("y").to_pylist()),
+                    equal_to([[b"a"], [b"c"], [b"f"], [b"g"]]), label="Kept")
+        assert_that(out.dead_letter | beam.Map(lambda d: (d.reason, json.loads(d.raw)["y"])), equal_to([
+            ("column 'x' is inf, not a finite float32", "b"), ("column 'x' is -inf, not a finite float32", "d"),
+            ("column 'x' is inf, not a finite float32", "e")]), label="DeadLetters")
+        assert_that(out.records_read | beam.CombineGlobally(sum), equal_to([7]), label="Read")
