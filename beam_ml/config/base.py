@@ -104,14 +104,17 @@ def _parse(field: dataclasses.Field, value: Any) -> Any:
         if kind == "float":
             return float(value)
         if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() not in ("true", "false"):
-                raise ValueError("give true or false")
-            return str(value).lower() == "true"
+            return value if isinstance(value, bool) else parse_bool(value)
         return str(value)
     except (ValueError, TypeError) as e:
         raise ConfigError(field.name, f"cannot parse {value!r} as {kind}: {e}") from e
+
+
+def parse_bool(text: str) -> bool:
+    """"true" or "false" (any case), as flags and template parameters spell booleans; ValueError otherwise."""
+    if str(text).lower() not in ("true", "false"):
+        raise ValueError(f"expected true or false, got {text!r}")
+    return str(text).lower() == "true"
 
 
 def check_column_types(column_types: Any) -> None:

@@ -6,6 +6,9 @@ import json
 
 import apache_beam as beam
 
+# The output tag of the dead letters of every step that has them beside its main output.
+DEAD_LETTER = "dead_letter"
+
 
 @dataclasses.dataclass(frozen=True)
 class DeadLetter:

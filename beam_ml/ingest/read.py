@@ -16,14 +16,14 @@ import pyarrow as pa
 from apache_beam.metrics import Metrics
 
 from beam_ml.core.chunks import ParsedChunk
-from beam_ml.core.deadletter import DeadLetter
+from beam_ml.core.deadletter import DEAD_LETTER, DeadLetter
 from beam_ml.core.records import without_non_finite
 from beam_ml.ingest.background import BackgroundDoFn
 from beam_ml.ingest.source import Source
 from beam_ml.ingest.split import Split
 
-# The output tags of the SplitRows step.
-DEAD_LETTER, RECORDS_READ, SPLIT_BATCHES = "dead_letter", "records_read", "split_batches"
+# The SplitRows step's other output tags (and `DEAD_LETTER`).
+RECORDS_READ, SPLIT_BATCHES = "records_read", "split_batches"
 
 
 class Ingested(NamedTuple):

@@ -6,7 +6,7 @@ from typing import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_ml.config.base import JobConfig
+from beam_ml.config.base import JobConfig, parse_bool
 from beam_ml.config.detect import DetectConfig
 from beam_ml.config.predict import PredictConfig
 from beam_ml.config.train import PipelineConfig
@@ -77,9 +77,10 @@ def _add_once(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
 
 
 def _true_or_false(value: str) -> bool:
-    if str(value).lower() not in ("true", "false"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-    return str(value).lower() == "true"
+    try:
+        return parse_bool(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 JOB_OPTIONS = (TrainPipelineOptions, BatchPredictOptions, DetectAnomaliesOptions)

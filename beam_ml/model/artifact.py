@@ -53,11 +53,9 @@ def raw_column_types(model_dir: str) -> Optional[dict[str, str]]:
     return {feature.name: names[feature.type] for feature in schema.feature if feature.type in names}
 
 
-def serving_features(model_dir: str) -> Optional[tuple[str, ...]]:
-    """The raw features the model serves on (its `serving_raw` signature's inputs: the raw schema less the label),
-    or None for a model exported without that signature."""
-    import tensorflow as tf
-    signatures = tf.saved_model.load(model_dir).signatures
+def serving_features(signatures) -> Optional[tuple[str, ...]]:
+    """The raw features a loaded model (`tf.saved_model.load(dir).signatures`) serves on: its `serving_raw`
+    signature's inputs, the raw schema less the label; None for a model exported without that signature."""
     if SERVING_RAW_SIGNATURE not in signatures:
         return None
     return tuple(sorted(signatures[SERVING_RAW_SIGNATURE].structured_input_signature[1]))

@@ -18,14 +18,12 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunIn
 
 from beam_ml.core import counts as measures
 from beam_ml.core.counts import CountTotals
-from beam_ml.core.deadletter import DeadLetter, WriteDeadLetters
+from beam_ml.core.deadletter import DEAD_LETTER, DeadLetter, WriteDeadLetters
 from beam_ml.core.run import RunManifest
 from beam_ml.ingest.read import ReadSplits
 from beam_ml.ingest.split import AllRows
 from beam_ml.model.artifact import SERVING_SIGNATURE
 from beam_ml.predict.plan import PredictPlan
-
-DEAD_LETTER = "dead_letter"  # the ToExamples step's output tag
 
 
 class Predictions(NamedTuple):

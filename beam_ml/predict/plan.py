@@ -45,6 +45,8 @@ class PredictPlan:
 
 def plan_predict(config: PredictConfig) -> PredictPlan:
     """Resolves the model, inputs and run directory; raises ConfigError naming the offending option."""
+    import tensorflow as tf
+
     config = dataclasses.replace(config, **{name: absolute(getattr(config, name))
                                             for name in ("output_dir", "serving_dir", "model_dir")})
     if config.model_dir:
@@ -60,21 +62,23 @@ def plan_predict(config: PredictConfig) -> PredictPlan:
     model_types = raw_column_types(model_dir) or {}
     source = resolve_source(config, {**model_types, **config.column_types}).source
     require_column(source.fmt, config.key_column, "key_column")
-    missing = [f for f in serving_features(model_dir) or () if f not in source.fmt.columns]
+    signatures = tf.saved_model.load(model_dir).signatures
+    missing = [f for f in serving_features(signatures) or () if f not in source.fmt.columns]
     if missing and not config.allow_missing_features:
         raise ConfigError("input", f"lacks the model's features {missing} (its columns: "
                                    f"{', '.join(source.fmt.columns)}); give --allow_missing_features true to predict "
                                    f"with them missing (the model's transform imputes them)")
     run = RunContext.start("batch_predict", config.output_dir, config.run_id, config.to_dict())
     return PredictPlan(config=config, run=run, model_dir=model_dir, source=source,
-                       bigquery_schema=bigquery_schema(model_dir) if config.bigquery_table else None)
+                       bigquery_schema=bigquery_schema(signatures) if config.bigquery_table else None)
 
 
-def bigquery_schema(model_dir: str) -> dict:
-    """`key:STRING` plus one REPEATED column per output of the serving signature, as a TableSchema dict."""
+def bigquery_schema(signatures) -> dict:
+    """`key:STRING` plus one REPEATED column per output of a loaded model's serving signature, as a TableSchema
+    dict."""
     import tensorflow as tf
 
-    outputs = tf.saved_model.load(model_dir).signatures[SERVING_SIGNATURE].structured_outputs
+    outputs = signatures[SERVING_SIGNATURE].structured_outputs
     kinds = {tf.string: "STRING", tf.bool: "BOOLEAN"}
     fields = [{"name": "key", "type": "STRING", "mode": "REQUIRED"}]
     for name, spec in sorted(outputs.items()):

@@ -25,15 +25,14 @@ from typing import NamedTuple, Sequence
 
 import apache_beam as beam
 
-from beam_ml.core.deadletter import DeadLetter
+from beam_ml.core.deadletter import DEAD_LETTER, DeadLetter
 from beam_ml.core.times import parse_time
 from beam_ml.core.windowing import Reading
 
 METRICS_NAMESPACE = "beam_ml.streaming"
 
 
-# The ParDo's output tags (names of its outputs on a runner).
-READINGS, DEAD_LETTER = "readings", "dead_letter"
+READINGS = "readings"  # the ParDo's main output tag (and `DEAD_LETTER`)
 TIMESTAMP, SENSOR_ID = "timestamp", "sensor_id"  # the fields every reading has, besides its channels
 HEARTBEAT = "heartbeat"  # message attribute marking a heartbeat (no telemetry)
 

@@ -33,10 +33,9 @@ import apache_beam as beam
 from apache_beam.transforms import trigger, window
 
 from beam_ml.config.detect import PUBSUB_TOPIC_REGEX
-from beam_ml.core.deadletter import DeadLetter
+from beam_ml.core.deadletter import DEAD_LETTER, DeadLetter
 from beam_ml.stream.elements import Alert
 
-DEAD_LETTER = "dead_letter"  # the BigQuery rows step's output tag
 TOPIC_REGEX = re.compile(PUBSUB_TOPIC_REGEX)
 BIGQUERY_SCHEMA = {"fields": [
     {"name": "sensor_id", "type": "STRING", "mode": "REQUIRED"},

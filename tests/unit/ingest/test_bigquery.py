@@ -1,7 +1,6 @@
 """The BigQuery source: span placeholders as TFX binds them, BigQuery schemas → record formats, row dicts →
 RecordBatches with dead letters, and tables and queries resolved and read through Beam's ReadFromBigQuery against
 bqemulator (the `bq_emulator` fixture; its shim reaches the in-process DirectRunner only)."""
-import csv
 import datetime
 import decimal
 import json
@@ -27,12 +26,10 @@ from beam_ml.ingest.bigquery import (
     to_int,
     to_text,
 )
+from tests.support.penguins import PENGUIN_SCHEMA, penguin_records
 
 P = "test-project"
 UTC = datetime.timezone.utc
-PENGUIN_SCHEMA = (("species", "STRING"), ("island", "STRING"), ("bill_length_mm", "FLOAT64"),
-                  ("bill_depth_mm", "FLOAT64"), ("flipper_length_mm", "INT64"), ("body_mass_g", "INT64"),
-                  ("sex", "STRING"), ("year", "INT64"))
 DAY0 = 19783  # 2024-03-01
 EVENT_SECONDS = (0, 43_200, 86_399)  # first, middle and last second of each day
 
@@ -187,13 +184,6 @@ def client(bq_emulator):
                            client_options=ClientOptions(api_endpoint=bq_emulator["rest"]))
 
 
-def _penguin_records(lines: list[str]) -> list[dict]:
-    kinds = dict(PENGUIN_SCHEMA)
-    parse = {"STRING": str, "FLOAT64": float, "INT64": int}
-    return [{name: None if value == "NA" else parse[kinds[name]](value) for name, value in row.items()}
-            for row in csv.DictReader(lines)]
-
-
 def _event(day: int, second: int) -> dict:
     ts = (DAY0 + day) * 86400 + second
     moment = datetime.datetime.fromtimestamp(ts, UTC)
@@ -211,7 +201,7 @@ def dataset(client, penguins_rows):
     client.create_dataset(name)
     penguins = client.create_table(bigquery.Table(f"{P}.{name}.penguins", schema=[
         SchemaField(column, kind) for column, kind in PENGUIN_SCHEMA]))
-    assert client.insert_rows_json(penguins, _penguin_records(penguins_rows)) == []
+    assert client.insert_rows_json(penguins, penguin_records(penguins_rows)) == []
     events = client.create_table(bigquery.Table(f"{P}.{name}.events", schema=[
         SchemaField("id", "INT64"), SchemaField("ts", "INT64"), SchemaField("amount", "NUMERIC"),
         SchemaField("seen", "DATE"), SchemaField("occurred", "TIMESTAMP"), SchemaField("civil", "DATETIME"),
@@ -280,7 +270,7 @@ def test_read_table_through_the_pipeline(dataset, penguins_rows):
     source = BigQuerySource.resolve(f"bigquery:{P}", f"{dataset}.penguins", None, "DIRECT_READ", {},
                                     batch_rows=100)
     expected = [(r["species"].encode(), r["island"].encode(), r["bill_length_mm"], r["body_mass_g"],
-                 None if r["sex"] is None else r["sex"].encode(), r["year"]) for r in _penguin_records(penguins_rows)]
+                 None if r["sex"] is None else r["sex"].encode(), r["year"]) for r in penguin_records(penguins_rows)]
     assert len(expected) == 344
     with beam.Pipeline() as p:  # a table needs no pipeline options
         chunks = p | source.read()

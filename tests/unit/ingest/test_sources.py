@@ -84,14 +84,15 @@ def _bigquery_penguins(bq_emulator, penguins_rows) -> str:
     from google.api_core.client_options import ClientOptions
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery
-    from tests.unit.ingest.test_bigquery import PENGUIN_SCHEMA, _penguin_records
+
+    from tests.support.penguins import PENGUIN_SCHEMA, penguin_records
     project = bq_emulator["project"]
     client = bigquery.Client(project=project, credentials=AnonymousCredentials(),
                              client_options=ClientOptions(api_endpoint=bq_emulator["rest"]))
     client.create_dataset("parity", exists_ok=True)
     table = client.create_table(bigquery.Table(f"{project}.parity.penguins", schema=[
         bigquery.SchemaField(column, kind) for column, kind in PENGUIN_SCHEMA]), exists_ok=True)
-    assert client.insert_rows_json(table, _penguin_records(penguins_rows)) == []
+    assert client.insert_rows_json(table, penguin_records(penguins_rows)) == []
     return f"{project}.parity.penguins"
 
 

@@ -9,10 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from beam_ml.core.deadletter import DeadLetter
+from beam_ml.core.deadletter import DEAD_LETTER, DeadLetter
 from beam_ml.core.windowing import Reading
-from beam_ml.stream.parse import (DEAD_LETTER, EARLIEST_EVENT_TIME, LATEST_EVENT_TIME, MessageLimits,
-                                  ParseTelemetryFn)
+from beam_ml.stream.parse import EARLIEST_EVENT_TIME, LATEST_EVENT_TIME, MessageLimits, ParseTelemetryFn
 
 CHANNELS = ("temperature", "pressure")
 LIMITS = MessageLimits(max_bytes=4096, max_readings=20, max_sensor_id=16)

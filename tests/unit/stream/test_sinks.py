@@ -133,7 +133,8 @@ def test_file_sink_writes_a_file_per_event_time_window_and_a_new_one_for_a_late_
 
 
 def test_an_alert_that_cannot_be_a_bigquery_row_is_a_dead_letter_not_a_crash():
-    from beam_ml.stream.sinks import DEAD_LETTER, ToBigQueryRow
+    from beam_ml.core.deadletter import DEAD_LETTER
+    from beam_ml.stream.sinks import ToBigQueryRow
     fn = ToBigQueryRow("my-project:monitoring.alerts")
     assert list(fn.process(ALERT)) == [alert_row(ALERT)]
     [tagged] = list(fn.process(Alert("s", 1e12, 1e12, 1.0, 1.0, "d")))
