@@ -75,6 +75,10 @@ class PipelineConfig(SourceConfig):
     drift_threshold: float = option(0.3, kind="float", regex=r"^[0-9.]+$",
                                     help="Drift threshold: L-infinity distance for categorical features, "
                                          "Jensen-Shannon divergence for numeric ones.")
+    label_set_changed: bool = option(False, kind="bool", regex=r"^(true|false|True|False)$",
+                                     help="The label's classes changed on purpose: bless a model even though a split "
+                                          "lacks label values the baseline model's had, has values it never saw, or "
+                                          "its outputs' shape differs (a label with one value is never blessed).")
     anomaly_policy: str = option("fail", kind="choice", regex=r"^(fail|warn)$",
                                  help="What anomalies do: 'fail' stops before training, 'warn' records and continues.")
     eval_metrics: list = option(["ExampleCount"], kind="json",

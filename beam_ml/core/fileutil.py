@@ -22,8 +22,13 @@ def write_text(path: str, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def json_bytes(value: Any) -> bytes:
+    """How beam_ml writes a JSON record: indented, keys sorted."""
+    return (json.dumps(value, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
+
+
 def write_json(path: str, value: Any) -> None:
-    write_text(path, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+    write_bytes(path, json_bytes(value))
 
 
 def unwritable_reason(path: str) -> Optional[str]:

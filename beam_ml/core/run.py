@@ -13,11 +13,14 @@ import datetime
 import importlib.metadata
 import os
 import secrets
+import socket
 import time
 from typing import Any, Mapping, Optional
 
 from beam_ml.core import fileutil
 from beam_ml.core.errors import ConfigError
+from beam_ml.core.lock import create_exclusive
+from beam_ml.core.redact import clipped_values
 
 MANIFEST_FILE = "run_manifest.json"
 _PACKAGES = ("apache-beam", "tensorflow", "tf-keras", "tensorflow-data-validation", "tensorflow-transform",
@@ -46,7 +49,13 @@ class RunManifest:
         self._known = dict(known)
 
     def record(self, status: str, **computed: Any) -> dict[str, Any]:
-        return {"error": None, **self._known, **computed, "status": status, "finished": utc_now()}
+        return clipped_values({"error": None, **self._known, **computed, "status": status, "finished": utc_now()})
+
+    def running(self) -> dict[str, Any]:
+        """The record of a run in progress (`status: running`, not finished, launched by this host and process):
+        written when the run starts, so a run killed midway still shows, as running since `started`."""
+        return clipped_values({"error": None, **self._known, "status": "running", "finished": None,
+                               "launcher": {"host": socket.gethostname(), "pid": os.getpid()}})
 
     def write(self, status: str, **computed: Any) -> dict[str, Any]:
         record = self.record(status, **computed)
@@ -86,17 +95,17 @@ class RunContext:
             raise ConfigError("run_id", f"{run_dir} already exists; each run needs its own directory")
         return cls(job, run_id, run_dir, utc_now(), dict(options))
 
-    def claim(self) -> None:
-        """Creates the run directory, which no other run may have: on a local or mounted file system in one atomic
-        step, so of two launches with the same run id one is refused even when they start together; on an object
-        store (gs://), which has no exclusive create, after checking it is absent. ConfigError naming --run_id (the
-        directory exists) or --output_dir (it cannot be created)."""
-        import tensorflow as tf
+    def claim(self, first_record: Mapping[str, Any]) -> None:
+        """Makes the run directory this launch's, and writes `first_record` (`RunManifest.running()`) as its record.
+        No other launch can claim it: on a local or mounted file system the directory is created in one atomic step;
+        on gs:// the record is created with a precondition that nothing is there. So of two launches with the same
+        run id one is refused even when they start together. ConfigError naming --run_id (taken) or --output_dir
+        (cannot be created)."""
         taken = ConfigError("run_id", f"{self.run_dir} already exists; each run needs its own directory")
+        record = os.path.join(self.run_dir, MANIFEST_FILE)
         if "://" in self.run_dir:
-            if tf.io.gfile.exists(self.run_dir):
+            if not create_exclusive(record, fileutil.json_bytes(first_record)):
                 raise taken
-            tf.io.gfile.makedirs(self.run_dir)
             return
         try:
             os.makedirs(os.path.dirname(self.run_dir), exist_ok=True)
@@ -109,6 +118,7 @@ class RunContext:
         except OSError as e:  # under a file, no permission, a full disk
             raise ConfigError("output_dir", f"cannot create the run directory {self.run_dir}: "
                                             f"{e.strerror or e}") from None
+        fileutil.write_json(record, first_record)
 
     def manifest(self, **job_fields: Any) -> RunManifest:
         """The run record: the header every job shares and `job_fields`, the job's own (those the run computes at

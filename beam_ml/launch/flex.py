@@ -8,20 +8,28 @@ Run from the repository root (the docker build context).
 One image per job, from `templates/Dockerfile` (the job's file is a build argument). It is both the template
 launcher and the workers' SDK container (`sdk_container_image`), so workers run exactly what was tested. Give each
 build its own `--tag` (e.g. a git commit): autoscaled workers pull the tag again.
+
+Commands are argument lists, run without a shell: no value given here (a bucket, a parameter holding `$(...)` or
+quotes) is ever interpreted by one. `print` shows them quoted as a POSIX shell would need them.
 """
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import re
 import shlex
 import subprocess
 import sys
+import time
 from typing import Optional, Sequence
 
 from beam_ml.launch.templates import JOBS
 
 REPOSITORY = "beam-ml"
 VERSION = importlib.metadata.version("beam-ml")
+# Google Cloud's own rules for these names: a value outside them is refused before anything runs.
+NAME_RULES = {"project": r"[a-z][-a-z0-9:.]{4,61}[a-z0-9]", "region": r"[a-z]+-[a-z]+[0-9]+",
+              "bucket": r"[a-z0-9][-a-z0-9_.]{1,220}[a-z0-9]", "tag": r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"}
 
 
 def image_uri(project: str, region: str, job: str, tag: str = VERSION, repository: str = REPOSITORY) -> str:
@@ -48,7 +56,8 @@ def run_command(project: str, region: str, bucket: str, job: str, parameters: di
                 tag: str = VERSION) -> list[str]:
     pairs = {**parameters, "sdk_container_image": image_uri(project, region, job, tag)}
     # gcloud's escaping syntax: a leading ^~^ makes ~ the separator, since values may contain commas (JSON).
-    return ["gcloud", "dataflow", "flex-template", "run", f"{job.replace('_', '-')}-$(date +%Y%m%d-%H%M%S)",
+    job_name = f"{job.replace('_', '-')}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    return ["gcloud", "dataflow", "flex-template", "run", job_name,
             f"--template-file-gcs-location={template_path(bucket, job)}", f"--region={region}",
             f"--project={project}", f"--temp-location=gs://{bucket}/tmp",
             "--parameters=^~^" + "~".join(f"{k}={v}" for k, v in pairs.items())]
@@ -82,6 +91,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="job(s) to build and launch (default: all)")
     parser.add_argument("--tag", default=VERSION)
     args = parser.parse_args(argv)
+    for name, rule in NAME_RULES.items():
+        if not re.fullmatch(rule, getattr(args, name)):
+            parser.error(f"--{name} {getattr(args, name)!r} is not a valid Google Cloud {name} name")
     commands = [["gcloud", "storage", "cp", "-r", "examples", f"gs://{args.bucket}/"]]  # the sample data
     for job in args.job or [t.job for t in JOBS]:
         parameters = {k: v.format(bucket=args.bucket, project=args.project)
@@ -89,10 +101,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         commands += build_commands(args.project, args.region, args.bucket, job, args.tag)
         commands.append(run_command(args.project, args.region, args.bucket, job, parameters, args.tag))
     for command in commands:
-        line = " ".join(shlex.quote(c) if "$(" not in c else f'"{c}"' for c in command)
-        print(line)
+        print(shlex.join(command))
         if args.action == "run":
-            subprocess.run(line, shell=True, check=True)
+            subprocess.run(command, check=True)
     return 0
 
 

@@ -17,6 +17,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beam_ml.core.errors import ConfigError
+from beam_ml.core.redact import clipped
 from beam_ml.core.run import RunContext, RunManifest
 from beam_ml.core.runtime import local_run
 from beam_ml.launch.options import reject_unknown_flags
@@ -54,21 +55,21 @@ def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[Pip
         job_options = options.view_as(options_class)
         run_plan = plan(job_options.to_config())
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {clipped(str(e))}", file=sys.stderr)
         return 2
     except Exception as e:  # e.g. a storage permission error while resolving inputs or the model: nothing started
-        print(f"error: cannot plan the run: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"error: cannot plan the run: {type(e).__name__}: {clipped(str(e))}", file=sys.stderr)
         return 2
     if job_options.validate_only:
         print(json.dumps({"valid": True, **describe(run_plan)}, indent=2))
         return 0
 
-    try:
-        run_plan.run.claim()
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     manifest: RunManifest = run_plan.manifest()
+    try:
+        run_plan.run.claim(manifest.running())
+    except ConfigError as e:
+        print(f"error: {clipped(str(e))}", file=sys.stderr)
+        return 2
     try:
         pipeline = beam.Pipeline(options=options)
         _ = pipeline | graph(run_plan)
@@ -98,10 +99,10 @@ def record_failure(manifest: RunManifest, error: Exception) -> tuple[dict, bool]
         record = _read_manifest(manifest.path)
         if record is not None and record.get("status") == "failed":
             return record, True
-        return manifest.write("failed", error=f"{type(error).__name__}: {error}"[:4000]), True
+        return manifest.write("failed", error=clipped(f"{type(error).__name__}: {error}")), True
     except Exception as write_error:
-        record = manifest.record("failed", error=f"{type(error).__name__}: {error}"[:4000],
-                                 record_error=f"{type(write_error).__name__}: {write_error}"[:1000])
+        record = manifest.record("failed", error=clipped(f"{type(error).__name__}: {error}"),
+                                 record_error=clipped(f"{type(write_error).__name__}: {write_error}"))
         print(json.dumps(record, default=str, sort_keys=True), file=sys.stderr)
         return record, False
 

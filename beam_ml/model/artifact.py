@@ -9,7 +9,9 @@ A model is a SavedModel (`saved_model.pb`) with these signatures (`beam_ml.model
   * `serving_raw`: one tensor per raw feature (shape [batch]) → `{"outputs": ...}`, for JSON REST clients.
 Beside them, in `assets.extra/` (TF Serving ignores it): the raw schema (`raw_schema.pbtxt`: batch prediction parses
 input columns with the types the model was trained on), the windowing of a window model (`windowing.json`: the
-streaming job cuts windows as training did) and, in a pushed version, the push record (`beam_ml_push.json`).
+streaming job cuts windows as training did), the label record (`labels.json`: the label's values per split, the class
+names in output order, the outputs' shape; `beam_ml.train.labels`) and, in a pushed version, the push record
+(`beam_ml_push.json`).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ OUTPUT_KEY = "outputs"
 RAW_SCHEMA = os.path.join("assets.extra", "raw_schema.pbtxt")
 WINDOWING_ASSET = os.path.join("assets.extra", "windowing.json")
 PUSH_RECORD = os.path.join("assets.extra", "beam_ml_push.json")
+LABELS_RECORD = os.path.join("assets.extra", "labels.json")
 
 
 def is_saved_model(model_dir: str) -> bool:
@@ -51,6 +54,38 @@ def raw_column_types(model_dir: str) -> Optional[dict[str, str]]:
         schema = text_format.Parse(f.read(), schema_pb2.Schema())
     names = {tfmd: kind for kind, tfmd in TFMD_TYPES.items()}
     return {feature.name: names[feature.type] for feature in schema.feature if feature.type in names}
+
+
+def signature_problems(model_dir: str) -> list[str]:
+    """What the exported model lacks that evaluation (TFMA) and serving need: the `serving_default` signature with an
+    `outputs` output, and `transformed_label`. Read from `saved_model.pb` without loading the model."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+    saved = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(os.path.join(model_dir, SAVED_MODEL_FILE), "rb") as f:
+        saved.ParseFromString(f.read())
+    signatures = {name: sig for graph in saved.meta_graphs for name, sig in graph.signature_def.items()}
+    problems = [f"no {name!r} signature" for name in (SERVING_SIGNATURE, TRANSFORMED_LABEL_SIGNATURE)
+                if name not in signatures]
+    if SERVING_SIGNATURE in signatures and OUTPUT_KEY not in signatures[SERVING_SIGNATURE].outputs:
+        problems.append(f"{SERVING_SIGNATURE!r} has no {OUTPUT_KEY!r} output (it has "
+                        f"{sorted(signatures[SERVING_SIGNATURE].outputs)})")
+    return problems
+
+
+def read_labels_record(model_dir: Optional[str]) -> Optional[dict]:
+    """A model's label record, or None (no model, or one exported before the record existed)."""
+    import tensorflow as tf
+    if not model_dir or not tf.io.gfile.exists(os.path.join(model_dir, LABELS_RECORD)):
+        return None
+    return json.loads(fileutil.read_text(os.path.join(model_dir, LABELS_RECORD)))
+
+
+def class_names(model_dir: str) -> Optional[tuple[str, ...]]:
+    """The names of a classifier's outputs, in order (from its label record), or None."""
+    record = read_labels_record(model_dir)
+    classes = (record or {}).get("classes")
+    return tuple(str(c) for c in classes) if classes else None
 
 
 def serving_features(signatures) -> Optional[tuple[str, ...]]:

@@ -1,12 +1,16 @@
 """Push: publish a blessed model to `<serving_dir>/<version>/` (TF Serving's layout, version = unix time).
 
+One pusher at a time per serving directory: a push holds `<serving_dir>/.push.lock` (`core.lock.PathLock`: an
+exclusive create on a local disk or gs://, naming its owner and expiry) from choosing the version number to
+publishing it, so concurrent pushes from several processes or machines publish one after another, each complete.
+
 On a local or mounted file system a reader never sees a partial version: the model is copied under a hidden
-`.partial-*` name (TF Serving only loads numeric directory names) and renamed into place in one step. Leftover
-`.partial-*` directories of a crashed push are removed by the next push (one pusher per serving directory at a
-time). Object stores (gs://) have no directory rename: the files are copied straight into the version directory with
-`saved_model.pb` last, since a SavedModel is only loadable once that file exists. There a reader can see the numbered
-directory before it is complete, and a crashed copy leaves it without `saved_model.pb`; `versions()` ignores such
-directories.
+`.partial-<pid>@<host>-<id>` name (TF Serving only loads numeric directory names) and renamed into place in one step.
+A staging directory is removed only by its owner, or by a later push once it is stale: its process is gone from this
+host, or it is older than the lock's expiry. Object stores (gs://) have no directory rename: the files are copied
+straight into a version directory that did not exist, `saved_model.pb` last, since a SavedModel is only loadable once
+that file exists. There a reader can see the numbered directory before it is complete, and a crashed copy leaves it
+without `saved_model.pb`; `versions()` ignores such directories.
 
 Each pushed version carries `assets.extra/beam_ml_push.json` (a push id unique to the launch, and the source model;
 TF Serving ignores `assets.extra`), so a push retried by the runner after it had succeeded returns the version
@@ -16,16 +20,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import time
 import uuid
 from typing import Optional
 
 import apache_beam as beam
 
+from beam_ml.core.lock import PathLock, pid_alive
 from beam_ml.model.artifact import PUSH_RECORD, SAVED_MODEL_FILE, is_saved_model
 
 PARTIAL_PREFIX = ".partial-"
+LOCK_FILE = ".push.lock"
+PUSH_LOCK_TTL_SECONDS = 3600.0
+PUSH_LOCK_WAIT_SECONDS = 900.0
 
 
 def versions(serving_dir: str) -> list[int]:
@@ -84,38 +94,73 @@ def _copy_tree(src: str, dst: str) -> None:
         _copy_file(os.path.join(src, rel), os.path.join(dst, rel))
 
 
-def push_model(model_dir: str, serving_dir: str, push_id: str) -> str:
+def push_model(model_dir: str, serving_dir: str, push_id: str, lock_ttl_seconds: float = PUSH_LOCK_TTL_SECONDS,
+               lock_wait_seconds: float = PUSH_LOCK_WAIT_SECONDS) -> str:
     """Publishes `model_dir` as a new version; returns its path (the existing one if push `push_id`, unique to a
-    launch, already published it)."""
+    launch, already published it). Waits up to `lock_wait_seconds` for another push to the same directory (LockBusy
+    naming it after that); a push must finish within `lock_ttl_seconds`, after which its lock counts as abandoned."""
     import tensorflow as tf
     tf.io.gfile.makedirs(serving_dir)
-    already = pushed_by(serving_dir, push_id)
-    if already:
-        return already
-    local = "://" not in serving_dir
-    if local:
-        for name in os.listdir(serving_dir):
-            if name.startswith(PARTIAL_PREFIX):
-                shutil.rmtree(os.path.join(serving_dir, name), ignore_errors=True)
-    existing = versions(serving_dir)
-    version = max(int(time.time()), existing[-1] + 1 if existing else 0)
-    if not local:
-        target = os.path.join(serving_dir, str(version))
-        _write_push_record(target, push_id, model_dir)  # before saved_model.pb makes the version visible
-        _copy_tree(model_dir, target)
-        return target
-    staging = os.path.join(serving_dir, f"{PARTIAL_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
-    _copy_tree(model_dir, staging)
-    _write_push_record(staging, push_id, model_dir)
-    while True:
-        target = os.path.join(serving_dir, str(version))
+    with PathLock(os.path.join(serving_dir, LOCK_FILE), owner=push_id, ttl_seconds=lock_ttl_seconds,
+                  wait_seconds=lock_wait_seconds):
+        already = pushed_by(serving_dir, push_id)
+        if already:
+            return already
+        existing = versions(serving_dir)
+        version = max(int(time.time()), existing[-1] + 1 if existing else 0)
+        if "://" in serving_dir:
+            return _copy_into_new_version(model_dir, serving_dir, version, push_id)
+        _remove_stale_staging(serving_dir, lock_ttl_seconds)
+        return _stage_and_rename(model_dir, serving_dir, version, push_id)
+
+
+def _copy_into_new_version(model_dir: str, serving_dir: str, version: int, push_id: str) -> str:
+    import tensorflow as tf
+    while tf.io.gfile.exists(os.path.join(serving_dir, str(version))):  # a crashed copy's incomplete directory
+        version += 1
+    target = os.path.join(serving_dir, str(version))
+    _write_push_record(target, push_id, model_dir)  # before saved_model.pb makes the version visible
+    _copy_tree(model_dir, target)
+    return target
+
+
+def _stage_and_rename(model_dir: str, serving_dir: str, version: int, push_id: str) -> str:
+    staging = os.path.join(serving_dir, f"{PARTIAL_PREFIX}{os.getpid()}@{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+    try:
+        _copy_tree(model_dir, staging)
+        _write_push_record(staging, push_id, model_dir)
+        while True:
+            target = os.path.join(serving_dir, str(version))
+            try:
+                os.rename(staging, target)  # atomic; fails if the version exists (or is a non-empty dir)
+                return target
+            except OSError:
+                if not os.path.exists(target):
+                    raise
+                version += 1
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # ours, after a failure (gone after a successful rename)
+
+
+_STAGING_NAME = re.compile(rf"^{re.escape(PARTIAL_PREFIX)}(\d+)@(.+)-[0-9a-f]{{8}}$")
+
+
+def _remove_stale_staging(serving_dir: str, max_age_seconds: float) -> None:
+    """Removes staging directories whose push is over: its process is gone from this host, or it is older than a push
+    may take."""
+    now = time.time()
+    for name in os.listdir(serving_dir):
+        if not name.startswith(PARTIAL_PREFIX):
+            continue
+        path = os.path.join(serving_dir, name)
+        owner = _STAGING_NAME.match(name)
         try:
-            os.rename(staging, target)  # atomic; fails if the version exists (or is a non-empty dir)
-            return target
-        except OSError:
-            if not os.path.exists(target):
-                raise
-            version += 1
+            age = now - os.path.getmtime(path)
+        except FileNotFoundError:
+            continue
+        dead = owner is not None and owner.group(2) == socket.gethostname() and not pid_alive(int(owner.group(1)))
+        if dead or age > max_age_seconds:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class PushIfBlessed(beam.DoFn):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
@@ -22,8 +22,8 @@ from beam_ml.core.deadletter import DEAD_LETTER, DeadLetter, WriteDeadLetters
 from beam_ml.core.run import RunManifest
 from beam_ml.ingest.read import ReadSplits
 from beam_ml.ingest.split import AllRows
-from beam_ml.model.artifact import SERVING_SIGNATURE
-from beam_ml.predict.plan import PredictPlan
+from beam_ml.model.artifact import OUTPUT_KEY, SERVING_SIGNATURE
+from beam_ml.predict.plan import CLASS_COLUMN, PredictPlan
 
 
 class Predictions(NamedTuple):
@@ -71,9 +71,10 @@ def _key_text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def prediction_row(keyed_log: tuple) -> dict[str, Any]:
+def prediction_row(keyed_log: tuple, classes: Optional[Sequence[str]] = None) -> dict[str, Any]:
     """(key, PredictionLog) → {"key": ..., "<output>": [values]} with each of the signature's outputs for that
-    one row, flattened (a BigQuery REPEATED column; a JSON list)."""
+    one row, flattened (a BigQuery REPEATED column; a JSON list); with `classes` (a classifier's class names in
+    output order), also {"class": the name of the highest output}."""
     import tensorflow as tf
 
     key, log = keyed_log
@@ -81,6 +82,9 @@ def prediction_row(keyed_log: tuple) -> dict[str, Any]:
     for name, tensor in sorted(log.predict_log.response.outputs.items()):
         values = tf.make_ndarray(tensor).reshape(-1).tolist()  # the batch dimension is 1: one example per log
         row[name] = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
+    scores = row.get(OUTPUT_KEY)
+    if classes and scores and len(scores) == len(classes):
+        row[CLASS_COLUMN] = classes[max(range(len(scores)), key=scores.__getitem__)]
     return row
 
 
@@ -141,7 +145,7 @@ class BatchPredict(beam.PTransform[beam.pvalue.PBegin, Predictions]):
         predicted, failed = (examples["examples"]
                              | "RunInference" >> RunInference(model_handler(plan.model_dir))
                              .with_exception_handling())
-        predictions = predicted | "ToRows" >> beam.Map(prediction_row)
+        predictions = predicted | "ToRows" >> beam.Map(prediction_row, plan.classes)
         written = {"files": (predictions | "ToJson" >> beam.Map(_to_json)
                              | "WritePredictions" >> beam.io.WriteToText(plan.predictions_prefix,
                                                                          file_name_suffix=".jsonl"))}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Optional
+from typing import Optional, Sequence
 
 from beam_ml.config.predict import PredictConfig
 from beam_ml.core.errors import ConfigError
@@ -15,8 +15,12 @@ from beam_ml.core.records import RecordFormat
 from beam_ml.core.run import RunContext, RunManifest
 from beam_ml.ingest.resolve import require_column, resolve_source
 from beam_ml.ingest.source import Source
-from beam_ml.model.artifact import SERVING_SIGNATURE, is_saved_model, raw_column_types, serving_features
+from beam_ml.model.artifact import (
+    SERVING_SIGNATURE, class_names, is_saved_model, raw_column_types, serving_features)
 from beam_ml.model.push import latest_model
+
+
+CLASS_COLUMN = "class"  # the predicted class's name, for a classifier whose class names are known
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +30,7 @@ class PredictPlan:
     model_dir: str
     source: Source
     bigquery_schema: Optional[dict] = None
+    classes: Optional[tuple[str, ...]] = None
 
     @property
     def fmt(self) -> RecordFormat:
@@ -69,13 +74,14 @@ def plan_predict(config: PredictConfig) -> PredictPlan:
                                    f"{', '.join(source.fmt.columns)}); give --allow_missing_features true to predict "
                                    f"with them missing (the model's transform imputes them)")
     run = RunContext.start("batch_predict", config.output_dir, config.run_id, config.to_dict())
-    return PredictPlan(config=config, run=run, model_dir=model_dir, source=source,
-                       bigquery_schema=bigquery_schema(signatures) if config.bigquery_table else None)
+    classes = class_names(model_dir)
+    return PredictPlan(config=config, run=run, model_dir=model_dir, source=source, classes=classes,
+                       bigquery_schema=bigquery_schema(signatures, classes) if config.bigquery_table else None)
 
 
-def bigquery_schema(signatures) -> dict:
-    """`key:STRING` plus one REPEATED column per output of a loaded model's serving signature, as a TableSchema
-    dict."""
+def bigquery_schema(signatures, classes: Optional[Sequence[str]] = None) -> dict:
+    """`key:STRING` plus one REPEATED column per output of a loaded model's serving signature (and `class:STRING`
+    for a classifier whose class names are known), as a TableSchema dict."""
     import tensorflow as tf
 
     outputs = signatures[SERVING_SIGNATURE].structured_outputs
@@ -84,4 +90,6 @@ def bigquery_schema(signatures) -> dict:
     for name, spec in sorted(outputs.items()):
         kind = kinds.get(spec.dtype, "INTEGER" if spec.dtype.is_integer else "FLOAT")
         fields.append({"name": name, "type": kind, "mode": "REPEATED"})
+    if classes:
+        fields.append({"name": CLASS_COLUMN, "type": "STRING", "mode": "NULLABLE"})
     return {"fields": fields}

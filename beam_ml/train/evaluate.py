@@ -1,7 +1,8 @@
 """Evaluate with TFMA in the same graph: metrics, slices, value and change thresholds, and the blessing.
 
 Data contract: `EvaluateModel` takes a dict `{"examples": PCollection[pa.RecordBatch] (raw eval split),
-"model": singleton PCollection[str] (the trained model dir, which also orders evaluation after training)}` and
+"model": singleton PCollection[str] (the trained model dir, which also orders evaluation after training)[, "guards":
+singleton PCollection[list[str]] (further reasons not to bless, e.g. `beam_ml.train.labels.CheckLabels`)]}` and
 returns a singleton `PCollection[dict]`: {"blessed", "metrics", "failures", "baseline_model"}. TFMA's results
 (readable by `tfma.load_eval_result`) go to `<output_dir>/` and `BLESSED` or `NOT_BLESSED` beside them.
 """
@@ -127,8 +128,8 @@ class DecideBlessing(beam.DoFn):
         self._output_path = output_path
         self._baseline_model = baseline_model
 
-    def process(self, _, **written: Any):
-        failures = threshold_failures(self._output_path)
+    def process(self, _, guards: Optional[list[str]] = None, **written: Any):
+        failures = threshold_failures(self._output_path) + list(guards or [])
         blessed = not failures
         fileutil.write_text(os.path.join(self._output_path, BLESSED if blessed else NOT_BLESSED), "")
         yield {"blessed": blessed, "metrics": overall_metrics(self._output_path), "failures": failures,
@@ -184,10 +185,11 @@ class EvaluateModel(beam.PTransform[dict[str, beam.PCollection], beam.PCollectio
                        output_path=self._output_path, tensor_adapter_config=tfxio_config,
                        extractors=extractors, evaluators=evaluators))
         outputs = _flatten_pcollections(written)
+        guards = {"guards": beam.pvalue.AsSingleton(inputs["guards"])} if "guards" in inputs else {}
         return (inputs["examples"].pipeline
                 | "Trigger" >> beam.Create([None])
                 | "DecideBlessing" >> beam.ParDo(
-                    DecideBlessing(self._output_path, self._baseline_dir),
+                    DecideBlessing(self._output_path, self._baseline_dir), **guards,
                     **{f"w{i}": beam.pvalue.AsList(pc) for i, pc in enumerate(outputs)}))
 
 

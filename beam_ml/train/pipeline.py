@@ -19,6 +19,7 @@ from beam_ml.core.run import RunManifest
 from beam_ml.ingest.read import ReadSplits
 from beam_ml.model.push import PushIfBlessed
 from beam_ml.train.evaluate import EvaluateModel, build_eval_config
+from beam_ml.train.labels import CheckLabels
 from beam_ml.train.leakage import CheckLeakage
 from beam_ml.train.plan import RunPlan
 from beam_ml.train.trainer import FnArgs, TrainModel
@@ -159,8 +160,14 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
         eval_config = build_eval_config(config.label_key, config.eval_metrics, config.eval_slices,
                                         config.eval_thresholds, config.eval_change_thresholds,
                                         with_baseline=plan.baseline_model is not None)
-        evaluation = {"examples": examples["eval"], "model": model_dir} | "Evaluate" >> EvaluateModel(
-            eval_config, plan.serving_model_dir, plan.baseline_model, os.path.join(run_dir, "evaluation"), plan.fmt)
+        keyed_examples = ingested.split_batches if spec is None else (
+            [examples[name] | f"Key{name.title()}" >> beam.Map(lambda batch, name=name: (name, batch))
+             for name in splits] | "KeyedWindows" >> beam.Flatten())
+        label_failures = keyed_examples | "CheckLabels" >> CheckLabels(
+            config.label_key, model_dir, plan.baseline_model, config.label_set_changed)
+        evaluation = ({"examples": examples["eval"], "model": model_dir, "guards": label_failures}
+                      | "Evaluate" >> EvaluateModel(eval_config, plan.serving_model_dir, plan.baseline_model,
+                                                    os.path.join(run_dir, "evaluation"), plan.fmt))
 
         pushed = model_dir | "Push" >> beam.ParDo(PushIfBlessed(config.serving_dir, plan.push_id),
                                                   beam.pvalue.AsSingleton(evaluation))

@@ -12,8 +12,11 @@ from typing import Any, Optional, Sequence
 
 import apache_beam as beam
 
-from beam_ml.model.artifact import is_saved_model, write_windowing
+from beam_ml.model.artifact import is_saved_model, signature_problems, write_windowing
 from beam_ml.train import user_module
+
+EXPORT_HINT = ("export it with beam_ml.model.export.export_serving_model(model, tf_transform_output, fn_args.label, "
+               "fn_args.serving_model_dir), which adds the signatures they need")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +85,12 @@ class RunTrainer(beam.DoFn):
         set_seeds(fn_args.seed)
         self._module.load().run_fn(fn_args)
         if not is_saved_model(fn_args.serving_model_dir):
-            raise RuntimeError(f"run_fn of {self._module.spec} exported no SavedModel to {fn_args.serving_model_dir}")
+            raise RuntimeError(f"run_fn of {self._module.spec} exported no SavedModel to {fn_args.serving_model_dir}"
+                               f"; {EXPORT_HINT}")
+        problems = signature_problems(fn_args.serving_model_dir)
+        if problems:  # found now, not as a missing tensor deep inside TFMA
+            raise RuntimeError(f"run_fn of {self._module.spec} exported a model that evaluation and serving cannot "
+                               f"use: {'; '.join(problems)}; {EXPORT_HINT}")
         if fn_args.windowing:  # how to cut windows goes with the model, for whoever serves it on a stream
             write_windowing(fn_args.serving_model_dir, fn_args.windowing)
         yield fn_args.serving_model_dir

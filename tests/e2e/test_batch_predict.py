@@ -63,6 +63,10 @@ def test_batch_predict_launched_like_the_flex_launcher_matches_the_saved_model(l
         examples=tf.constant([_example(r) for r in rows]))["outputs"].numpy()
     np.testing.assert_allclose(np.array([predictions[r["penguin_id"]] for r in rows]), direct, rtol=1e-5,
                                atol=1e-6)
+    classes = json.load(open(os.path.join(manifest["model_dir"], "assets.extra", "labels.json")))["classes"]
+    named = {p["key"]: p["class"] for p in _read_jsonl(os.path.join(run_dir, "predictions", "*.jsonl"))}
+    assert named == {r["penguin_id"]: classes[int(direct[i].argmax())] for i, r in enumerate(rows)}
+    assert set(named.values()) == {"Adelie", "Chinstrap", "Gentoo"}
 
 
 def test_bad_rows_are_dead_lettered_and_the_counts_add_up(launched_penguins, tmp_path):
@@ -117,11 +121,12 @@ def test_predictions_are_also_written_to_bigquery(launched_penguins, bq_emulator
                  "--bigquery_method", method, f"--project={project}", "--temp_location=gs://beam-tmp/tmp"])
     assert code == 0
     in_files = {p["key"]: p["outputs"] for p in _read_jsonl(str(tmp_path / "runs" / "bq" / "predictions" / "*.jsonl"))}
-    in_table = {r["key"]: list(r["outputs"])
-                for r in client.query(f"SELECT key, outputs FROM `{project}.{dataset}.penguins`").result()}
+    in_table = {r["key"]: (list(r["outputs"]), r["class"])
+                for r in client.query(f"SELECT key, outputs, class FROM `{project}.{dataset}.penguins`").result()}
     assert len(in_table) == 344 and in_table.keys() == in_files.keys()
     for key, outputs in in_files.items():
-        np.testing.assert_allclose(in_table[key], outputs, rtol=1e-6)
+        np.testing.assert_allclose(in_table[key][0], outputs, rtol=1e-6)
+    assert {name for _, name in in_table.values()} == {"Adelie", "Chinstrap", "Gentoo"}
 
 
 def test_prediction_rows_take_string_outputs_and_failed_batches_keep_their_rows():
@@ -136,7 +141,12 @@ def test_prediction_rows_take_string_outputs_and_failed_batches_keep_their_rows(
     outputs["classes"].CopyFrom(tf.make_tensor_proto(np.array([[b"Adelie", b"Gentoo"]])))
     outputs["scores"].CopyFrom(tf.make_tensor_proto(np.array([[0.9, 0.1]], dtype=np.float32)))
     row = prediction_row(("P1", log))
-    assert row["key"] == "P1" and row["classes"] == ["Adelie", "Gentoo"]
+    assert row["key"] == "P1" and row["classes"] == ["Adelie", "Gentoo"] and "class" not in row
+
+    log.predict_log.response.outputs["outputs"].CopyFrom(tf.make_tensor_proto(np.array([[0.2, 0.7, 0.1]])))
+    assert prediction_row(("P1", log), ("Adelie", "Chinstrap", "Gentoo"))["class"] == "Chinstrap"
+    assert "class" not in prediction_row(("P1", log), ("Adelie", "Gentoo"))  # not this model's classes
+    log.predict_log.response.outputs.pop("outputs")
     assert row["scores"] == pytest.approx([0.9, 0.1])
     assert json.loads(json.dumps(row)) == row  # JSON- and BigQuery-ready
 

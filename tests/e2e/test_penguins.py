@@ -42,7 +42,8 @@ def _records(pattern: str) -> list[bytes]:
                   for r in tf.data.TFRecordDataset(sorted(glob.glob(pattern))))
 
 
-def test_two_runs_train_evaluate_push_and_compare_against_the_baseline(tmp_path):
+def test_two_runs_train_evaluate_push_and_compare_against_the_baseline_and_a_one_species_run_is_not_pushed(
+        tmp_path, penguins_rows):
     code, first = run_job(*job_args(tmp_path, "first", leakage_key="island"))
     assert code == 0, first.get("error")
     assert first["leakage"]["keys_in_several_splits"] == 3  # every island is in train and in eval
@@ -86,6 +87,26 @@ def test_two_runs_train_evaluate_push_and_compare_against_the_baseline(tmp_path)
         assert _records(os.path.join(run_dir, pattern)) == _records(os.path.join(second["run_dir"], pattern))
     if second["blessed"]:
         assert int(os.path.basename(second["pushed_model_dir"])) > int(os.path.basename(pushed))
+
+    labels = json.load(open(os.path.join(pushed, "assets.extra", "labels.json")))
+    assert sorted(labels["classes"]) == ["Adelie", "Chinstrap", "Gentoo"] and labels["output_shape"] == [None, 3]
+    assert labels["values"]["train"] == labels["values"]["eval"] == ["Adelie", "Chinstrap", "Gentoo"]
+    probabilities = model.signatures["serving_raw"](**raw)["outputs"].numpy()
+    assert labels["classes"][int(probabilities[0].argmax())] == "Adelie"  # a Torgersen male, 39.1 mm bill
+
+    serving_before = sorted(os.listdir(tmp_path / "serving"))
+    one_species = tmp_path / "adelie.csv"
+    one_species.write_text("\n".join(penguins_rows[:1] + [r for r in penguins_rows[1:] if ",Adelie," in
+                                                             f",{r},"]) + "\n")
+    code, third = run_job(*job_args(tmp_path, "adelie-only", input=str(one_species)))
+    assert code == 0, third.get("error")
+    assert third["metrics"]["sparse_categorical_accuracy"] == 1.0  # perfect on its own eval split ...
+    assert third["blessed"] is False and third["pushed_model_dir"] is None  # ... and not blessed
+    reasons = " | ".join(third["threshold_failures"])
+    assert "label 'species' has one value in the whole run ('Adelie')" in reasons
+    assert "the train split lacks label values the baseline model's train split had: ['Chinstrap', 'Gentoo']" \
+        in reasons
+    assert sorted(os.listdir(tmp_path / "serving")) == serving_before
 
 
 def test_malformed_rows_are_dead_lettered_on_two_worker_processes(tmp_path, penguins_rows):

@@ -59,8 +59,9 @@ class Proc:
 
 def start_gcs(data_dir, logdir):
     port = free_port()
-    pr = Proc("gcs", [f"{EMU_VENV}/bin/gcp-storage-emulator", "-d", data_dir, "start", "--host", "127.0.0.1",
-                      "--port", str(port), "-q"], logdir)
+    # with Cloud Storage's ifGenerationMatch precondition, which the emulator lacks (see gcs_preconditions.py)
+    pr = Proc("gcs", [f"{EMU_VENV}/bin/python", os.path.join(os.path.dirname(__file__), "gcs_preconditions.py"),
+                      "-d", data_dir, "start", "--host", "127.0.0.1", "--port", str(port), "-q"], logdir)
     t = _wait_http(f"http://127.0.0.1:{port}/storage/v1/b?project=test-project", pr.p)
     return pr, f"http://127.0.0.1:{port}", t
 

@@ -1,5 +1,7 @@
 """Flex Template metadata: generated from the jobs' options, in step with them, and checked by --validate_only."""
 import argparse
+import os
+import sys
 import json
 import re
 
@@ -58,3 +60,35 @@ def test_every_predict_parameter_with_a_format_rejects_a_bad_value_by_name(tmp_p
         code = main(base + [f"--{parameter['name']}={value}", "--validate_only"])
         assert code == 2, parameter["name"]
         assert f"--{parameter['name']}:" in capsys.readouterr().err
+
+
+def test_flex_runs_each_command_as_an_argument_list_without_a_shell(tmp_path, monkeypatch):
+    """`flex run` hands docker and gcloud their arguments as lists: stand-in executables on PATH record exactly
+    what they received (the real ones need a cloud project)."""
+    from beam_ml.launch import flex
+    received = tmp_path / "received.jsonl"
+    for tool in ("docker", "gcloud"):
+        script = tmp_path / tool
+        script.write_text(f"#!{sys.executable}\nimport json, sys\n"
+                          f"open({str(received)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
+        script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert flex.main(["run", "--project", "my-project", "--region", "europe-west1", "--bucket", "my-bucket",
+                      "--job", "batch_predict"]) == 0
+    calls = [json.loads(line) for line in received.read_text().splitlines()]
+    assert [c[:2] for c in calls] == [["storage", "cp"], ["build", "-f"], ["push", "europe-west1-docker.pkg.dev/"
+                                      "my-project/beam-ml/batch_predict:" + flex.VERSION],
+                                      ["dataflow", "flex-template"], ["dataflow", "flex-template"]]
+    parameters = calls[-1][-1]
+    assert parameters.startswith("--parameters=^~^input=gs://my-bucket/examples/penguins/unlabelled/*.csv~")
+    assert re.fullmatch(r"batch-predict-\d{8}-\d{6}", calls[-1][3])  # named in Python, not by $(date)
+
+
+@pytest.mark.parametrize("option, value", [("--bucket", "x$(touch /tmp/pwned)"), ("--project", "p; rm -rf ~"),
+                                           ("--region", "europe-west1 --impersonate"), ("--tag", "v1`id`")])
+def test_flex_refuses_names_google_cloud_would_not_accept(option, value, capsys):
+    from beam_ml.launch import flex
+    argv = {"--project": "my-project", "--region": "europe-west1", "--bucket": "my-bucket", option: value}
+    with pytest.raises(SystemExit) as exit_:
+        flex.main(["print", *[x for pair in argv.items() for x in pair]])
+    assert exit_.value.code == 2 and f"{option} {value!r} is not a valid Google Cloud" in capsys.readouterr().err

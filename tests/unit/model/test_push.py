@@ -2,8 +2,9 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
-from beam_ml.model.push import PARTIAL_PREFIX, latest_model, push_model, pushed_by, versions
+from beam_ml.model.push import LOCK_FILE, PARTIAL_PREFIX, latest_model, push_model, pushed_by, versions
 
 
 def _fake_model(path, n_files=5):
@@ -56,11 +57,66 @@ def test_a_push_killed_midway_leaves_no_partial_version_and_the_next_push_is_cle
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert proc.returncode == -9
-    leftovers = os.listdir(serving)
-    assert len(leftovers) == 1 and leftovers[0].startswith(PARTIAL_PREFIX)  # the killed copy, hidden
+    leftovers = sorted(os.listdir(serving))
+    assert len(leftovers) == 2 and leftovers[1] == LOCK_FILE  # the killed push's lock
+    assert leftovers[0].startswith(PARTIAL_PREFIX)  # and its copy, hidden
     assert versions(serving) == [] and latest_model(serving) is None
     assert not any(name.isdigit() for name in leftovers)
 
     pushed = push_model(model, serving, 'killed-run')
     assert os.listdir(serving) == [os.path.basename(pushed)]
     assert len(os.listdir(os.path.join(pushed, "variables"))) == 20
+
+
+def _tree(path):
+    return sorted(os.path.relpath(os.path.join(d, n), path) for d, _, names in os.walk(path) for n in names)
+
+
+def test_concurrent_pushes_from_three_processes_each_publish_a_complete_version(tmp_path):
+    """Three processes push a model of 3,000 files to one serving dir at once; a reader watching the directory
+    meanwhile never sees a numbered version that is incomplete."""
+    model = _fake_model(tmp_path / "model", n_files=3000)
+    serving = str(tmp_path / "serving")
+    expected = sorted(_tree(model) + [os.path.join("assets.extra", "beam_ml_push.json")])
+    go = tmp_path / "go"
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        from beam_ml.model.push import push_model
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.01)
+        print(push_model({model!r}, {serving!r}, sys.argv[1]))
+    """)
+    pushers = [subprocess.Popen([sys.executable, "-c", script, f"run-{i}"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for i in range(3)]
+    time.sleep(3)  # let all three import and wait at the line
+    go.touch()
+    seen_incomplete = []
+    while any(p.poll() is None for p in pushers):
+        for version in os.listdir(serving) if os.path.isdir(serving) else []:
+            path = os.path.join(serving, version)
+            if version.isdigit() and len(_tree(path)) != len(expected):
+                seen_incomplete.append((version, len(_tree(path))))
+        time.sleep(0.05)
+    results = [p.communicate() for p in pushers]
+    assert all(p.returncode == 0 for p in pushers), [err[-2000:] for _, err in results]
+    published = sorted(out.strip() for out, _ in results)
+    assert len(set(published)) == 3 and sorted(os.path.join(serving, str(v)) for v in versions(serving)) == published
+    for version_dir in published:
+        assert _tree(version_dir) == expected
+        assert open(os.path.join(version_dir, "variables", "v2999"), "rb").read() == \
+            open(os.path.join(model, "variables", "v2999"), "rb").read()
+    assert sorted(pushed_by(serving, f"run-{i}") for i in range(3)) == published
+    assert sorted(os.listdir(serving)) == sorted(os.path.basename(p) for p in published)  # no staging, no lock
+    assert seen_incomplete == []
+
+
+def test_a_push_waits_for_the_one_in_progress_and_a_stale_staging_dir_is_removed_by_age(tmp_path):
+    model = _fake_model(tmp_path / "model")
+    serving = tmp_path / "serving"
+    old = serving / f"{PARTIAL_PREFIX}123@elsewhere-0123abcd"  # another machine's push that never finished
+    young = serving / f"{PARTIAL_PREFIX}456@elsewhere-89abcdef"  # another machine's push still copying
+    for d in (old, young):
+        d.mkdir(parents=True)
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    pushed = push_model(model, str(serving), "run-1")
+    assert sorted(os.listdir(serving)) == sorted([os.path.basename(pushed), young.name])

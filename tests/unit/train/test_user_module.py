@@ -50,3 +50,32 @@ def test_a_dotted_module_is_imported_by_name():
 def test_bad_modules_are_named(spec, message):
     with pytest.raises(ValueError, match=message):
         user_module.check(spec)
+
+
+PLAIN_KERAS_EXPORT = """
+import tf_keras
+
+def preprocessing_fn(inputs):
+    return inputs
+
+def run_fn(fn_args):
+    model = tf_keras.Sequential([tf_keras.Input(shape=(2,)), tf_keras.layers.Dense(1)])
+    model.save(fn_args.serving_model_dir, save_format="tf")  # the plain Keras way: no serving signatures of ours
+"""
+
+
+def test_a_model_saved_the_plain_keras_way_is_refused_right_after_run_fn_naming_the_export(tmp_path):
+    """Without the signatures it fails as `transformed_label not found` deep inside TFMA; named here instead."""
+    from beam_ml.train.trainer import FnArgs, RunTrainer
+    module_file = tmp_path / "plain.py"
+    module_file.write_text(PLAIN_KERAS_EXPORT)
+    fn_args = FnArgs(train_files=(), eval_files=(), transform_output="", schema_path="",
+                     serving_model_dir=str(tmp_path / "model"), model_run_dir=str(tmp_path / "logs"), label="y",
+                     hyperparameters={}, seed=1)
+    trainer = RunTrainer(user_module.UserModule.from_spec(str(module_file)), fn_args)
+    with pytest.raises(RuntimeError) as error:
+        list(trainer.process(None, [], []))
+    message = str(error.value)
+    assert "exported a model that evaluation and serving cannot use: no 'transformed_label' signature" in message
+    assert "'serving_default' has no 'outputs' output (it has ['dense'])" in message
+    assert "beam_ml.model.export.export_serving_model(model, tf_transform_output, fn_args.label" in message

@@ -1,0 +1,101 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from beam_ml.core.lock import LockBusy, PathLock, create_exclusive
+
+
+def test_create_exclusive_creates_a_name_once(tmp_path):
+    path = str(tmp_path / "sub" / "claim")
+    assert create_exclusive(path, b"first")
+    assert not create_exclusive(path, b"second")
+    assert open(path, "rb").read() == b"first"
+    assert os.listdir(tmp_path / "sub") == ["claim"]  # no private names left behind
+
+
+def test_a_held_lock_keeps_others_out_and_names_its_holder(tmp_path):
+    path = str(tmp_path / ".push.lock")
+    with PathLock(path, owner="run-a"):
+        holder = json.load(open(path))
+        assert holder["owner"] == "run-a" and holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+        with pytest.raises(LockBusy, match=r"held by run-a \(pid \d+ on .*, since .*, expires "):
+            PathLock(path, owner="run-b", wait_seconds=0.3).acquire()
+    assert not os.path.exists(path)
+    with PathLock(path, owner="run-b"):
+        assert json.load(open(path))["owner"] == "run-b"
+
+
+def test_a_lock_past_its_expiry_is_broken(tmp_path):
+    path = str(tmp_path / ".push.lock")
+    first = PathLock(path, owner="slow", ttl_seconds=0.2)
+    first.acquire()
+    time.sleep(0.3)
+    with PathLock(path, owner="next", wait_seconds=0):
+        assert json.load(open(path))["owner"] == "next"
+        first.release()  # the slow holder finishing late must not remove the lock it lost
+        assert json.load(open(path))["owner"] == "next"
+    assert not os.path.exists(path)
+
+
+def test_a_lock_whose_process_died_on_this_host_is_broken_at_once(tmp_path):
+    path = str(tmp_path / ".push.lock")
+    script = f"from beam_ml.core.lock import PathLock; PathLock({path!r}, owner='killed').acquire()"
+    subprocess.run([sys.executable, "-c", script], check=True)  # exits holding the lock for an hour
+    assert json.load(open(path))["owner"] == "killed"
+    with PathLock(path, owner="next", wait_seconds=0):
+        assert json.load(open(path))["owner"] == "next"
+
+
+def test_a_live_holder_is_waited_for(tmp_path):
+    path = str(tmp_path / ".push.lock")
+    script = (f"import time; from beam_ml.core.lock import PathLock\n"
+              f"with PathLock({path!r}, owner='first'):\n    print('held', flush=True); time.sleep(1.5)\n")
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    started = time.monotonic()
+    with PathLock(path, owner="second", wait_seconds=30):
+        waited = time.monotonic() - started
+        assert json.load(open(path))["owner"] == "second"
+    assert holder.wait(10) == 0
+    assert waited > 0.5
+
+
+def test_schemes_without_an_exclusive_create_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"s3://bucket/x: no exclusive create for s3://"):
+        PathLock("s3://bucket/x", owner="a")
+
+
+@pytest.fixture()
+def gcs_dir(gcs_emulator, request):
+    from tests.support import emulators
+    emulators.ensure_bucket("locks", gcs_emulator["url"])
+    return f"gs://locks/{request.node.name}"
+
+
+def test_on_gcs_a_name_is_created_once_and_a_held_lock_keeps_others_out(gcs_dir):
+    assert create_exclusive(f"{gcs_dir}/claim", b"first")
+    assert not create_exclusive(f"{gcs_dir}/claim", b"second")
+    path = f"{gcs_dir}/.push.lock"
+    with PathLock(path, owner="run-a"):
+        with pytest.raises(LockBusy, match=r"held by run-a \(pid"):
+            PathLock(path, owner="run-b", wait_seconds=0.3).acquire()
+    with PathLock(path, owner="run-b", wait_seconds=0):
+        pass
+
+
+def test_on_gcs_an_expired_lock_is_broken_and_its_late_holder_cannot_remove_the_new_one(gcs_dir):
+    from google.cloud import storage
+    path = f"{gcs_dir}/.push.lock"
+    first = PathLock(path, owner="slow", ttl_seconds=0.2)
+    first.acquire()
+    time.sleep(0.3)
+    blob = storage.Client().bucket("locks").blob(path[len("gs://locks/"):])
+    with PathLock(path, owner="next", wait_seconds=0):
+        first.release()
+        assert json.loads(blob.download_as_bytes())["owner"] == "next"
+    assert not blob.exists()
