@@ -1,10 +1,12 @@
 """The file source (`FileSource`): a glob of CSV, JSON Lines, Parquet or TFRecord files, local or gs://, or of
 images in class folders (`image_format`), resolved when the graph is built.
 
-The file kind comes from the extension (`.parquet`/`.pq`, `.jsonl`/`.ndjson`/`.json`, `.tfrecord[s][.gz]` of
+The file kind comes from the extension (`.parquet`/`.pq`, `.jsonl`/`.ndjson`/`.json`, `.tfrecord[s]` of
 tf.Example; anything else is CSV); one glob holds one kind. Text files are cut into byte-range chunks (a chunk owns
 the lines that start inside it) so large files parse in parallel and in large batches (a CSV header is checked once
 per file); Parquet files are read a row group at a time; a TFRecord file is read whole, in batches of records.
+CSV, JSON Lines and TFRecord files may be gzip-compressed (`.csv.gz`): a compressed text file cannot be cut into byte
+ranges, so one worker reads it whole; a `.gz` Parquet file or image is refused when the job is built.
 """
 from __future__ import annotations
 
@@ -34,10 +36,16 @@ KINDS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "json
 
 
 def file_kind(path: str) -> str:
-    """'csv' | 'jsonl' | 'parquet' | 'tfrecord' | 'image', from the extension (a `.gz` after `.tfrecord` means GZIP); CSV
+    """'csv' | 'jsonl' | 'parquet' | 'tfrecord' | 'image', from the extension, a final `.gz` (gzip) set aside; CSV
     when it is none of these."""
-    name = path.lower().removesuffix(".gz") if ".tfrecord" in path.lower() else path.lower()
-    return KINDS.get(os.path.splitext(name)[1], "csv")
+    return KINDS.get(os.path.splitext(path.lower().removesuffix(".gz"))[1], "csv")
+
+
+def is_gzip(path: str) -> bool:
+    return path.lower().endswith(".gz")
+
+
+GZIP_KINDS = ("csv", "jsonl", "tfrecord")  # a .gz of these is read; of a Parquet file or an image it is refused
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,17 +67,41 @@ class ByteRange:
 
     def parse(self, fmt: RecordFormat) -> Iterator[ParsedChunk]:
         data, begin, at_file_start = read_chunk(self)
-        if at_file_start and self.kind == "csv":
-            header, _, data = data.partition(b"\n")
-            columns = parse_header(header.removeprefix(_UTF8_BOM), fmt.delimiter)
-            if columns != fmt.columns:
-                raise ValueError(f"{self.path}: header columns {columns} differ from those the job was built "
-                                 f"with ({fmt.columns})")
-            begin += len(header) + 1
-        elif at_file_start:
-            data = data.removeprefix(_UTF8_BOM)
+        if at_file_start:
+            data, skipped = _without_header(data, self.path, self.kind, fmt)
+            begin += skipped
         parse = parse_csv_chunk if self.kind == "csv" else parse_jsonl_chunk
         yield parse(data, fmt, self.path, lambda: count_lines_before(self.path, begin) + 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class GzipTextFile:
+    """A whole gzip-compressed CSV or JSON Lines file: a compressed stream has no byte ranges to split it at, so one
+    worker reads it (decompressed in memory)."""
+
+    path: str
+    kind: str = "csv"
+
+    def parse(self, fmt: RecordFormat) -> Iterator[ParsedChunk]:
+        with _open_text(self.path) as f:
+            data = f.read()
+        data, skipped = _without_header(data, self.path, self.kind, fmt)
+        parse = parse_csv_chunk if self.kind == "csv" else parse_jsonl_chunk
+        yield parse(data, fmt, self.path, lambda: (2 if skipped and self.kind == "csv" else 1))
+
+
+def _without_header(data: bytes, path: str, kind: str, fmt: RecordFormat) -> tuple[bytes, int]:
+    """A file's first bytes without its byte-order mark and (CSV) its header, checked against the job's columns;
+    and how many bytes were dropped."""
+    if kind != "csv":
+        rest = data.removeprefix(_UTF8_BOM)
+        return rest, len(data) - len(rest)
+    header, _, rest = data.partition(b"\n")
+    columns = parse_header(header.removeprefix(_UTF8_BOM), fmt.delimiter)
+    if columns != fmt.columns:
+        raise ValueError(f"{path}: header columns {columns} differ from those the job was built with "
+                         f"({fmt.columns})")
+    return rest, len(header) + 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +132,8 @@ def plan_chunks(file: InputFile, chunk_bytes: int) -> list:
         return [RowGroup(file.path, i) for i in range(row_group_count(file.path))]
     if file.kind == "tfrecord":
         return [RecordFile(file.path)]
+    if is_gzip(file.path):
+        return [GzipTextFile(file.path, file.kind)]
     return [ByteRange(file.path, start, min(start + chunk_bytes, file.size), file.kind)
             for start in range(0, max(file.size, 1), chunk_bytes)]
 
@@ -108,8 +142,14 @@ def _open(path: str):
     return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
+def _open_text(path: str):
+    """A text file's content: decompressed when it is gzip (`.gz`)."""
+    return FileSystems.open(path, compression_type=CompressionTypes.GZIP if is_gzip(path)
+                            else CompressionTypes.UNCOMPRESSED)
+
+
 def read_header(path: str) -> bytes:
-    with _open(path) as f:
+    with _open_text(path) as f:
         head = b""
         while b"\n" not in head:
             block = f.read(_READ_BLOCK)
@@ -182,6 +222,10 @@ def resolve_files(pattern: Union[str, Sequence[str]], column_types: dict[str, st
         raise ValueError(f"{pattern!r} matches files of several kinds ({', '.join(sorted(kinds))}); use one glob "
                          f"per kind")
     kind = kinds.pop()
+    compressed = [p for p in paths if is_gzip(p)]
+    if compressed and kind not in GZIP_KINDS:
+        raise ValueError(f"{compressed[0]}: a gzip-compressed {kind} file is not read (only CSV, JSON Lines and "
+                         f"TFRecord files may be .gz); decompress it")
     files = [InputFile(p, *_size_and_sha256(p), kind=kind) for p in paths]
     if kind == "image":
         fmt = check_image_paths(paths)
@@ -193,7 +237,7 @@ def resolve_files(pattern: Union[str, Sequence[str]], column_types: dict[str, st
         fmt = infer_tfrecord_format(paths[0], column_types)
         empty = not fmt.columns
     elif kind == "jsonl":
-        with _open(paths[0]) as f:
+        with _open_text(paths[0]) as f:
             sample = f.read(_SAMPLE_BYTES).removeprefix(_UTF8_BOM)
         fmt = infer_jsonl_format(sample, column_types)
         empty = not fmt.columns
@@ -203,10 +247,10 @@ def resolve_files(pattern: Union[str, Sequence[str]], column_types: dict[str, st
         for path in paths[1:]:
             if headers[path] != headers[first]:
                 raise ValueError(f"header of {path} differs from {first}: {headers[path]!r} vs {headers[first]!r}")
-        with _open(first) as f:
+        with _open_text(first) as f:
             sample = f.read(_SAMPLE_BYTES)
         fmt = infer_csv_format(headers[first], sample.split(b"\n", 1)[1] if b"\n" in sample else b"", column_types)
-        empty = all(f.size <= len(headers[f.path]) + 2 for f in files)
+        empty = not any(_has_rows(f, headers[f.path]) for f in files)
     if empty:
         raise ValueError(f"{pattern!r}: {len(files)} file(s) but no data rows")
     return files, fmt
@@ -242,6 +286,14 @@ class FileSource(ChunkedSource):
             paths = [f.path for f in self.files]
             return [ImageFiles(tuple(paths[i:i + FILES_PER_CHUNK])) for i in range(0, len(paths), FILES_PER_CHUNK)]
         return [c for f in self.files for c in plan_chunks(f, self.chunk_bytes)]
+
+
+def _has_rows(file: InputFile, header: bytes) -> bool:
+    """Whether a CSV file holds anything after its header line."""
+    if not is_gzip(file.path):
+        return file.size > len(header) + 2
+    with _open_text(file.path) as f:
+        return bool(f.read(len(header) + 3 + len(_UTF8_BOM)).partition(b"\n")[2].strip())
 
 
 def _size_and_sha256(path: str) -> tuple[int, str]:

@@ -311,3 +311,37 @@ def test_closing_a_background_map_of_a_failed_bundle_ends_its_thread():
     mapped.add("b", GlobalWindow(), 0)  # never iterated, as when the bundle fails downstream
     mapped.close()
     assert not mapped._thread.is_alive()
+
+
+def test_gzip_csv_and_json_lines_read_like_the_plain_files_and_gzip_parquet_is_refused(tmp_path):
+    import gzip
+    import shutil
+    types = PipelineConfig.load(PENGUINS_CONFIG, {}).column_types
+    copies = _penguin_copies(tmp_path)
+    (tmp_path / "gz").mkdir()
+    with open(PENGUINS_CSV, "rb") as f, gzip.open(tmp_path / "gz" / "penguins.csv.gz", "wb") as out:
+        shutil.copyfileobj(f, out)
+    with open(tmp_path / "jsonl" / "penguins.jsonl", "rb") as f, \
+            gzip.open(tmp_path / "gz" / "penguins.jsonl.gz", "wb") as out:
+        shutil.copyfileobj(f, out)
+    plain = _split_counts_and_stats(FileSource.resolve(copies["csv"], types), str(tmp_path / "stats_csv"))
+    for name in ("csv", "jsonl"):
+        source = FileSource.resolve(str(tmp_path / "gz" / f"penguins.{name}.gz"), types)
+        assert source.fmt.columns == FileSource.resolve(copies[name], types).fmt.columns
+        counts, stats = _split_counts_and_stats(source, str(tmp_path / f"stats_gz_{name}"))
+        assert counts == plain[0]
+        for split in TRAIN_EVAL.names:
+            _assert_close(_as_dict(stats[split]), _as_dict(plain[1][split]), f"{name}.gz/{split}")
+
+    with gzip.open(tmp_path / "bad.csv.gz", "wt") as out:
+        out.write("name,n\na,1\nb,two\nc,3\n")
+    files, fmt = resolve_files(str(tmp_path / "bad.csv.gz"), {"n": "int"})
+    with TestPipeline() as p:
+        out = p | ReadSplits(FileSource(files, fmt), HashSplit((("all", 1),)))
+        assert_that(out.dead_letter | beam.Map(lambda d: (d.line, d.raw)), equal_to([(3, "b,two")]))
+
+    pq.write_table(pa.table({"x": [1]}), tmp_path / "t.parquet")
+    with open(tmp_path / "t.parquet", "rb") as f, gzip.open(tmp_path / "t.parquet.gz", "wb") as out:
+        shutil.copyfileobj(f, out)
+    with pytest.raises(ValueError, match=r"t.parquet.gz: a gzip-compressed parquet file is not read"):
+        resolve_files(str(tmp_path / "t.parquet.gz"), {})
