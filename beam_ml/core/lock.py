@@ -1,15 +1,17 @@
 """Exclusive ownership across processes and machines, on a local disk and on gs://.
 
-The primitive is *create only if absent*: on a local or mounted file system, a file written whole under a private
-name and hard-linked into place (link fails if the name exists, and the file never appears half-written); on Cloud
-Storage, an upload with the precondition `ifGenerationMatch=0`. On it:
+The primitive is *create only if absent*: on a local file system, a file written whole under a private name and
+hard-linked into place (link fails if the name exists, and the file never appears half-written); on Cloud Storage, an
+upload with the precondition `ifGenerationMatch=0`. Network and FUSE mounts (NFS, gcsfuse) are not supported: their
+hard links and flock are not reliable across machines; give the gs:// path instead of a gcsfuse mount. On it:
 
 - `create_exclusive(path, data)`: claims a name once (a run directory's claim marker).
 - `PathLock`: one holder at a time (one pusher per serving directory). The lock file names its owner, host, pid and
   expiry. A lock past its expiry, or held by a process that no longer runs on this host, is stale and broken by the
   next acquirer, removing exactly the stale file (on gs:// a delete preconditioned on its generation; locally under
   an advisory lock on the directory, which every remover takes), so two acquirers can never both break a lock and
-  both hold it. Release removes the file only if it is still this holder's.
+  both hold it. Release removes the file only if it is still this holder's. The expiry is not renewed: a holder
+  must finish within it, and checks `held()` before acting on its ownership (a push publishes nothing once lost).
 
 S3 and other schemes have no exclusive create here: `create_exclusive` and `PathLock` refuse them by name.
 
@@ -35,12 +37,16 @@ class LockBusy(RuntimeError):
     """The lock stayed held by another owner for as long as we were willing to wait."""
 
 
+class LockLost(RuntimeError):
+    """A holder outlived its lock's expiry and another owner took the lock."""
+
+
 def _scheme(path: str) -> str:
     return path.split("://", 1)[0] if "://" in path else ""
 
 
 class _LocalFiles:
-    """Local or mounted file system: O_EXCL creates; removals serialized by flock on the parent directory."""
+    """Local file system: hard-link creates; removals serialized by flock on the parent directory."""
 
     def create(self, path: str, data: bytes) -> bool:
         # written whole under a private name, then hard-linked into place: link() fails if the name exists, and a
@@ -99,8 +105,9 @@ class _CloudStorage:
         try:
             self._blob(path).upload_from_string(data, if_generation_match=0)
             return True
-        except PreconditionFailed:
-            return False
+        except PreconditionFailed:  # someone else's; or ours, when a retried upload's first attempt had landed
+            found = self.read(path)
+            return found is not None and found[0] == data
 
     def read(self, path: str) -> Optional[tuple[bytes, Any]]:
         from google.api_core.exceptions import NotFound, PreconditionFailed
@@ -202,6 +209,11 @@ class PathLock:
             if time.monotonic() >= deadline:
                 raise LockBusy(f"{self.path} is held by {describe(holder)}")
             time.sleep(self._poll)
+
+    def held(self) -> bool:
+        """Whether the lock is still this holder's (not expired and taken by another)."""
+        found = self._mine is not None and self._store.read(self.path)
+        return bool(found) and found[0] == self._mine
 
     def release(self) -> None:
         if self._mine is None:

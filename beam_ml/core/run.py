@@ -55,7 +55,8 @@ class RunManifest:
         """The record of a run in progress (`status: running`, not finished, launched by this host and process):
         written when the run starts, so a run killed midway still shows, as running since `started`."""
         return clipped_values({"error": None, **self._known, "status": "running", "finished": None,
-                               "launcher": {"host": socket.gethostname(), "pid": os.getpid()}})
+                               "launcher": {"host": socket.gethostname(), "pid": os.getpid(),
+                                            "claim": secrets.token_hex(8)}})  # tells two launchers apart
 
     def write(self, status: str, **computed: Any) -> dict[str, Any]:
         record = self.record(status, **computed)
@@ -104,7 +105,12 @@ class RunContext:
         taken = ConfigError("run_id", f"{self.run_dir} already exists; each run needs its own directory")
         record = os.path.join(self.run_dir, MANIFEST_FILE)
         if "://" in self.run_dir:
-            if not create_exclusive(record, fileutil.json_bytes(first_record)):
+            try:
+                created = create_exclusive(record, fileutil.json_bytes(first_record))
+            except Exception as e:  # no exclusive create for the scheme, no permission
+                raise ConfigError("output_dir", f"cannot claim the run directory {self.run_dir}: "
+                                                f"{type(e).__name__}: {e}") from None
+            if not created:
                 raise taken
             return
         try:
@@ -118,7 +124,11 @@ class RunContext:
         except OSError as e:  # under a file, no permission, a full disk
             raise ConfigError("output_dir", f"cannot create the run directory {self.run_dir}: "
                                             f"{e.strerror or e}") from None
-        fileutil.write_json(record, first_record)
+        try:
+            fileutil.write_json(record, first_record)
+        except Exception as e:  # e.g. a full disk: the directory stays claimed, named in the message
+            raise ConfigError("output_dir", f"claimed {self.run_dir} but cannot write its record: "
+                                            f"{type(e).__name__}: {e}") from None
 
     def manifest(self, **job_fields: Any) -> RunManifest:
         """The run record: the header every job shares and `job_fields`, the job's own (those the run computes at

@@ -4,10 +4,11 @@ One pusher at a time per serving directory: a push holds `<serving_dir>/.push.lo
 exclusive create on a local disk or gs://, naming its owner and expiry) from choosing the version number to
 publishing it, so concurrent pushes from several processes or machines publish one after another, each complete.
 
-On a local or mounted file system a reader never sees a partial version: the model is copied under a hidden
+On a local file system a reader never sees a partial version: the model is copied under a hidden
 `.partial-<pid>@<host>-<id>` name (TF Serving only loads numeric directory names) and renamed into place in one step.
 A staging directory is removed only by its owner, or by a later push once it is stale: its process is gone from this
-host, or it is older than the lock's expiry. Object stores (gs://) have no directory rename: the files are copied
+host, or (a push from another host) it is older than the lock's expiry. A push that outlived its lock publishes
+nothing (LockLost). Object stores (gs://) have no directory rename: the files are copied
 straight into a version directory that did not exist, `saved_model.pb` last, since a SavedModel is only loadable once
 that file exists. There a reader can see the numbered directory before it is complete, and a crashed copy leaves it
 without `saved_model.pb`; `versions()` ignores such directories.
@@ -29,7 +30,7 @@ from typing import Optional
 
 import apache_beam as beam
 
-from beam_ml.core.lock import PathLock, pid_alive
+from beam_ml.core.lock import LockLost, PathLock, pid_alive
 from beam_ml.model.artifact import PUSH_RECORD, SAVED_MODEL_FILE, is_saved_model
 
 PARTIAL_PREFIX = ".partial-"
@@ -102,7 +103,7 @@ def push_model(model_dir: str, serving_dir: str, push_id: str, lock_ttl_seconds:
     import tensorflow as tf
     tf.io.gfile.makedirs(serving_dir)
     with PathLock(os.path.join(serving_dir, LOCK_FILE), owner=push_id, ttl_seconds=lock_ttl_seconds,
-                  wait_seconds=lock_wait_seconds):
+                  wait_seconds=lock_wait_seconds) as lock:
         already = pushed_by(serving_dir, push_id)
         if already:
             return already
@@ -111,7 +112,7 @@ def push_model(model_dir: str, serving_dir: str, push_id: str, lock_ttl_seconds:
         if "://" in serving_dir:
             return _copy_into_new_version(model_dir, serving_dir, version, push_id)
         _remove_stale_staging(serving_dir, lock_ttl_seconds)
-        return _stage_and_rename(model_dir, serving_dir, version, push_id)
+        return _stage_and_rename(model_dir, serving_dir, version, push_id, lock)
 
 
 def _copy_into_new_version(model_dir: str, serving_dir: str, version: int, push_id: str) -> str:
@@ -124,11 +125,14 @@ def _copy_into_new_version(model_dir: str, serving_dir: str, version: int, push_
     return target
 
 
-def _stage_and_rename(model_dir: str, serving_dir: str, version: int, push_id: str) -> str:
+def _stage_and_rename(model_dir: str, serving_dir: str, version: int, push_id: str, lock: PathLock) -> str:
     staging = os.path.join(serving_dir, f"{PARTIAL_PREFIX}{os.getpid()}@{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
     try:
         _copy_tree(model_dir, staging)
         _write_push_record(staging, push_id, model_dir)
+        if not lock.held():  # it expired while we copied and another push took it: publish nothing
+            raise LockLost(f"push {push_id} held {lock.path} longer than its expiry and lost it; nothing was "
+                           f"published: push again")
         while True:
             target = os.path.join(serving_dir, str(version))
             try:
@@ -158,8 +162,10 @@ def _remove_stale_staging(serving_dir: str, max_age_seconds: float) -> None:
             age = now - os.path.getmtime(path)
         except FileNotFoundError:
             continue
-        dead = owner is not None and owner.group(2) == socket.gethostname() and not pid_alive(int(owner.group(1)))
-        if dead or age > max_age_seconds:
+        here = owner is not None and owner.group(2) == socket.gethostname()
+        if here and pid_alive(int(owner.group(1))):
+            continue  # a push on this host still running, however long it takes: only it removes its staging
+        if here or age > max_age_seconds:
             shutil.rmtree(path, ignore_errors=True)
 
 

@@ -83,7 +83,7 @@ def prediction_row(keyed_log: tuple, classes: Optional[Sequence[str]] = None) ->
         values = tf.make_ndarray(tensor).reshape(-1).tolist()  # the batch dimension is 1: one example per log
         row[name] = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
     scores = row.get(OUTPUT_KEY)
-    if classes and scores and len(scores) == len(classes):
+    if classes and scores and len(scores) == len(classes) and CLASS_COLUMN not in row:
         row[CLASS_COLUMN] = classes[max(range(len(scores)), key=scores.__getitem__)]
     return row
 

@@ -90,6 +90,6 @@ def bigquery_schema(signatures, classes: Optional[Sequence[str]] = None) -> dict
     for name, spec in sorted(outputs.items()):
         kind = kinds.get(spec.dtype, "INTEGER" if spec.dtype.is_integer else "FLOAT")
         fields.append({"name": name, "type": kind, "mode": "REPEATED"})
-    if classes:
+    if classes and CLASS_COLUMN not in outputs:  # a model's own `class` output wins
         fields.append({"name": CLASS_COLUMN, "type": "STRING", "mode": "NULLABLE"})
     return {"fields": fields}

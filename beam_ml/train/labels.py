@@ -40,15 +40,20 @@ def label_rows(keyed: tuple[str, pa.RecordBatch], label: str) -> Iterable[tuple[
         return
     column = batch.column(label)
     if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-        column = pc.list_element(column, 0)  # tf.Example sources: one value per row
+        # tf.Example sources: one value per row, or none (a missing label)
+        batch = batch.filter(pc.fill_null(pc.greater_equal(pc.list_value_length(column), 1), False))
+        column = pc.list_element(batch.column(label), 0)
+    distinct = pc.unique(column.drop_null())
+    if len(distinct) == 0:
+        return
     if pa.types.is_floating(column.type):
-        distinct = pc.unique(column.drop_null())
         yield split, {None: float(distinct[0].as_py())} if len(distinct) == 1 else {None: None}
         return
     found = {}
-    for value in pc.unique(column.drop_null()).to_pylist()[:MAX_CLASSES + 1]:
+    for value in distinct.to_pylist()[:MAX_CLASSES + 1]:
         row = pc.index(column, value).as_py()
-        found[value.decode("utf-8", "replace") if isinstance(value, bytes) else value] = batch.slice(row, 1)
+        # take() copies the row: a slice would carry (and pickle) the whole batch
+        found[value.decode("utf-8", "replace") if isinstance(value, bytes) else value] = batch.take([row])
     yield split, found
 
 
@@ -60,6 +65,8 @@ class MergeLabelRows(beam.CombineFn):
         return {}
 
     def add_input(self, acc: dict, found: dict) -> dict:
+        if not found:
+            return acc
         if None in found or None in acc:
             if not acc:
                 return dict(found)

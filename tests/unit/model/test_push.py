@@ -4,6 +4,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from beam_ml.model.push import LOCK_FILE, PARTIAL_PREFIX, latest_model, push_model, pushed_by, versions
 
 
@@ -120,3 +122,30 @@ def test_a_push_waits_for_the_one_in_progress_and_a_stale_staging_dir_is_removed
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     pushed = push_model(model, str(serving), "run-1")
     assert sorted(os.listdir(serving)) == sorted([os.path.basename(pushed), young.name])
+
+
+def test_a_live_push_on_this_host_keeps_its_staging_however_old_and_a_lost_lock_publishes_nothing(tmp_path):
+    from beam_ml.core.lock import LockLost
+    import beam_ml.model.push as push
+    model = _fake_model(tmp_path / "model")
+    serving = tmp_path / "serving"
+    import socket
+    alive = serving / f"{PARTIAL_PREFIX}{os.getpid()}@{socket.gethostname()}-0123abcd"
+    alive.mkdir(parents=True)
+    os.utime(alive, (time.time() - 7200, time.time() - 7200))
+    pushed = push_model(model, str(serving), "run-1")
+    assert sorted(os.listdir(serving)) == sorted([os.path.basename(pushed), alive.name])
+
+    real_copy = push._copy_tree
+
+    def copy_then_lose_the_lock(src, dst):
+        real_copy(src, dst)
+        os.unlink(serving / LOCK_FILE)  # as if it had expired and another push had broken it
+    push._copy_tree = copy_then_lose_the_lock
+    try:
+        with pytest.raises(LockLost, match="lost it; nothing was published"):
+            push_model(model, str(serving), "run-2")
+    finally:
+        push._copy_tree = real_copy
+    assert versions(serving) == [int(os.path.basename(pushed))]
+    assert sorted(os.listdir(serving)) == sorted([os.path.basename(pushed), alive.name])

@@ -86,3 +86,13 @@ def test_bytes_labels_are_named_as_text():
     found = _found([("train", pa.Table.from_arrays([pa.array([b"Adelie", b"Gentoo"], pa.binary())], ["y"])
                      .to_batches()[0])])
     assert split_values(found) == {"train": ["Adelie", "Gentoo"]}
+
+
+def test_missing_labels_are_skipped_and_do_not_hide_a_constant_float_label():
+    empty_lists = pa.Table.from_arrays([pa.array([[], [b"a"], None, [b"b"]], pa.list_(pa.binary()))], ["y"])
+    assert split_values(_found([("train", empty_lists.to_batches()[0])])) == {"train": ["a", "b"]}
+    unlabelled = _batch({"y": pa.array([None, None], pa.float64())})
+    found = _found([("train", _batch({"y": [2.5]})), ("train", unlabelled), ("eval", _batch({"y": [2.5]}))])
+    assert is_constant(found) == [2.5]
+    merge = MergeLabelRows()
+    assert merge.merge_accumulators([{}, {None: 2.5}]) == merge.merge_accumulators([{None: 2.5}, {}]) == {None: 2.5}
