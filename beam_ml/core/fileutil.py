@@ -13,9 +13,16 @@ def write_bytes(path: str, data: bytes) -> None:
     import tensorflow as tf
     tf.io.gfile.makedirs(os.path.dirname(path))
     tmp = f"{path}.tmp-{os.getpid()}"
-    with tf.io.gfile.GFile(tmp, "wb") as f:
-        f.write(data)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    try:
+        with tf.io.gfile.GFile(tmp, "wb") as f:
+            f.write(data)
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    except Exception:
+        try:  # a full disk must not also leave our partial file behind
+            tf.io.gfile.remove(tmp)
+        except Exception:
+            pass
+        raise
 
 
 def write_text(path: str, text: str) -> None:

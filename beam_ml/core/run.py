@@ -51,12 +51,27 @@ class RunManifest:
     def record(self, status: str, **computed: Any) -> dict[str, Any]:
         return clipped_values({"error": None, **self._known, **computed, "status": status, "finished": utc_now()})
 
-    def running(self) -> dict[str, Any]:
-        """The record of a run in progress (`status: running`, not finished, launched by this host and process):
-        written when the run starts, so a run killed midway still shows, as running since `started`."""
-        return clipped_values({"error": None, **self._known, "status": "running", "finished": None,
+    def running(self, stage: str = "started", **progress: Any) -> dict[str, Any]:
+        """The record of a run in progress (`status: running`, not finished, launched by this host and process, at
+        `stage`, with the fields computed so far): written when the run starts and as it passes stages, so a run
+        killed midway still shows, as running since `started`, and a failed one keeps what it had reached."""
+        return clipped_values({"error": None, **self._known, **progress, "status": "running", "stage": stage,
+                               "finished": None,
                                "launcher": {"host": socket.gethostname(), "pid": os.getpid(),
                                             "claim": secrets.token_hex(8)}})  # tells two launchers apart
+
+    def write_progress(self, stage: str, **progress: Any) -> dict[str, Any]:
+        """Records that the run reached `stage`, with the fields computed so far."""
+        record = self.running(stage, **progress)
+        fileutil.write_json(self.path, record)
+        return record
+
+    @staticmethod
+    def progress_of(record: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+        """What a running record had computed (counts, anomalies, the stage reached), to keep in a failed one."""
+        if not record or record.get("status") != "running":
+            return {}
+        return {k: v for k, v in record.items() if k not in ("status", "finished", "error", "launcher")}
 
     def write(self, status: str, **computed: Any) -> dict[str, Any]:
         record = self.record(status, **computed)

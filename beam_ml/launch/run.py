@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from typing import Any, Callable, Optional, Protocol, Sequence
 
@@ -95,16 +96,26 @@ def record_failure(manifest: RunManifest, error: Exception) -> tuple[dict, bool]
     """The failed run's record, and whether it is on disk: the record the run wrote itself when it stopped on
     purpose, else one written now. If even that cannot be written (the output directory gone, a full disk), the
     record goes to stderr as JSON: no failure is left without a record, and this handler does not fail itself."""
+    failure = {"error": clipped(f"{type(error).__name__}: {error}"), "failed_step": failed_step(error)}
+    progress: dict = {}
     try:
         record = _read_manifest(manifest.path)
         if record is not None and record.get("status") == "failed":
             return record, True
-        return manifest.write("failed", error=clipped(f"{type(error).__name__}: {error}")), True
+        progress = RunManifest.progress_of(record)  # the counts and stage the run had reached
+        return manifest.write("failed", **progress, **failure), True
     except Exception as write_error:
-        record = manifest.record("failed", error=clipped(f"{type(error).__name__}: {error}"),
+        record = manifest.record("failed", **progress, **failure,
                                  record_error=clipped(f"{type(write_error).__name__}: {write_error}"))
         print(json.dumps(record, default=str, sort_keys=True), file=sys.stderr)
         return record, False
+
+
+def failed_step(error: Exception) -> Optional[str]:
+    """The graph step that raised, as Beam names it in the error ("[while running 'Train/RunTrainer']"), or
+    None."""
+    found = re.findall(r"while running '([^']+)'", str(error))
+    return found[-1] if found else None
 
 
 def is_dataflow(options: PipelineOptions) -> bool:

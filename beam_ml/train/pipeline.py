@@ -83,7 +83,21 @@ class CheckData(beam.DoFn):
             error = f"data validation found {len(anomalies)} anomalies (policy 'fail'): {listing}"
             self._manifest.write("failed", counts=counts, anomalies=anomalies, error=error)
             raise RunFailed(error)
+        self._manifest.write_progress("data checked", counts=counts, anomalies=anomalies)
         yield "ok"
+
+
+class RecordProgress(beam.DoFn):
+    """Writes the run record as `running` at `stage` with the counts, as soon as they are known, so that a run
+    failing later keeps them; passes the counts on."""
+
+    def __init__(self, manifest: RunManifest, stage: str):
+        self._manifest = manifest
+        self._stage = stage
+
+    def process(self, counts: dict):
+        self._manifest.write_progress(self._stage, counts=counts)
+        yield counts
 
 
 class WriteRunManifest(beam.DoFn):
@@ -129,7 +143,8 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
         counts = ({"read": ingested.records_read, "dead_letter": ingested.dead_letter, **rows}
                   | "Counts" >> CountTotals({"read": measures.value, "dead_letter": measures.one,
                                              **dict.fromkeys(rows, measures.rows)})
-                  | "CountsRecord" >> beam.Map(counts_record, splits, spec is not None))
+                  | "CountsRecord" >> beam.Map(counts_record, splits, spec is not None)
+                  | "RecordCounts" >> beam.ParDo(RecordProgress(manifest, "read")))  # before CheckData's record
 
         leakage = (ingested.split_batches | "Leakage" >> CheckLeakage(config.leakage_key) if config.leakage_key
                    else pbegin | "NoLeakageCheck" >> beam.Create([]))

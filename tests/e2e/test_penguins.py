@@ -201,3 +201,48 @@ def test_the_same_graph_runs_on_the_portable_runner(tmp_path, job_service):
     assert code == 0, manifest.get("error")
     assert manifest["blessed"] is True and manifest["metrics"]["sparse_categorical_accuracy"] >= 0.95
     assert manifest["counts"]["splits"] == {"train": 243, "eval": 101}  # as on the in-process runner
+
+
+def test_a_run_failing_in_training_keeps_the_counts_and_stage_it_reached(tmp_path):
+    module = tmp_path / "diverging.py"
+    module.write_text("from transforms.penguins import preprocessing_fn  # noqa: F401\n\n"
+                      "def run_fn(fn_args):\n    raise RuntimeError('the model diverged')\n")
+    code, manifest = run_job(*job_args(tmp_path, "diverging", module=str(module)))
+    assert code == 1
+    assert manifest["status"] == "failed" and "the model diverged" in manifest["error"]
+    assert manifest["stage"] == "data checked" and manifest["failed_step"].startswith("TrainPipeline/Train/")
+    assert manifest["counts"]["read"] == 344 and sum(manifest["counts"]["splits"].values()) == 344
+    assert manifest["anomalies"] == [] and manifest["finished"]
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A 400 KB tmpfs: a real full disk for the run directory (needs the right to mount, as root has here)."""
+    import subprocess
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_a_full_disk_still_leaves_a_failed_record(tmp_path, small_filesystem, capsys):
+    from jobs.train_pipeline import main
+    code = main(["--config", "examples/penguins/config.yaml", "--output_dir", str(small_filesystem / "runs"),
+                 "--serving_dir", str(tmp_path / "serving"), "--run_id", "full"])
+    assert code == 1
+    err = capsys.readouterr().err
+    record_path = small_filesystem / "runs" / "full" / "run_manifest.json"
+    on_disk = json.load(open(record_path)) if os.path.exists(record_path) else None
+    if on_disk is None or on_disk["status"] != "failed":  # the disk was too full for it: printed instead
+        record = json.loads(next(line for line in err.splitlines() if line.startswith("{")))
+        assert "No space left on device" in record["record_error"] and "it is the JSON above" in err
+    else:
+        record = on_disk
+    assert record["status"] == "failed" and "No space left on device" in record["error"]
+    assert record["failed_step"] and record["run_id"] == "full" and record["stage"] in ("started", "read",
+                                                                                       "data checked")
+    assert not [p for p in glob.glob(str(small_filesystem / "runs" / "full" / "*")) if ".tmp-" in p]
