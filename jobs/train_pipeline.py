@@ -13,11 +13,15 @@ from beam_ml.launch.options import TrainPipelineOptions
 from beam_ml.launch.run import exit_now, quiet_logs, run_job
 from beam_ml.train.pipeline import TrainPipeline
 from beam_ml.train.plan import RunPlan, plan_run
+from beam_ml.train.preflight import preflight
 
 
 def describe(plan: RunPlan) -> dict:
+    config = plan.config
     return {"run_dir": plan.run.run_dir, "inputs": plan.source.describe(),
-            "columns": dict(zip(plan.fmt.columns, plan.fmt.types)), "baseline_model": plan.baseline_model}
+            "columns": dict(zip(plan.fmt.columns, plan.fmt.types)), "baseline_model": plan.baseline_model,
+            **preflight(plan.source, config.label_key, plan.module.load().preprocessing_fn, config.column_types,
+                        windowed=plan.window_spec is not None)}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -31,6 +31,11 @@ class Source(abc.ABC):
     def read(self) -> beam.PTransform:
         """`PBegin → PCollection[ParsedChunk]`."""
 
+    def type_doubts(self, inferred: Sequence[str]) -> list[dict[str, Any]]:
+        """Columns among `inferred` whose inferred type a few odd values decided (for `--validate_only`); sources
+        whose types come from the data store's own schema have none."""
+        return []
+
 
 class ChunkedSource(Source):
     """A source read as independent chunks (each has `parse(fmt) -> Iterator[ParsedChunk]`)."""

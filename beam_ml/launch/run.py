@@ -62,7 +62,12 @@ def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[Pip
         print(f"error: cannot plan the run: {type(e).__name__}: {clipped(str(e))}", file=sys.stderr)
         return 2
     if job_options.validate_only:
-        print(json.dumps({"valid": True, **describe(run_plan)}, indent=2))
+        try:
+            description = describe(run_plan)  # may check a sample of the data too
+        except ConfigError as e:
+            print(f"error: {clipped(str(e))}", file=sys.stderr)
+            return 2
+        print(json.dumps({"valid": True, **description}, indent=2))
         return 0
 
     manifest: RunManifest = run_plan.manifest()

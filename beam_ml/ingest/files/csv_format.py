@@ -163,3 +163,48 @@ def _parse_slowly(data: bytes, fmt: RecordFormat, source: str, first_line: int):
                                        reason=f"rejected by the CSV parser: {e}"))
         table = pa.concat_tables(tables) if tables else None
     return table, sorted(dead, key=lambda d: d.line)
+
+
+# A column is "typed by a few odd values" when it holds at least this many values, and at most this share of them
+# (and at most this many) are not numbers: inferred 'string' although nearly all of it is numeric.
+DOUBT_MIN_VALUES = 20
+DOUBT_MAX_SHARE = 0.05
+DOUBT_MAX_SHOWN = 5
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def string_columns_in_doubt(sample: bytes, fmt: RecordFormat, inferred: Sequence[str],
+                            first_line: int = 2) -> list[dict]:
+    """Columns of `inferred` (typed by inference, not by the user) read as 'string' only because of a few values
+    that are not numbers: [{column, numbers, odd_values: [{line, value}]}], from a CSV `sample` without its header
+    (whose first line is file line `first_line`). A user who meant numbers fixes the data or sets column_types."""
+    candidates = [i for i, (c, t) in enumerate(zip(fmt.columns, fmt.types)) if t == "string" and c in inferred]
+    if not candidates:
+        return []
+    numbers = dict.fromkeys(candidates, 0)
+    odd: dict[int, list[dict]] = {i: [] for i in candidates}
+    reader = csv.reader(io.StringIO(sample.decode("utf-8", "replace")), delimiter=fmt.delimiter)
+    for row in reader:
+        line = first_line + reader.line_num - 1
+        for i in candidates:
+            value = row[i] if i < len(row) else ""
+            if value in NULL_VALUES:
+                continue
+            if _is_number(value):
+                numbers[i] += 1
+            else:
+                odd[i].append({"line": line, "value": value[:200]})
+    doubts = []
+    for i in candidates:
+        total = numbers[i] + len(odd[i])
+        if total >= DOUBT_MIN_VALUES and 0 < len(odd[i]) <= max(1, int(DOUBT_MAX_SHARE * total)):
+            doubts.append({"column": fmt.columns[i], "numbers": numbers[i], "odd_values": odd[i][:DOUBT_MAX_SHOWN],
+                           "odd_count": len(odd[i])})
+    return doubts

@@ -20,7 +20,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_ml.core.chunks import ParsedChunk
 from beam_ml.core.records import RecordFormat
-from beam_ml.ingest.files.csv_format import infer_csv_format, parse_csv_chunk, parse_header
+from beam_ml.ingest.files.csv_format import (
+    infer_csv_format, parse_csv_chunk, parse_header, string_columns_in_doubt)
 from beam_ml.ingest.files.image_format import FILES_PER_CHUNK, IMAGE_EXTENSIONS, ImageFiles, check_image_paths
 from beam_ml.ingest.files.jsonl_format import infer_jsonl_format, parse_jsonl_chunk
 from beam_ml.ingest.files.parquet_format import infer_parquet_format, read_row_group, row_group_count
@@ -280,6 +281,18 @@ class FileSource(ChunkedSource):
 
     def describe(self) -> list[dict]:
         return [dataclasses.asdict(f) for f in self.files]
+
+    def type_doubts(self, inferred: Sequence[str]) -> list[dict]:
+        """CSV columns of `inferred` typed 'string' by a few odd values in the first file's sample (see
+        `csv_format.string_columns_in_doubt`), with the file; [] for other kinds."""
+        if self.files[0].kind != "csv":
+            return []
+        path = self.files[0].path
+        with _open_text(path) as f:
+            sample = f.read(_SAMPLE_BYTES)
+        body = sample.split(b"\n", 1)[1] if b"\n" in sample else b""
+        body = body[: body.rfind(b"\n") + 1]  # whole lines only
+        return [{"file": path, **doubt} for doubt in string_columns_in_doubt(body, self.fmt, inferred)]
 
     def chunks(self) -> list:
         if self.files[0].kind == "image":  # small files: many to a batch
