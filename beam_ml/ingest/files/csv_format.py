@@ -53,7 +53,8 @@ def infer_csv_format(header: bytes, sample: bytes, column_types: dict[str, str],
         table = pa_csv.read_csv(
             io.BytesIO(body),
             read_options=pa_csv.ReadOptions(column_names=list(columns)),
-            parse_options=pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=lambda row: "skip"),
+            parse_options=pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=lambda row: "skip",
+                                              newlines_in_values=has_quoted_newline(body)),
             convert_options=pa_csv.ConvertOptions(null_values=list(NULL_VALUES), strings_can_be_null=True))
         for name, field_type in zip(table.column_names, table.schema.types):
             inferred[name] = ("int" if pa.types.is_integer(field_type) else
@@ -62,9 +63,10 @@ def infer_csv_format(header: bytes, sample: bytes, column_types: dict[str, str],
     return RecordFormat(columns=columns, types=types, delimiter=delimiter)
 
 
-def _parse_lines(data: bytes, lengths: np.ndarray, fmt: RecordFormat) -> pa.Table:
-    """Parses complete CSV lines (no header) into a table of primitive columns; raises pa.ArrowInvalid unless
-    every non-empty line became exactly one row. `lengths` are `line_lengths(data)`."""
+def _parse_lines(data: bytes, lengths: np.ndarray, fmt: RecordFormat, multiline: bool = False) -> pa.Table:
+    """Parses complete CSV records (no header) into a table of primitive columns; raises pa.ArrowInvalid unless
+    every non-empty record became exactly one row. `lengths` are `record_lengths(data, multiline)`; `multiline`:
+    quoted fields may hold newlines (RFC 4180)."""
     invalid: list[int] = []
 
     def on_invalid(row) -> str:
@@ -76,7 +78,8 @@ def _parse_lines(data: bytes, lengths: np.ndarray, fmt: RecordFormat) -> pa.Tabl
     table = pa_csv.read_csv(
         io.BytesIO(data),
         read_options=pa_csv.ReadOptions(column_names=list(fmt.columns), block_size=block_size),
-        parse_options=pa_csv.ParseOptions(delimiter=fmt.delimiter, invalid_row_handler=on_invalid),
+        parse_options=pa_csv.ParseOptions(delimiter=fmt.delimiter, invalid_row_handler=on_invalid,
+                                          newlines_in_values=multiline),
         convert_options=pa_csv.ConvertOptions(
             column_types={c: ARROW_TYPES[t] for c, t in zip(fmt.columns, fmt.types)},
             null_values=list(NULL_VALUES), strings_can_be_null=True, quoted_strings_can_be_null=False))
@@ -86,19 +89,48 @@ def _parse_lines(data: bytes, lengths: np.ndarray, fmt: RecordFormat) -> pa.Tabl
     return table
 
 
-def line_lengths(data: bytes) -> np.ndarray:
-    """`[len(line) for line in data.split(b"\\n")]`, without building the lines."""
-    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
+def record_lengths(data: bytes, multiline: bool = False) -> np.ndarray:
+    """The length of each record of `data` (without its newline; the last is what follows the last newline),
+    without building them: records are lines, or with `multiline` (RFC 4180) they end only at a newline outside
+    quotes (an even number of quote characters before it; `data` starts at a record's start)."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(raw == ord("\n"))
+    if multiline:
+        quotes = np.cumsum(raw == ord('"'), dtype=np.int64)
+        ends = ends[quotes[ends] % 2 == 0]
     return np.append(ends, len(data)) - np.concatenate(([0], ends + 1))
 
 
-def _join(lines: Sequence[bytes]) -> tuple[bytes, np.ndarray]:
-    """The lines as CSV data, and their `line_lengths`."""
-    return b"\n".join(lines) + b"\n", np.array([len(line) for line in lines] + [0])
+def has_quoted_newline(data: bytes) -> bool:
+    """Whether `data` (starting at a record's start) holds a newline inside a quoted field, with its quotes balanced:
+    CSV whose records span lines (RFC 4180). A stray quote unbalances them, and the data is read as lines."""
+    return data.count(b'"') % 2 == 0 and quoted_newline_in(data, 0)
+
+
+def quoted_newline_in(block: bytes, parity_before: int) -> bool:
+    """Whether a newline of `block` lies between quotes, given the parity of the quotes before it: each stretch
+    from an opening to its closing quote is checked for a newline (a search over the newlines' positions, not a
+    byte-by-byte count)."""
+    if b'"' not in block and not parity_before:
+        return False
+    raw = np.frombuffer(block, dtype=np.uint8)
+    quotes = np.flatnonzero(raw == ord('"'))
+    if parity_before:
+        quotes = np.concatenate(([-1], quotes))  # a field opened before the block
+    opens, closes = quotes[0::2], quotes[1::2]
+    if len(closes) < len(opens):
+        closes = np.append(closes, len(block))
+    newlines = np.flatnonzero(raw == ord("\n"))
+    return bool((np.searchsorted(newlines, closes) - np.searchsorted(newlines, opens)).any())
+
+
+def _join(records: Sequence[bytes]) -> tuple[bytes, np.ndarray]:
+    """The records as CSV data, and their lengths."""
+    return b"\n".join(records) + b"\n", np.array([len(record) for record in records] + [0])
 
 
 def line_problem(line: bytes, fmt: RecordFormat) -> Optional[str]:
-    """Why one CSV line cannot become a row of `fmt`, or None if it can."""
+    """Why one CSV record (a line, or lines joined inside quotes) cannot become a row of `fmt`, or None if it can."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -117,19 +149,20 @@ def line_problem(line: bytes, fmt: RecordFormat) -> Optional[str]:
 
 
 def parse_csv_chunk(data: bytes, fmt: RecordFormat, source: str,
-                    first_line_number: Callable[[], int]) -> ParsedChunk:
-    """Parses whole CSV lines (no header) into a RecordBatch; malformed lines become dead letters.
+                    first_line_number: Callable[[], int], multiline: bool = False) -> ParsedChunk:
+    """Parses whole CSV records (no header) into a RecordBatch; malformed records become dead letters, named by the
+    line they start on. Records are lines, or with `multiline` (RFC 4180) may span lines inside quoted fields.
 
     `first_line_number` is called only when a line must be named (it may have to count newlines in the file).
     """
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n")
-    lengths = line_lengths(data)
+    lengths = record_lengths(data, multiline)
     dead: list[DeadLetter] = []
     try:
-        table = _parse_lines(data, lengths, fmt) if lengths.any() else None
+        table = _parse_lines(data, lengths, fmt, multiline) if lengths.any() else None
     except pa.ArrowInvalid:
-        table, dead = _parse_slowly(data, fmt, source, first_line_number())
+        table, dead = _parse_slowly(data, lengths, fmt, source, first_line_number(), multiline)
     if table is None:
         batch = pa.RecordBatch.from_pylist([], schema=fmt.arrow_schema())
     else:
@@ -138,26 +171,32 @@ def parse_csv_chunk(data: bytes, fmt: RecordFormat, source: str,
     return ParsedChunk(batch=batch, dead_letters=dead, records_read=batch.num_rows + len(dead))
 
 
-def _parse_slowly(data: bytes, fmt: RecordFormat, source: str, first_line: int):
-    good: list[bytes] = []
+def _parse_slowly(data: bytes, lengths: np.ndarray, fmt: RecordFormat, source: str, first_line: int,
+                  multiline: bool):
+    good: list[tuple[int, bytes]] = []
     dead: list[DeadLetter] = []
-    for number, line in enumerate(data.split(b"\n"), start=first_line):
+    start, number = 0, first_line
+    for length in lengths:
+        line = data[start:start + length]
+        start += length + 1
+        at = number
+        number += line.count(b"\n") + 1  # a record spanning lines moves the count on by all of them
         line = line.rstrip(b"\r")
         if not line:
             continue
         problem = line_problem(line, fmt)
         if problem:
-            dead.append(DeadLetter(source=source, line=number, raw=line.decode("utf-8", "replace"), reason=problem))
+            dead.append(DeadLetter(source=source, line=at, raw=line.decode("utf-8", "replace"), reason=problem))
         else:
-            good.append((number, line))
+            good.append((at, line))
     try:
-        table = _parse_lines(*_join([line for _, line in good]), fmt) if good else None
+        table = _parse_lines(*_join([line for _, line in good]), fmt, multiline) if good else None
     except pa.ArrowInvalid:
-        # The line checks and pyarrow disagree on some value: let pyarrow judge each line on its own.
+        # The line checks and pyarrow disagree on some value: let pyarrow judge each record on its own.
         tables = []
         for number, line in good:
             try:
-                tables.append(_parse_lines(*_join([line]), fmt))
+                tables.append(_parse_lines(*_join([line]), fmt, multiline))
             except pa.ArrowInvalid as e:
                 dead.append(DeadLetter(source=source, line=number, raw=line.decode("utf-8", "replace"),
                                        reason=f"rejected by the CSV parser: {e}"))

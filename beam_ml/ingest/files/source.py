@@ -21,7 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from beam_ml.core.chunks import ParsedChunk
 from beam_ml.core.records import RecordFormat
 from beam_ml.ingest.files.csv_format import (
-    infer_csv_format, parse_csv_chunk, parse_header, string_columns_in_doubt)
+    has_quoted_newline, infer_csv_format, parse_csv_chunk, parse_header, quoted_newline_in, string_columns_in_doubt)
 from beam_ml.ingest.files.image_format import FILES_PER_CHUNK, IMAGE_EXTENSIONS, ImageFiles, check_image_paths
 from beam_ml.ingest.files.jsonl_format import infer_jsonl_format, parse_jsonl_chunk
 from beam_ml.ingest.files.parquet_format import infer_parquet_format, read_row_group, row_group_count
@@ -51,28 +51,52 @@ GZIP_KINDS = ("csv", "jsonl", "tfrecord")  # a .gz of these is read; of a Parque
 
 @dataclasses.dataclass(frozen=True)
 class InputFile:
+    """A file to read, its fingerprint, and for a CSV file whose quoted fields hold newlines (RFC 4180) where its
+    records may be cut: `record_parity[k]` is the parity of the quote characters before byte `k * parity_step`
+    (None: records are lines)."""
+
     path: str
     size: int
     sha256: str
     kind: str = "csv"
+    record_parity: Optional[bytes] = None
+    parity_step: int = 0
+
+    def describe(self) -> dict:
+        return {"path": self.path, "size": self.size, "sha256": self.sha256, "kind": self.kind}
+
+    def parity_at(self, offset: int) -> int:
+        """Quote parity before `offset`, a multiple of `parity_step` or the file's end (balanced: even)."""
+        return 0 if offset >= self.size else self.record_parity[offset // self.parity_step]
 
 
 @dataclasses.dataclass(frozen=True)
 class ByteRange:
-    """The lines of a text file (CSV or JSON Lines) that start in the byte range [start, end)."""
+    """The records of a text file (CSV or JSON Lines) that start in the byte range [start, end): lines, or for a
+    CSV file whose quoted fields hold newlines, records cut only at newlines outside quotes (`start_parity` and
+    `end_parity`: the quote parity before `start` and `end`; None for lines)."""
 
     path: str
     start: int
     end: int
     kind: str = "csv"
+    start_parity: Optional[int] = None
+    end_parity: Optional[int] = None
+
+    @property
+    def multiline(self) -> bool:
+        return self.start_parity is not None
 
     def parse(self, fmt: RecordFormat) -> Iterator[ParsedChunk]:
         data, begin, at_file_start = read_chunk(self)
         if at_file_start:
             data, skipped = _without_header(data, self.path, self.kind, fmt)
             begin += skipped
-        parse = parse_csv_chunk if self.kind == "csv" else parse_jsonl_chunk
-        yield parse(data, fmt, self.path, lambda: count_lines_before(self.path, begin) + 1)
+        first_line = lambda: count_lines_before(self.path, begin) + 1  # noqa: E731
+        if self.kind == "csv":
+            yield parse_csv_chunk(data, fmt, self.path, first_line, multiline=self.multiline)
+        else:
+            yield parse_jsonl_chunk(data, fmt, self.path, first_line)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +111,11 @@ class GzipTextFile:
         with _open_text(self.path) as f:
             data = f.read()
         data, skipped = _without_header(data, self.path, self.kind, fmt)
-        parse = parse_csv_chunk if self.kind == "csv" else parse_jsonl_chunk
-        yield parse(data, fmt, self.path, lambda: (2 if skipped and self.kind == "csv" else 1))
+        first_line = 2 if skipped and self.kind == "csv" else 1
+        if self.kind == "csv":
+            yield parse_csv_chunk(data, fmt, self.path, lambda: first_line, multiline=has_quoted_newline(data))
+        else:
+            yield parse_jsonl_chunk(data, fmt, self.path, lambda: first_line)
 
 
 def _without_header(data: bytes, path: str, kind: str, fmt: RecordFormat) -> tuple[bytes, int]:
@@ -135,6 +162,11 @@ def plan_chunks(file: InputFile, chunk_bytes: int) -> list:
         return [RecordFile(file.path)]
     if is_gzip(file.path):
         return [GzipTextFile(file.path, file.kind)]
+    if file.record_parity is not None:  # cut where the quote parity is known: multiples of its step
+        chunk_bytes = max(1, chunk_bytes // file.parity_step) * file.parity_step
+        return [ByteRange(file.path, start, min(start + chunk_bytes, file.size), file.kind,
+                          file.parity_at(start), file.parity_at(min(start + chunk_bytes, file.size)))
+                for start in range(0, max(file.size, 1), chunk_bytes)]
     return [ByteRange(file.path, start, min(start + chunk_bytes, file.size), file.kind)
             for start in range(0, max(file.size, 1), chunk_bytes)]
 
@@ -161,7 +193,9 @@ def read_header(path: str) -> bytes:
 
 
 def read_chunk(chunk: ByteRange) -> tuple[bytes, int, bool]:
-    """The bytes of the chunk's whole lines, the offset they start at, and whether they start with the header."""
+    """The bytes of the chunk's whole records, the offset they start at, and whether they start with the header."""
+    if chunk.multiline:
+        return _read_quoted_records(chunk)
     with _open(chunk.path) as f:
         begin = chunk.start
         if begin > 0:
@@ -174,6 +208,45 @@ def read_chunk(chunk: ByteRange) -> tuple[bytes, int, bool]:
         if data and not data.endswith(b"\n"):
             data += _read_to_newline(f)
     return data, begin, chunk.start == 0
+
+
+def _read_quoted_records(chunk: ByteRange) -> tuple[bytes, int, bool]:
+    """`read_chunk` for CSV records that may span lines: a record starts after a newline outside quotes (an even
+    number of quote characters before it). The chunk owns the records starting in [start, end): it skips the one
+    running through `start` and reads on past `end` to the end of its last one, so neighbours meet exactly."""
+    with _open(chunk.path) as f:
+        begin = chunk.start
+        if begin > 0:
+            f.seek(begin - 1)
+            if not (f.read(1) == b"\n" and chunk.start_parity == 0):  # inside a record: the previous chunk's
+                begin += len(_read_to_record_end(f, chunk.start_parity))
+        f.seek(begin)
+        data = f.read(max(chunk.end - begin, 0)) if begin < chunk.end else b""
+        if data and not (data.endswith(b"\n") and chunk.end_parity == 0):
+            data += _read_to_record_end(f, chunk.end_parity)
+    return data, begin, chunk.start == 0
+
+
+def _read_to_record_end(f, parity: int) -> bytes:
+    """The bytes from `f`'s position through the first newline outside quotes (`parity`: quotes before the position,
+    mod 2), or to the end of the file."""
+    out = []
+    while True:
+        block = f.read(64 << 10)
+        if not block:
+            return b"".join(out)
+        at = 0
+        while True:
+            newline = block.find(b"\n", at)
+            if newline < 0:
+                parity = (parity + block.count(b'"', at)) % 2
+                out.append(block)
+                break
+            parity = (parity + block.count(b'"', at, newline)) % 2
+            if parity == 0:
+                out.append(block[:newline + 1])
+                return b"".join(out)
+            at = newline + 1
 
 
 def _read_to_newline(f) -> bytes:
@@ -208,7 +281,7 @@ def matched_paths(pattern: Union[str, Sequence[str]]) -> list[str]:
 
 
 def resolve_files(pattern: Union[str, Sequence[str]], column_types: dict[str, str],
-                  kind: Optional[str] = None) -> tuple[list[InputFile], RecordFormat]:
+                  kind: Optional[str] = None, parity_step: int = _READ_BLOCK) -> tuple[list[InputFile], RecordFormat]:
     """Matches the glob(s) and works out the record format from the files, when the graph is built: CSV headers
     (all must agree) and a type sample, a JSON Lines sample, or every Parquet file's schema. `kind` overrides the
     extension (a content-addressed object has none).
@@ -227,7 +300,7 @@ def resolve_files(pattern: Union[str, Sequence[str]], column_types: dict[str, st
     if compressed and kind not in GZIP_KINDS:
         raise ValueError(f"{compressed[0]}: a gzip-compressed {kind} file is not read (only CSV, JSON Lines and "
                          f"TFRecord files may be .gz); decompress it")
-    files = [InputFile(p, *_size_and_sha256(p), kind=kind) for p in paths]
+    files = [_fingerprint(p, kind, parity_step) for p in paths]
     if kind == "image":
         fmt = check_image_paths(paths)
         empty = False
@@ -280,7 +353,7 @@ class FileSource(ChunkedSource):
         return cls(*resolve_files(pattern, column_types), chunk_bytes=chunk_bytes)
 
     def describe(self) -> list[dict]:
-        return [dataclasses.asdict(f) for f in self.files]
+        return [f.describe() for f in self.files]
 
     def type_doubts(self, inferred: Sequence[str]) -> list[dict]:
         """CSV columns of `inferred` typed 'string' by a few odd values in the first file's sample (see
@@ -309,10 +382,25 @@ def _has_rows(file: InputFile, header: bytes) -> bool:
         return bool(f.read(len(header) + 3 + len(_UTF8_BOM)).partition(b"\n")[2].strip())
 
 
-def _size_and_sha256(path: str) -> tuple[int, str]:
+def _fingerprint(path: str, kind: str, parity_step: int) -> InputFile:
+    """The file's size and sha256, read once; for a plain CSV file, also where its records may be cut when quoted
+    fields hold newlines (the quote parity at every multiple of `parity_step`)."""
     digest, size = hashlib.sha256(), 0
+    track = kind == "csv" and not is_gzip(path)
+    quotes, marks, quoted_newline = 0, [0], False
     with _open(path) as f:
         for block in iter(lambda: f.read(_READ_BLOCK), b""):
             digest.update(block)
+            if track:
+                next_mark = len(marks) * parity_step
+                while next_mark <= size + len(block):
+                    marks.append((quotes + block.count(b'"', 0, next_mark - size)) % 2)
+                    next_mark += parity_step
+                in_block = block.count(b'"')
+                if (in_block or quotes % 2) and not quoted_newline:
+                    quoted_newline = quoted_newline_in(block, quotes % 2)
+                quotes += in_block
             size += len(block)
-    return size, digest.hexdigest()
+    multiline = track and quoted_newline and quotes % 2 == 0  # a stray quote unbalances them: read as lines
+    return InputFile(path, size, digest.hexdigest(), kind, bytes(marks) if multiline else None,
+                     parity_step if multiline else 0)

@@ -70,9 +70,9 @@ def test_inference_reads_types_from_the_sample_and_honours_given_types():
 
 
 @pytest.mark.parametrize("data", [b"", b"\n", b"a", b"a\n", b"a\n\nb", b"\n\na\n\n", b"a\nb\nc\n", b"x" * 10 + b"\n\n"])
-def test_line_lengths_are_measured_without_splitting(data):
-    from beam_ml.ingest.files.csv_format import line_lengths
-    assert line_lengths(data).tolist() == [len(line) for line in data.split(b"\n")]
+def test_record_lengths_are_line_lengths_measured_without_splitting(data):
+    from beam_ml.ingest.files.csv_format import record_lengths
+    assert record_lengths(data).tolist() == [len(line) for line in data.split(b"\n")]
 
 
 def test_a_parsed_chunk_is_measured_by_its_batch_and_round_trips():
