@@ -21,7 +21,7 @@ def describe(plan: RunPlan) -> dict:
     return {"run_dir": plan.run.run_dir, "inputs": plan.source.describe(),
             "columns": dict(zip(plan.fmt.columns, plan.fmt.types)), "baseline_model": plan.baseline_model,
             **preflight(plan.source, config.label_key, plan.module.load().preprocessing_fn, config.column_types,
-                        windowed=plan.window_spec is not None)}
+                        windowed=plan.window_spec is not None, allow_non_finite=config.allow_non_finite)}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -81,6 +81,9 @@ class SourceConfig(JobConfig):
     input_version: Optional[int] = option(None, kind="int", regex=r"^[0-9]+$",
                                           help="Version to read of each span ({VERSION} in the input pattern); "
                                                "default: each span's newest.")
+    allow_non_finite: list = option([], kind="json",
+                                    help="Float columns whose values may be infinite or NaN (JSON list of names); "
+                                         "elsewhere such a value makes its row a dead letter.")
 
     def validate(self) -> None:
         super().validate()
@@ -88,6 +91,8 @@ class SourceConfig(JobConfig):
             raise ConfigError("input_query", "give input_table or input_query, not both")
         if self.input_partitions < 1:
             raise ConfigError("input_partitions", "must be at least 1")
+        if not isinstance(self.allow_non_finite, list) or not all(isinstance(c, str) for c in self.allow_non_finite):
+            raise ConfigError("allow_non_finite", "must be a JSON list of column names")
         if self.input_partitions > 1 and not self.input_partition_column:
             raise ConfigError("input_partition_column", "is required with input_partitions > 1")
         if self.input_dvc_rev and not self.input_dvc_repo:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -100,14 +101,16 @@ def row_text(row: dict) -> str:
                        for k, v in row.items()}, sort_keys=True, default=str)
 
 
-def without_non_finite(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[DeadLetter]]:
+def without_non_finite(batch: pa.RecordBatch,
+                       allowed: Sequence[str] = ()) -> tuple[pa.RecordBatch, list[DeadLetter]]:
     """The batch less its rows holding an infinite or NaN float (a number beyond float32's range reads as infinite),
     and a dead letter naming the column for each: such a value would reach statistics, tf.Transform and training
-    (one in a column skews its mean, and the model with it). A missing value is a null, not a NaN."""
+    (one in a column skews its mean, and the model with it). A missing value is a null, not a NaN. Columns in
+    `allowed` keep such values."""
     bad = np.zeros(batch.num_rows, dtype=bool)
     reasons: dict[int, str] = {}
     for name, column in zip(batch.schema.names, batch.columns):
-        if not pa.types.is_floating(column.type.value_type):
+        if name in allowed or not pa.types.is_floating(column.type.value_type):
             continue
         values = column.flatten()
         finite = pc.is_finite(values).to_numpy(zero_copy_only=False)

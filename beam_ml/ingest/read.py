@@ -9,7 +9,7 @@ dead letters`.
 """
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple
+from typing import Iterator, NamedTuple, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
@@ -41,14 +41,15 @@ class SplitRows(BackgroundDoFn):
     infinite or NaN float (`without_non_finite`) become dead letters.
     The split (hashing, filtering) runs in the background, overlapping with the statistics downstream."""
 
-    def __init__(self, split: Split):
+    def __init__(self, split: Split, allow_non_finite: Sequence[str] = ()):
         self._split = split
+        self._allow_non_finite = tuple(allow_non_finite)
         self._rows = Metrics.counter("ingest", "rows_parsed")
         self._dead = Metrics.counter("ingest", "dead_letters")
 
     def work(self, parsed: ParsedChunk) -> Iterator[tuple]:
         """One (parsed chunk, [(split name, batch)], dead letters)."""
-        batch, non_finite = without_non_finite(parsed.batch)
+        batch, non_finite = without_non_finite(parsed.batch, self._allow_non_finite)
         dead_letters = list(parsed.dead_letters) + non_finite
         if parsed.split is not None:
             parts = [(parsed.split, batch)] if batch.num_rows else []
@@ -83,19 +84,21 @@ class ReadSplits(beam.PTransform[beam.pvalue.PBegin, Ingested]):
       source: a `Source` (files, a database, BigQuery...): its record format and read transform.
       split: how rows are assigned to named splits (a `Split`: `HashSplit`, `TimeSplit`, `AllRows`); a pre-split
         source's chunks carry their split instead (`GivenSplit`).
+      allow_non_finite: float columns whose infinite or NaN values are kept (elsewhere their rows are dead letters).
     """
 
-    def __init__(self, source: Source, split: Split):
+    def __init__(self, source: Source, split: Split, allow_non_finite: Sequence[str] = ()):
         super().__init__()
         split.check(source.fmt)
         self._source = source
         self._split = split
+        self._allow_non_finite = tuple(allow_non_finite)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> Ingested:
         # Typed, so that the batches get `RecordBatchCoder` rather than pickling.
         outputs = (pbegin
                    | "Read" >> self._source.read()
-                   | "SplitRows" >> beam.ParDo(SplitRows(self._split)).with_output_types(
+                   | "SplitRows" >> beam.ParDo(SplitRows(self._split, self._allow_non_finite)).with_output_types(
                        tuple[str, pa.RecordBatch]).with_outputs(RECORDS_READ, DEAD_LETTER, main=SPLIT_BATCHES))
         # A filter per split, not one tagged output per split: FnApiRunner materializes a Flatten, and the
         # statistics step wants all splits in one keyed collection.

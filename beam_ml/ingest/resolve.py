@@ -28,7 +28,17 @@ class ResolvedInput:
 
 def resolve_source(config: SourceConfig, column_types: dict[str, str]) -> ResolvedInput:
     """The source the options describe, with its record format worked out (files sampled, database and BigQuery
-    schemas read). Raises ConfigError."""
+    schemas read), and the columns --allow_non_finite names checked to be float columns of it. Raises ConfigError."""
+    resolved = _resolve(config, column_types)
+    for column in config.allow_non_finite:
+        require_column(resolved.source.fmt, column, "allow_non_finite")
+        if resolved.source.fmt.type_of(column) != "float":
+            raise ConfigError("allow_non_finite", f"column {column!r} is {resolved.source.fmt.type_of(column)!r}, "
+                                                  f"not a float column")
+    return resolved
+
+
+def _resolve(config: SourceConfig, column_types: dict[str, str]) -> ResolvedInput:
     splits = getattr(config, "input_splits", None)
     if splits:
         return ResolvedInput(_presplit(splits, column_types, config.batch_bytes))

@@ -139,7 +139,7 @@ class BatchPredict(beam.PTransform[beam.pvalue.PBegin, Predictions]):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> Predictions:
         plan, split = self._plan, AllRows()
-        ingested = pbegin | "Ingest" >> ReadSplits(plan.source, split)
+        ingested = pbegin | "Ingest" >> ReadSplits(plan.source, split, plan.config.allow_non_finite)
         examples = ingested.splits[split.name] | "ToExamples" >> beam.ParDo(
             ToKeyedExamples(plan.config.key_column)).with_outputs(DEAD_LETTER, main="examples")
         predicted, failed = (examples["examples"]

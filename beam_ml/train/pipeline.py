@@ -130,7 +130,7 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
         run_dir, splits = plan.run.run_dir, plan.split.names
         manifest = plan.manifest()
 
-        ingested = pbegin | "Ingest" >> ReadSplits(plan.source, plan.split)
+        ingested = pbegin | "Ingest" >> ReadSplits(plan.source, plan.split, config.allow_non_finite)
         batches = ingested.splits
         spec = plan.window_spec
         # What the model learns from and is judged on: the rows, or windows of each key's rows.

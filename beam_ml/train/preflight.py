@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
@@ -23,7 +23,8 @@ from beam_ml.ingest.source import ChunkedSource, Source
 SAMPLE_ROWS = 1000
 
 
-def sample_rows(source: Source, limit: int = SAMPLE_ROWS) -> Optional[tuple[pa.RecordBatch, int]]:
+def sample_rows(source: Source, allow_non_finite: Sequence[str] = (),
+                limit: int = SAMPLE_ROWS) -> Optional[tuple[pa.RecordBatch, int]]:
     """Up to `limit` rows of the source's first chunk as the job would parse them, and how many records of that
     chunk were dead letters; None for a source read other than in chunks (BigQuery)."""
     if not isinstance(source, ChunkedSource):
@@ -31,7 +32,7 @@ def sample_rows(source: Source, limit: int = SAMPLE_ROWS) -> Optional[tuple[pa.R
     rows, dead = [], 0
     for chunk in source.chunks():
         for parsed in chunk.parse(source.fmt):
-            batch, non_finite = without_non_finite(parsed.batch)
+            batch, non_finite = without_non_finite(parsed.batch, allow_non_finite)
             dead += len(parsed.dead_letters) + len(non_finite)
             rows.append(batch)
             if sum(b.num_rows for b in rows) >= limit:
@@ -72,10 +73,10 @@ def _ipc(batch: pa.RecordBatch) -> bytes:
 
 
 def preflight(source: Source, label: str, preprocessing_fn: Callable, fixed_types: dict[str, str],
-              windowed: bool) -> dict[str, Any]:
+              windowed: bool, allow_non_finite: Sequence[str] = ()) -> dict[str, Any]:
     """The sample checks: {"sample_rows", "sample_dead_letters", "type_doubts", "transformed_features"}. Raises
     ConfigError naming --module when the preprocessing_fn fails on the sample or drops the label."""
-    sample = sample_rows(source)
+    sample = sample_rows(source, allow_non_finite)
     inferred = [c for c in source.fmt.columns if c not in fixed_types]
     report: dict[str, Any] = {
         "sample_rows": None if sample is None else sample[0].num_rows,

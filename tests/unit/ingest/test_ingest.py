@@ -137,3 +137,23 @@ def test_infinite_and_out_of_range_floats_are_dead_letters_and_the_counts_add_up
             ("column 'x' is inf, not a finite float32", "b"), ("column 'x' is -inf, not a finite float32", "d"),
             ("column 'x' is inf, not a finite float32", "e")]), label="DeadLetters")
         assert_that(out.records_read | beam.CombineGlobally(sum), equal_to([7]), label="Read")
+
+
+def test_a_column_allowed_non_finite_keeps_them(tmp_path):
+    path = _write(tmp_path / "f.csv", "x,y\n1.5,a\ninf,b\n-inf,c\n1e40,d\n")
+    files, fmt = resolve_files(path, {"x": "float"})
+    with TestPipeline() as p:
+        out = p | ReadSplits(FileSource(files, fmt), HashSplit((("all", 1),)), allow_non_finite=["x"])
+        assert_that(out.splits["all"] | beam.FlatMap(lambda b: [v[0] for v in b.column("x").to_pylist()]),
+                    equal_to([1.5, float("inf"), float("-inf"), float("inf")]), label="Kept")
+        assert_that(out.dead_letter, equal_to([]), label="NoDeadLetters")
+
+
+def test_allow_non_finite_must_name_float_columns_of_the_input(tmp_path, capsys):
+    from tests.support.jobs import job_args, run_job
+    code, _ = run_job(*job_args(tmp_path, "check", allow_non_finite='["year"]'), "--validate_only")
+    assert code == 2 and "--allow_non_finite: column 'year' is 'int', not a float column" in capsys.readouterr().err
+    code, _ = run_job(*job_args(tmp_path, "check", allow_non_finite='["nope"]'), "--validate_only")
+    assert code == 2 and "--allow_non_finite: column 'nope' is not in the input header" in capsys.readouterr().err
+    code, _ = run_job(*job_args(tmp_path, "check", allow_non_finite='["body_mass_g"]'), "--validate_only")
+    assert code == 0
