@@ -1,6 +1,6 @@
 r"""Detect anomalies in streaming sensor telemetry with the newest pushed window model and/or online detectors.
 
-    python -m jobs.detect_anomalies --subscription projects/P/subscriptions/telemetry \
+    python -m jobs.detect_anomalies --subscription projects/my-project/subscriptions/telemetry \
         --serving_dir serving/telemetry --output_dir runs/detect --alerts_dir alerts --dead_letter_dir dead \
         [--detector model,robust_zscore --vote any] [--flag value ...]
 

@@ -1,8 +1,8 @@
 """Replay a telemetry CSV to a Pub/Sub topic at a chosen pace, as the JSON messages the streaming job reads
 (`beam_ml.stream.parse`). A tool for trying the job and benchmarking it, not a Beam job.
 
-    python -m tools.replay_telemetry --csv telemetry.csv --topic projects/p/topics/telemetry --speedup 60
-    python -m tools.replay_telemetry --csv nab.csv --sensor_id nab-1 --topic projects/p/topics/t --rate 500 \\
+    python -m tools.replay_telemetry --csv telemetry.csv --topic projects/my-project/topics/telemetry --speedup 60
+    python -m tools.replay_telemetry --csv nab.csv --sensor_id nab-1 --topic projects/my-project/topics/t --rate 500 \\
         --limit 10000
 
 Set PUBSUB_EMULATOR_HOST=host:port to publish to the Pub/Sub emulator. Prints a JSON summary. Exit codes: 0 every

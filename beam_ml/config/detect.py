@@ -9,7 +9,10 @@ from typing import Optional
 from beam_ml.config.base import BIGQUERY_TABLE_REGEX, RUN_ID_REGEX, JobConfig, option
 from beam_ml.core.errors import ConfigError
 
-PUBSUB_TOPIC_REGEX = r"^projects/[^/\s]+/topics/[^/\s]+$"
+# A Google Cloud project id, as Beam's Pub/Sub IO checks it when the pipeline starts: checked at launch instead.
+PUBSUB_PROJECT = r"[a-z][-a-z0-9:.]{4,61}[a-z0-9]"
+PUBSUB_TOPIC_REGEX = rf"^projects/{PUBSUB_PROJECT}/topics/[^/\s]+$"
+PUBSUB_SUBSCRIPTION_REGEX = rf"^projects/{PUBSUB_PROJECT}/subscriptions/[^/\s]+$"
 DETECTORS = ("model", "context", "zscore", "robust_zscore", "iqr")
 _DETECTOR = "(" + "|".join(DETECTORS) + r")(:[0-9]+(\.[0-9]+)?)?"
 DETECTOR_REGEX = f"^{_DETECTOR}(,{_DETECTOR})*$"
@@ -19,7 +22,7 @@ DETECTOR_REGEX = f"^{_DETECTOR}(,{_DETECTOR})*$"
 class DetectConfig(JobConfig):
     """The streaming anomaly detection job: where telemetry comes from, what scores it, where alerts go."""
 
-    subscription: str = option(None, required=True, regex=r"^projects/[^/\s]+/subscriptions/[^/\s]+$",
+    subscription: str = option(None, required=True, regex=PUBSUB_SUBSCRIPTION_REGEX,
                                help="Pub/Sub subscription with the telemetry, projects/<p>/subscriptions/<s>: one "
                                     'JSON object per message, {"sensor_id": ..., "timestamp": unix seconds or ISO '
                                     "8601, <channel>: number, ...}. Event time is the message's timestamp.")

@@ -199,7 +199,7 @@ class ParseTelemetry(beam.PTransform[beam.PCollection, ParsedTelemetry]):
 
     Example::
 
-        parsed = messages | ParseTelemetry(["temperature", "pressure"], source="projects/p/subscriptions/s")
+        parsed = messages | ParseTelemetry(["temperature", "pressure"], source="projects/my-project/subscriptions/s")
         readings, dead = parsed.readings, parsed.dead_letter
     """
 

@@ -225,7 +225,7 @@ class WriteAlerts(beam.PTransform[beam.PCollection[Alert], WrittenAlerts]):
     Example::
 
         written = alerts | "WriteAlerts" >> WriteAlerts(
-            topic="projects/p/topics/alerts", table="p:monitoring.alerts",
+            topic="projects/my-project/topics/alerts", table="my-project:monitoring.alerts",
             files_dir="gs://b/alerts", allowed_lateness=10)
         dead_letters = written.dead_letters | beam.Flatten()
 
@@ -301,7 +301,7 @@ class WriteStreamingDeadLetters(beam.PTransform[beam.PCollection[DeadLetter], No
 
     Example::
 
-        dead_letters | WriteStreamingDeadLetters(topic="projects/p/topics/dead", files_dir=None)
+        dead_letters | WriteStreamingDeadLetters(topic="projects/my-project/topics/dead", files_dir=None)
     """
 
     def __init__(self, topic: Optional[str], files_dir: Optional[str], file_window: float, allowed_lateness: float):

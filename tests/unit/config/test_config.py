@@ -116,3 +116,17 @@ def test_a_boolean_option_takes_true_or_false_and_names_itself_otherwise():
     assert PredictConfig.load(None, {**base, "allow_missing_features": False}).allow_missing_features is False
     with pytest.raises(ConfigError, match="^--allow_missing_features: cannot parse 'maybe' as bool"):
         PredictConfig.load(None, {**base, "allow_missing_features": "maybe"})
+
+
+@pytest.mark.parametrize("option, value", [("subscription", "projects/P/subscriptions/telemetry"),
+                                           ("alerts_topic", "projects/x/topics/alerts")])
+def test_a_pubsub_path_whose_project_beam_would_reject_fails_at_launch(option, value):
+    """Beam's Pub/Sub IO refuses a project id outside Google's rule only when the pipeline starts: checked here."""
+    from beam_ml.config.detect import DetectConfig
+    options = {"subscription": "projects/my-project/subscriptions/telemetry", "output_dir": "runs",
+               "alerts_dir": "alerts", "dead_letter_dir": "dead", "detector": "zscore", "channels": "temperature",
+               option: value}
+    with pytest.raises(ConfigError, match=f"^--{option}: "):
+        DetectConfig.load(None, options)
+    assert DetectConfig.load(None, {**options, option: value.replace("/P/", "/my-project/").replace(
+        "/x/", "/my-project/")})

@@ -98,7 +98,8 @@ def test_bad_arguments_are_refused_at_construction_naming_the_argument(kwargs, m
 
 
 def test_valid_sinks_construct():
-    WriteAlerts(topic="projects/p/topics/alerts", table="my-project:monitoring.alerts", files_dir="/tmp/alerts")
+    WriteAlerts(topic="projects/my-project/topics/alerts", table="my-project:monitoring.alerts",
+                files_dir="/tmp/alerts")
     WriteAlerts(table="monitoring.alerts")
 
 
