@@ -75,9 +75,14 @@ class JobConfig:
             if f.metadata["required"] and value in (None, ""):
                 raise ConfigError(f.name, "is required")
             regex = f.metadata["regex"]
-            if regex and value is not None and f.metadata["kind"] in ("str", "choice") and \
-                    not re.match(regex, str(value)):
-                raise ConfigError(f.name, f"{value!r} does not match {regex}")
+            if value is not None and f.metadata["kind"] in ("str", "choice"):
+                # A name or path holds at most 64 Ki characters (a 10 MB glob keeps Beam's pattern matcher busy for
+                # minutes); free text (a query) at most 1 Mi, BigQuery's own limit.
+                limit = 1 << 16 if regex else 1 << 20
+                if len(str(value)) > limit:
+                    raise ConfigError(f.name, f"is {len(str(value)):,} characters long; at most {limit:,}")
+                if regex and not re.match(regex, str(value)):
+                    raise ConfigError(f.name, f"{value!r} does not match {regex}")
         if getattr(self, "batch_bytes", 1024) < 1024:
             raise ConfigError("batch_bytes", "must be at least 1024")
 

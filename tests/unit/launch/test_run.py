@@ -97,7 +97,10 @@ def test_a_huge_value_is_cut_in_the_record_and_in_messages_with_its_length(tmp_p
     assert os.path.getsize(manifest.path) < 10_000
     recorded = json.load(open(manifest.path))["config"]["input_query"]
     assert recorded.startswith("xxxx") and recorded.endswith("… [10,000,000 characters, cut to 4,000]")
-    code, _ = run_job(*job_args(tmp_path, "huge", anomaly_policy=huge))
+    code, _ = run_job(*job_args(tmp_path, "huge", anomaly_policy=huge[:60_000]))  # its message quotes it
     err = capsys.readouterr().err
     assert code == 2 and "--anomaly_policy: 'xxx" in err and len(err) < 10_000
     assert "characters, cut to 4,000]" in err
+    code, _ = run_job(*job_args(tmp_path, "huge", input="/data/" + huge + ".csv"))  # refused before any glob
+    err = capsys.readouterr().err
+    assert code == 2 and "--input: is 10,000,010 characters long; at most 65,536" in err
