@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from beam_ml.core import fileutil
-from beam_ml.model.artifact import LABELS_RECORD, read_labels_record
+from beam_ml.model.artifact import (
+    LABELS_RECORD, OUTPUT_KEY, SERVING_SIGNATURE, TRANSFORMED_LABEL_SIGNATURE, read_labels_record)
 
 MAX_CLASSES = 100
 
@@ -146,7 +147,6 @@ def _model_facts(model_dir: str, label: str, rows: dict[Any, pa.RecordBatch]) ->
     import tensorflow as tf
     from tfx_bsl.coders import example_coder
 
-    from beam_ml.model.artifact import OUTPUT_KEY, SERVING_SIGNATURE, TRANSFORMED_LABEL_SIGNATURE
     model = tf.saved_model.load(model_dir)
     shape = model.signatures[SERVING_SIGNATURE].structured_outputs[OUTPUT_KEY].shape.as_list()
     if not rows or None in rows or TRANSFORMED_LABEL_SIGNATURE not in model.signatures:

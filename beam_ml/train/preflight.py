@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from beam_ml.core.errors import ConfigError
 from beam_ml.core.records import RecordFormat, without_non_finite
+from beam_ml.core.redact import clipped
 from beam_ml.ingest.source import ChunkedSource, Source
 
 SAMPLE_ROWS = 1000
@@ -29,15 +30,16 @@ def sample_rows(source: Source, allow_non_finite: Sequence[str] = (),
     chunk were dead letters; None for a source read other than in chunks (BigQuery)."""
     if not isinstance(source, ChunkedSource):
         return None
-    rows, dead = [], 0
+    rows, count, dead = [], 0, 0
     for chunk in source.chunks():
         for parsed in chunk.parse(source.fmt):
             batch, non_finite = without_non_finite(parsed.batch, allow_non_finite)
             dead += len(parsed.dead_letters) + len(non_finite)
             rows.append(batch)
-            if sum(b.num_rows for b in rows) >= limit:
+            count += batch.num_rows
+            if count >= limit:
                 break
-        if sum(b.num_rows for b in rows) >= limit:
+        if count >= limit:
             break
     if not rows:
         return None
@@ -89,7 +91,7 @@ def preflight(source: Source, label: str, preprocessing_fn: Callable, fixed_type
         outputs = transformed_features(preprocessing_fn, source.fmt, _ipc(sample[0]))
     except Exception as e:
         raise ConfigError("module", f"preprocessing_fn fails on a sample of {sample[0].num_rows} rows: "
-                                    f"{type(e).__name__}: {str(e)[:2000]}") from None
+                                    f"{type(e).__name__}: {clipped(str(e), 2000)}") from None
     if label not in outputs:
         raise ConfigError("module", f"preprocessing_fn does not output the label {label!r} (its outputs: "
                                     f"{', '.join(outputs)}); return it, transformed or as is, under that name")
