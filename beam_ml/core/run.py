@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import importlib.metadata
+import json
 import os
 import secrets
 import socket
@@ -54,17 +55,30 @@ class RunManifest:
     def running(self, stage: str = "started", **progress: Any) -> dict[str, Any]:
         """The record of a run in progress (`status: running`, not finished, launched by this host and process, at
         `stage`, with the fields computed so far): written when the run starts and as it passes stages, so a run
-        killed midway still shows, as running since `started`, and a failed one keeps what it had reached."""
+        killed midway still shows, as running since `started`, and a failed one keeps what it had reached.
+        `stages` lists each stage reached with its time (the report's stage timings)."""
+        progress.setdefault("stages", [{"stage": stage, "at": utc_now()}])
         return clipped_values({"error": None, **self._known, **progress, "status": "running", "stage": stage,
                                "finished": None,
                                "launcher": {"host": socket.gethostname(), "pid": os.getpid(),
                                             "claim": secrets.token_hex(8)}})  # tells two launchers apart
 
     def write_progress(self, stage: str, **progress: Any) -> dict[str, Any]:
-        """Records that the run reached `stage`, with the fields computed so far."""
-        record = self.running(stage, **progress)
+        """Records that the run reached `stage`, with the fields computed so far (those recorded at earlier stages
+        are kept)."""
+        so_far = self.progress_of(self._current())
+        so_far.pop("stage", None)
+        stages = [*so_far.pop("stages", []), {"stage": stage, "at": utc_now()}]
+        record = self.running(stage, **{**so_far, **progress, "stages": stages})
         fileutil.write_json(self.path, record)
         return record
+
+    def _current(self) -> Optional[dict[str, Any]]:
+        """The record on disk, or None (not written yet, or unreadable)."""
+        try:
+            return json.loads(fileutil.read_text(self.path))
+        except Exception:  # no record yet, or a partial one on a store without atomic renames
+            return None
 
     @staticmethod
     def progress_of(record: Optional[Mapping[str, Any]]) -> dict[str, Any]:
@@ -74,6 +88,11 @@ class RunManifest:
         return {k: v for k, v in record.items() if k not in ("status", "finished", "error", "launcher")}
 
     def write(self, status: str, **computed: Any) -> dict[str, Any]:
+        """Writes the final record, `status` (`succeeded` | `failed`), keeping the stages reached."""
+        current = self._current() or {}
+        computed["stages"] = [*current.get("stages", []), {"stage": status, "at": utc_now()}]
+        if status != "succeeded" and current.get("stage"):
+            computed.setdefault("stage", current["stage"])  # the last stage the failed run reached
         record = self.record(status, **computed)
         fileutil.write_json(self.path, record)
         return record

@@ -18,10 +18,12 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beam_ml.core.errors import ConfigError
+from beam_ml.core.layout import RunLayout
 from beam_ml.core.redact import clipped
 from beam_ml.core.run import RunContext, RunManifest
 from beam_ml.core.runtime import local_run
 from beam_ml.launch.options import reject_unknown_flags
+from beam_ml.report.publish import write_run_reports_quietly
 
 
 class JobPlan(Protocol):
@@ -90,10 +92,16 @@ def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[Pip
         print(f"error: run {run_plan.run.run_id} failed: {record['error']}", file=sys.stderr)
         print(f"run record: {manifest.path}" if written else
               f"run record: not written ({record['record_error']}); it is the JSON above", file=sys.stderr)
+        report = write_run_reports_quietly(run_plan.run.run_dir) if written else None
+        if report:
+            print(f"report: {report}", file=sys.stderr)
         return 1
     record = _read_manifest(manifest.path) or {}
     print(json.dumps({k: record.get(k) for k in summary_keys}, indent=2))
     print(f"run record: {manifest.path}")
+    report = RunLayout(run_plan.run.run_dir).report_file
+    if _exists(report):  # written by the job's last step
+        print(f"report: {report}")
     return 0
 
 
@@ -127,9 +135,14 @@ def is_dataflow(options: PipelineOptions) -> bool:
     return "dataflow" in str(options.view_as(StandardOptions).runner or "").lower()
 
 
+def _exists(path: str) -> bool:
+    import tensorflow as tf
+    return tf.io.gfile.exists(path)
+
+
 def _read_manifest(path: str) -> Optional[dict]:
     import tensorflow as tf
-    if not tf.io.gfile.exists(path):
+    if not _exists(path):
         return None
     with tf.io.gfile.GFile(path) as f:
         return json.load(f)

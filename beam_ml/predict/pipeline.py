@@ -19,11 +19,13 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunIn
 from beam_ml.core import counts as measures
 from beam_ml.core.counts import CountTotals
 from beam_ml.core.deadletter import DEAD_LETTER, DeadLetter, WriteDeadLetters
+from beam_ml.core.layout import RunLayout
 from beam_ml.core.run import RunManifest
 from beam_ml.ingest.read import ReadSplits
 from beam_ml.ingest.split import AllRows
 from beam_ml.model.artifact import OUTPUT_KEY, SERVING_SIGNATURE
 from beam_ml.predict.plan import CLASS_COLUMN, PredictPlan
+from beam_ml.report.publish import write_run_reports_quietly
 
 
 class Predictions(NamedTuple):
@@ -168,11 +170,12 @@ class BatchPredict(beam.PTransform[beam.pvalue.PBegin, Predictions]):
                          failed.failed_inferences | "FailedBatches" >> beam.FlatMap(failed_batch_dead_letters))
                         | "AllDeadLetters" >> beam.Flatten())
         _ = dead_letters | "WriteDeadLetters" >> WriteDeadLetters(
-            os.path.join(plan.run.run_dir, "dead_letter", "dead_letter"))
+            RunLayout(plan.run.run_dir).dead_letter_prefix)
         counted = {"read": ingested.records_read, "predicted": predictions, "dead_letter": dead_letters, **counted}
         counts = counted | "Counts" >> CountTotals({**dict.fromkeys(counted, measures.one), "read": measures.value})
         manifest = (pbegin | "ManifestTrigger" >> beam.Create([None])
                     | "WriteManifest" >> beam.ParDo(WritePredictManifest(plan.manifest()),
                                                     counts=beam.pvalue.AsSingleton(counts),
                                                     **{k: beam.pvalue.AsList(v) for k, v in written.items()}))
+        _ = manifest | "WriteReport" >> beam.Map(lambda unused_record: write_run_reports_quietly(plan.run.run_dir))
         return Predictions(predictions, dead_letters, manifest)

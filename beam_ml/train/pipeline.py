@@ -6,8 +6,7 @@ PTransform. Data flows between them as Arrow RecordBatches, never as one Python 
 """
 from __future__ import annotations
 
-import os
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import apache_beam as beam
 import pyarrow as pa
@@ -15,16 +14,18 @@ import pyarrow as pa
 from beam_ml.core import counts as measures
 from beam_ml.core.counts import CountTotals
 from beam_ml.core.deadletter import DeadLetter, WriteDeadLetters
+from beam_ml.core.layout import RunLayout
 from beam_ml.core.run import RunManifest
 from beam_ml.ingest.read import ReadSplits
 from beam_ml.model.push import PushIfBlessed
+from beam_ml.report.publish import write_run_reports_quietly
 from beam_ml.train.evaluate import EvaluateModel, build_eval_config
 from beam_ml.train.labels import CheckLabels
 from beam_ml.train.leakage import CheckLeakage
 from beam_ml.train.plan import RunPlan
 from beam_ml.train.trainer import FnArgs, TrainModel
 from beam_ml.train.transform import TransformSplits
-from beam_ml.train.validate import SCHEMA_FILE, GenerateSplitStatistics, ValidateSplits
+from beam_ml.train.validate import GenerateSplitStatistics, ValidateSplits
 from beam_ml.train.windows import WindowRows
 
 
@@ -88,16 +89,18 @@ class CheckData(beam.DoFn):
 
 
 class RecordProgress(beam.DoFn):
-    """Writes the run record as `running` at `stage` with the counts, as soon as they are known, so that a run
-    failing later keeps them; passes the counts on."""
+    """Writes the run record as `running` at `stage` when the element (a singleton) arrives, with the element as
+    the record's field `field` when given (the counts), so that a run failing later keeps what it had reached and
+    the report can time each stage; passes the element on."""
 
-    def __init__(self, manifest: RunManifest, stage: str):
+    def __init__(self, manifest: RunManifest, stage: str, field: Optional[str] = None):
         self._manifest = manifest
         self._stage = stage
+        self._field = field
 
-    def process(self, counts: dict):
-        self._manifest.write_progress(self._stage, counts=counts)
-        yield counts
+    def process(self, element):
+        self._manifest.write_progress(self._stage, **({self._field: element} if self._field else {}))
+        yield element
 
 
 class WriteRunManifest(beam.DoFn):
@@ -128,6 +131,7 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
     def expand(self, pbegin: beam.pvalue.PBegin) -> TrainOutputs:
         plan, config = self._plan, self._plan.config
         run_dir, splits = plan.run.run_dir, plan.split.names
+        layout = RunLayout(run_dir)
         manifest = plan.manifest()
 
         ingested = pbegin | "Ingest" >> ReadSplits(plan.source, plan.split, config.allow_non_finite)
@@ -136,20 +140,18 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
         # What the model learns from and is judged on: the rows, or windows of each key's rows.
         examples = batches if spec is None else {
             name: batches[name] | f"Windows{name.title()}" >> WindowRows(spec, plan.fmt) for name in splits}
-        _ = ingested.dead_letter | "WriteDeadLetters" >> WriteDeadLetters(
-            os.path.join(run_dir, "dead_letter", "dead_letter"))
+        _ = ingested.dead_letter | "WriteDeadLetters" >> WriteDeadLetters(layout.dead_letter_prefix)
         rows = {**{f"split:{name}": batches[name] for name in splits},
                 **({} if spec is None else {f"windows:{name}": examples[name] for name in splits})}
         counts = ({"read": ingested.records_read, "dead_letter": ingested.dead_letter, **rows}
                   | "Counts" >> CountTotals({"read": measures.value, "dead_letter": measures.one,
                                              **dict.fromkeys(rows, measures.rows)})
                   | "CountsRecord" >> beam.Map(counts_record, splits, spec is not None)
-                  | "RecordCounts" >> beam.ParDo(RecordProgress(manifest, "read")))  # before CheckData's record
+                  | "RecordCounts" >> beam.ParDo(RecordProgress(manifest, "read", "counts")))  # then CheckData's
 
         leakage = (ingested.split_batches | "Leakage" >> CheckLeakage(config.leakage_key) if config.leakage_key
                    else pbegin | "NoLeakageCheck" >> beam.Create([]))
-        stats = ingested.split_batches | "Statistics" >> GenerateSplitStatistics(
-            os.path.join(run_dir, "statistics"), splits)
+        stats = ingested.split_batches | "Statistics" >> GenerateSplitStatistics(layout.statistics, splits)
         validation = stats | "Validate" >> ValidateSplits(run_dir, plan.schema, plan.drift_baseline,
                                                           config.drift_threshold)
         checked = (pbegin | "CheckTrigger" >> beam.Create([None])
@@ -158,19 +160,19 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
                                                anomalies=beam.pvalue.AsSingleton(validation.anomalies)))
 
         transformed = examples | "Transform" >> TransformSplits(
-            plan.module.load().preprocessing_fn, plan.fmt, os.path.join(run_dir, "transform"),
-            plan.temp_dir)
+            plan.module.load().preprocessing_fn, plan.fmt, layout.transform, plan.temp_dir)
 
-        fn_args = FnArgs(train_files=(), eval_files=(), transform_output=os.path.join(run_dir, "transform"),
-                         schema_path=os.path.join(run_dir, "schema", SCHEMA_FILE),
+        fn_args = FnArgs(train_files=(), eval_files=(), transform_output=layout.transform,
+                         schema_path=layout.schema_file,
                          serving_model_dir=plan.serving_model_dir,
-                         model_run_dir=os.path.join(run_dir, "model", "logs"), label=config.label_key,
+                         model_run_dir=layout.model_logs, label=config.label_key,
                          hyperparameters=config.hyperparameters, seed=config.seed,
                          windowing=None if spec is None else {**spec.to_dict(), "label": config.label_key})
         model_dir = pbegin | "Train" >> TrainModel(
             plan.module, fn_args, transformed.files["train"], transformed.files["eval"],
             after={"transform_fn": transformed.transform_fn, "checked": checked,
-                   "schema": validation.schema}, min_ram=config.train_min_ram)
+                   "schema": validation.schema}, min_ram=config.train_min_ram) | "RecordTrained" >> beam.ParDo(
+            RecordProgress(manifest, "trained"))
 
         eval_config = build_eval_config(config.label_key, config.eval_metrics, config.eval_slices,
                                         config.eval_thresholds, config.eval_change_thresholds,
@@ -182,7 +184,8 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
             config.label_key, model_dir, plan.baseline_model, config.label_set_changed)
         evaluation = ({"examples": examples["eval"], "model": model_dir, "guards": label_failures}
                       | "Evaluate" >> EvaluateModel(eval_config, plan.serving_model_dir, plan.baseline_model,
-                                                    os.path.join(run_dir, "evaluation"), plan.fmt))
+                                                    layout.evaluation, plan.fmt)
+                      | "RecordEvaluated" >> beam.ParDo(RecordProgress(manifest, "evaluated")))
 
         pushed = model_dir | "Push" >> beam.ParDo(PushIfBlessed(config.serving_dir, plan.push_id),
                                                   beam.pvalue.AsSingleton(evaluation))
@@ -192,5 +195,6 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
                        anomalies=beam.pvalue.AsSingleton(validation.anomalies),
                        evaluation=beam.pvalue.AsSingleton(evaluation), pushed=beam.pvalue.AsList(pushed),
                        leakage=beam.pvalue.AsList(leakage)))
+        _ = written | "WriteReport" >> beam.Map(lambda unused_record: write_run_reports_quietly(run_dir))
         return TrainOutputs(batches, ingested.dead_letter, counts, validation.anomalies, model_dir, evaluation,
                             pushed, written)

@@ -15,6 +15,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 from beam_ml.config.train import PipelineConfig
 from beam_ml.core.errors import ConfigError
 from beam_ml.core.fileutil import absolute, unwritable_reason
+from beam_ml.core.layout import RunLayout
 from beam_ml.core.records import RecordFormat
 from beam_ml.core.run import RunContext, RunManifest
 from beam_ml.core.times import parse_time
@@ -77,7 +78,7 @@ class RunPlan:
 
     @property
     def serving_model_dir(self) -> str:
-        return os.path.join(self.run.run_dir, "model", "serving")
+        return RunLayout(self.run.run_dir).serving_model
 
     @property
     def temp_dir(self) -> str:

@@ -17,18 +17,10 @@ from tensorflow_data_validation.statistics import stats_impl
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from beam_ml.core import fileutil
+from beam_ml.core.layout import ANOMALIES_FILE, STATS_FILE, RunLayout, split_dir
 from beam_ml.core.records import use_record_batch_coder
 
 use_record_batch_coder()  # importing TFDV registered its own coder for pa.RecordBatch
-
-
-STATS_FILE = "FeatureStats.pb"
-ANOMALIES_FILE = "SchemaDiff.pbtxt"
-SCHEMA_FILE = "schema.pbtxt"
-
-
-def split_dir(base: str, split: str) -> str:
-    return os.path.join(base, f"Split-{split}")
 
 
 StatisticsBySplit = dict[str, beam.PCollection[statistics_pb2.DatasetFeatureStatisticsList]]
@@ -225,11 +217,11 @@ class ValidateSplits(beam.PTransform[StatisticsBySplit, Validation]):
         else:
             schema = pipeline | "GivenSchema" >> beam.Create([self._schema])
         schema = schema | "WriteSchema" >> beam.ParDo(
-            WriteSchema(os.path.join(self._output_dir, "schema", SCHEMA_FILE)))
+            WriteSchema(RunLayout(self._output_dir).schema_file))
         per_split = []
         for split, stats in sorted(stats_by_split.items()):
             per_split.append(stats | f"Validate{split.title()}" >> beam.ParDo(
-                ValidateSplit(split, os.path.join(self._output_dir, "anomalies"),
+                ValidateSplit(split, RunLayout(self._output_dir).anomalies,
                               self._drift_baseline if split == "train" else None, self._drift_threshold),
                 schema=beam.pvalue.AsSingleton(schema)))
         anomalies = (per_split | "AllSplits" >> beam.Flatten()

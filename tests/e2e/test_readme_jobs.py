@@ -1,5 +1,6 @@
 """The README's batch job commands, run exactly as written, in order, from a fresh working directory holding the
-repository's `examples/` (what a new user runs after `make demo`): each succeeds and leaves a succeeded record."""
+repository's `examples/` (what a new user runs after `make demo`): each succeeds and leaves a succeeded record; then
+its report command, through a shell as a user types it, rewrites those runs' reports."""
 import glob
 import json
 import os
@@ -32,3 +33,13 @@ def test_the_readme_batch_job_commands_run_as_written(tmp_path):
         record = json.load(open(os.path.join(tmp_path, record_line.removeprefix("run record: "))))
         assert record["status"] == "succeeded", (command, record.get("error"))
     assert glob.glob(str(tmp_path / "serving" / "penguins" / "*" / "saved_model.pb"))
+    for command in [c for c in readme_commands() if "-m beam_ml.report " in c]:
+        reports = glob.glob(str(tmp_path / "runs" / "penguins" / "*" / "report" / "index.html"))
+        assert reports, "the jobs wrote their reports"
+        for path in reports:
+            os.remove(path)
+        proc = subprocess.run(["bash", "-c", command.replace(".venv/bin/python", shlex.quote(sys.executable), 1)],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (command, proc.stderr[-3000:])
+        assert sorted(proc.stdout.split()[:-1]) == sorted(os.path.relpath(p, tmp_path) for p in reports)
+        assert all(os.path.exists(p) for p in reports) and proc.stdout.split()[-1] == "runs/penguins/index.html"

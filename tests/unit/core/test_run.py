@@ -39,3 +39,17 @@ def test_count_totals_measure_each_collection_and_name_the_empty_ones():
     assert step_label("split:train") == "SplitTrain" and step_label("dead_letter") == "DeadLetter"
     with pytest.raises(ValueError, match="measures is empty"):
         CountTotals({})
+
+
+def test_progress_records_keep_what_earlier_stages_computed_and_time_every_stage(tmp_path):
+    run = RunContext.start("train_pipeline", str(tmp_path), "r", {})
+    manifest = run.manifest(counts=None)
+    run.claim(manifest.running())
+    manifest.write_progress("read", counts={"read": 3})
+    manifest.write_progress("trained")
+    running = json.loads((tmp_path / "r" / MANIFEST_FILE).read_text())
+    assert running["status"] == "running" and running["stage"] == "trained" and running["counts"] == {"read": 3}
+    failed = manifest.write("failed", counts={"read": 3}, error="boom")
+    assert [s["stage"] for s in failed["stages"]] == ["started", "read", "trained", "failed"]
+    assert failed["stage"] == "trained"  # the last stage the failed run reached
+    assert all(s["at"] >= run.started for s in failed["stages"])

@@ -228,7 +228,8 @@ def test_a_run_at_two_revisions_records_two_fingerprints_and_gives_two_statistic
     from beam_ml.ingest.read import ReadSplits
     from beam_ml.ingest.resolve import resolve_source
     from beam_ml.ingest.split import HashSplit
-    from beam_ml.train.validate import STATS_FILE, GenerateSplitStatistics, split_dir
+    from beam_ml.core.layout import STATS_FILE, split_dir
+    from beam_ml.train.validate import GenerateSplitStatistics
     from tests.support.paths import PENGUINS_CONFIG
     split = HashSplit((("train", 2), ("eval", 1)))
     described, stats = {}, {}

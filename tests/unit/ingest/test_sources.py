@@ -18,7 +18,8 @@ from beam_ml.config.train import PipelineConfig
 from beam_ml.ingest.files.source import FileSource, resolve_files
 from beam_ml.ingest.read import ReadSplits
 from beam_ml.ingest.split import HashSplit
-from beam_ml.train.validate import STATS_FILE, GenerateSplitStatistics, split_dir
+from beam_ml.core.layout import STATS_FILE, split_dir
+from beam_ml.train.validate import GenerateSplitStatistics
 from tests.support.databases import PENGUIN_DB_COLUMNS
 from tests.support.paths import PENGUINS_CONFIG, PENGUINS_CSV
 

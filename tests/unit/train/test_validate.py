@@ -5,14 +5,8 @@ import tensorflow_data_validation as tfdv
 from apache_beam.testing.test_pipeline import TestPipeline
 
 from beam_ml.ingest.files.csv_format import infer_csv_format, parse_csv_chunk
-from beam_ml.train.validate import (
-    STATS_FILE,
-    GenerateSplitStatistics,
-    anomaly_records,
-    make_schema,
-    split_dir,
-    validate_split,
-)
+from beam_ml.core.layout import STATS_FILE, split_dir
+from beam_ml.train.validate import GenerateSplitStatistics, anomaly_records, make_schema, validate_split
 
 
 def _batch(lines):

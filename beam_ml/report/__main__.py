@@ -1,0 +1,41 @@
+"""Writes the report of existing runs, and rewrites the runs index of their output directories.
+
+    python -m beam_ml.report RUN_DIR [RUN_DIR ...]
+
+Prints the path of each report and index; exit code 1 if a directory holds no run record.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m beam_ml.report", description=__doc__.split("\n")[0])
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a run directory (holds run_manifest.json)")
+    args = parser.parse_args(argv)
+    from beam_ml.core.layout import RunLayout
+    from beam_ml.report.index import write_index
+    from beam_ml.report.page import write_report
+    import tensorflow as tf
+    code = 0
+    output_dirs = set()
+    for run_dir in args.run_dirs:
+        if not tf.io.gfile.exists(RunLayout(run_dir).manifest):
+            print(f"error: {run_dir} holds no run record ({os.path.basename(RunLayout(run_dir).manifest)})",
+                  file=sys.stderr)
+            code = 1
+            continue
+        print(write_report(run_dir))
+        output_dirs.add(os.path.dirname(run_dir.rstrip("/")))
+    for output_dir in sorted(output_dirs):  # once each, after its runs' reports
+        print(write_index(output_dir))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""The runs index: `<output_dir>/index.html`, every run under an output directory in one table (status, data
+span, counts, key metrics, blessed, pushed version, a link to its report) and a chart of each metric over the runs.
+Rewritten whole after every run, from the run records.
+"""
+from __future__ import annotations
+
+import datetime
+import html
+import os
+from typing import Any
+
+from beam_ml.core import fileutil
+from beam_ml.core.layout import REPORT_FILE
+from beam_ml.report import charts
+from beam_ml.report.page import INDEX_FILE, page_head
+from beam_ml.report.read import read_manifest, run_dirs
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _duration(record: dict) -> str:
+    try:
+        took = (datetime.datetime.fromisoformat(record["finished"])
+                - datetime.datetime.fromisoformat(record["started"])).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return ""
+    return f"{took:.0f} s"
+
+
+def _span(record: dict) -> str:
+    selection = record.get("span_selection") or {}
+    spans = selection.get("spans") or []
+    text = ", ".join(str(s.get("span", s)) if isinstance(s, dict) else str(s) for s in spans)
+    return text or ""
+
+
+def render_index(output_dir: str, records: list[dict]) -> str:
+    """The index page of `records` (run records, any order; shown newest first)."""
+    records = sorted(records, key=lambda r: r.get("started") or "")
+    metrics = sorted({name for r in records for name in (r.get("metrics") or {})})
+    with_spans = any(_span(r) for r in records)
+    rows = []
+    for record in reversed(records):
+        run_id = record.get("run_id") or os.path.basename(record.get("run_dir", ""))
+        report = os.path.join(run_id, "report", REPORT_FILE)
+        counts = record.get("counts") or {}
+        pushed = record.get("pushed_model_dir")
+        cells = [f'<a href="{_e(report)}">{_e(run_id)}</a>', _e(record.get("job", "")),
+                 f'<span class="status {_e(record.get("status", ""))}">{_e(record.get("status", ""))}</span>',
+                 _e((record.get("started") or "")[:19].replace("T", " ")), _e(_duration(record)),
+                 *([_e(_span(record))] if with_spans else []),
+                 _e(counts.get("read", "")), _e(counts.get("dead_letter", ""))]
+        cells += [_e(f"{record['metrics'][m]:.4g}") if m in (record.get("metrics") or {}) else "" for m in metrics]
+        cells += [{True: "yes", False: "no"}.get(record.get("blessed"), ""),
+                  _e(os.path.basename(pushed)) if pushed else ""]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    headers = ["run", "job", "status", "started (UTC)", "took", *(["spans"] if with_spans else []), "read",
+               "dead letters", *metrics, "blessed", "pushed version"]
+    table = ("<table class=\"runs\"><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers)
+             + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+    figures = []
+    for metric in metrics:
+        if metric == "example_count":
+            continue  # a count, not a quality
+        points = [(r.get("run_id", ""), (r.get("metrics") or {}).get(metric)) for r in records
+                  if r.get("status") == "succeeded"]
+        chart = charts.line_chart(points)
+        if chart:
+            figures.append(f"<figure><figcaption>{_e(metric)} over runs</figcaption>{chart}</figure>")
+    title = f"Runs in {output_dir}"
+    return (f"{page_head(title)}<body><header><h1>{_e(title)}</h1></header><main>"
+            f'<section id="runs"><h2>{len(records)} runs</h2>{table}</section>'
+            + (f'<section id="metrics"><h2>Metrics over runs</h2><div class="figures">{"".join(figures)}</div>'
+               f'</section>' if figures else "")
+            + "</main></body></html>\n")
+
+
+def write_index(output_dir: str) -> str:
+    """Rewrites `<output_dir>/index.html` (whole) from the run records under it; returns its path."""
+    records = []
+    for run_dir in run_dirs(output_dir):
+        try:
+            record = read_manifest(run_dir)
+        except ValueError:  # a record being written
+            continue
+        if record:
+            records.append({"run_dir": run_dir, **record})
+    path = os.path.join(output_dir, INDEX_FILE)
+    fileutil.write_text(path, render_index(output_dir, records))
+    return path

@@ -1,0 +1,385 @@
+"""A run's report: `<run_dir>/report/index.html`, one self-contained page (inline CSS and SVG, no script, a
+Content-Security-Policy that forbids every fetch), built from what the run left on disk.
+
+Sections: Overview (status, where and why a failed run stopped, counts, dead letters, inputs, stage times,
+versions), Data (per feature, train and eval and the previous run's train overlaid), Validation (anomalies, the
+schema, its changes since the previous run), Evaluation (the blessing and why, thresholds, every slice against the
+baseline) and Model (signatures, where it was pushed). A section whose artifacts the run did not write says so.
+"""
+from __future__ import annotations
+
+import dataclasses
+import html
+import math
+import os
+import re
+from typing import Any, Iterable, Optional
+
+from beam_ml.core import fileutil
+from beam_ml.core.layout import RunLayout
+from beam_ml.report import charts
+from beam_ml.report.read import (
+    OVERALL,
+    FeatureStats,
+    SliceMetrics,
+    drift_measurements,
+    feature_stats,
+    previous_run,
+    read_anomalies,
+    read_dead_letters,
+    read_manifest,
+    read_schema,
+    read_signatures,
+    read_slices,
+    read_statistics,
+    schema_changes,
+)
+
+PREVIOUS_TRAIN = "previous run's train"
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+INDEX_FILE = "index.html"  # the runs index, `<output_dir>/index.html` (beam_ml.report.index)
+
+
+@dataclasses.dataclass
+class RunFacts:
+    """Everything the report shows, read from a run directory (`gather`)."""
+
+    run_dir: str
+    manifest: dict[str, Any]
+    splits: list[str]
+    features: dict[str, dict[str, FeatureStats]]  # {feature: {dataset label: stats}}
+    anomalies: list[dict]
+    drift: dict[str, list[dict]]
+    schema: list[dict]
+    schema_changes: list[str]
+    slices: list[SliceMetrics]
+    signatures: dict[str, dict[str, dict[str, str]]]
+    dead_letters: list[dict]
+    previous_run: Optional[str]
+
+
+def gather(run_dir: str) -> RunFacts:
+    """Reads what the report needs from `run_dir` (and from the previous run of the same job beside it)."""
+    layout = RunLayout(run_dir)
+    manifest = read_manifest(run_dir)
+    splits = sorted((manifest.get("counts") or {}).get("splits") or {}, key=lambda s: (s != "train", s))
+    previous = previous_run(run_dir, manifest) if manifest else None
+    datasets = {split: feature_stats(stats) for split, stats in read_statistics(run_dir, splits).items()}
+    if previous:
+        datasets.update({PREVIOUS_TRAIN: feature_stats(stats)
+                         for stats in read_statistics(previous, ["train"]).values()})
+    features: dict[str, dict[str, FeatureStats]] = {}
+    for label, by_feature in datasets.items():
+        for name, stats in by_feature.items():
+            features.setdefault(name, {})[label] = stats
+    schema = read_schema(run_dir)
+    anomaly_protos = read_anomalies(run_dir, splits)
+    return RunFacts(
+        run_dir=run_dir, manifest=manifest, splits=splits, features=dict(sorted(features.items())),
+        anomalies=list(manifest.get("anomalies") or []), drift=drift_measurements(anomaly_protos),
+        schema=_schema_rows(schema), schema_changes=schema_changes(read_schema(previous) if previous else None,
+                                                                   schema),
+        slices=read_slices(run_dir), signatures=read_signatures(layout.serving_model),
+        dead_letters=read_dead_letters(layout.dead_letter_file), previous_run=previous)
+
+
+def _schema_rows(schema) -> list[dict]:
+    if schema is None:
+        return []
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    domains = {d.name: list(d.value) for d in schema.string_domain}
+    rows = []
+    for feature in schema.feature:
+        values = domains.get(feature.domain or feature.name)
+        rows.append({"name": feature.name, "type": schema_pb2.FeatureType.Name(feature.type),
+                     "presence": f"{feature.presence.min_fraction:.0%}" if feature.HasField("presence") else "",
+                     "domain": ", ".join(values[:12]) + (" …" if values and len(values) > 12 else "")
+                     if values else ""})
+    return rows
+
+
+# ---- rendering -------------------------------------------------------------------------------------------------
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _num(value: Optional[float], digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e12:
+        return str(int(value))
+    return f"{value:.{digits}g}"
+
+
+def _table(headers: Iterable[str], rows: Iterable[Iterable[str]], cls: str = "") -> str:
+    """Cells are HTML already (escaped by the caller)."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _section(anchor: str, title: str, body: str) -> str:
+    return f'<section id="{anchor}"><h2>{_e(title)}</h2>{body}</section>'
+
+
+def _overview(facts: RunFacts) -> str:
+    m = facts.manifest
+    status = m.get("status", "unknown")
+    parts = [f'<p class="status {_e(status)}">Status: <b>{_e(status)}</b>'
+             + (f" — last stage reached: <b>{_e(m.get('stage'))}</b>" if status != "succeeded" and m.get("stage")
+                else "")
+             + (f" in step <code>{_e(m['failed_step'])}</code>" if m.get("failed_step") else "") + "</p>"]
+    if m.get("error"):
+        parts.append(f'<pre class="error">{_e(m["error"])}</pre>')
+    counts = m.get("counts") or {}
+    if counts:
+        rows = [("read", _num(counts.get("read")))]
+        rows += [(f"split {name}", _num(n)) for name, n in (counts.get("splits") or {}).items()]
+        rows += [(f"windows {name}", _num(n)) for name, n in (counts.get("windows") or {}).items()]
+        rows += [(key, _num(value)) for key, value in counts.items()
+                 if key not in ("read", "splits", "windows") and not isinstance(value, dict)]
+        parts.append("<h3>Counts</h3>" + _table(("", "records"), ((_e(k), v) for k, v in rows), "counts"))
+    if facts.dead_letters:
+        link = os.path.relpath(RunLayout(facts.run_dir).dead_letter_file, RunLayout(facts.run_dir).report)
+        parts.append(f'<h3>Dead letters</h3><p>The first {len(facts.dead_letters)} (all in '
+                     f'<a href="{_e(link)}">{_e(os.path.basename(link))}</a>):</p>' + _table(
+                         ("source", "line", "reason", "record"),
+                         ((_e(d.get("source", "")), _e(d.get("line", "")), _e(d.get("reason", "")),
+                           f"<code>{_e(str(d.get('raw', ''))[:160])}</code>") for d in facts.dead_letters)))
+    inputs = m.get("inputs") or []
+    if inputs:
+        parts.append("<h3>Inputs</h3>" + _table(
+            ("input", "kind", "size", "fingerprint"),
+            ((_e(i.get("path") or i.get("table") or i.get("query") or ""), _e(i.get("kind", "")),
+              _e(i.get("size", "")), f"<code>{_e(str(i.get('sha256') or i.get('fingerprint') or '')[:16])}</code>")
+             for i in inputs[:50])) + (f"<p>… and {len(inputs) - 50} more</p>" if len(inputs) > 50 else ""))
+    stages = m.get("stages") or []
+    if stages:
+        parts.append("<h3>Stages</h3>" + _table(("stage", "reached at", "seconds since the previous"),
+                                                 _stage_rows(stages)))
+    versions = m.get("versions") or {}
+    if versions:
+        parts.append("<h3>Versions</h3><p class=\"versions\">" + ", ".join(
+            f"{_e(k)} {_e(v)}" for k, v in sorted(versions.items())) + "</p>")
+    return _section("overview", "Overview", "".join(parts))
+
+
+def _stage_rows(stages: list[dict]) -> Iterable[tuple[str, str, str]]:
+    import datetime
+    previous = None
+    for stage in stages:
+        at = stage.get("at", "")
+        try:
+            moment = datetime.datetime.fromisoformat(at)
+        except ValueError:
+            moment = None
+        took = f"{(moment - previous).total_seconds():.0f}" if moment and previous else ""
+        previous = moment or previous
+        yield _e(stage.get("stage", "")), _e(at), took
+
+
+def _feature_chart(by_dataset: dict[str, FeatureStats], labels: list[str]) -> str:
+    kinds = {s.kind for s in by_dataset.values()}
+    if kinds == {"numeric"}:
+        return charts.histogram_overlay([(label, by_dataset[label].histogram) for label in labels
+                                         if label in by_dataset])
+    if kinds == {"string"}:
+        reference = by_dataset.get("train") or next(iter(by_dataset.values()))
+        values = [v for v, _ in reference.top[:6]]
+        rows = []
+        for value in values:
+            fractions = []
+            for label in labels:
+                stats = by_dataset.get(label)
+                found = dict(stats.top) if stats else {}
+                fractions.append(found.get(value, 0.0) / stats.count if stats and stats.count else None)
+            rows.append((value, fractions))
+        return charts.grouped_bars(rows, labels, unit=" of rows", scale_max=1.0)
+    return ""
+
+
+def _data(facts: RunFacts) -> str:
+    if not facts.features:
+        return _section("data", "Data", "<p>No statistics: the run stopped before computing them.</p>")
+    labels = [label for label in [*facts.splits, PREVIOUS_TRAIN]
+              if any(label in by_dataset for by_dataset in facts.features.values())]
+    intro = (f"<p>{len(facts.features)} features. Charts overlay {charts.legend(labels)}"
+             + (f" (run <code>{_e(os.path.basename(facts.previous_run))}</code>)" if facts.previous_run else "")
+             + ": densities for numbers, the share of rows for the most frequent values.</p>")
+    rows = []
+    for name, by_dataset in facts.features.items():
+        kind = next(iter(by_dataset.values())).kind
+        cells = []
+        for label in labels:
+            stats = by_dataset.get(label)
+            if stats is None:
+                cells.append("")
+                continue
+            if stats.kind == "numeric":
+                summary = (f"mean {_num(stats.mean)} · std {_num(stats.std)}<br>min {_num(stats.min)} · "
+                           f"median {_num(stats.median)} · max {_num(stats.max)}"
+                           + (f"<br>zeros {stats.zeros:.1%}" if stats.zeros else ""))
+            elif stats.kind == "string":
+                summary = f"{_num(stats.unique)} unique<br>top: " + ", ".join(
+                    f"{_e(v)} ({_num(n)})" for v, n in stats.top[:3])
+            else:
+                summary = ""
+            cells.append(f'<span class="missing">missing {stats.missing:.1%}</span><br>{summary}')
+        drift = "<br>".join(f"{_e(d['kind'])} {_e(d['type'].lower())} {_num(d['value'])} (≤ {_num(d['threshold'])})"
+                            for d in facts.drift.get(name, []))
+        rows.append([f"<b>{_e(name)}</b><br><small>{_e(kind)}</small>", *cells,
+                     _feature_chart(by_dataset, labels), drift])
+    return _section("data", "Data", intro + _table(["feature", *labels, "distribution", "drift / skew"], rows,
+                                                   "features"))
+
+
+def _validation(facts: RunFacts) -> str:
+    parts = []
+    if facts.anomalies:
+        parts.append(f'<p class="bad">{len(facts.anomalies)} anomalies:</p>' + _table(
+            ("split", "feature", "type", "description"),
+            ((_e(a.get("split", "")), _e(a.get("feature") or "(dataset)"), _e(a.get("type", "").replace(",", ", ")),
+              _e(a.get("description", ""))) for a in facts.anomalies), "anomalies"))
+    elif facts.manifest.get("stage") in ("started", "read") and facts.manifest.get("status") != "succeeded":
+        parts.append("<p>The run stopped before validating its data.</p>")
+    else:
+        parts.append('<p class="good">No anomalies against the schema.</p>')
+    if facts.previous_run:
+        parts.append("<h3>Schema changes since the previous run</h3>" + (
+            "<ul>" + "".join(f"<li>{_e(c)}</li>" for c in facts.schema_changes) + "</ul>"
+            if facts.schema_changes else "<p>None.</p>"))
+    if facts.schema:
+        parts.append("<h3>Schema</h3>" + _table(("feature", "type", "present in", "values"), (
+            (_e(r["name"]), _e(r["type"]), _e(r["presence"]), _e(r["domain"])) for r in facts.schema), "schema"))
+    return _section("validation", "Validation", "".join(parts))
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _evaluation(facts: RunFacts) -> str:
+    m = facts.manifest
+    if not facts.slices:
+        return _section("evaluation", "Evaluation", "<p>No evaluation: the run stopped before it.</p>")
+    blessed = m.get("blessed")
+    failures = m.get("threshold_failures") or []
+    config = m.get("config") or {}
+    if blessed:
+        verdict = (f'<p class="good">Blessed: every threshold passed ({_e(m.get("evaluation_mode", ""))}).</p>')
+    elif blessed is False:
+        verdict = ('<p class="bad">Not blessed, because:</p><ul>'
+                   + "".join(f"<li>{_e(f)}</li>" for f in failures) + "</ul>")
+    else:
+        verdict = "<p>No blessing decision was recorded.</p>"
+    overall = next((s for s in facts.slices if s.name == OVERALL), None)
+    thresholds = []
+    for metric, bound in (config.get("eval_thresholds") or {}).items():
+        value = overall.metrics.get(_snake(metric), {}).get("candidate") if overall else None
+        thresholds.append((_e(metric), _e(", ".join(f"{k} {v}" for k, v in bound.items())), _num(value)))
+    for metric, bound in (config.get("eval_change_thresholds") or {}).items():
+        value = overall.metrics.get(_snake(metric), {}).get("diff") if overall else None
+        thresholds.append((_e(metric) + " (change vs baseline)",
+                           _e(", ".join(f"{k} {v}" for k, v in bound.items())), _num(value)))
+    parts = [verdict]
+    if thresholds:
+        parts.append("<h3>Thresholds</h3>" + _table(("metric", "threshold", "value"), thresholds, "thresholds"))
+    names = sorted({name for s in facts.slices for name in s.metrics}, key=lambda n: (n != "example_count", n))
+    with_baseline = any("baseline" in v for s in facts.slices for v in s.metrics.values())
+    headers = ["slice"]
+    for name in names:
+        headers += [name] + ([f"{name} baseline", "Δ"] if with_baseline and name != "example_count" else [])
+    rows = []
+    for s in facts.slices:
+        row = [_e(s.name)]
+        for name in names:
+            values = s.metrics.get(name, {})
+            row.append(_num(values.get("candidate")))
+            if with_baseline and name != "example_count":
+                diff = values.get("diff")
+                row += [_num(values.get("baseline")),
+                        f'<span class="{"bad" if diff and diff < 0 else "good" if diff else ""}">'
+                        f'{"+" if diff and diff > 0 else ""}{_num(diff)}</span>']
+        rows.append(row)
+    parts.append(f"<h3>Slices ({len(facts.slices)})</h3>" + _table(headers, rows, "slices"))
+    for name in names:
+        if name == "example_count":
+            continue
+        series = ["candidate"] + (["baseline"] if with_baseline else [])
+        chart = charts.grouped_bars([(s.name, [s.metrics.get(name, {}).get(k) for k in series])
+                                     for s in facts.slices], series, width=360)
+        if chart:
+            parts.append(f'<figure><figcaption>{_e(name)} per slice {charts.legend(series)}</figcaption>'
+                         f'{chart}</figure>')
+    return _section("evaluation", "Evaluation", "".join(parts))
+
+
+def _model(facts: RunFacts) -> str:
+    m = facts.manifest
+    parts = []
+    pushed = m.get("pushed_model_dir")
+    if pushed:
+        parts.append(f'<p class="good">Pushed to <code>{_e(pushed)}</code>.</p>')
+    elif m.get("blessed") is False:
+        parts.append("<p>Not pushed: the model was not blessed (see Evaluation).</p>")
+    elif m.get("status") == "succeeded" and m.get("job") == "train_pipeline":
+        parts.append("<p>Not pushed.</p>")
+    elif m.get("model_dir"):
+        parts.append(f"<p>Model: <code>{_e(m['model_dir'])}</code></p>")
+    if not facts.signatures:
+        parts.append("<p>No model in this run's directory.</p>")
+    for name, signature in facts.signatures.items():
+        rows = [("input", _e(k), _e(v)) for k, v in signature["inputs"].items()]
+        rows += [("output", _e(k), _e(v)) for k, v in signature["outputs"].items()]
+        parts.append(f"<h3>Signature <code>{_e(name)}</code></h3>" + _table(("", "name", "type"), rows))
+    return _section("model", "Model", "".join(parts))
+
+
+_STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#fafafa}
+header{background:#263238;color:#fff;padding:10px 20px}header h1{margin:0;font-size:20px}
+nav a{color:#cfe3ff;margin-right:14px}main{padding:0 20px 40px}
+section{background:#fff;border:1px solid #e3e3e3;border-radius:6px;margin:16px 0;padding:4px 16px 12px;
+overflow-x:auto}.runs td{white-space:nowrap}.figures{display:flex;flex-wrap:wrap;gap:24px}
+table{border-collapse:collapse;margin:6px 0}td,th{border-bottom:1px solid #eee;padding:4px 8px;text-align:left;
+vertical-align:top}th{background:#f2f4f5;font-weight:600}
+.good{color:#1b7a33}.bad{color:#b3261e}.status.failed,.status.running{color:#b3261e}.status.succeeded{color:#1b7a33}
+pre.error{background:#fff3f2;border:1px solid #f2c3bf;padding:8px;white-space:pre-wrap}
+.key{margin-right:10px;white-space:nowrap}.key i{display:inline-block;width:10px;height:10px;margin-right:3px}
+.missing{color:#555}.versions{color:#555;font-size:12px}figure{margin:10px 0}figcaption{font-weight:600}
+"""
+
+
+def render(facts: RunFacts) -> str:
+    """The report page for `facts`, as one HTML document."""
+    m = facts.manifest
+    title = f"{m.get('job', 'run')} {m.get('run_id', os.path.basename(facts.run_dir))}"
+    sections = [_overview(facts)]
+    if m.get("job") == "train_pipeline":
+        sections += [_data(facts), _validation(facts), _evaluation(facts), _model(facts)]
+    elif facts.features or facts.signatures:
+        sections += [_data(facts), _model(facts)]
+    nav = "".join(f'<a href="#{a}">{a.title()}</a>' for a in re.findall(r'<section id="(\w+)"', "".join(sections)))
+    return (f"{page_head(title)}<body><header><h1>{_e(title)}</h1><nav>{nav}<a href='../../{INDEX_FILE}'>All runs</a>"
+            f"</nav></header><main>{''.join(sections)}</main></body></html>\n")
+
+
+def page_head(title: str) -> str:
+    """The start of a report page, to `<body>`: the policy that forbids every fetch, and the style."""
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_e(title)}</title><style>{_STYLE}</style></head>")
+
+
+def write_report(run_dir: str) -> str:
+    """Writes `<run_dir>/report/index.html` (whole, replacing an earlier one) and returns its path.
+
+    Example::
+
+        path = write_report("runs/penguins/20261204T212601Z-a3f5ff")
+    """
+    path = RunLayout(run_dir).report_file
+    fileutil.write_text(path, render(gather(run_dir)))
+    return path

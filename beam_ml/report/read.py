@@ -1,0 +1,272 @@
+"""What a run left on disk, read into plain values for the report: the run record, TFDV's statistics, schema and
+anomalies, TFMA's metrics per slice and its validation, the model's signatures, the first dead letters, and the
+previous run of the same job to compare with. Every reader returns an empty value for an artifact the run did not
+get to write (a run that failed early still has a report).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Optional
+
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
+
+from beam_ml.core.layout import RunLayout
+
+OVERALL = "Overall"
+
+
+def _gfile():
+    import tensorflow as tf
+    return tf.io.gfile
+
+
+def _exists(path: str) -> bool:
+    return _gfile().exists(path)
+
+
+def _read_bytes(path: str) -> Optional[bytes]:
+    if not _exists(path):
+        return None
+    with _gfile().GFile(path, "rb") as f:
+        return f.read()
+
+
+def read_manifest(run_dir: str) -> dict[str, Any]:
+    data = _read_bytes(RunLayout(run_dir).manifest)
+    return json.loads(data) if data else {}
+
+
+def read_statistics(run_dir: str, splits: list[str]) -> dict[str, statistics_pb2.DatasetFeatureStatistics]:
+    """{split: the split's dataset statistics} for the splits whose statistics were written."""
+    found = {}
+    for split in splits:
+        data = _read_bytes(RunLayout(run_dir).statistics_file(split))
+        if data is not None:
+            stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(data)
+            if stats.datasets:
+                found[split] = stats.datasets[0]
+    return found
+
+
+def read_schema(run_dir: str) -> Optional[schema_pb2.Schema]:
+    from google.protobuf import text_format
+    data = _read_bytes(RunLayout(run_dir).schema_file)
+    return None if data is None else text_format.Parse(data.decode(), schema_pb2.Schema())
+
+
+def read_anomalies(run_dir: str, splits: list[str]) -> dict[str, anomalies_pb2.Anomalies]:
+    from google.protobuf import text_format
+    found = {}
+    for split in splits:
+        data = _read_bytes(RunLayout(run_dir).anomalies_file(split))
+        if data is not None:
+            found[split] = text_format.Parse(data.decode(), anomalies_pb2.Anomalies())
+    return found
+
+
+def drift_measurements(anomalies: dict[str, anomalies_pb2.Anomalies]) -> dict[str, list[dict]]:
+    """{feature: [{split, type, value, threshold}]}: TFDV's drift and skew distances, where the run computed them."""
+    found: dict[str, list[dict]] = {}
+    for split, proto in anomalies.items():
+        for info in proto.drift_skew_info:
+            feature = ".".join(info.path.step)
+            for kind, measurements in (("drift", info.drift_measurements), ("skew", info.skew_measurements)):
+                for m in measurements:
+                    found.setdefault(feature, []).append({
+                        "split": split, "kind": kind,
+                        "type": anomalies_pb2.DriftSkewInfo.Measurement.Type.Name(m.type),
+                        "value": m.value, "threshold": m.threshold})
+    return found
+
+
+@dataclasses.dataclass
+class FeatureStats:
+    """One feature in one dataset, as the Data section shows it."""
+
+    kind: str  # "numeric" | "string" | "other"
+    count: int
+    missing: float  # fraction of examples without a value
+    mean: Optional[float] = None
+    std: Optional[float] = None
+    min: Optional[float] = None
+    max: Optional[float] = None
+    median: Optional[float] = None
+    zeros: Optional[float] = None  # fraction of values that are 0
+    histogram: list[tuple[float, float, float]] = dataclasses.field(default_factory=list)  # (low, high, count)
+    unique: Optional[int] = None
+    top: list[tuple[str, float]] = dataclasses.field(default_factory=list)  # (value, count)
+
+
+def _finite(value: float) -> Optional[float]:
+    return value if math.isfinite(value) else None
+
+
+def feature_stats(dataset: statistics_pb2.DatasetFeatureStatistics) -> dict[str, FeatureStats]:
+    """{feature name: FeatureStats} of one dataset (TFDV's statistics of a split)."""
+    total = dataset.num_examples
+    found = {}
+    for feature in dataset.features:
+        name = ".".join(feature.path.step) if feature.HasField("path") else feature.name
+        kind = feature.WhichOneof("stats")
+        if kind == "num_stats":
+            num = feature.num_stats
+            common = num.common_stats
+            standard = [h for h in num.histograms if h.type == statistics_pb2.Histogram.STANDARD]
+            values = common.num_non_missing * (common.avg_num_values or 1)
+            found[name] = FeatureStats(
+                "numeric", common.num_non_missing, _missing(common, total), _finite(num.mean), _finite(num.std_dev),
+                _finite(num.min), _finite(num.max), _finite(num.median),
+                num.num_zeros / values if values else None,
+                [(b.low_value, b.high_value, b.sample_count) for b in (standard[0].buckets if standard else [])])
+        elif kind == "string_stats":
+            text = feature.string_stats
+            found[name] = FeatureStats(
+                "string", text.common_stats.num_non_missing, _missing(text.common_stats, total),
+                unique=text.unique, top=[(v.value, v.frequency) for v in text.top_values])
+        else:
+            common = getattr(feature, kind).common_stats if kind else None
+            found[name] = FeatureStats("other", common.num_non_missing if common else 0,
+                                       _missing(common, total) if common else 0.0)
+    return found
+
+
+def _missing(common: statistics_pb2.CommonStatistics, total: int) -> float:
+    return common.num_missing / total if total else 0.0
+
+
+def schema_changes(previous: Optional[schema_pb2.Schema], current: Optional[schema_pb2.Schema]) -> list[str]:
+    """What changed in the schema since the previous run, in words (features added, removed, retyped, required
+    or optional now, a domain that gained or lost values)."""
+    if previous is None or current is None:
+        return []
+    before = {f.name: f for f in previous.feature}
+    after = {f.name: f for f in current.feature}
+    changes = [f"added feature {name!r} ({schema_pb2.FeatureType.Name(after[name].type)})"
+               for name in sorted(after.keys() - before.keys())]
+    changes += [f"removed feature {name!r}" for name in sorted(before.keys() - after.keys())]
+    domains_before = {d.name: set(d.value) for d in previous.string_domain}
+    domains_after = {d.name: set(d.value) for d in current.string_domain}
+    for name in sorted(before.keys() & after.keys()):
+        old, new = before[name], after[name]
+        if old.type != new.type:
+            changes.append(f"{name!r}: type {schema_pb2.FeatureType.Name(old.type)} → "
+                           f"{schema_pb2.FeatureType.Name(new.type)}")
+        if old.presence.min_fraction != new.presence.min_fraction:
+            changes.append(f"{name!r}: required in {old.presence.min_fraction:.0%} → "
+                           f"{new.presence.min_fraction:.0%} of examples")
+        old_values = domains_before.get(old.domain or name, set())
+        new_values = domains_after.get(new.domain or name, set())
+        if new_values - old_values:
+            changes.append(f"{name!r}: new values {', '.join(sorted(new_values - old_values)[:10])}")
+        if old_values - new_values:
+            changes.append(f"{name!r}: values gone {', '.join(sorted(old_values - new_values)[:10])}")
+    return changes
+
+
+def slice_name(slice_key: Any) -> str:
+    """"Overall", or "column = value[, ...]" for a TFMA SliceKey proto."""
+    parts = []
+    for key in slice_key.single_slice_keys:
+        kind = key.WhichOneof("kind")
+        value = getattr(key, kind) if kind else ""
+        parts.append(f"{key.column} = {value.decode() if isinstance(value, bytes) else value}")
+    return ", ".join(parts) or OVERALL
+
+
+@dataclasses.dataclass
+class SliceMetrics:
+    """One slice's metrics: {metric: {"candidate": v, "baseline": v, "diff": v}} (the last two with a baseline)."""
+
+    name: str
+    metrics: dict[str, dict[str, float]]
+
+    @property
+    def example_count(self) -> Optional[float]:
+        return self.metrics.get("example_count", {}).get("candidate")
+
+
+def read_slices(run_dir: str) -> list[SliceMetrics]:
+    """Every slice TFMA evaluated, overall first, with each scalar metric of the candidate and, when there was a
+    baseline model, the baseline's value and the difference."""
+    evaluation = RunLayout(run_dir).evaluation
+    if not _gfile().glob(os.path.join(evaluation, "metrics*")):
+        return []
+    import tensorflow_model_analysis as tfma
+    found = []
+    for record in tfma.load_metrics(evaluation):
+        metrics: dict[str, dict[str, float]] = {}
+        for item in record.metric_keys_and_values:
+            if not item.value.HasField("double_value"):
+                continue  # arrays and matrices are plots' business
+            role = "diff" if item.key.is_diff else ("baseline" if item.key.model_name == "baseline" else "candidate")
+            metrics.setdefault(item.key.name, {})[role] = item.value.double_value.value
+        found.append(SliceMetrics(slice_name(record.slice_key), metrics))
+    return sorted(found, key=lambda s: (s.name != OVERALL, s.name))
+
+
+def read_signatures(model_dir: str) -> dict[str, dict[str, dict[str, str]]]:
+    """{signature: {"inputs": {name: "dtype shape"}, "outputs": {...}}} of a SavedModel, read from its proto
+    without loading the model."""
+    data = _read_bytes(os.path.join(model_dir, "saved_model.pb"))
+    if data is None:
+        return {}
+    from tensorflow.core.framework import types_pb2
+    from tensorflow.core.protobuf import saved_model_pb2
+    model = saved_model_pb2.SavedModel.FromString(data)
+
+    def described(tensor) -> str:
+        dims = "" if tensor.tensor_shape.unknown_rank else "[" + ", ".join(
+            "?" if d.size < 0 else str(d.size) for d in tensor.tensor_shape.dim) + "]"
+        return f"{types_pb2.DataType.Name(tensor.dtype).removeprefix('DT_').lower()} {dims}".strip()
+
+    signatures = {}
+    for name, signature in sorted(model.meta_graphs[0].signature_def.items()):
+        if name.startswith("__"):
+            continue  # TensorFlow's internal saver signature
+        signatures[name] = {"inputs": {k: described(v) for k, v in sorted(signature.inputs.items())},
+                            "outputs": {k: described(v) for k, v in sorted(signature.outputs.items())}}
+    return signatures
+
+
+def read_dead_letters(path: str, limit: int = 5) -> list[dict]:
+    """The first `limit` dead letters of a JSON Lines file (WriteDeadLetters' format)."""
+    if not _exists(path):
+        return []
+    found = []
+    with _gfile().GFile(path) as f:
+        for line in f:
+            if len(found) >= limit:
+                break
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                found.append({"raw": line[:200], "reason": "unreadable dead-letter line"})
+    return found
+
+
+def run_dirs(output_dir: str) -> list[str]:
+    """The run directories under `output_dir` (those holding a run record)."""
+    pattern = os.path.join(output_dir, "*", os.path.basename(RunLayout("").manifest))
+    return sorted(os.path.dirname(path) for path in _gfile().glob(pattern))
+
+
+def previous_run(run_dir: str, manifest: dict[str, Any]) -> Optional[str]:
+    """The latest run of the same job under the same output directory that succeeded and started before this one;
+    None if there is none."""
+    started = manifest.get("started") or ""
+    best: tuple[str, Optional[str]] = ("", None)
+    for other_dir in run_dirs(os.path.dirname(run_dir.rstrip("/"))):
+        if other_dir.rstrip("/") == run_dir.rstrip("/"):
+            continue
+        try:
+            other = read_manifest(other_dir)
+        except ValueError:  # a record being written
+            continue
+        other_started = other.get("started") or ""
+        if (other.get("job") == manifest.get("job") and other.get("status") == "succeeded"
+                and other_started < started and other_started > best[0]):
+            best = (other_started, other_dir)
+    return best[1]

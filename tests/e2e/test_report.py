@@ -1,0 +1,123 @@
+"""Run reports, opened in a real headless Chromium without network: the sections render the run's real numbers,
+the page makes no request and logs no error. Screenshots of each section go to $REPORT_SCREENSHOTS (the README's
+pictures: `REPORT_SCREENSHOTS=docs/report make test`) or to the test's temporary directory."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow_data_validation as tfdv
+
+from beam_ml.core.layout import RunLayout
+from tests.support.browser import Browser
+from tests.support.jobs import job_args, run_job
+from tests.support.paths import PENGUINS_CSV, ROOT
+
+pytestmark = pytest.mark.e2e
+
+SECTIONS = ("overview", "data", "validation", "evaluation", "model")
+
+
+@pytest.fixture(scope="module")
+def two_penguin_runs(tmp_path_factory) -> tuple[dict, dict]:
+    """The penguin example run twice into one output directory: the second compares with the first."""
+    base = tmp_path_factory.mktemp("report")
+    manifests = []
+    for run_id in ("first", "second"):
+        code, manifest = run_job(*job_args(base, run_id))
+        assert code == 0, manifest.get("error")
+        manifests.append(manifest)
+    return manifests[0], manifests[1]
+
+
+def _screenshot_dir(tmp_path) -> str:
+    return os.path.abspath(os.environ.get("REPORT_SCREENSHOTS") or str(tmp_path / "screenshots"))
+
+
+def _open(browser: Browser, path: str):
+    url = "file://" + os.path.abspath(path)
+    load = browser.open(url)
+    assert load.requests == [url], f"the page asked for more than itself: {load.requests}"
+    assert load.console_errors == []
+    return load
+
+
+def test_the_report_of_a_run_shows_its_real_numbers_offline(two_penguin_runs, tmp_path):
+    first, second = two_penguin_runs
+    report = RunLayout(second["run_dir"]).report_file
+    assert os.path.exists(report), "the job writes its report at the end of the run"
+    train_stats = tfdv.load_stats_binary(RunLayout(second["run_dir"]).statistics_file("train")).datasets[0]
+    sex = next(f for f in train_stats.features if f.path.step == ["sex"]).string_stats.common_stats
+    sex_missing = f"missing {sex.num_missing / train_stats.num_examples:.1%}"
+    shots = _screenshot_dir(tmp_path)
+    with Browser() as browser:
+        _open(browser, report)
+        overview = browser.text("#overview")
+        assert "succeeded" in overview
+        assert f"read\t{second['counts']['read']}" in overview
+        for split, n in second["counts"]["splits"].items():
+            assert f"split {split}\t{n}" in overview
+        assert second["inputs"][0]["sha256"][:16] in overview
+        assert "trained" in overview and "evaluated" in overview  # the stage timings
+        data = browser.text("#data")
+        assert "previous run's train" in data and "first" in data  # compared with the run before
+        assert sex_missing in data
+        assert browser.evaluate("document.querySelectorAll('#data svg polyline').length") >= 3 * 5
+        validation = browser.text("#validation")
+        assert "No anomalies" in validation and "Schema changes since the previous run" in validation
+        evaluation = browser.text("#evaluation")
+        accuracy = second["metrics"]["sparse_categorical_accuracy"]
+        assert "Blessed" in evaluation and f"{accuracy:.4g}" in evaluation
+        biscoe = next(row for row in evaluation.splitlines() if row.startswith("island = Biscoe"))
+        assert biscoe.split("\t")[1].isdigit() and "baseline" in evaluation  # count, and against the first model
+        model = browser.text("#model")
+        assert second["pushed_model_dir"] in model and "serving_default" in model
+        for section in SECTIONS:
+            browser.screenshot(os.path.join(shots, f"{section}.png"), selector=f"#{section}")
+        _open(browser, os.path.join(os.path.dirname(second["run_dir"]), "index.html"))
+        runs = browser.text("#runs").splitlines()
+        assert runs[0] == "2 runs" and [row.split("\t")[0] for row in runs[2:]] == ["second", "first"]
+        assert f"{accuracy:.4g}" in runs[2] and os.path.basename(second["pushed_model_dir"]) in runs[2]
+        links = browser.evaluate("[...document.querySelectorAll('#runs a')].map(a => a.href)")
+        assert links == ["file://" + os.path.abspath(RunLayout(m["run_dir"]).report_file) for m in (second, first)]
+        assert browser.evaluate("document.querySelectorAll('#metrics circle').length") == 2
+        browser.screenshot(os.path.join(shots, "index.png"), selector="#runs")
+    assert all(os.path.getsize(os.path.join(shots, f"{s}.png")) > 5000 for s in (*SECTIONS, "index"))
+
+
+def test_a_run_that_failed_validation_has_a_report_showing_the_anomalies(tmp_path, penguins_rows):
+    schema = tfdv.infer_schema(tfdv.generate_statistics_from_csv(PENGUINS_CSV))
+    schema_path = tmp_path / "schema.pbtxt"
+    tfdv.write_schema_text(schema, str(schema_path))
+    skewed = [penguins_rows[0]] + [r.replace(",Dream,", ",Atlantis,") for r in penguins_rows[1:]]
+    data = tmp_path / "skewed.csv"
+    data.write_text("\n".join(skewed) + "\n")
+    code, manifest = run_job(*job_args(tmp_path, "skewed", input=str(data), schema=str(schema_path)))
+    assert code == 1 and manifest["status"] == "failed"
+    with Browser() as browser:
+        _open(browser, RunLayout(manifest["run_dir"]).report_file)
+        overview = browser.text("#overview")
+        assert "failed" in overview and "data validation found" in overview
+        validation = browser.text("#validation")
+        assert "island" in validation and "ENUM_TYPE_UNEXPECTED_STRING_VALUES" in validation
+        assert "Atlantis" in validation  # TFDV's description names the unexpected value
+        assert "No evaluation" in browser.text("#evaluation")
+        browser.screenshot(os.path.join(_screenshot_dir(tmp_path), "failed-validation.png"), selector="#validation")
+
+
+def test_the_report_command_rewrites_reports_and_the_index_and_refuses_a_directory_without_a_run(two_penguin_runs,
+                                                                                                tmp_path):
+    _, second = two_penguin_runs
+    report = RunLayout(second["run_dir"]).report_file
+    os.remove(report)
+    done = subprocess.run([sys.executable, "-m", "beam_ml.report", second["run_dir"]], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    index = os.path.join(os.path.dirname(second["run_dir"]), "index.html")
+    assert done.stdout.split() == [report, index] and os.path.exists(report)
+    refused = subprocess.run([sys.executable, "-m", "beam_ml.report", str(tmp_path)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1 and "holds no run record" in refused.stderr
+    with open(os.path.join(second["run_dir"], "run_manifest.json")) as f:
+        assert json.load(f)["status"] == "succeeded"  # the report reads the run; it never changes it

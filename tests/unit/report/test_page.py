@@ -1,0 +1,126 @@
+"""The report page and its charts, from run records and facts: escaped, offline, honest about what is missing."""
+import json
+import re
+
+from beam_ml.core.layout import RunLayout
+from beam_ml.core.run import MANIFEST_FILE
+from beam_ml.report import charts
+from beam_ml.report.page import gather, render, write_report
+from beam_ml.report.publish import write_run_reports_quietly
+from beam_ml.report.read import FeatureStats, SliceMetrics
+
+HOSTILE = '<script>alert("x")</script><img src="http://example.com/a.png">'
+
+
+def _run(tmp_path, **record) -> str:
+    run_dir = tmp_path / "runs" / "r1"
+    run_dir.mkdir(parents=True)
+    (run_dir / MANIFEST_FILE).write_text(json.dumps(record))
+    return str(run_dir)
+
+
+def _fetches(page: str) -> list[str]:
+    return re.findall(r'''(?:src|href)=["'](?!#)([^"']*)["']''', page)
+
+
+def test_a_failed_run_says_where_and_why_and_escapes_what_the_data_put_in_it(tmp_path):
+    run_dir = _run(tmp_path, job="train_pipeline", run_id="r1", status="failed", stage="read",
+                   error=f"data validation found 1 anomalies: {HOSTILE}",
+                   counts={"read": 10, "dead_letter": 1, "splits": {"train": 6, "eval": 3}},
+                   anomalies=[{"split": "eval", "feature": HOSTILE, "type": "ENUM_TYPE_UNEXPECTED_STRING_VALUES",
+                               "description": "Examples contain values missing from the schema: Atlantis"}])
+    (tmp_path / "runs" / "r1" / "dead_letter").mkdir()
+    (tmp_path / "runs" / "r1" / "dead_letter" / "dead_letter.jsonl").write_text(
+        json.dumps({"source": "a.csv", "line": 7, "raw": HOSTILE, "reason": "3 fields, expected 8"}) + "\n")
+    page = render(gather(run_dir))
+    assert "<script" not in page and _fetches(page) == ["../../index.html", "../dead_letter/dead_letter.jsonl"]
+    assert "default-src &#x27;none&#x27;" in page or "default-src 'none'" in page
+    assert "last stage reached: <b>read</b>" in page and "data validation found 1 anomalies" in page
+    assert "ENUM_TYPE_UNEXPECTED_STRING_VALUES" in page and "Atlantis" in page
+    assert "3 fields, expected 8" in page and "line" in page
+    assert "No statistics: the run stopped before computing them." in page
+    assert "No evaluation: the run stopped before it." in page
+    assert re.findall(r'<section id="(\w+)"', page) == ["overview", "data", "validation", "evaluation", "model"]
+
+
+def test_a_batch_prediction_run_gets_the_overview():
+    from beam_ml.report.page import RunFacts
+    facts = RunFacts("runs/p1", {"job": "batch_predict", "status": "succeeded",
+                                 "counts": {"read": 5, "predicted": 4, "dead_letter": 1}},
+                     [], {}, [], {}, [], [], [], {}, [], None)
+    page = render(facts)
+    assert re.findall(r'<section id="(\w+)"', page) == ["overview"]
+    assert "<td>predicted</td><td>4</td>" in page
+
+
+def test_the_evaluation_section_explains_the_blessing_and_compares_each_slice_with_the_baseline():
+    from beam_ml.report.page import RunFacts
+    slices = [SliceMetrics("Overall", {"example_count": {"candidate": 100.0, "baseline": 100.0, "diff": 0.0},
+                                       "accuracy": {"candidate": 0.9, "baseline": 0.95, "diff": -0.05}}),
+              SliceMetrics("island = Dream", {"accuracy": {"candidate": 0.8, "baseline": 0.9, "diff": -0.1}})]
+    manifest = {"job": "train_pipeline", "status": "succeeded", "blessed": False,
+                "threshold_failures": ["accuracy change vs baseline = -0.05 fails {direction: HIGHER_IS_BETTER}"],
+                "config": {"eval_thresholds": {"Accuracy": {"lower": 0.5}},
+                           "eval_change_thresholds": {"Accuracy": {"direction": "higher", "absolute": -0.01}}}}
+    page = render(RunFacts("runs/t", manifest, ["train", "eval"], {}, [], {}, [], [], slices, {}, [], None))
+    evaluation = page[page.index('<section id="evaluation"'):page.index('<section id="model"')]
+    assert "Not blessed, because:" in evaluation and "accuracy change vs baseline = -0.05" in evaluation
+    assert "<td>Accuracy</td><td>lower 0.5</td><td>0.9</td>" in evaluation
+    assert "<td>Accuracy (change vs baseline)</td><td>direction higher, absolute -0.01</td><td>-0.05</td>" \
+        in evaluation
+    assert "<td>island = Dream</td><td></td><td>0.8</td><td>0.9</td>" in evaluation and "-0.1" in evaluation
+    assert "Not pushed: the model was not blessed" in page
+
+
+def test_charts_overlay_datasets_and_leave_out_what_cannot_be_drawn():
+    overlay = charts.histogram_overlay([("train", [(0.0, 1.0, 5.0), (1.0, 2.0, 15.0)]),
+                                        ("eval", [(0.5, 2.5, 4.0)]), ("empty", []),
+                                        ("nan", [(float("nan"), 1.0, 3.0)])])
+    assert overlay.count("<polyline") == 2 and "<title>train</title>" in overlay and ">2.5<" in overlay
+    assert charts.histogram_overlay([("empty", [])]) == ""
+    bars = charts.grouped_bars([("Biscoe", [0.5, None]), ("<b>", [0.25, 1.0])], ["train", "eval"], scale_max=1.0)
+    assert bars.count("<rect") == 3 and "&lt;b&gt;" in bars
+    assert charts.grouped_bars([], ["train"]) == ""
+    line = charts.line_chart([("r1", 0.9), ("r2", None), ("r3", 0.95)])
+    assert line.count("<circle") == 2
+
+
+def test_the_report_is_written_whole_and_a_failure_to_write_it_never_fails_the_run(tmp_path):
+    run_dir = _run(tmp_path, job="train_pipeline", status="succeeded")
+    path = write_report(run_dir)
+    assert path == RunLayout(run_dir).report_file and "<!DOCTYPE html>" in open(path).read()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert write_run_reports_quietly(str(blocker / "run")) is None  # a run dir under a file: logged, not raised
+
+
+def test_a_feature_table_row_shows_each_dataset_and_its_drift():
+    from beam_ml.report.page import PREVIOUS_TRAIN, RunFacts
+    features = {"island": {"train": FeatureStats("string", 90, 0.1, unique=2, top=[("a", 60.0), ("b", 30.0)]),
+                           "eval": FeatureStats("string", 10, 0.0, unique=1, top=[("a", 10.0)]),
+                           PREVIOUS_TRAIN: FeatureStats("string", 100, 0.0, unique=2, top=[("a", 50.0)])}}
+    drift = {"island": [{"split": "train", "kind": "drift", "type": "L_INFTY", "value": 0.4, "threshold": 0.1}]}
+    page = render(RunFacts("runs/t", {"job": "train_pipeline"}, ["train", "eval"], features, [], drift, [], [],
+                           [], {}, [], "runs/t0"))
+    assert "missing 10.0%" in page and "a (60)" in page and "drift l_infty 0.4 (≤ 0.1)" in page
+    assert "<code>t0</code>" in page and page.count("<rect") == 2 * 3  # a bar per value (a, b) and dataset
+
+
+def test_the_runs_index_lists_every_run_newest_first_with_its_metrics_and_links(tmp_path):
+    from beam_ml.report.index import write_index
+    for run_id, started, status, accuracy in (("a", "2026-01-01T00:00:00+00:00", "succeeded", 0.9),
+                                              ("b", "2026-01-02T00:00:00+00:00", "failed", None),
+                                              ("c", "2026-01-03T00:00:00+00:00", "succeeded", 0.95)):
+        (tmp_path / run_id).mkdir()
+        record = {"job": "train_pipeline", "run_id": run_id, "started": started, "status": status,
+                  "finished": started.replace("00:00:00", "00:01:40"), "counts": {"read": 7, "dead_letter": 1},
+                  "metrics": {"accuracy": accuracy} if accuracy else {}, "blessed": bool(accuracy),
+                  "pushed_model_dir": f"/serving/{run_id}1" if accuracy else None}
+        (tmp_path / run_id / MANIFEST_FILE).write_text(json.dumps(record))
+    (tmp_path / "not-a-run").mkdir()
+    page = open(write_index(str(tmp_path))).read()
+    rows = re.findall(r"<tr><td>(.*?)</td></tr>", page)
+    assert [re.search(r">(\w)</a>", row).group(1) for row in rows] == ["c", "b", "a"]
+    assert '<a href="c/report/index.html">c</a>' in rows[0] and "<td>100 s</td>" in rows[0]
+    assert rows[0].endswith("<td>0.95</td><td>yes</td><td>c1") and rows[1].endswith("<td></td><td>no</td><td>")
+    assert "accuracy over runs" in page and page.count("<circle") == 2  # the failed run has no point
