@@ -12,7 +12,8 @@ import sys
 from typing import Optional, Sequence
 
 from beam_ml.launch.options import BatchPredictOptions
-from beam_ml.launch.run import exit_now, quiet_logs, run_job
+from beam_ml.launch.console import quiet_logs
+from beam_ml.launch.run import exit_now, run_job
 from beam_ml.predict.pipeline import BatchPredict
 from beam_ml.predict.plan import PredictPlan, plan_predict
 

@@ -10,7 +10,8 @@ import sys
 from typing import Optional, Sequence
 
 from beam_ml.launch.options import TrainPipelineOptions
-from beam_ml.launch.run import exit_now, quiet_logs, run_job
+from beam_ml.launch.console import quiet_logs
+from beam_ml.launch.run import exit_now, run_job
 from beam_ml.train.pipeline import TrainPipeline
 from beam_ml.train.plan import RunPlan, plan_run
 from beam_ml.train.preflight import preflight

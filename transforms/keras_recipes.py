@@ -32,5 +32,5 @@ def fit_and_export(model: Any, fn_args: FnArgs, tf_transform_output: tft.TFTrans
     model.fit(fn_args.make_dataset(fn_args.train_files, batch_size), epochs=int(hp.get("epochs", 10)),
               steps_per_epoch=int(hp.get("steps_per_epoch", 100)),
               validation_data=fn_args.make_dataset(fn_args.eval_files, batch_size, num_epochs=1, shuffle=False),
-              verbose=2)
+              callbacks=[fn_args.epoch_progress()], verbose=0)
     export_serving_model(model, tf_transform_output, fn_args.label, fn_args.serving_model_dir)

@@ -94,7 +94,7 @@ def run_fn(fn_args: FnArgs) -> None:
     rng = np.random.default_rng(fn_args.seed)
     fit = fit[rng.permutation(len(fit))]
     model.fit(fit, fit, batch_size=int(hp.get("batch_size", 128)), epochs=int(hp.get("epochs", 10)),
-              validation_data=(calibration, calibration), verbose=2)
+              validation_data=(calibration, calibration), callbacks=[fn_args.epoch_progress()], verbose=0)
 
     windows_in = {name: tf_keras.Input(shape=(WINDOW_LENGTH,), name=name) for name in CHANNELS}
     stacked = tf_keras.layers.Lambda(lambda d: tf.stack([d[n] for n in CHANNELS], axis=-1),

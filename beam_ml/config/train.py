@@ -14,6 +14,9 @@ from beam_ml.core.times import parse_time
 
 ANOMALY_POLICIES = ("fail", "warn")
 RESERVED_SPLIT_NAMES = ("dead_letter", "records_read", "transform_fn")
+# What `fairness_features` computes on every slice: TFMA's rates at one decision threshold, by metric name.
+FAIRNESS_THRESHOLD = 0.5
+FAIRNESS_METRICS = {"fpr@0.5": "FPR", "fnr@0.5": "FNR"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +94,20 @@ class PipelineConfig(SourceConfig):
     eval_change_thresholds: dict = option({}, kind="json",
                                           help='Thresholds against the pushed baseline model as JSON, e.g. '
                                                '{"auc": {"direction": "higher", "absolute": -0.01}}.')
+    fairness_features: list = option([], kind="json",
+                                     help='Sensitive raw feature columns as JSON, e.g. ["payment_type"]: each of '
+                                          'their groups gets the false positive and false negative rates of a '
+                                          'binary classifier at a 0.5 threshold, and the report warns when '
+                                          'groups differ by more than fairness_max_gap.')
+    fairness_max_gap: float = option(0.1, kind="float", regex=r"^[0-9.]+$",
+                                     help="The largest difference of a rate between the groups of a fairness "
+                                          "feature that passes without a warning.")
+    metadata_store: Optional[str] = option(None, regex=r"^\S+$",
+                                           help="The ML Metadata store that records every run's lineage: a SQLite "
+                                                "file, mysql://user@host:port/database, or 'none'. Default: "
+                                                "<output_dir>/metadata.sqlite for a local output_dir.")
+    metadata_password_env: str = option("BEAM_ML_METADATA_PASSWORD", regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                        help="The environment variable holding a MySQL metadata store's password.")
     hyperparameters: dict = option({}, kind="json", help="Hyperparameters passed to run_fn as JSON.")
     seed: int = option(42, kind="int", regex=r"^[0-9]+$", help="Random seed for training.")
     train_min_ram: str = option("4GB", regex=r"^[0-9]+(\.[0-9]+)?(MB|MiB|GB|GiB)$",
@@ -146,6 +163,9 @@ class PipelineConfig(SourceConfig):
         if not isinstance(self.eval_slices, list) or \
                 not all(isinstance(s, list) and all(isinstance(c, str) for c in s) for s in self.eval_slices):
             raise ConfigError("eval_slices", "must be a list of lists of feature names")
+        if not isinstance(self.fairness_features, list) or \
+                not all(isinstance(c, str) for c in self.fairness_features):
+            raise ConfigError("fairness_features", "must be a list of feature names")
         for name in ("eval_thresholds", "eval_change_thresholds", "hyperparameters"):
             if not isinstance(getattr(self, name), dict):
                 raise ConfigError(name, "must be a JSON object")

@@ -14,7 +14,8 @@ from beam_ml.core.errors import ConfigError
 
 
 def add_config_flags(parser: argparse.ArgumentParser, config: type[JobConfig]) -> None:
-    """`--config FILE`, `--validate_only` and one flag per field of `config` (a flag overrides the file).
+    """`--config FILE`, `--validate_only`, the console switches `--verbose` and `--json`, and one flag per field of
+    `config` (a flag overrides the file).
 
     Jobs share flag names (`--input`, `--output_dir`, ...) with the same meaning, and Beam registers every job's
     flags in one parser when it parses options, so a name already there is not added twice.
@@ -23,6 +24,10 @@ def add_config_flags(parser: argparse.ArgumentParser, config: type[JobConfig]) -
     _add_once(parser, "--validate_only", default=False, nargs="?", const="true", type=_true_or_false,
               help="Check the options, config and inputs, print the resolved plan and exit without building "
                    "or running the pipeline.")
+    _add_once(parser, "--verbose", default=False, nargs="?", const="true", type=_true_or_false,
+              help="Show Beam's and TensorFlow's log messages (hidden by default: the job prints a line per stage).")
+    _add_once(parser, "--json", default=False, nargs="?", const="true", type=_true_or_false,
+              help="End with the run's summary as JSON (for scripts) instead of the human summary.")
     for field in config.fields():
         _add_once(parser, f"--{field.name}", default=None, help=field.metadata["help"])
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import re
 import sys
@@ -22,6 +21,7 @@ from beam_ml.core.layout import RunLayout
 from beam_ml.core.redact import clipped
 from beam_ml.core.run import RunContext, RunManifest
 from beam_ml.core.runtime import local_run
+from beam_ml.launch.console import StageWatcher, print_summary, show_logs
 from beam_ml.launch.options import reject_unknown_flags
 from beam_ml.report.publish import write_run_reports_quietly
 
@@ -56,6 +56,8 @@ def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[Pip
         if streaming:
             options.view_as(StandardOptions).streaming = True
         job_options = options.view_as(options_class)
+        if job_options.verbose:
+            show_logs()
         run_plan = plan(job_options.to_config())
     except ConfigError as e:
         print(f"error: {clipped(str(e))}", file=sys.stderr)
@@ -85,7 +87,8 @@ def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[Pip
             pipeline.run()
             print(f"submitted; run record will be at {manifest.path}")
             return 0
-        with local_run():  # the local runner's per-bundle cost, collector stalls (see beam_ml.core.runtime)
+        # local_run: the local runner's per-bundle cost, collector stalls (see beam_ml.core.runtime)
+        with local_run(), StageWatcher(lambda: _read_manifest(manifest.path)):
             pipeline.run().wait_until_finish()
     except Exception as e:  # the pipeline failed: leave a failed record unless the run already wrote one
         record, written = record_failure(manifest, e)
@@ -96,12 +99,11 @@ def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[Pip
         if report:
             print(f"report: {report}", file=sys.stderr)
         return 1
-    record = _read_manifest(manifest.path) or {}
-    print(json.dumps({k: record.get(k) for k in summary_keys}, indent=2))
-    print(f"run record: {manifest.path}")
+    print_summary(_read_manifest(manifest.path) or {}, summary_keys, job_options.json)
     report = RunLayout(run_plan.run.run_dir).report_file
     if _exists(report):  # written by the job's last step
         print(f"report: {report}")
+    print(f"run record: {manifest.path}")
     return 0
 
 
@@ -146,12 +148,6 @@ def _read_manifest(path: str) -> Optional[dict]:
         return None
     with tf.io.gfile.GFile(path) as f:
         return json.load(f)
-
-
-def quiet_logs() -> None:
-    """Silences log noise that users cannot act on."""
-    logging.getLogger().setLevel(logging.WARNING)
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA's deprecation notices
 
 
 def exit_now(code: int) -> None:

@@ -1,4 +1,5 @@
-"""Writes the report of existing runs, and rewrites the runs index of their output directories.
+"""Writes the report of existing runs, rewrites the runs index of their output directories, and records the runs
+in the lineage store (a run already there stays as it is).
 
     python -m beam_ml.report RUN_DIR [RUN_DIR ...]
 
@@ -7,6 +8,7 @@ Prints the path of each report and index; exit code 1 if a directory holds no ru
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Optional, Sequence
@@ -18,7 +20,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m beam_ml.report", description=__doc__.split("\n")[0])
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a run directory (holds run_manifest.json)")
     args = parser.parse_args(argv)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA's deprecation notices
     from beam_ml.core.layout import RunLayout
+    from beam_ml.lineage.store import record_run_dir
     from beam_ml.report.index import write_index
     from beam_ml.report.page import write_report
     import tensorflow as tf
@@ -31,6 +35,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             code = 1
             continue
         print(write_report(run_dir))
+        record_run_dir(run_dir)
         output_dirs.add(os.path.dirname(run_dir.rstrip("/")))
     for output_dir in sorted(output_dirs):  # once each, after its runs' reports
         print(write_index(output_dir))

@@ -5,19 +5,14 @@ Rewritten whole after every run, from the run records.
 from __future__ import annotations
 
 import datetime
-import html
 import os
 from typing import Any
 
 from beam_ml.core import fileutil
 from beam_ml.core.layout import REPORT_FILE
 from beam_ml.report import charts
-from beam_ml.report.page import INDEX_FILE, page_head
+from beam_ml.report.page import INDEX_FILE, escaped, page_head
 from beam_ml.report.read import read_manifest, run_dirs
-
-def _e(value: Any) -> str:
-    return html.escape(str(value))
-
 
 def _duration(record: dict) -> str:
     try:
@@ -46,18 +41,18 @@ def render_index(output_dir: str, records: list[dict]) -> str:
         report = os.path.join(run_id, "report", REPORT_FILE)
         counts = record.get("counts") or {}
         pushed = record.get("pushed_model_dir")
-        cells = [f'<a href="{_e(report)}">{_e(run_id)}</a>', _e(record.get("job", "")),
-                 f'<span class="status {_e(record.get("status", ""))}">{_e(record.get("status", ""))}</span>',
-                 _e((record.get("started") or "")[:19].replace("T", " ")), _e(_duration(record)),
-                 *([_e(_span(record))] if with_spans else []),
-                 _e(counts.get("read", "")), _e(counts.get("dead_letter", ""))]
-        cells += [_e(f"{record['metrics'][m]:.4g}") if m in (record.get("metrics") or {}) else "" for m in metrics]
+        cells = [f'<a href="{escaped(report)}">{escaped(run_id)}</a>', escaped(record.get("job", "")),
+                 f'<span class="status {escaped(record.get("status", ""))}">{escaped(record.get("status", ""))}</span>',
+                 escaped((record.get("started") or "")[:19].replace("T", " ")), escaped(_duration(record)),
+                 *([escaped(_span(record))] if with_spans else []),
+                 escaped(counts.get("read", "")), escaped(counts.get("dead_letter", ""))]
+        cells += [escaped(f"{record['metrics'][m]:.4g}") if m in (record.get("metrics") or {}) else "" for m in metrics]
         cells += [{True: "yes", False: "no"}.get(record.get("blessed"), ""),
-                  _e(os.path.basename(pushed)) if pushed else ""]
+                  escaped(os.path.basename(pushed)) if pushed else ""]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     headers = ["run", "job", "status", "started (UTC)", "took", *(["spans"] if with_spans else []), "read",
                "dead letters", *metrics, "blessed", "pushed version"]
-    table = ("<table class=\"runs\"><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers)
+    table = ("<table class=\"runs\"><thead><tr>" + "".join(f"<th>{escaped(h)}</th>" for h in headers)
              + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
     figures = []
     for metric in metrics:
@@ -67,9 +62,9 @@ def render_index(output_dir: str, records: list[dict]) -> str:
                   if r.get("status") == "succeeded"]
         chart = charts.line_chart(points)
         if chart:
-            figures.append(f"<figure><figcaption>{_e(metric)} over runs</figcaption>{chart}</figure>")
+            figures.append(f"<figure><figcaption>{escaped(metric)} over runs</figcaption>{chart}</figure>")
     title = f"Runs in {output_dir}"
-    return (f"{page_head(title)}<body><header><h1>{_e(title)}</h1></header><main>"
+    return (f"{page_head(title)}<body><header><h1>{escaped(title)}</h1></header><main>"
             f'<section id="runs"><h2>{len(records)} runs</h2>{table}</section>'
             + (f'<section id="metrics"><h2>Metrics over runs</h2><div class="figures">{"".join(figures)}</div>'
                f'</section>' if figures else "")

@@ -15,19 +15,24 @@ import os
 import re
 from typing import Any, Iterable, Optional
 
+from beam_ml.config.train import FAIRNESS_METRICS, FAIRNESS_THRESHOLD
 from beam_ml.core import fileutil
 from beam_ml.core.layout import RunLayout
 from beam_ml.report import charts
 from beam_ml.report.read import (
     OVERALL,
+    FairnessFeature,
     FeatureStats,
+    PredictionSummary,
     SliceMetrics,
     drift_measurements,
+    fairness,
     feature_stats,
     previous_run,
     read_anomalies,
     read_dead_letters,
     read_manifest,
+    read_predictions,
     read_schema,
     read_signatures,
     read_slices,
@@ -56,6 +61,7 @@ class RunFacts:
     signatures: dict[str, dict[str, dict[str, str]]]
     dead_letters: list[dict]
     previous_run: Optional[str]
+    predictions: Optional[PredictionSummary] = None
 
 
 def gather(run_dir: str) -> RunFacts:
@@ -80,7 +86,8 @@ def gather(run_dir: str) -> RunFacts:
         schema=_schema_rows(schema), schema_changes=schema_changes(read_schema(previous) if previous else None,
                                                                    schema),
         slices=read_slices(run_dir), signatures=read_signatures(layout.serving_model),
-        dead_letters=read_dead_letters(layout.dead_letter_file), previous_run=previous)
+        dead_letters=read_dead_letters(layout.dead_letter_file), previous_run=previous,
+        predictions=read_predictions(manifest.get("predictions")))
 
 
 def _schema_rows(schema) -> list[dict]:
@@ -100,7 +107,7 @@ def _schema_rows(schema) -> list[dict]:
 
 # ---- rendering -------------------------------------------------------------------------------------------------
 
-def _e(value: Any) -> str:
+def escaped(value: Any) -> str:
     return html.escape(str(value))
 
 
@@ -114,24 +121,24 @@ def _num(value: Optional[float], digits: int = 4) -> str:
 
 def _table(headers: Iterable[str], rows: Iterable[Iterable[str]], cls: str = "") -> str:
     """Cells are HTML already (escaped by the caller)."""
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    head = "".join(f"<th>{escaped(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _section(anchor: str, title: str, body: str) -> str:
-    return f'<section id="{anchor}"><h2>{_e(title)}</h2>{body}</section>'
+    return f'<section id="{anchor}"><h2>{escaped(title)}</h2>{body}</section>'
 
 
 def _overview(facts: RunFacts) -> str:
     m = facts.manifest
     status = m.get("status", "unknown")
-    parts = [f'<p class="status {_e(status)}">Status: <b>{_e(status)}</b>'
-             + (f" — last stage reached: <b>{_e(m.get('stage'))}</b>" if status != "succeeded" and m.get("stage")
+    parts = [f'<p class="status {escaped(status)}">Status: <b>{escaped(status)}</b>'
+             + (f" — last stage reached: <b>{escaped(m.get('stage'))}</b>" if status != "succeeded" and m.get("stage")
                 else "")
-             + (f" in step <code>{_e(m['failed_step'])}</code>" if m.get("failed_step") else "") + "</p>"]
+             + (f" in step <code>{escaped(m['failed_step'])}</code>" if m.get("failed_step") else "") + "</p>"]
     if m.get("error"):
-        parts.append(f'<pre class="error">{_e(m["error"])}</pre>')
+        parts.append(f'<pre class="error">{escaped(m["error"])}</pre>')
     counts = m.get("counts") or {}
     if counts:
         rows = [("read", _num(counts.get("read")))]
@@ -139,20 +146,21 @@ def _overview(facts: RunFacts) -> str:
         rows += [(f"windows {name}", _num(n)) for name, n in (counts.get("windows") or {}).items()]
         rows += [(key, _num(value)) for key, value in counts.items()
                  if key not in ("read", "splits", "windows") and not isinstance(value, dict)]
-        parts.append("<h3>Counts</h3>" + _table(("", "records"), ((_e(k), v) for k, v in rows), "counts"))
+        parts.append("<h3>Counts</h3>" + _table(("", "records"), ((escaped(k), v) for k, v in rows), "counts"))
     if facts.dead_letters:
         link = os.path.relpath(RunLayout(facts.run_dir).dead_letter_file, RunLayout(facts.run_dir).report)
         parts.append(f'<h3>Dead letters</h3><p>The first {len(facts.dead_letters)} (all in '
-                     f'<a href="{_e(link)}">{_e(os.path.basename(link))}</a>):</p>' + _table(
+                     f'<a href="{escaped(link)}">{escaped(os.path.basename(link))}</a>):</p>' + _table(
                          ("source", "line", "reason", "record"),
-                         ((_e(d.get("source", "")), _e(d.get("line", "")), _e(d.get("reason", "")),
-                           f"<code>{_e(str(d.get('raw', ''))[:160])}</code>") for d in facts.dead_letters)))
+                         ((escaped(d.get("source", "")), escaped(d.get("line", "")), escaped(d.get("reason", "")),
+                           f"<code>{escaped(str(d.get('raw', ''))[:160])}</code>") for d in facts.dead_letters)))
     inputs = m.get("inputs") or []
     if inputs:
         parts.append("<h3>Inputs</h3>" + _table(
             ("input", "kind", "size", "fingerprint"),
-            ((_e(i.get("path") or i.get("table") or i.get("query") or ""), _e(i.get("kind", "")),
-              _e(i.get("size", "")), f"<code>{_e(str(i.get('sha256') or i.get('fingerprint') or '')[:16])}</code>")
+            ((escaped(i.get("path") or i.get("table") or i.get("query") or ""), escaped(i.get("kind", "")),
+              escaped(i.get("size", "")),
+              f"<code>{escaped(str(i.get('sha256') or i.get('fingerprint') or '')[:16])}</code>")
              for i in inputs[:50])) + (f"<p>… and {len(inputs) - 50} more</p>" if len(inputs) > 50 else ""))
     stages = m.get("stages") or []
     if stages:
@@ -161,7 +169,7 @@ def _overview(facts: RunFacts) -> str:
     versions = m.get("versions") or {}
     if versions:
         parts.append("<h3>Versions</h3><p class=\"versions\">" + ", ".join(
-            f"{_e(k)} {_e(v)}" for k, v in sorted(versions.items())) + "</p>")
+            f"{escaped(k)} {escaped(v)}" for k, v in sorted(versions.items())) + "</p>")
     return _section("overview", "Overview", "".join(parts))
 
 
@@ -176,7 +184,7 @@ def _stage_rows(stages: list[dict]) -> Iterable[tuple[str, str, str]]:
             moment = None
         took = f"{(moment - previous).total_seconds():.0f}" if moment and previous else ""
         previous = moment or previous
-        yield _e(stage.get("stage", "")), _e(at), took
+        yield escaped(stage.get("stage", "")), escaped(at), took
 
 
 def _feature_chart(by_dataset: dict[str, FeatureStats], labels: list[str]) -> str:
@@ -205,7 +213,7 @@ def _data(facts: RunFacts) -> str:
     labels = [label for label in [*facts.splits, PREVIOUS_TRAIN]
               if any(label in by_dataset for by_dataset in facts.features.values())]
     intro = (f"<p>{len(facts.features)} features. Charts overlay {charts.legend(labels)}"
-             + (f" (run <code>{_e(os.path.basename(facts.previous_run))}</code>)" if facts.previous_run else "")
+             + (f" (run <code>{escaped(os.path.basename(facts.previous_run))}</code>)" if facts.previous_run else "")
              + ": densities for numbers, the share of rows for the most frequent values.</p>")
     rows = []
     for name, by_dataset in facts.features.items():
@@ -222,13 +230,14 @@ def _data(facts: RunFacts) -> str:
                            + (f"<br>zeros {stats.zeros:.1%}" if stats.zeros else ""))
             elif stats.kind == "string":
                 summary = f"{_num(stats.unique)} unique<br>top: " + ", ".join(
-                    f"{_e(v)} ({_num(n)})" for v, n in stats.top[:3])
+                    f"{escaped(v)} ({_num(n)})" for v, n in stats.top[:3])
             else:
                 summary = ""
             cells.append(f'<span class="missing">missing {stats.missing:.1%}</span><br>{summary}')
-        drift = "<br>".join(f"{_e(d['kind'])} {_e(d['type'].lower())} {_num(d['value'])} (≤ {_num(d['threshold'])})"
+        drift = "<br>".join(f"{escaped(d['kind'])} {escaped(d['type'].lower())} {_num(d['value'])} "
+                            f"(≤ {_num(d['threshold'])})"
                             for d in facts.drift.get(name, []))
-        rows.append([f"<b>{_e(name)}</b><br><small>{_e(kind)}</small>", *cells,
+        rows.append([f"<b>{escaped(name)}</b><br><small>{escaped(kind)}</small>", *cells,
                      _feature_chart(by_dataset, labels), drift])
     return _section("data", "Data", intro + _table(["feature", *labels, "distribution", "drift / skew"], rows,
                                                    "features"))
@@ -239,19 +248,21 @@ def _validation(facts: RunFacts) -> str:
     if facts.anomalies:
         parts.append(f'<p class="bad">{len(facts.anomalies)} anomalies:</p>' + _table(
             ("split", "feature", "type", "description"),
-            ((_e(a.get("split", "")), _e(a.get("feature") or "(dataset)"), _e(a.get("type", "").replace(",", ", ")),
-              _e(a.get("description", ""))) for a in facts.anomalies), "anomalies"))
+            ((escaped(a.get("split", "")), escaped(a.get("feature") or "(dataset)"),
+              escaped(a.get("type", "").replace(",", ", ")),
+              escaped(a.get("description", ""))) for a in facts.anomalies), "anomalies"))
     elif facts.manifest.get("stage") in ("started", "read") and facts.manifest.get("status") != "succeeded":
         parts.append("<p>The run stopped before validating its data.</p>")
     else:
         parts.append('<p class="good">No anomalies against the schema.</p>')
     if facts.previous_run:
         parts.append("<h3>Schema changes since the previous run</h3>" + (
-            "<ul>" + "".join(f"<li>{_e(c)}</li>" for c in facts.schema_changes) + "</ul>"
+            "<ul>" + "".join(f"<li>{escaped(c)}</li>" for c in facts.schema_changes) + "</ul>"
             if facts.schema_changes else "<p>None.</p>"))
     if facts.schema:
         parts.append("<h3>Schema</h3>" + _table(("feature", "type", "present in", "values"), (
-            (_e(r["name"]), _e(r["type"]), _e(r["presence"]), _e(r["domain"])) for r in facts.schema), "schema"))
+            (escaped(r["name"]), escaped(r["type"]), escaped(r["presence"]), escaped(r["domain"]))
+            for r in facts.schema), "schema"))
     return _section("validation", "Validation", "".join(parts))
 
 
@@ -267,21 +278,21 @@ def _evaluation(facts: RunFacts) -> str:
     failures = m.get("threshold_failures") or []
     config = m.get("config") or {}
     if blessed:
-        verdict = (f'<p class="good">Blessed: every threshold passed ({_e(m.get("evaluation_mode", ""))}).</p>')
+        verdict = (f'<p class="good">Blessed: every threshold passed ({escaped(m.get("evaluation_mode", ""))}).</p>')
     elif blessed is False:
         verdict = ('<p class="bad">Not blessed, because:</p><ul>'
-                   + "".join(f"<li>{_e(f)}</li>" for f in failures) + "</ul>")
+                   + "".join(f"<li>{escaped(f)}</li>" for f in failures) + "</ul>")
     else:
         verdict = "<p>No blessing decision was recorded.</p>"
     overall = next((s for s in facts.slices if s.name == OVERALL), None)
     thresholds = []
     for metric, bound in (config.get("eval_thresholds") or {}).items():
         value = overall.metrics.get(_snake(metric), {}).get("candidate") if overall else None
-        thresholds.append((_e(metric), _e(", ".join(f"{k} {v}" for k, v in bound.items())), _num(value)))
+        thresholds.append((escaped(metric), escaped(", ".join(f"{k} {v}" for k, v in bound.items())), _num(value)))
     for metric, bound in (config.get("eval_change_thresholds") or {}).items():
         value = overall.metrics.get(_snake(metric), {}).get("diff") if overall else None
-        thresholds.append((_e(metric) + " (change vs baseline)",
-                           _e(", ".join(f"{k} {v}" for k, v in bound.items())), _num(value)))
+        thresholds.append((escaped(metric) + " (change vs baseline)",
+                           escaped(", ".join(f"{k} {v}" for k, v in bound.items())), _num(value)))
     parts = [verdict]
     if thresholds:
         parts.append("<h3>Thresholds</h3>" + _table(("metric", "threshold", "value"), thresholds, "thresholds"))
@@ -292,7 +303,7 @@ def _evaluation(facts: RunFacts) -> str:
         headers += [name] + ([f"{name} baseline", "Δ"] if with_baseline and name != "example_count" else [])
     rows = []
     for s in facts.slices:
-        row = [_e(s.name)]
+        row = [escaped(s.name)]
         for name in names:
             values = s.metrics.get(name, {})
             row.append(_num(values.get("candidate")))
@@ -310,9 +321,74 @@ def _evaluation(facts: RunFacts) -> str:
         chart = charts.grouped_bars([(s.name, [s.metrics.get(name, {}).get(k) for k in series])
                                      for s in facts.slices], series, width=360)
         if chart:
-            parts.append(f'<figure><figcaption>{_e(name)} per slice {charts.legend(series)}</figcaption>'
+            parts.append(f'<figure><figcaption>{escaped(name)} per slice {charts.legend(series)}</figcaption>'
                          f'{chart}</figure>')
     return _section("evaluation", "Evaluation", "".join(parts))
+
+
+def fairness_of(record: dict, slices: list[SliceMetrics]) -> list[FairnessFeature]:
+    """The fairness view a run record's config asks for (`fairness_features`), from its evaluated slices."""
+    config = record.get("config") or {}
+    return fairness(slices, list(config.get("fairness_features") or []), list(FAIRNESS_METRICS),
+                    float(config.get("fairness_max_gap", 0.1)))
+
+
+def _fairness(facts: RunFacts) -> str:
+    features = fairness_of(facts.manifest, facts.slices)
+    if not features:
+        return ""
+    bound = (facts.manifest.get("config") or {}).get("fairness_max_gap", 0.1)
+    parts = [f"<p>False positive and false negative rates of each group at the {FAIRNESS_THRESHOLD} threshold "
+             f"(TFMA's FPR and FNR, as Fairness Indicators shows them); a gap is the largest rate minus the "
+             f"smallest, over the groups where the rate is defined; the bound is {escaped(bound)}.</p>"]
+    for feature in features:
+        warnings = "".join(f'<p class="bad warning">Warning: the {escaped(rate)} gap between groups of '
+                           f'{escaped(feature.feature)} is {_num(feature.gaps[rate])}, over the bound '
+                           f'{escaped(bound)}.</p>'
+                           for rate in feature.over_bound)
+        rows = [(escaped(value), _num(count), *(_num(rates[r]) for r in FAIRNESS_METRICS))
+                for value, count, rates in feature.groups]
+        rows.append(("<b>gap</b>", "", *(f'<b class="{"bad" if r in feature.over_bound else ""}">'
+                                         f'{_num(feature.gaps[r])}</b>' for r in FAIRNESS_METRICS)))
+        chart = charts.grouped_bars([(value, [rates[r] for r in FAIRNESS_METRICS])
+                                     for value, _, rates in feature.groups], list(FAIRNESS_METRICS), width=360)
+        parts.append(f"<h3>{escaped(feature.feature)}</h3>{warnings}"
+                     + _table(("group", "examples", *FAIRNESS_METRICS), rows, "fairness")
+                     + (f"<figure><figcaption>{charts.legend(list(FAIRNESS_METRICS))}</figcaption>{chart}</figure>"
+                        if chart else ""))
+    return _section("fairness", "Fairness", "".join(parts))
+
+
+def _predictions(facts: RunFacts) -> str:
+    summary = facts.predictions
+    if summary is None:
+        return ""
+    if not summary.rows:
+        return _section("predictions", "Predictions", "<p>No predictions were written.</p>")
+    parts = [f"<p>{summary.rows} predictions{' (the first ones read)' if summary.truncated else ''}"
+             + (f" in <code>{escaped(facts.manifest.get('predictions'))}</code>" if facts.manifest.get("predictions")
+                else "") + ".</p>"]
+    if summary.classes:
+        ordered = sorted(summary.classes.items(), key=lambda item: (-item[1], item[0]))
+        parts.append("<h3>Predicted classes</h3>" + _table(
+            ("class", "rows", "share"), ((escaped(c), _num(n), f"{n / summary.rows:.1%}") for c, n in ordered),
+            "classes") + charts.grouped_bars([(c, [n / summary.rows]) for c, n in ordered[:20]], ["share"],
+                                             scale_max=1.0))
+    if summary.top_scores:
+        counts, edges = _histogram(summary.top_scores)
+        parts.append("<h3>Top score of each prediction</h3>" + charts.histogram_overlay(
+            [("top score", [(edges[i], edges[i + 1], counts[i]) for i in range(len(counts))])], width=360,
+            height=90))
+    return _section("predictions", "Predictions", "".join(parts))
+
+
+def _histogram(values: list[float], buckets: int = 20) -> tuple[list[int], list[float]]:
+    low, high = min(values), max(values)
+    width = (high - low) / buckets or 1.0
+    counts = [0] * buckets
+    for value in values:
+        counts[min(int((value - low) / width), buckets - 1)] += 1
+    return counts, [low + i * width for i in range(buckets + 1)]
 
 
 def _model(facts: RunFacts) -> str:
@@ -320,19 +396,19 @@ def _model(facts: RunFacts) -> str:
     parts = []
     pushed = m.get("pushed_model_dir")
     if pushed:
-        parts.append(f'<p class="good">Pushed to <code>{_e(pushed)}</code>.</p>')
+        parts.append(f'<p class="good">Pushed to <code>{escaped(pushed)}</code>.</p>')
     elif m.get("blessed") is False:
         parts.append("<p>Not pushed: the model was not blessed (see Evaluation).</p>")
     elif m.get("status") == "succeeded" and m.get("job") == "train_pipeline":
         parts.append("<p>Not pushed.</p>")
     elif m.get("model_dir"):
-        parts.append(f"<p>Model: <code>{_e(m['model_dir'])}</code></p>")
+        parts.append(f"<p>Model: <code>{escaped(m['model_dir'])}</code></p>")
     if not facts.signatures:
         parts.append("<p>No model in this run's directory.</p>")
     for name, signature in facts.signatures.items():
-        rows = [("input", _e(k), _e(v)) for k, v in signature["inputs"].items()]
-        rows += [("output", _e(k), _e(v)) for k, v in signature["outputs"].items()]
-        parts.append(f"<h3>Signature <code>{_e(name)}</code></h3>" + _table(("", "name", "type"), rows))
+        rows = [("input", escaped(k), escaped(v)) for k, v in signature["inputs"].items()]
+        rows += [("output", escaped(k), escaped(v)) for k, v in signature["outputs"].items()]
+        parts.append(f"<h3>Signature <code>{escaped(name)}</code></h3>" + _table(("", "name", "type"), rows))
     return _section("model", "Model", "".join(parts))
 
 
@@ -357,11 +433,12 @@ def render(facts: RunFacts) -> str:
     title = f"{m.get('job', 'run')} {m.get('run_id', os.path.basename(facts.run_dir))}"
     sections = [_overview(facts)]
     if m.get("job") == "train_pipeline":
-        sections += [_data(facts), _validation(facts), _evaluation(facts), _model(facts)]
-    elif facts.features or facts.signatures:
-        sections += [_data(facts), _model(facts)]
+        sections += [_data(facts), _validation(facts), _evaluation(facts), _fairness(facts), _model(facts)]
+    elif m.get("job") == "batch_predict":
+        sections += [_predictions(facts)]
     nav = "".join(f'<a href="#{a}">{a.title()}</a>' for a in re.findall(r'<section id="(\w+)"', "".join(sections)))
-    return (f"{page_head(title)}<body><header><h1>{_e(title)}</h1><nav>{nav}<a href='../../{INDEX_FILE}'>All runs</a>"
+    return (f"{page_head(title)}<body><header><h1>{escaped(title)}</h1>"
+            f"<nav>{nav}<a href='../../{INDEX_FILE}'>All runs</a>"
             f"</nav></header><main>{''.join(sections)}</main></body></html>\n")
 
 
@@ -370,7 +447,7 @@ def page_head(title: str) -> str:
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{_STYLE}</style></head>")
+            f"<title>{escaped(title)}</title><style>{_STYLE}</style></head>")
 
 
 def write_report(run_dir: str) -> str:

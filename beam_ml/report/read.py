@@ -166,22 +166,29 @@ def schema_changes(previous: Optional[schema_pb2.Schema], current: Optional[sche
     return changes
 
 
-def slice_name(slice_key: Any) -> str:
-    """"Overall", or "column = value[, ...]" for a TFMA SliceKey proto."""
-    parts = []
+def slice_columns(slice_key: Any) -> tuple[tuple[str, str], ...]:
+    """((column, value), ...) of a TFMA SliceKey proto; empty for the overall slice."""
+    columns = []
     for key in slice_key.single_slice_keys:
         kind = key.WhichOneof("kind")
         value = getattr(key, kind) if kind else ""
-        parts.append(f"{key.column} = {value.decode() if isinstance(value, bytes) else value}")
-    return ", ".join(parts) or OVERALL
+        columns.append((key.column, value.decode() if isinstance(value, bytes) else str(value)))
+    return tuple(columns)
+
+
+def slice_name(slice_key: Any) -> str:
+    """"Overall", or "column = value[, ...]" for a TFMA SliceKey proto."""
+    return ", ".join(f"{column} = {value}" for column, value in slice_columns(slice_key)) or OVERALL
 
 
 @dataclasses.dataclass
 class SliceMetrics:
-    """One slice's metrics: {metric: {"candidate": v, "baseline": v, "diff": v}} (the last two with a baseline)."""
+    """One slice's metrics: {metric: {"candidate": v, "baseline": v, "diff": v}} (the last two with a baseline);
+    `key` is its ((column, value), ...), empty for the overall slice."""
 
     name: str
     metrics: dict[str, dict[str, float]]
+    key: tuple[tuple[str, str], ...] = ()
 
     @property
     def example_count(self) -> Optional[float]:
@@ -203,7 +210,7 @@ def read_slices(run_dir: str) -> list[SliceMetrics]:
                 continue  # arrays and matrices are plots' business
             role = "diff" if item.key.is_diff else ("baseline" if item.key.model_name == "baseline" else "candidate")
             metrics.setdefault(item.key.name, {})[role] = item.value.double_value.value
-        found.append(SliceMetrics(slice_name(record.slice_key), metrics))
+        found.append(SliceMetrics(slice_name(record.slice_key), metrics, slice_columns(record.slice_key)))
     return sorted(found, key=lambda s: (s.name != OVERALL, s.name))
 
 
@@ -270,3 +277,72 @@ def previous_run(run_dir: str, manifest: dict[str, Any]) -> Optional[str]:
                 and other_started < started and other_started > best[0]):
             best = (other_started, other_dir)
     return best[1]
+
+
+@dataclasses.dataclass
+class FairnessFeature:
+    """One sensitive feature's groups: [(value, examples, {rate: value or None})], the gap of each rate (largest
+    minus smallest over the groups where it is defined) and the rates whose gap exceeds the bound."""
+
+    feature: str
+    groups: list[tuple[str, Optional[float], dict[str, Optional[float]]]]
+    gaps: dict[str, Optional[float]]
+    over_bound: list[str]
+
+
+def fairness(slices: list[SliceMetrics], features: list[str], rates: list[str],
+             max_gap: float) -> list[FairnessFeature]:
+    """The fairness view of the evaluated slices: for each feature, its groups' `rates` and their gaps."""
+    found = []
+    for feature in features:
+        groups = [(s.key[0][1], s.example_count,
+                   {rate: _finite_or_none(s.metrics.get(rate, {}).get("candidate")) for rate in rates})
+                  for s in slices if len(s.key) == 1 and s.key[0][0] == feature]
+        gaps: dict[str, Optional[float]] = {}
+        for rate in rates:
+            values = [values[rate] for _, _, values in groups if values[rate] is not None]
+            gaps[rate] = max(values) - min(values) if len(values) >= 2 else None
+        found.append(FairnessFeature(feature, groups, gaps,
+                                     [rate for rate, gap in gaps.items() if gap is not None and gap > max_gap]))
+    return found
+
+
+def _finite_or_none(value: Optional[float]) -> Optional[float]:
+    return value if value is not None and math.isfinite(value) else None
+
+
+@dataclasses.dataclass
+class PredictionSummary:
+    """What a batch prediction run predicted, from (up to `limit` rows of) its output files: rows read, the count
+    of each predicted class, and each row's top score (its largest output)."""
+
+    rows: int
+    classes: dict[str, int]
+    top_scores: list[float]
+    truncated: bool
+
+
+def read_predictions(pattern: Optional[str], limit: int = 100_000) -> Optional[PredictionSummary]:
+    """The summary of the JSON Lines predictions matching `pattern` (the run record's `predictions`), or None."""
+    if not pattern:
+        return None
+    rows, classes, scores = 0, {}, []
+    for path in sorted(_gfile().glob(pattern)):
+        with _gfile().GFile(path) as f:
+            for line in f:
+                if rows >= limit:
+                    return PredictionSummary(rows, classes, scores, True)
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # not a prediction
+                rows += 1
+                if row.get("class") is not None:
+                    label = str(row["class"][0] if isinstance(row["class"], list) else row["class"])
+                    classes[label] = classes.get(label, 0) + 1
+                outputs = row.get("outputs")
+                values = outputs if isinstance(outputs, list) else [outputs]
+                numbers = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+                if numbers:
+                    scores.append(max(numbers))
+    return PredictionSummary(rows, classes, scores, False)

@@ -8,6 +8,7 @@ returns a singleton `PCollection[dict]`: {"blessed", "metrics", "failures", "bas
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Optional, Sequence
 
@@ -20,6 +21,7 @@ from tensorflow_model_analysis.extractors import slice_key_extractor, unbatch_ex
 from tfx_bsl.coders import example_coder
 from tfx_bsl.tfxio import tensor_adapter
 
+from beam_ml.config.train import FAIRNESS_METRICS, FAIRNESS_THRESHOLD
 from beam_ml.core import fileutil
 from beam_ml.core.records import RecordFormat
 from beam_ml.model.artifact import OUTPUT_KEY, SERVING_SIGNATURE, TRANSFORMED_LABEL_SIGNATURE
@@ -39,9 +41,12 @@ NOT_BLESSED = "NOT_BLESSED"
 
 
 def build_eval_config(label: str, metrics: Sequence[str], slices: Sequence[Sequence[str]],
-                      thresholds: dict, change_thresholds: dict, with_baseline: bool) -> tfma.EvalConfig:
+                      thresholds: dict, change_thresholds: dict, with_baseline: bool,
+                      fairness_features: Sequence[str] = ()) -> tfma.EvalConfig:
     """A TFMA EvalConfig. Thresholds are keyed by metric class name (as in `metrics`); change thresholds
-    apply only when there is a baseline (a first model is judged on value thresholds alone)."""
+    apply only when there is a baseline (a first model is judged on value thresholds alone). Each of
+    `fairness_features` is a slice, and the false positive and false negative rates at the 0.5 threshold
+    (`FAIRNESS_METRICS`: what Fairness Indicators shows) are computed on every slice."""
     unknown = (set(thresholds) | set(change_thresholds)) - set(metrics)
     if unknown:
         raise ValueError(f"thresholds name metrics not in eval_metrics: {sorted(unknown)}")
@@ -66,6 +71,11 @@ def build_eval_config(label: str, metrics: Sequence[str], slices: Sequence[Seque
         if threshold.ByteSize():  # judged on the overall slice; the other slices are for reading
             config.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)
         configs.append(config)
+    if fairness_features:
+        configs += [tfma.MetricConfig(class_name=class_name, config=json.dumps({"thresholds": [FAIRNESS_THRESHOLD],
+                                                                                "name": name}))
+                    for name, class_name in FAIRNESS_METRICS.items()]
+        slices = [*slices, *([column] for column in fairness_features if [column] not in list(slices))]
 
     def model_spec(name: str, is_baseline: bool) -> tfma.ModelSpec:
         return tfma.ModelSpec(name=name, signature_name=SERVING_SIGNATURE, label_key=label,

@@ -176,7 +176,8 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
 
         eval_config = build_eval_config(config.label_key, config.eval_metrics, config.eval_slices,
                                         config.eval_thresholds, config.eval_change_thresholds,
-                                        with_baseline=plan.baseline_model is not None)
+                                        with_baseline=plan.baseline_model is not None,
+                                        fairness_features=config.fairness_features)
         keyed_examples = ingested.split_batches if spec is None else (
             [examples[name] | f"Key{name.title()}" >> beam.Map(lambda batch, name=name: (name, batch))
              for name in splits] | "KeyedWindows" >> beam.Flatten())

@@ -24,6 +24,7 @@ from beam_ml.ingest import spans
 from beam_ml.ingest.resolve import require_column, resolve_source
 from beam_ml.ingest.source import Source
 from beam_ml.ingest.split import GivenSplit, HashSplit, Split, TimeSplit
+from beam_ml.lineage.store import check_store
 from beam_ml.model.push import latest_model
 from beam_ml.train import user_module
 from beam_ml.train.evaluate import build_eval_config
@@ -102,6 +103,10 @@ def plan_run(config: PipelineConfig) -> RunPlan:
     problem = unwritable_reason(config.serving_dir)
     if problem:  # found now, not at push time after training
         raise ConfigError("serving_dir", f"cannot push models to {config.serving_dir}: {problem}")
+    if config.metadata_store and config.metadata_store != "none":  # the default one is in output_dir, checked below
+        if "://" not in config.metadata_store:
+            config = dataclasses.replace(config, metadata_store=absolute(config.metadata_store))
+        check_store(config.metadata_store, config.metadata_password_env)
     resolved = resolve_source(config, config.column_types)
     fmt = resolved.source.fmt
     require_column(fmt, config.label_key, "label_key")
@@ -121,6 +126,8 @@ def plan_run(config: PipelineConfig) -> RunPlan:
     for slice_columns in config.eval_slices:
         for column in slice_columns:
             require_column(fmt, column, "eval_slices")
+    for column in config.fairness_features:
+        require_column(fmt, column, "fairness_features")
     try:
         module = user_module.check(config.module)
     except ValueError as e:
@@ -135,7 +142,8 @@ def plan_run(config: PipelineConfig) -> RunPlan:
         raise ConfigError("column_types", f"names columns not in the input header: {unknown}")
     try:
         build_eval_config(config.label_key, config.eval_metrics, config.eval_slices, config.eval_thresholds,
-                          config.eval_change_thresholds, with_baseline=True)
+                          config.eval_change_thresholds, with_baseline=True,
+                          fairness_features=config.fairness_features)
     except ValueError as e:
         raise ConfigError("eval_thresholds", str(e)) from e
     schema = _load_schema(config.schema) if config.schema else None

@@ -12,6 +12,7 @@ from typing import Any, Optional, Sequence
 
 import apache_beam as beam
 
+from beam_ml.core.console import progress_line
 from beam_ml.model.artifact import is_saved_model, signature_problems, write_windowing
 from beam_ml.train import user_module
 
@@ -57,6 +58,22 @@ class FnArgs:
                 .map(lambda records: tf.io.parse_example(records, spec), num_parallel_calls=tf.data.AUTOTUNE)
                 .map(split_label)
                 .prefetch(tf.data.AUTOTUNE))
+
+
+    def epoch_progress(self, lines: int = 5) -> Any:
+        """A tf_keras callback that prints about `lines` progress lines (epoch, loss and metrics) in the job's
+        console format: pass it to `fit(..., callbacks=[fn_args.epoch_progress()], verbose=0)`."""
+        import tf_keras
+
+        class EpochProgress(tf_keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+                epochs = self.params.get("epochs") or 1
+                if (epoch + 1) % max(1, -(-epochs // lines)) and epoch + 1 != epochs:
+                    return
+                values = ", ".join(f"{name} {value:.3g}" for name, value in (logs or {}).items())
+                print(progress_line("train", f"epoch {epoch + 1}/{epochs}: {values}"), flush=True)
+
+        return EpochProgress()
 
 
 def set_seeds(seed: int) -> None:

@@ -67,6 +67,11 @@ def test_batch_predict_launched_like_the_flex_launcher_matches_the_saved_model(l
     named = {p["key"]: p["class"] for p in _read_jsonl(os.path.join(run_dir, "predictions", "*.jsonl"))}
     assert named == {r["penguin_id"]: classes[int(direct[i].argmax())] for i, r in enumerate(rows)}
     assert set(named.values()) == {"Adelie", "Chinstrap", "Gentoo"}
+    with open(os.path.join(run_dir, "report", "index.html")) as f:  # the job's report counts them
+        report = f.read()
+    for name in set(named.values()):
+        share = sum(1 for c in named.values() if c == name) / len(named)
+        assert f"<td>{name}</td><td>{sum(1 for c in named.values() if c == name)}</td><td>{share:.1%}</td>" in report
 
 
 def test_bad_rows_are_dead_lettered_and_the_counts_add_up(launched_penguins, tmp_path):

@@ -1,6 +1,13 @@
-"""The taxi example end to end on its real (bundled) data: the model reaches the quality a user expects."""
-import pytest
+"""The taxi example end to end on its real (bundled) data: the model reaches the quality a user expects, and its
+report's fairness section shows TFMA's rates per payment type."""
+import math
+import os
 
+import pytest
+import tensorflow_model_analysis as tfma
+
+from beam_ml.core.layout import RunLayout
+from tests.support.browser import Browser
 from tests.support.jobs import job_args, run_job
 from tests.support.paths import TAXI_CONFIG
 
@@ -17,3 +24,35 @@ def test_taxi_reaches_auc_093_and_is_pushed(tmp_path):
     assert counts["read"] == sum(counts["splits"].values())
     # TFDV finds real, expected anomalies here (eval companies unseen in train); policy warn records them
     assert any(a["feature"] == "company" for a in manifest["anomalies"])
+
+    _assert_fairness_section_shows_tfma_rates(manifest)
+
+
+def _assert_fairness_section_shows_tfma_rates(manifest: dict) -> None:
+    run_dir = manifest["run_dir"]
+    tfma_rates = {}  # {payment type: {rate: value}} from TFMA's own output
+    for record in tfma.load_metrics(RunLayout(run_dir).evaluation):
+        keys = record.slice_key.single_slice_keys
+        if len(keys) == 1 and keys[0].column == "payment_type":
+            tfma_rates[keys[0].bytes_value.decode()] = {
+                item.key.name: item.value.double_value.value for item in record.metric_keys_and_values
+                if item.key.name in ("fpr@0.5", "fnr@0.5")}
+    assert len(tfma_rates) >= 3 and all(len(rates) == 2 for rates in tfma_rates.values())
+    with Browser() as browser:
+        load = browser.open("file://" + RunLayout(run_dir).report_file)
+        assert load.console_errors == [] and len(load.requests) == 1
+        rows = [row.split("\t") for row in browser.text("#fairness table").splitlines()[1:]]
+        shots = os.environ.get("REPORT_SCREENSHOTS")
+        if shots:
+            browser.screenshot(os.path.join(os.path.abspath(shots), "fairness.png"), selector="#fairness")
+    shown = {row[0]: row for row in rows}
+    for group, rates in tfma_rates.items():
+        for column, rate in ((2, "fpr@0.5"), (3, "fnr@0.5")):
+            cell = shown[group][column] if len(shown[group]) > column else ""
+            if math.isnan(rates[rate]):
+                assert cell == "", (group, rate)  # no negatives (or positives) in the group: no rate
+            else:
+                assert float(cell) == pytest.approx(rates[rate], rel=1e-3), (group, rate)
+    defined = {rate: [r[rate] for r in tfma_rates.values() if not math.isnan(r[rate])] for rate in ("fpr@0.5",
+                                                                                                  "fnr@0.5")}
+    assert float(shown["gap"][2]) == pytest.approx(max(defined["fpr@0.5"]) - min(defined["fpr@0.5"]), rel=1e-3)

@@ -13,7 +13,8 @@ from tests.support.jobs import job_args
 
 OPTIONS = {"train_pipeline": TrainPipelineOptions, "batch_predict": BatchPredictOptions,
            "detect_anomalies": DetectAnomaliesOptions}
-NOT_PARAMETERS = {"help", "validate_only"}  # --validate_only is a pre-flight switch, not a launch parameter
+# --validate_only is a pre-flight switch, --verbose and --json console switches: not launch parameters
+NOT_PARAMETERS = {"help", "validate_only", "verbose", "json"}
 
 
 @pytest.mark.parametrize("template", JOBS, ids=lambda t: t.job)

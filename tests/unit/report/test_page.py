@@ -43,14 +43,22 @@ def test_a_failed_run_says_where_and_why_and_escapes_what_the_data_put_in_it(tmp
     assert re.findall(r'<section id="(\w+)"', page) == ["overview", "data", "validation", "evaluation", "model"]
 
 
-def test_a_batch_prediction_run_gets_the_overview():
+def test_a_batch_prediction_run_gets_the_overview_and_what_it_predicted(tmp_path):
     from beam_ml.report.page import RunFacts
+    from beam_ml.report.read import read_predictions
+    (tmp_path / "predictions-00000-of-00001.jsonl").write_text("".join(
+        json.dumps(row) + "\n" for row in [{"key": "a", "class": "x", "outputs": [0.9, 0.1]},
+                                           {"key": "b", "class": "y", "outputs": [0.3, 0.7]},
+                                           {"key": "c", "class": "x", "outputs": [0.6, 0.4]}]) + "{not json\n")
+    summary = read_predictions(str(tmp_path / "predictions-*.jsonl"))
+    assert (summary.rows, summary.classes, summary.top_scores) == (3, {"x": 2, "y": 1}, [0.9, 0.7, 0.6])
     facts = RunFacts("runs/p1", {"job": "batch_predict", "status": "succeeded",
                                  "counts": {"read": 5, "predicted": 4, "dead_letter": 1}},
-                     [], {}, [], {}, [], [], [], {}, [], None)
+                     [], {}, [], {}, [], [], [], {}, [], None, summary)
     page = render(facts)
-    assert re.findall(r'<section id="(\w+)"', page) == ["overview"]
-    assert "<td>predicted</td><td>4</td>" in page
+    assert re.findall(r'<section id="(\w+)"', page) == ["overview", "predictions"]
+    assert "<td>predicted</td><td>4</td>" in page and "<td>x</td><td>2</td><td>66.7%</td>" in page
+    assert "Top score of each prediction" in page and page.count("<polyline") == 1
 
 
 def test_the_evaluation_section_explains_the_blessing_and_compares_each_slice_with_the_baseline():
@@ -124,3 +132,24 @@ def test_the_runs_index_lists_every_run_newest_first_with_its_metrics_and_links(
     assert '<a href="c/report/index.html">c</a>' in rows[0] and "<td>100 s</td>" in rows[0]
     assert rows[0].endswith("<td>0.95</td><td>yes</td><td>c1") and rows[1].endswith("<td></td><td>no</td><td>")
     assert "accuracy over runs" in page and page.count("<circle") == 2  # the failed run has no point
+
+
+def test_fairness_shows_each_group_s_rates_and_warns_when_a_gap_exceeds_the_bound():
+    from beam_ml.report.page import RunFacts
+    slices = [SliceMetrics("Overall", {"fpr@0.5": {"candidate": 0.1}, "fnr@0.5": {"candidate": 0.2}}),
+              SliceMetrics("payment_type = Cash", {"example_count": {"candidate": 50.0}, "fpr@0.5": {"candidate": 0.05},
+                                                   "fnr@0.5": {"candidate": float("nan")}},
+                           (("payment_type", "Cash"),)),
+              SliceMetrics("payment_type = Card", {"example_count": {"candidate": 70.0},
+                                                   "fpr@0.5": {"candidate": 0.25}, "fnr@0.5": {"candidate": 0.1}},
+                           (("payment_type", "Card"),)),
+              SliceMetrics("hour = 1", {"fpr@0.5": {"candidate": 0.9}}, (("hour", "1"),))]
+    manifest = {"job": "train_pipeline", "config": {"fairness_features": ["payment_type"], "fairness_max_gap": 0.1}}
+    page = render(RunFacts("runs/t", manifest, [], {}, [], {}, [], [], slices, {}, [], None))
+    fairness = page[page.index('<section id="fairness"'):page.index('<section id="model"')]
+    assert "<td>Cash</td><td>50</td><td>0.05</td><td></td>" in fairness  # FNR undefined: no positives
+    assert "<td>Card</td><td>70</td><td>0.25</td><td>0.1</td>" in fairness and "hour" not in fairness
+    assert "Warning: the fpr@0.5 gap between groups of payment_type is 0.2, over the bound 0.1" in fairness
+    assert "fnr@0.5 gap" not in fairness  # one group with a defined FNR: no gap
+    quiet = render(RunFacts("runs/t", {"job": "train_pipeline"}, [], {}, [], {}, [], [], slices, {}, [], None))
+    assert 'id="fairness"' not in quiet

@@ -70,8 +70,8 @@ def test_histogram_buckets_match_tfma_at_the_edges():
         batched.add(np.array([2.0]), np.array([0.5]), np.ones(1))
 
 
-def _eval_config(model_dir: str, *args, with_baseline: bool):
-    config = build_eval_config(*args, with_baseline=with_baseline)
+def _eval_config(model_dir: str, *args, with_baseline: bool, fairness_features=()):
+    config = build_eval_config(*args, with_baseline=with_baseline, fairness_features=fairness_features)
     names = [CANDIDATE, BASELINE] if with_baseline else [CANDIDATE]
     models = [tfma.default_eval_shared_model(eval_saved_model_path=model_dir, eval_config=config, model_name=name)
               for name in names]
@@ -153,10 +153,14 @@ def test_binary_metrics_slices_diffs_and_thresholds_match_tfma(tmp_path, trained
                                   "MeanPrediction", "MeanLabel", "Calibration"],
         [[], ["payment_type"], ["trip_start_hour", "payment_type"], ["company"]],
         {"AUC": {"lower": 0.99}, "BinaryAccuracy": {"lower": 0.5}}, {"AUC": {"direction": "higher", "absolute": 0.01}},
-        with_baseline=True)
+        with_baseline=True, fairness_features=["payment_type", "pickup_community_area"])
     values = _assert_same_results(tmp_path, batch, fmt, config, models)
     assert len(values) > 1000  # every slice, metric, model and diff
     assert any("is_diff: true" in key for _, key in values)
+    # Fairness Indicators' rates, on every slice of the sensitive features (one added as a slice for them)
+    fairness = [key for key in values if 'name: "fpr@0.5"' in key[1] or 'name: "fnr@0.5"' in key[1]]
+    assert any("pickup_community_area" in slice_key for slice_key, _ in fairness)
+    assert len({slice_key for slice_key, _ in fairness if "payment_type" in slice_key}) >= 3
 
 
 @pytest.mark.model

@@ -1,0 +1,268 @@
+"""Lineage in ML Metadata (the store TFX and Vertex ML Metadata use): every finished run of the training job, its
+stages as executions, what they read and wrote as artifacts, and the events that link them.
+
+The store is SQLite by default (`<output_dir>/metadata.sqlite`) or MySQL/MariaDB (`metadata_store:
+mysql://user@host:port/database`, the password in the environment variable named by `metadata_password_env`).
+A run is recorded once, when it has ended (succeeded or failed), from its run record and the artifacts on disk:
+
+    context  beam_ml.Pipeline (the output directory) ── beam_ml.Run (the run directory, with its record's fields)
+    Validate   data files ──▶ ExampleStatistics, Schema, ExampleAnomalies
+    Transform  data files, Schema ──▶ TransformGraph
+    Train      TransformGraph, Schema ──▶ Model
+    Evaluate   Model, data files, the baseline PushedModel ──▶ ModelEvaluation
+    Push       Model, ModelEvaluation ──▶ PushedModel
+
+A data file with the same path and sha256 as in an earlier run is the same artifact, and the baseline model is the
+artifact an earlier run pushed, so the graph joins runs. Values are custom properties, so the types fit a store that
+TFX shares. The stage that failed is a FAILED execution carrying the error, with what it wrote before failing (a
+run stopped by anomalies has its statistics, schema and anomalies).
+"""
+from __future__ import annotations
+
+import json
+import os
+import urllib.parse
+from typing import Any, Optional
+
+from beam_ml.core.errors import ConfigError
+from beam_ml.core.layout import RunLayout
+
+STORE_FILE = "metadata.sqlite"
+PIPELINE_CONTEXT = "beam_ml.Pipeline"
+RUN_CONTEXT = "beam_ml.Run"
+DATA = "beam_ml.Data"
+# Each stage: the run record's stage that says it completed, its inputs and its outputs (artifact roles).
+STAGES = (("Validate", "data checked", ("data",), ("statistics", "schema", "anomalies")),
+          ("Transform", "trained", ("data", "schema"), ("transform_graph",)),
+          ("Train", "trained", ("transform_graph", "schema"), ("model",)),
+          ("Evaluate", "evaluated", ("model", "data", "baseline"), ("evaluation",)),
+          ("Push", "succeeded", ("model", "evaluation"), ("pushed",)))
+ARTIFACT_TYPES = {"data": DATA, "statistics": "ExampleStatistics", "schema": "Schema",
+                  "anomalies": "ExampleAnomalies", "transform_graph": "TransformGraph", "model": "Model",
+                  "evaluation": "ModelEvaluation", "pushed": "PushedModel", "baseline": "PushedModel"}
+
+
+def default_store(output_dir: str) -> Optional[str]:
+    """`<output_dir>/metadata.sqlite` for a local output directory; None on a remote one (SQLite needs a local
+    file: give a MySQL store instead)."""
+    return None if "://" in output_dir else os.path.join(output_dir, STORE_FILE)
+
+
+def connection_config(store: str, password: Optional[str] = None) -> Any:
+    """MLMD's ConnectionConfig for a SQLite file path or `mysql://user@host:port/database`. ConfigError naming
+    --metadata_store for what MLMD's C++ would abort the process on (an empty database or host)."""
+    from ml_metadata.proto import metadata_store_pb2
+    config = metadata_store_pb2.ConnectionConfig()
+    if store.startswith("mysql://"):
+        url = urllib.parse.urlsplit(store)
+        database = url.path.lstrip("/")
+        if not url.hostname or not database or "/" in database or not url.username:
+            raise ConfigError("metadata_store", f"{store}: give mysql://user@host[:port]/database")
+        config.mysql.host = url.hostname
+        config.mysql.port = url.port or 3306
+        config.mysql.database = database
+        config.mysql.user = urllib.parse.unquote(url.username)
+        if password:
+            config.mysql.password = password
+        return config
+    if "://" in store:
+        raise ConfigError("metadata_store", f"{store}: a local SQLite file or mysql://user@host:port/database")
+    config.sqlite.filename_uri = store
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    return config
+
+
+def open_store(store: str, password: Optional[str] = None) -> Any:
+    from ml_metadata.metadata_store import metadata_store
+    config = connection_config(store, password)
+    if config.HasField("sqlite"):
+        os.makedirs(os.path.dirname(os.path.abspath(store)), exist_ok=True)
+    return metadata_store.MetadataStore(config)
+
+
+def _type_id(store: Any, kind: str, name: str) -> int:
+    from ml_metadata.proto import metadata_store_pb2
+    proto = {"artifact": metadata_store_pb2.ArtifactType, "execution": metadata_store_pb2.ExecutionType,
+             "context": metadata_store_pb2.ContextType}[kind](name=name)
+    put = getattr(store, f"put_{kind}_type")
+    return put(proto, can_add_fields=True, can_omit_fields=True)
+
+
+def _set(message: Any, values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        if value is None:
+            continue
+        target = message.custom_properties[key]
+        if isinstance(value, bool):
+            target.bool_value = value
+        elif isinstance(value, int):
+            target.int_value = value
+        elif isinstance(value, float):
+            target.double_value = value
+        elif isinstance(value, str):
+            target.string_value = value
+        else:
+            target.string_value = json.dumps(value, sort_keys=True, default=str)
+
+
+def _artifacts(record: dict) -> dict[str, list[dict]]:
+    """{role: [{uri, properties}]} of the artifacts the run left (only those that exist on disk or in the
+    record)."""
+    import tensorflow as tf
+    layout = RunLayout(record["run_dir"])
+    splits = list((record.get("counts") or {}).get("splits") or {})
+    found: dict[str, list[dict]] = {"data": [
+        {"uri": i.get("path") or i.get("table") or i.get("query") or "", "sha256": i.get("sha256"),
+         "size": i.get("size"), "kind": i.get("kind"), "span": i.get("span"), "version": i.get("version")}
+        for i in record.get("inputs") or []]}
+    candidates = {"statistics": (layout.statistics, {"splits": splits}),
+                  "schema": (layout.schema_file, {}),
+                  "anomalies": (layout.anomalies, {"count": len(record.get("anomalies") or [])}),
+                  "transform_graph": (os.path.join(layout.transform, "transform_fn"), {}),
+                  "model": (layout.serving_model, {}),
+                  "evaluation": (layout.evaluation, {"blessed": record.get("blessed"),
+                                                     "metrics": record.get("metrics") or {}})}
+    for role, (uri, properties) in candidates.items():
+        if tf.io.gfile.exists(uri):
+            found[role] = [{"uri": uri, **properties}]
+    if record.get("pushed_model_dir"):
+        found["pushed"] = [{"uri": record["pushed_model_dir"],
+                            "version": os.path.basename(record["pushed_model_dir"].rstrip("/"))}]
+    if record.get("baseline_model"):
+        found["baseline"] = [{"uri": record["baseline_model"],
+                              "version": os.path.basename(record["baseline_model"].rstrip("/"))}]
+    return found
+
+
+def _existing(store: Any, type_name: str, item: dict) -> Optional[Any]:
+    """The stored artifact this one is: a data file with the same uri and sha256, a pushed model at that uri."""
+    if type_name not in (DATA, "PushedModel"):
+        return None
+    for artifact in store.get_artifacts_by_uri(item["uri"]):
+        sha = artifact.custom_properties.get("sha256")
+        if type_name == "PushedModel" or (sha is not None and sha.string_value == (item.get("sha256") or "")):
+            return artifact
+    return None
+
+
+def record_run(store: Any, record: dict) -> Optional[int]:
+    """Records a run that has ended (its run record `record`) with its stages, artifacts and events; returns the
+    run's context id, or None for a run still going. Recording the same run again changes nothing."""
+    from ml_metadata.proto import metadata_store_pb2 as pb
+    if record.get("status") not in ("succeeded", "failed"):
+        return None
+    run_dir = record["run_dir"]
+    existing = store.get_context_by_type_and_name(RUN_CONTEXT, run_dir)
+    if existing is not None:
+        return existing.id
+    pipeline_type, run_type = _type_id(store, "context", PIPELINE_CONTEXT), _type_id(store, "context", RUN_CONTEXT)
+    output_dir = os.path.dirname(run_dir.rstrip("/"))
+    pipeline = store.get_context_by_type_and_name(PIPELINE_CONTEXT, output_dir)
+    if pipeline is None:
+        [pipeline_id] = store.put_contexts([pb.Context(type_id=pipeline_type, name=output_dir)])
+    else:
+        pipeline_id = pipeline.id
+    run = pb.Context(type_id=run_type, name=run_dir)
+    config = record.get("config") or {}
+    _set(run, {"run_id": record.get("run_id"), "job": record.get("job"), "status": record.get("status"),
+               "started": record.get("started"), "finished": record.get("finished"), "error": record.get("error"),
+               "output_dir": output_dir, "module": config.get("module"), "config": config,
+               "metrics": record.get("metrics") or {}, "blessed": record.get("blessed"),
+               "pushed_model_dir": record.get("pushed_model_dir"), "counts": record.get("counts") or {}})
+    [run_id] = store.put_contexts([run])
+    store.put_parent_contexts([pb.ParentContext(child_id=run_id, parent_id=pipeline_id)])
+    run.id = run_id
+
+    stored: dict[str, list[Any]] = {}
+    for role, items in _artifacts(record).items():
+        type_name = ARTIFACT_TYPES[role]
+        type_id = _type_id(store, "artifact", type_name)
+        stored[role] = []
+        for item in items:
+            artifact = _existing(store, type_name, item)
+            if artifact is None:
+                artifact = pb.Artifact(type_id=type_id, uri=item["uri"], state=pb.Artifact.LIVE)
+                _set(artifact, {k: v for k, v in item.items() if k != "uri"})
+            stored[role].append(artifact)
+
+    reached = {stage["stage"] for stage in record.get("stages") or []}
+
+    def completed(name: str, done: str) -> bool:  # the transform has no stage of its own: its graph shows it
+        return done in reached or (name == "Transform" and "transform_graph" in stored)
+
+    failed_at = None if record.get("status") == "succeeded" else next(
+        (name for name, done, _, _ in STAGES if not completed(name, done)), None)
+    for name, done, inputs, outputs in STAGES:
+        if not completed(name, done) and name != failed_at:
+            continue
+        if name == "Push" and "pushed" not in stored:
+            continue  # not blessed: nothing was pushed
+        execution = pb.Execution(type_id=_type_id(store, "execution", f"beam_ml.{name}"),
+                                 last_known_state=pb.Execution.FAILED if name == failed_at
+                                 else pb.Execution.COMPLETE)
+        _set(execution, {"run_id": record.get("run_id"),
+                         "error": record.get("error") if name == failed_at else None})
+        events = []
+        for roles, kind in ((inputs, pb.Event.INPUT), (outputs, pb.Event.OUTPUT)):  # what a failed stage wrote
+            for role in roles:
+                for artifact in stored.get(role, []):
+                    events.append((artifact, pb.Event(type=kind)))
+        _, artifact_ids, _ = store.put_execution(execution, events, [run], force_reuse_context=True)
+        for (artifact, _), artifact_id in zip(events, artifact_ids):
+            artifact.id = artifact_id  # stored now: the next stage links to the same artifact
+        if name == failed_at:
+            break
+    return run_id
+
+
+def store_of(config: dict, output_dir: str) -> Optional[str]:
+    """The lineage store a run's config names (`metadata_store`), the default one beside `output_dir`, or None
+    (`metadata_store: none`, or a remote output directory without a MySQL store)."""
+    given = config.get("metadata_store")
+    if given == "none":
+        return None
+    return given or default_store(output_dir)
+
+
+def record_run_dir(run_dir: str) -> Optional[int]:
+    """Records the ended training run in `run_dir` in the lineage store its config names; returns the run's
+    context id, or None when there is no store or the run is not a finished training run. SQLite writers take
+    turns under a lock file beside the store."""
+    import contextlib
+
+    from beam_ml.core import fileutil
+    from beam_ml.core.lock import PathLock
+    run_dir = run_dir.rstrip("/")
+    if "://" not in run_dir:
+        run_dir = os.path.abspath(run_dir)  # the name the job recorded it under, however the caller spells it
+    record = json.loads(fileutil.read_text(RunLayout(run_dir).manifest))
+    config = record.get("config") or {}
+    store_uri = store_of(config, os.path.dirname(run_dir.rstrip("/")))
+    if record.get("job") != "train_pipeline" or not store_uri:
+        return None
+    password = os.environ.get(config.get("metadata_password_env") or "")
+    turn = (contextlib.nullcontext() if store_uri.startswith("mysql://")
+            else PathLock(store_uri + ".lock", owner=run_dir, ttl_seconds=600, wait_seconds=300))
+    with turn:
+        return record_run(open_store(store_uri, password), {**record, "run_dir": run_dir})
+
+
+def check_store(store_uri: Optional[str], password_env: str) -> None:
+    """Fails at launch (ConfigError naming --metadata_store) on a store the run could not record itself in: a bad
+    URI, a SQLite file in a directory that cannot be written, a MySQL server that refuses the connection."""
+    if store_uri is None:
+        return
+    if store_uri.startswith("mysql://"):
+        try:
+            open_store(store_uri, os.environ.get(password_env))
+        except ConfigError:
+            raise
+        except Exception as e:  # refused, unknown database user, wrong password (from ${password_env})
+            raise ConfigError("metadata_store", f"cannot open {store_uri} (password from ${password_env}): "
+                                                f"{type(e).__name__}: {e}") from None
+        return
+    connection_config(store_uri)  # raises on a remote URI
+    from beam_ml.core.fileutil import unwritable_reason
+    problem = unwritable_reason(os.path.dirname(os.path.abspath(store_uri)))
+    if problem:
+        raise ConfigError("metadata_store", f"cannot write {store_uri}: {problem}")

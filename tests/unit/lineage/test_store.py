@@ -1,0 +1,114 @@
+"""Lineage in a real ML Metadata store (SQLite): runs recorded from their records and artifacts, and the two
+documented questions answered from it."""
+import json
+import os
+
+import pytest
+
+from beam_ml.core.errors import ConfigError
+from beam_ml.core.layout import RunLayout
+from beam_ml.lineage.queries import model_lineage, run_history
+from beam_ml.lineage.store import check_store, connection_config, open_store, record_run, record_run_dir
+
+STAGES = ["started", "read", "data checked", "trained", "evaluated", "succeeded"]
+
+
+def _run(base, run_id: str, data_sha: str, started: str, stages=STAGES, status="succeeded", baseline=None,
+         pushed=True, error=None) -> dict:
+    run_dir = str(base / "runs" / run_id)
+    layout = RunLayout(run_dir)
+    reached = set(stages)
+    files = [layout.statistics_file("train"), layout.schema_file, layout.anomalies_file("train")]
+    if "trained" in reached:
+        files += [os.path.join(layout.transform, "transform_fn", "saved_model.pb"),
+                  os.path.join(layout.serving_model, "saved_model.pb")]
+    if "evaluated" in reached:
+        files.append(os.path.join(layout.evaluation, "BLESSED"))
+    for path in files:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "w").close()
+    pushed_dir = str(base / "serving" / f"{run_id}-version") if pushed and status == "succeeded" else None
+    record = {"job": "train_pipeline", "run_id": run_id, "run_dir": run_dir, "status": status, "started": started,
+              "finished": started, "error": error, "config": {"module": "transforms.penguins"},
+              "inputs": [{"path": "/data/penguins.csv", "sha256": data_sha, "size": 100, "kind": "csv"}],
+              "counts": {"read": 10, "dead_letter": 0, "splits": {"train": 7, "eval": 3}},
+              "anomalies": [], "metrics": {"accuracy": 0.9} if "evaluated" in reached else {},
+              "blessed": True if "evaluated" in reached else None, "baseline_model": baseline,
+              "pushed_model_dir": pushed_dir, "stages": [{"stage": s, "at": started} for s in stages]}
+    with open(layout.manifest, "w") as f:
+        json.dump(record, f)
+    return record
+
+
+def test_what_produced_a_model_is_walked_back_over_two_runs_and_their_data(tmp_path):
+    store = open_store(str(tmp_path / "metadata.sqlite"))
+    first = _run(tmp_path, "first", "aaa", "2026-01-01T00:00:00+00:00")
+    second = _run(tmp_path, "second", "bbb", "2026-01-02T00:00:00+00:00", baseline=first["pushed_model_dir"])
+    first_id = record_run(store, first)
+    assert record_run(store, second) != first_id
+    assert record_run(store, first) == first_id  # recorded once
+    lineage = model_lineage(store, second["pushed_model_dir"])
+    assert lineage["run"]["run_id"] == "second" and lineage["run"]["metrics"] == {"accuracy": 0.9}
+    assert lineage["run"]["module"] == "transforms.penguins" and lineage["run"]["status"] == "succeeded"
+    assert [(d["uri"], d["sha256"]) for d in lineage["data"]] == [("/data/penguins.csv", "bbb")]
+    assert lineage["baseline"] == [first["pushed_model_dir"]]
+    assert lineage["earlier_runs"] == [first["run_dir"]]  # through the baseline it was compared with
+    first_lineage = model_lineage(store, first["pushed_model_dir"])
+    assert first_lineage["earlier_runs"] == [] and first_lineage["data"][0]["sha256"] == "aaa"
+    history = run_history(store, str(tmp_path / "runs"))
+    assert [(r["run_id"], r["metrics"], r["data_sha256"]) for r in history] == [
+        ("first", {"accuracy": 0.9}, ["aaa"]), ("second", {"accuracy": 0.9}, ["bbb"])]
+    with pytest.raises(LookupError, match="no model at"):
+        model_lineage(store, str(tmp_path / "nowhere"))
+
+
+def test_the_same_data_file_is_one_artifact_across_runs(tmp_path):
+    store = open_store(str(tmp_path / "metadata.sqlite"))
+    for run_id, day in (("a", "01"), ("b", "02")):
+        record_run(store, _run(tmp_path, run_id, "same", f"2026-01-{day}T00:00:00+00:00"))
+    data_type = store.get_artifact_type("beam_ml.Data").id
+    assert len(store.get_artifacts_by_type("beam_ml.Data")) == 1 and data_type
+
+
+def test_a_run_stopped_by_validation_records_a_failed_stage_with_what_it_wrote(tmp_path):
+    store = open_store(str(tmp_path / "metadata.sqlite"))
+    failed = _run(tmp_path, "bad", "ccc", "2026-01-03T00:00:00+00:00", stages=["started", "read", "failed"],
+                  status="failed", error="data validation found 1 anomalies")
+    record_run(store, failed)
+    [execution] = store.get_executions()
+    assert store.get_execution_types_by_id([execution.type_id])[0].name == "beam_ml.Validate"
+    assert execution.last_known_state == execution.FAILED
+    assert execution.custom_properties["error"].string_value.startswith("data validation found")
+    outputs = [e for e in store.get_events_by_execution_ids([execution.id]) if e.type == e.OUTPUT]
+    assert len(outputs) == 3  # statistics, schema, anomalies: what stopped it
+    assert run_history(store)[0]["status"] == "failed"
+
+
+def test_a_run_still_going_is_not_recorded_and_the_store_follows_the_run_s_config(tmp_path):
+    running = _run(tmp_path, "now", "ddd", "2026-01-04T00:00:00+00:00", stages=["started"], status="running")
+    assert record_run(open_store(str(tmp_path / "m.sqlite")), running) is None
+    done = _run(tmp_path, "done", "eee", "2026-01-05T00:00:00+00:00")
+    assert record_run_dir(done["run_dir"]) is not None  # the default store, beside the runs
+    assert os.path.exists(tmp_path / "runs" / "metadata.sqlite")
+    with open(RunLayout(done["run_dir"]).manifest, "w") as f:
+        json.dump({**done, "run_dir": done["run_dir"], "config": {"metadata_store": "none"}}, f)
+    assert record_run_dir(done["run_dir"]) is None
+
+
+def test_bad_stores_are_refused_at_launch_naming_the_option(tmp_path):
+    for uri in ("mysql://host/db", "mysql://user@host/", "gs://bucket/metadata.sqlite"):
+        with pytest.raises(ConfigError, match="^--metadata_store: "):
+            connection_config(uri)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="^--metadata_store: cannot write"):
+        check_store(str(tmp_path / "file" / "metadata.sqlite"), "X")
+    with pytest.raises(ConfigError, match="^--metadata_store: cannot open mysql://u@127.0.0.1:9/db"):
+        check_store("mysql://u@127.0.0.1:9/db", "X")  # nothing listens on port 9
+
+
+def test_a_run_is_the_same_run_however_its_directory_is_spelled(tmp_path, monkeypatch):
+    done = _run(tmp_path, "done", "fff", "2026-01-06T00:00:00+00:00")
+    first = record_run_dir(done["run_dir"])
+    monkeypatch.chdir(tmp_path)
+    assert record_run_dir("runs/done/") == first
+    assert len(run_history(open_store(str(tmp_path / "runs" / "metadata.sqlite")))) == 1
