@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 from beam_ml.launch.options import TrainPipelineOptions
 from beam_ml.launch.console import quiet_logs
 from beam_ml.launch.run import exit_now, run_job
+from beam_ml.train.cache import ReuseRun
 from beam_ml.train.pipeline import TrainPipeline
 from beam_ml.train.plan import RunPlan, plan_run
 from beam_ml.train.preflight import preflight
@@ -21,6 +22,7 @@ def describe(plan: RunPlan) -> dict:
     config = plan.config
     return {"run_dir": plan.run.run_dir, "inputs": plan.source.describe(),
             "columns": dict(zip(plan.fmt.columns, plan.fmt.types)), "baseline_model": plan.baseline_model,
+            "reuses": plan.reused_run["run_dir"] if plan.reused_run else None,
             **preflight(plan.source, config.label_key, plan.module.load().preprocessing_fn, config.column_types,
                         windowed=plan.window_spec is not None, allow_non_finite=config.allow_non_finite)}
 
@@ -28,9 +30,10 @@ def describe(plan: RunPlan) -> dict:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     return run_job(sys.argv[1:] if argv is None else argv, prog="python -m jobs.train_pipeline",
                    doc=__doc__, options_class=TrainPipelineOptions, plan=plan_run,
-                   graph=lambda plan: "TrainPipeline" >> TrainPipeline(plan), describe=describe,
+                   graph=lambda plan: ("ReuseRun" >> ReuseRun(plan) if plan.reused_run
+                                       else "TrainPipeline" >> TrainPipeline(plan)), describe=describe,
                    summary_keys=("run_id", "status", "counts", "metrics", "blessed", "baseline_model",
-                                 "pushed_model_dir"))
+                                 "pushed_model_dir", "cached_from"))
 
 
 if __name__ == "__main__":

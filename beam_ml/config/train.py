@@ -108,6 +108,10 @@ class PipelineConfig(SourceConfig):
                                                 "<output_dir>/metadata.sqlite for a local output_dir.")
     metadata_password_env: str = option("BEAM_ML_METADATA_PASSWORD", regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
                                         help="The environment variable holding a MySQL metadata store's password.")
+    no_cache: bool = option(False, kind="bool", regex=r"^(true|false|True|False)$",
+                            help="Compute everything even when an earlier successful run had the same data, code, "
+                                 "config and library versions (by default such a run is reused: nothing is "
+                                 "recomputed and nothing new is pushed).")
     hyperparameters: dict = option({}, kind="json", help="Hyperparameters passed to run_fn as JSON.")
     seed: int = option(42, kind="int", regex=r"^[0-9]+$", help="Random seed for training.")
     train_min_ram: str = option("4GB", regex=r"^[0-9]+(\.[0-9]+)?(MB|MiB|GB|GiB)$",

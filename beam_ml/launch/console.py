@@ -107,13 +107,16 @@ def summary_lines(record: dict, max_slices: int = 12) -> list[str]:
     if record.get("counts"):
         lines.append(f"  counts: {_counts_text(record['counts'])}")
     if record.get("blessed") is True:
-        lines.append(f"  blessed: every threshold passed ({record.get('evaluation_mode', '')})")
+        lines.append(f"  blessed: every threshold passed; {record.get('evaluation_mode', '')}".rstrip("; "))
     elif record.get("blessed") is False:
         lines.append("  not blessed: " + "; ".join(record.get("threshold_failures") or []))
+    if record.get("cached_from"):
+        lines.append(f"  reused run {record['cached_from']}: same data, code, config and versions")
     if record.get("job") == "train_pipeline" and record.get("status") == "succeeded":
         lines.append(f"  pushed: {record['pushed_model_dir']}" if record.get("pushed_model_dir") else
-                     "  not pushed")
-    slices = read_slices(record["run_dir"]) if record.get("run_dir") and record.get("metrics") else []
+                     f"  not pushed{': ' + record['push'] if record.get('push') else ''}")
+    results = record.get("cached_from") or record.get("run_dir")  # a reused run's results are the earlier run's
+    slices = read_slices(results) if results and record.get("metrics") else []
     if slices:
         names = sorted({n for s in slices for n in s.metrics}, key=lambda n: (n != "example_count", n))
         rows = [["slice", *names]] + [[s.name, *(_number(s.metrics.get(n, {}).get("candidate")) for n in names)]

@@ -29,7 +29,8 @@ def add_config_flags(parser: argparse.ArgumentParser, config: type[JobConfig]) -
     _add_once(parser, "--json", default=False, nargs="?", const="true", type=_true_or_false,
               help="End with the run's summary as JSON (for scripts) instead of the human summary.")
     for field in config.fields():
-        _add_once(parser, f"--{field.name}", default=None, help=field.metadata["help"])
+        switch = {"nargs": "?", "const": "true"} if field.metadata["kind"] == "bool" else {}  # `--no_cache` alone
+        _add_once(parser, f"--{field.name}", default=None, help=field.metadata["help"], **switch)
 
 
 class _ConfigFlags:

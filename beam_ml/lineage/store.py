@@ -15,7 +15,8 @@ A run is recorded once, when it has ended (succeeded or failed), from its run re
 A data file with the same path and sha256 as in an earlier run is the same artifact, and the baseline model is the
 artifact an earlier run pushed, so the graph joins runs. Values are custom properties, so the types fit a store that
 TFX shares. The stage that failed is a FAILED execution carrying the error, with what it wrote before failing (a
-run stopped by anomalies has its statistics, schema and anomalies).
+run stopped by anomalies has its statistics, schema and anomalies). A run that reused an earlier one
+(`cached_from`) has CACHED executions whose outputs are the earlier run's artifacts.
 """
 from __future__ import annotations
 
@@ -109,7 +110,7 @@ def _artifacts(record: dict) -> dict[str, list[dict]]:
     """{role: [{uri, properties}]} of the artifacts the run left (only those that exist on disk or in the
     record)."""
     import tensorflow as tf
-    layout = RunLayout(record["run_dir"])
+    layout = RunLayout(record.get("cached_from") or record["run_dir"])  # a reused run's are the earlier run's
     splits = list((record.get("counts") or {}).get("splits") or {})
     found: dict[str, list[dict]] = {"data": [
         {"uri": i.get("path") or i.get("table") or i.get("query") or "", "sha256": i.get("sha256"),
@@ -186,6 +187,9 @@ def record_run(store: Any, record: dict) -> Optional[int]:
             stored[role].append(artifact)
 
     reached = {stage["stage"] for stage in record.get("stages") or []}
+    if record.get("cached_from"):  # every stage's results reused from the earlier run
+        reached |= {done for _, done, _, _ in STAGES}
+    done_state = pb.Execution.CACHED if record.get("cached_from") else pb.Execution.COMPLETE
 
     def completed(name: str, done: str) -> bool:  # the transform has no stage of its own: its graph shows it
         return done in reached or (name == "Transform" and "transform_graph" in stored)
@@ -198,8 +202,7 @@ def record_run(store: Any, record: dict) -> Optional[int]:
         if name == "Push" and "pushed" not in stored:
             continue  # not blessed: nothing was pushed
         execution = pb.Execution(type_id=_type_id(store, "execution", f"beam_ml.{name}"),
-                                 last_known_state=pb.Execution.FAILED if name == failed_at
-                                 else pb.Execution.COMPLETE)
+                                 last_known_state=pb.Execution.FAILED if name == failed_at else done_state)
         _set(execution, {"run_id": record.get("run_id"),
                          "error": record.get("error") if name == failed_at else None})
         events = []

@@ -66,11 +66,12 @@ class RunFacts:
 
 def gather(run_dir: str) -> RunFacts:
     """Reads what the report needs from `run_dir` (and from the previous run of the same job beside it)."""
-    layout = RunLayout(run_dir)
     manifest = read_manifest(run_dir)
+    artifacts = manifest.get("cached_from") or run_dir  # a run that reused an earlier one shows that one's results
+    layout = RunLayout(artifacts)
     splits = sorted((manifest.get("counts") or {}).get("splits") or {}, key=lambda s: (s != "train", s))
     previous = previous_run(run_dir, manifest) if manifest else None
-    datasets = {split: feature_stats(stats) for split, stats in read_statistics(run_dir, splits).items()}
+    datasets = {split: feature_stats(stats) for split, stats in read_statistics(artifacts, splits).items()}
     if previous:
         datasets.update({PREVIOUS_TRAIN: feature_stats(stats)
                          for stats in read_statistics(previous, ["train"]).values()})
@@ -78,14 +79,14 @@ def gather(run_dir: str) -> RunFacts:
     for label, by_feature in datasets.items():
         for name, stats in by_feature.items():
             features.setdefault(name, {})[label] = stats
-    schema = read_schema(run_dir)
-    anomaly_protos = read_anomalies(run_dir, splits)
+    schema = read_schema(artifacts)
+    anomaly_protos = read_anomalies(artifacts, splits)
     return RunFacts(
         run_dir=run_dir, manifest=manifest, splits=splits, features=dict(sorted(features.items())),
         anomalies=list(manifest.get("anomalies") or []), drift=drift_measurements(anomaly_protos),
         schema=_schema_rows(schema), schema_changes=schema_changes(read_schema(previous) if previous else None,
                                                                    schema),
-        slices=read_slices(run_dir), signatures=read_signatures(layout.serving_model),
+        slices=read_slices(artifacts), signatures=read_signatures(layout.serving_model),
         dead_letters=read_dead_letters(layout.dead_letter_file), previous_run=previous,
         predictions=read_predictions(manifest.get("predictions")))
 
@@ -139,6 +140,10 @@ def _overview(facts: RunFacts) -> str:
              + (f" in step <code>{escaped(m['failed_step'])}</code>" if m.get("failed_step") else "") + "</p>"]
     if m.get("error"):
         parts.append(f'<pre class="error">{escaped(m["error"])}</pre>')
+    if m.get("cached_from"):
+        parts.append(f'<p class="good">Reused run <code>{escaped(os.path.basename(m["cached_from"]))}</code>: the '
+                     f'same data, code, config and library versions, so nothing was recomputed; the sections below '
+                     f'show that run\'s results. {escaped(m.get("push", "")[:1].upper() + m.get("push", "")[1:])}.</p>')
     counts = m.get("counts") or {}
     if counts:
         rows = [("read", _num(counts.get("read")))]
@@ -397,6 +402,8 @@ def _model(facts: RunFacts) -> str:
     pushed = m.get("pushed_model_dir")
     if pushed:
         parts.append(f'<p class="good">Pushed to <code>{escaped(pushed)}</code>.</p>')
+    elif m.get("push"):
+        parts.append(f"<p>Not pushed: {escaped(m['push'])}.</p>")
     elif m.get("blessed") is False:
         parts.append("<p>Not pushed: the model was not blessed (see Evaluation).</p>")
     elif m.get("status") == "succeeded" and m.get("job") == "train_pipeline":

@@ -27,6 +27,7 @@ from beam_ml.ingest.split import GivenSplit, HashSplit, Split, TimeSplit
 from beam_ml.lineage.store import check_store
 from beam_ml.model.push import latest_model
 from beam_ml.train import user_module
+from beam_ml.train.cache import cache_keys, reusable_run
 from beam_ml.train.evaluate import build_eval_config
 from beam_ml.train.validate import load_drift_baseline
 
@@ -47,6 +48,8 @@ class RunPlan:
     baseline_model: Optional[str]
     module: user_module.UserModule
     span_selection: Optional[spans.SpanSelection] = None
+    cache_keys: Optional[dict] = None  # beam_ml.train.cache: what each stage's results depend on
+    reused_run: Optional[dict] = None  # the record of the earlier run this one reuses, if any
     launch_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
@@ -90,7 +93,7 @@ class RunPlan:
             **UNCOMPUTED, inputs=self.source.describe(),
             span_selection=dataclasses.asdict(self.span_selection) if self.span_selection else None,
             record_format={"columns": list(self.fmt.columns), "types": list(self.fmt.types)},
-            baseline_model=self.baseline_model,
+            baseline_model=self.baseline_model, cache_keys=self.cache_keys,
             evaluation_mode=("value and change thresholds against the baseline model" if self.baseline_model
                              else "value thresholds only (first model: no baseline to compare with)"))
 
@@ -154,9 +157,12 @@ def plan_run(config: PipelineConfig) -> RunPlan:
         except Exception as e:
             raise ConfigError("drift_baseline", f"cannot read statistics from {config.drift_baseline}: {e}") from e
     run = RunContext.start("train_pipeline", config.output_dir, config.run_id, config.to_dict())
+    baseline_model = latest_model(config.serving_dir)
+    keys = cache_keys(config, resolved.source.describe(), module, baseline_model)
     return RunPlan(config=config, run=run, source=resolved.source, schema=schema, drift_baseline=drift_baseline,
-                   baseline_model=latest_model(config.serving_dir), module=module,
-                   span_selection=resolved.span_selection)
+                   baseline_model=baseline_model, module=module, span_selection=resolved.span_selection,
+                   cache_keys=keys,
+                   reused_run=None if config.no_cache else reusable_run(config.output_dir, keys, baseline_model))
 
 
 def _check_windowing(fmt: RecordFormat, config: PipelineConfig) -> None:

@@ -21,11 +21,12 @@ SECTIONS = ("overview", "data", "validation", "evaluation", "model")
 
 @pytest.fixture(scope="module")
 def two_penguin_runs(tmp_path_factory) -> tuple[dict, dict]:
-    """The penguin example run twice into one output directory: the second compares with the first."""
+    """The penguin example run twice into one output directory (the second with --no_cache: computed, and
+    compared with the first)."""
     base = tmp_path_factory.mktemp("report")
     manifests = []
-    for run_id in ("first", "second"):
-        code, manifest = run_job(*job_args(base, run_id))
+    for run_id, flags in (("first", {}), ("second", {"no_cache": "true"})):
+        code, manifest = run_job(*job_args(base, run_id, **flags))
         assert code == 0, manifest.get("error")
         manifests.append(manifest)
     return manifests[0], manifests[1]

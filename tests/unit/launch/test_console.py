@@ -53,7 +53,7 @@ def test_the_summary_says_how_the_run_ended_and_why_it_was_or_was_not_blessed():
                              "pushed_model_dir": "/serving/p/1"})
     assert blessed == ["succeeded in 30 s: run r",
                        "  counts: 347 records; split: train 240, eval 104; dead letters 3",
-                       "  blessed: every threshold passed (value thresholds only)", "  pushed: /serving/p/1"]
+                       "  blessed: every threshold passed; value thresholds only", "  pushed: /serving/p/1"]
     refused = summary_lines({"job": "train_pipeline", "status": "succeeded", "run_id": "r", "blessed": False,
                              "threshold_failures": ["accuracy = 0.5 fails {lower_bound: 0.9}"]})
     assert refused[1:] == ["  not blessed: accuracy = 0.5 fails {lower_bound: 0.9}", "  not pushed"]

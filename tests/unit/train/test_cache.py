@@ -1,0 +1,73 @@
+"""Caching keys and the choice of a run to reuse: each stage's key changes with what that stage reads."""
+import dataclasses
+import json
+
+from beam_ml.config.train import PipelineConfig
+from beam_ml.core.run import MANIFEST_FILE
+from beam_ml.train.cache import cache_keys, reusable_run, reused_record
+from beam_ml.train.user_module import UserModule
+from tests.support.paths import PENGUINS_CONFIG
+
+INPUTS = [{"path": "/data/penguins.csv", "sha256": "aaa", "size": 1, "kind": "csv"}]
+
+
+def _keys(config=None, inputs=INPUTS, module=UserModule("transforms.penguins"), baseline=None):
+    return cache_keys(config or PipelineConfig.load(PENGUINS_CONFIG, {}), inputs, module, baseline)
+
+
+def _changed(keys: dict, other: dict) -> list[str]:
+    return [stage for stage in ("data", "transform", "train", "evaluate") if keys[stage] != other[stage]]
+
+
+def test_each_change_invalidates_its_stage_and_everything_after_it(tmp_path):
+    config = PipelineConfig.load(PENGUINS_CONFIG, {})
+    keys = _keys(config)
+    assert _keys(config) == keys  # deterministic
+    assert _changed(keys, _keys(config, [{**INPUTS[0], "sha256": "bbb"}])) == ["data", "transform", "train",
+                                                                                "evaluate"]
+    assert _changed(keys, _keys(dataclasses.replace(config, split_buckets={"train": 3, "eval": 1}))) == [
+        "data", "transform", "train", "evaluate"]
+    source = open("transforms/penguins.py").read()
+    (tmp_path / "penguins_copy.py").write_text(source)
+    (tmp_path / "penguins_edited.py").write_text(source + "\n# one more line\n")
+    copy = _keys(config, module=UserModule.from_spec(str(tmp_path / "penguins_copy.py")))
+    edited = _keys(config, module=UserModule.from_spec(str(tmp_path / "penguins_edited.py")))
+    assert _changed(copy, edited) == ["transform", "train", "evaluate"]
+    assert _changed(keys, _keys(dataclasses.replace(config, hyperparameters={"epochs": 1}))) == ["train",
+                                                                                                  "evaluate"]
+    assert _changed(keys, _keys(dataclasses.replace(config, eval_slices=[[]]))) == ["evaluate"]
+    assert _changed(keys, _keys(config, baseline="/serving/1")) == ["evaluate"]
+    assert _changed(keys, _keys(dataclasses.replace(config, output_dir="/elsewhere", run_id="r"))) == []
+    assert _keys(config, [{"table": "penguins", "kind": "sql"}]) is None  # no fingerprint: never cached
+
+
+def test_a_run_reuses_the_newest_success_whose_model_is_serving_or_whose_verdict_stands(tmp_path):
+    keys = {"data": "d", "transform": "t", "train": "m", "evaluate": "e"}
+
+    def run(name, started, status="succeeded", pushed=None, **key_changes):
+        (tmp_path / name).mkdir()
+        record = {"job": "train_pipeline", "run_id": name, "status": status, "started": started,
+                  "pushed_model_dir": pushed, "cache_keys": {**keys, **key_changes}, "blessed": True,
+                  "metrics": {"accuracy": 0.9}, "counts": {"read": 3}}
+        (tmp_path / name / MANIFEST_FILE).write_text(json.dumps(record))
+
+    run("a", "2026-01-01", pushed="/serving/1", evaluate="e-before")
+    run("b", "2026-01-02", pushed="/serving/2", evaluate="e-before")
+    run("c", "2026-01-03", status="failed")
+    run("d", "2026-01-04", train="other", evaluate="other")
+    assert reusable_run(str(tmp_path), keys, "/serving/2")["run_id"] == "b"  # its model is the one serving
+    assert reusable_run(str(tmp_path), keys, "/serving/9") is None  # a newer model serves: judge this one again
+    run("e", "2026-01-05")  # same model, same baseline (evaluate key)
+    assert reusable_run(str(tmp_path), keys, "/serving/9")["run_id"] == "e"
+    assert reusable_run(str(tmp_path), None, "/serving/2") is None
+    reused = reused_record({"run_dir": str(tmp_path / "b"), "run_id": "b", "pushed_model_dir": "/serving/2",
+                            "metrics": {"accuracy": 0.9}, "blessed": True}, "/serving/2")
+    assert reused["cached_from"] == str(tmp_path / "b") and reused["pushed_model_dir"] is None
+    assert reused["metrics"] == {"accuracy": 0.9} and "the model serving as /serving/2" in reused["push"]
+
+
+def test_the_module_key_covers_the_user_code_it_imports():
+    from beam_ml.train.cache import module_sources
+    sources = module_sources(UserModule("transforms.penguins"))
+    assert {"transforms.penguins", "transforms.keras_recipes"} <= set(sources)
+    assert not any(name.startswith(("tensorflow", "beam_ml", "apache_beam")) for name in sources)
