@@ -13,7 +13,8 @@ Each stage has a key, a hash of what it reads and of its upstream stage's key, r
 
 A run reuses an earlier successful run R (`cached_from: R`, and no pipeline runs) when R's `train` key is the same
 and R's model is the one serving now (so the new model would be that model: an identical model is not a new
-version), or when R's `evaluate` key is the same (same model, same baseline: the same verdict). Anything else, such
+version), or when R's `evaluate` key is the same and R's model was not blessed (same model, same baseline: the same
+refusal). A blessed model that is not the one serving (another serving_dir, a rollback) is judged and pushed again. Anything else, such
 as one changed data row or one changed line of the module, changes the keys from that stage on and the run computes
 everything. An input without a content fingerprint (a database table, a BigQuery query) is never cached.
 `--no_cache` turns caching off.
@@ -104,7 +105,8 @@ def reusable_run(output_dir: str, keys: Optional[dict], baseline_model: Optional
             continue
         earlier = record.get("cache_keys") or {}
         serving = baseline_model is not None and record.get("pushed_model_dir") == baseline_model
-        if (earlier.get("train") == keys["train"] and serving) or earlier.get("evaluate") == keys["evaluate"]:
+        same_refusal = earlier.get("evaluate") == keys["evaluate"] and record.get("blessed") is False
+        if (earlier.get("train") == keys["train"] and serving) or same_refusal:
             candidates.append({**record, "run_dir": run_dir})
     return max(candidates, key=lambda r: r.get("started") or "", default=None)
 
@@ -115,7 +117,7 @@ def reused_record(earlier: dict, baseline_model: Optional[str]) -> dict:
     serving = earlier.get("pushed_model_dir") and earlier.get("pushed_model_dir") == baseline_model
     reason = (f"the model serving as {baseline_model} was trained by run {earlier.get('run_id')} from the same "
               f"data, code and config" if serving else
-              f"run {earlier.get('run_id')} evaluated the same model against the same baseline")
+              f"run {earlier.get('run_id')} did not bless the same model against the same baseline")
     return {**fields, "cached_from": earlier["run_dir"], "pushed_model_dir": None, "push": reason}
 
 

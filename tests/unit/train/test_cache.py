@@ -41,13 +41,13 @@ def test_each_change_invalidates_its_stage_and_everything_after_it(tmp_path):
     assert _keys(config, [{"table": "penguins", "kind": "sql"}]) is None  # no fingerprint: never cached
 
 
-def test_a_run_reuses_the_newest_success_whose_model_is_serving_or_whose_verdict_stands(tmp_path):
+def test_a_run_reuses_the_newest_success_whose_model_is_serving_or_whose_refusal_stands(tmp_path):
     keys = {"data": "d", "transform": "t", "train": "m", "evaluate": "e"}
 
-    def run(name, started, status="succeeded", pushed=None, **key_changes):
+    def run(name, started, status="succeeded", pushed=None, blessed=True, **key_changes):
         (tmp_path / name).mkdir()
         record = {"job": "train_pipeline", "run_id": name, "status": status, "started": started,
-                  "pushed_model_dir": pushed, "cache_keys": {**keys, **key_changes}, "blessed": True,
+                  "pushed_model_dir": pushed, "cache_keys": {**keys, **key_changes}, "blessed": blessed,
                   "metrics": {"accuracy": 0.9}, "counts": {"read": 3}}
         (tmp_path / name / MANIFEST_FILE).write_text(json.dumps(record))
 
@@ -57,8 +57,10 @@ def test_a_run_reuses_the_newest_success_whose_model_is_serving_or_whose_verdict
     run("d", "2026-01-04", train="other", evaluate="other")
     assert reusable_run(str(tmp_path), keys, "/serving/2")["run_id"] == "b"  # its model is the one serving
     assert reusable_run(str(tmp_path), keys, "/serving/9") is None  # a newer model serves: judge this one again
-    run("e", "2026-01-05")  # same model, same baseline (evaluate key)
-    assert reusable_run(str(tmp_path), keys, "/serving/9")["run_id"] == "e"
+    run("e", "2026-01-05", pushed="/serving/e")  # same model and baseline, but blessed: push it again
+    assert reusable_run(str(tmp_path), keys, "/serving/9") is None
+    run("f", "2026-01-06", blessed=False)  # same model, same baseline, not blessed: the same refusal
+    assert reusable_run(str(tmp_path), keys, "/serving/9")["run_id"] == "f"
     assert reusable_run(str(tmp_path), None, "/serving/2") is None
     reused = reused_record({"run_dir": str(tmp_path / "b"), "run_id": "b", "pushed_model_dir": "/serving/2",
                             "metrics": {"accuracy": 0.9}, "blessed": True}, "/serving/2")
