@@ -9,6 +9,7 @@ baseline) and Model (signatures, where it was pushed). A section whose artifacts
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import html
 import math
 import os
@@ -21,6 +22,7 @@ from beam_ml.core.layout import RunLayout
 from beam_ml.report import charts
 from beam_ml.report.read import (
     OVERALL,
+    AlertSummary,
     FairnessFeature,
     FeatureStats,
     PredictionSummary,
@@ -29,6 +31,7 @@ from beam_ml.report.read import (
     fairness,
     feature_stats,
     previous_run,
+    read_alerts,
     read_anomalies,
     read_dead_letters,
     read_manifest,
@@ -62,6 +65,7 @@ class RunFacts:
     dead_letters: list[dict]
     previous_run: Optional[str]
     predictions: Optional[PredictionSummary] = None
+    alerts: Optional[AlertSummary] = None
 
 
 def gather(run_dir: str) -> RunFacts:
@@ -88,7 +92,10 @@ def gather(run_dir: str) -> RunFacts:
                                                                    schema),
         slices=read_slices(artifacts), signatures=read_signatures(layout.serving_model),
         dead_letters=read_dead_letters(layout.dead_letter_file), previous_run=previous,
-        predictions=read_predictions(manifest.get("predictions")))
+        predictions=read_predictions(manifest.get("predictions")),
+        alerts=read_alerts((manifest.get("config") or {}).get("alerts_dir"),
+                           (manifest.get("config") or {}).get("dead_letter_dir"))
+        if manifest.get("job") == "detect_anomalies" else None)
 
 
 def _schema_rows(schema) -> list[dict]:
@@ -179,7 +186,6 @@ def _overview(facts: RunFacts) -> str:
 
 
 def _stage_rows(stages: list[dict]) -> Iterable[tuple[str, str, str]]:
-    import datetime
     previous = None
     for stage in stages:
         at = stage.get("at", "")
@@ -387,6 +393,34 @@ def _predictions(facts: RunFacts) -> str:
     return _section("predictions", "Predictions", "".join(parts))
 
 
+def _alerts(facts: RunFacts) -> str:
+    summary = facts.alerts
+    if summary is None:
+        return ""
+    config = facts.manifest.get("config") or {}
+    parts = [f"<p>{summary.alerts} alerts in <code>{escaped(config.get('alerts_dir') or '(no alert files)')}</code>"
+             + (" (the first ones read)" if summary.truncated else "") + ". Late and duplicate readings are also "
+             "counted in the job's metrics (<code>late_readings</code>, <code>duplicate_readings</code>).</p>"]
+    if summary.per_sensor:
+        ordered = sorted(summary.per_sensor.items(), key=lambda item: (-item[1], item[0]))
+        parts.append("<h3>Alerts per sensor</h3>" + _table(("sensor", "alerts"),
+                                                          ((escaped(k), _num(n)) for k, n in ordered), "sensors")
+                     + charts.grouped_bars([(k, [n]) for k, n in ordered[:30]], ["alerts"]))
+        parts.append("<h3>Alerts per detector</h3>" + _table(
+            ("detector", "alerts"), ((escaped(k), _num(n)) for k, n in sorted(summary.per_detector.items()))))
+    if summary.window_ends:
+        counts, edges = _histogram(summary.window_ends)
+        start = datetime.datetime.fromtimestamp(edges[0], datetime.timezone.utc).isoformat(timespec="seconds")
+        end = datetime.datetime.fromtimestamp(edges[-1], datetime.timezone.utc).isoformat(timespec="seconds")
+        parts.append(f"<h3>Alerts over time</h3><p>{escaped(start)} to {escaped(end)} (UTC), by window end</p>"
+                     + charts.histogram_overlay([("alerts", [(edges[i], edges[i + 1], counts[i])
+                                                             for i in range(len(counts))])], width=480, height=90))
+    parts.append("<h3>Dead letters</h3>" + (_table(("reason", "messages"), (
+        (escaped(k), _num(n)) for k, n in sorted(summary.dead_letters.items(), key=lambda item: -item[1])))
+        if summary.dead_letters else "<p>None.</p>"))
+    return _section("alerts", "Alerts", "".join(parts))
+
+
 def _histogram(values: list[float], buckets: int = 20) -> tuple[list[int], list[float]]:
     low, high = min(values), max(values)
     width = (high - low) / buckets or 1.0
@@ -443,6 +477,8 @@ def render(facts: RunFacts) -> str:
         sections += [_data(facts), _validation(facts), _evaluation(facts), _fairness(facts), _model(facts)]
     elif m.get("job") == "batch_predict":
         sections += [_predictions(facts)]
+    elif m.get("job") == "detect_anomalies":
+        sections += [_alerts(facts)]
     nav = "".join(f'<a href="#{a}">{a.title()}</a>' for a in re.findall(r'<section id="(\w+)"', "".join(sections)))
     return (f"{page_head(title)}<body><header><h1>{escaped(title)}</h1>"
             f"<nav>{nav}<a href='../../{INDEX_FILE}'>All runs</a>"

@@ -346,3 +346,57 @@ def read_predictions(pattern: Optional[str], limit: int = 100_000) -> Optional[P
                 if numbers:
                     scores.append(max(numbers))
     return PredictionSummary(rows, classes, scores, False)
+
+
+@dataclasses.dataclass
+class AlertSummary:
+    """What a streaming detection run wrote to its files (up to `limit` lines each): alerts per sensor and per
+    detector, each alert's window end (unix seconds), and the dead letters by reason (late readings among them)."""
+
+    alerts: int
+    per_sensor: dict[str, int]
+    per_detector: dict[str, int]
+    window_ends: list[float]
+    dead_letters: dict[str, int]
+    truncated: bool
+
+
+def _json_lines(pattern: str, limit: int) -> tuple[list[dict], bool]:
+    found = []
+    for path in sorted(_gfile().glob(pattern)):
+        with _gfile().GFile(path) as f:
+            for line in f:
+                if len(found) >= limit:
+                    return found, True
+                try:
+                    value = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(value, dict):
+                    found.append(value)
+    return found, False
+
+
+def read_alerts(alerts_dir: Optional[str], dead_letter_dir: Optional[str],
+                limit: int = 100_000) -> Optional[AlertSummary]:
+    """The summary of a detection run's alert and dead-letter files (`--alerts_dir`, `--dead_letter_dir`), or None
+    when it wrote neither."""
+    if not alerts_dir and not dead_letter_dir:
+        return None
+    alerts, alerts_cut = _json_lines(os.path.join(alerts_dir, "alerts-*.jsonl"), limit) if alerts_dir else ([], False)
+    letters, letters_cut = (_json_lines(os.path.join(dead_letter_dir, "dead_letter-*.jsonl"), limit)
+                            if dead_letter_dir else ([], False))
+    per_sensor: dict[str, int] = {}
+    per_detector: dict[str, int] = {}
+    ends = []
+    for alert in alerts:
+        sensor, detector = str(alert.get("sensor_id")), str(alert.get("detector"))
+        per_sensor[sensor] = per_sensor.get(sensor, 0) + 1
+        per_detector[detector] = per_detector.get(detector, 0) + 1
+        if isinstance(alert.get("window_end"), (int, float)) and math.isfinite(alert["window_end"]):
+            ends.append(float(alert["window_end"]))
+    reasons: dict[str, int] = {}
+    for letter in letters:
+        reason = str(letter.get("reason", "")).split(":")[0] or "unknown"
+        reasons[reason] = reasons.get(reason, 0) + 1
+    return AlertSummary(len(alerts), per_sensor, per_detector, ends, reasons, alerts_cut or letters_cut)

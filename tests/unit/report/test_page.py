@@ -153,3 +153,29 @@ def test_fairness_shows_each_group_s_rates_and_warns_when_a_gap_exceeds_the_boun
     assert "fnr@0.5 gap" not in fairness  # one group with a defined FNR: no gap
     quiet = render(RunFacts("runs/t", {"job": "train_pipeline"}, [], {}, [], {}, [], [], slices, {}, [], None))
     assert 'id="fairness"' not in quiet
+
+
+def test_a_detection_run_shows_its_alerts_per_sensor_and_over_time_and_its_dead_letters(tmp_path):
+    from beam_ml.core.deadletter import DeadLetter
+    from beam_ml.stream.elements import Alert
+    from beam_ml.stream.sinks import alert_to_json
+    alerts, dead = tmp_path / "alerts", tmp_path / "dead"
+    alerts.mkdir()
+    dead.mkdir()
+    written = [Alert("sensor-01", 100.0, 160.0, 5.0, 3.0, "model", "100", ("flow",)),
+               Alert("sensor-01", 160.0, 220.0, float("inf"), 3.0, "model", "100", ("flow",)),
+               Alert("<b>sensor-02</b>", 100.0, 1000.0, 4.0, 3.0, "zscore", None, ())]
+    (alerts / "alerts-a-pane-0-00000-of-00001.jsonl").write_text("".join(alert_to_json(a) + "\n" for a in written))
+    (dead / "dead_letter-a-pane-0-00000-of-00001.jsonl").write_text("".join(
+        DeadLetter("pubsub", 0, raw, reason).to_json() + "\n"
+        for raw, reason in (("{x", "not JSON: Expecting"), ("{}", "late: behind the watermark"),
+                            ("{}", "late: behind the watermark"))))
+    run_dir = _run(tmp_path, job="detect_anomalies", run_id="r1", status="running", stage="started",
+                   config={"alerts_dir": str(alerts), "dead_letter_dir": str(dead)})
+    page = render(gather(run_dir))
+    section = page[page.index('<section id="alerts"'):]
+    assert "3 alerts in" in section and "<td>sensor-01</td><td>2</td>" in section
+    assert "<td>&lt;b&gt;sensor-02&lt;/b&gt;</td><td>1</td>" in section and "<b>sensor-02</b>" not in section
+    assert "<td>model</td><td>2</td>" in section and "<td>zscore</td><td>1</td>" in section
+    assert "<td>late</td><td>2</td>" in section and "<td>not JSON</td><td>1</td>" in section
+    assert "1970-01-01T00:02:40+00:00 to 1970-01-01T00:16:40+00:00" in section
