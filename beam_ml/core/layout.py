@@ -12,7 +12,12 @@ from beam_ml.core.run import MANIFEST_FILE
 STATS_FILE = "FeatureStats.pb"
 ANOMALIES_FILE = "SchemaDiff.pbtxt"
 SCHEMA_FILE = "schema.pbtxt"
-REPORT_FILE = "index.html"
+REPORT_FILE = "index.html"  # <run_dir>/report/index.html
+RUNS_INDEX_FILE = "index.html"  # <output_dir>/index.html
+
+
+def runs_index_file(output_dir: str) -> str:
+    return os.path.join(output_dir, RUNS_INDEX_FILE)
 
 
 def split_dir(base: str, split: str) -> str:
@@ -88,3 +93,8 @@ class RunLayout:
     @property
     def report_file(self) -> str:
         return os.path.join(self.report, REPORT_FILE)
+
+    @property
+    def report_link(self) -> str:
+        """The report's path relative to the output directory (the runs index links to it)."""
+        return os.path.join(os.path.basename(self.run_dir.rstrip("/")), "report", REPORT_FILE)

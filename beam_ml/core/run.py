@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import importlib.metadata
 import json
+import logging
 import os
 import secrets
 import socket
@@ -66,7 +67,13 @@ class RunManifest:
     def write_progress(self, stage: str, **progress: Any) -> dict[str, Any]:
         """Records that the run reached `stage`, with the fields computed so far (those recorded at earlier stages
         are kept)."""
-        so_far = self.progress_of(self._current())
+        try:
+            current = self._current()
+        except Exception as e:  # unreadable now: rewriting it would drop what earlier stages recorded
+            logging.getLogger(__name__).warning("run record %s unreadable (%s); stage %r not recorded", self.path,
+                                                e, stage)
+            return {}
+        so_far = self.progress_of(current)
         so_far.pop("stage", None)
         stages = [*so_far.pop("stages", []), {"stage": stage, "at": utc_now()}]
         record = self.running(stage, **{**so_far, **progress, "stages": stages})
@@ -74,11 +81,11 @@ class RunManifest:
         return record
 
     def _current(self) -> Optional[dict[str, Any]]:
-        """The record on disk, or None (not written yet, or unreadable)."""
-        try:
-            return json.loads(fileutil.read_text(self.path))
-        except Exception:  # no record yet, or a partial one on a store without atomic renames
+        """The record on disk, or None if there is none yet; raises if it is there but cannot be read."""
+        import tensorflow as tf
+        if not tf.io.gfile.exists(self.path):
             return None
+        return json.loads(fileutil.read_text(self.path))
 
     @staticmethod
     def progress_of(record: Optional[Mapping[str, Any]]) -> dict[str, Any]:
@@ -89,7 +96,10 @@ class RunManifest:
 
     def write(self, status: str, **computed: Any) -> dict[str, Any]:
         """Writes the final record, `status` (`succeeded` | `failed`), keeping the stages reached."""
-        current = self._current() or {}
+        try:
+            current = self._current() or {}
+        except Exception:  # the final record matters more than the stage times it would have kept
+            current = {}
         computed["stages"] = [*current.get("stages", []), {"stage": status, "at": utc_now()}]
         if status != "succeeded" and current.get("stage"):
             computed.setdefault("stage", current["stage"])  # the last stage the failed run reached

@@ -13,6 +13,7 @@ import threading
 from typing import Callable, Optional, Sequence, TextIO
 
 from beam_ml.core.console import progress_line
+from beam_ml.report.charts import number_text
 from beam_ml.report.page import fairness_of
 from beam_ml.report.read import read_slices
 
@@ -119,7 +120,7 @@ def summary_lines(record: dict, max_slices: int = 12) -> list[str]:
     slices = read_slices(results) if results and record.get("metrics") else []
     if slices:
         names = sorted({n for s in slices for n in s.metrics}, key=lambda n: (n != "example_count", n))
-        rows = [["slice", *names]] + [[s.name, *(_number(s.metrics.get(n, {}).get("candidate")) for n in names)]
+        rows = [["slice", *names]] + [[s.name, *(number_text(s.metrics.get(n, {}).get("candidate")) for n in names)]
                                       for s in slices[:max_slices]]
         widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
         lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
@@ -129,12 +130,6 @@ def summary_lines(record: dict, max_slices: int = 12) -> list[str]:
         lines += [f"  warning: {rate} differs by {feature.gaps[rate]:.3g} between groups of {feature.feature}, "
                   f"over fairness_max_gap" for rate in feature.over_bound]
     return lines
-
-
-def _number(value: Optional[float]) -> str:
-    if value is None:
-        return ""
-    return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
 
 
 def print_summary(record: dict, summary_keys: Sequence[str], as_json: bool) -> None:

@@ -23,7 +23,8 @@ from beam_ml.core.run import RunContext, RunManifest
 from beam_ml.core.runtime import local_run
 from beam_ml.launch.console import StageWatcher, print_summary, show_logs
 from beam_ml.launch.options import reject_unknown_flags
-from beam_ml.report.publish import write_run_reports_quietly
+from beam_ml.report.publish import publish_run
+from beam_ml.report.read import read_manifest
 
 
 class JobPlan(Protocol):
@@ -40,8 +41,8 @@ def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[Pip
             describe: Callable[[Any], dict], summary_keys: Sequence[str], streaming: bool = False) -> int:
     """Runs one job. `plan(config)` resolves and checks everything (raising ConfigError), `graph(plan)` is the
     job's composite PTransform, `describe(plan)` what `--validate_only` prints, and `summary_keys` the run record
-    fields printed at the end. A `streaming` job runs in streaming mode whatever the flags say, and on a local
-    runner runs until it is cancelled or fails."""
+    fields that `--json` prints at the end (else a human summary, `beam_ml.launch.console`). A `streaming` job runs
+    in streaming mode whatever the flags say, and on a local runner runs until it is cancelled or fails."""
     argv = list(argv)
     if "--help" in argv or "-h" in argv:
         parser = argparse.ArgumentParser(prog=prog, description=doc,
@@ -88,18 +89,22 @@ def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[Pip
             print(f"submitted; run record will be at {manifest.path}")
             return 0
         # local_run: the local runner's per-bundle cost, collector stalls (see beam_ml.core.runtime)
-        with local_run(), StageWatcher(lambda: _read_manifest(manifest.path)):
+        progress_out = sys.stderr if job_options.json else sys.stdout  # --json: stdout is for scripts
+        with local_run(), StageWatcher(lambda: read_manifest(run_plan.run.run_dir), out=progress_out):
             pipeline.run().wait_until_finish()
     except Exception as e:  # the pipeline failed: leave a failed record unless the run already wrote one
         record, written = record_failure(manifest, e)
         print(f"error: run {run_plan.run.run_id} failed: {record['error']}", file=sys.stderr)
         print(f"run record: {manifest.path}" if written else
               f"run record: not written ({record['record_error']}); it is the JSON above", file=sys.stderr)
-        report = write_run_reports_quietly(run_plan.run.run_dir) if written else None
+        report = publish_run(run_plan.run.run_dir) if written else None
         if report:
             print(f"report: {report}", file=sys.stderr)
         return 1
-    print_summary(_read_manifest(manifest.path) or {}, summary_keys, job_options.json)
+    try:
+        print_summary(read_manifest(run_plan.run.run_dir), summary_keys, job_options.json)
+    except Exception as e:  # the run succeeded: a summary that cannot be read (a storage hiccup) does not change that
+        print(f"succeeded; the summary cannot be shown: {type(e).__name__}: {clipped(str(e))}")
     report = RunLayout(run_plan.run.run_dir).report_file
     if _exists(report):  # written by the job's last step
         print(f"report: {report}")
@@ -114,7 +119,7 @@ def record_failure(manifest: RunManifest, error: Exception) -> tuple[dict, bool]
     failure = {"error": clipped(f"{type(error).__name__}: {error}"), "failed_step": failed_step(error)}
     progress: dict = {}
     try:
-        record = _read_manifest(manifest.path)
+        record = read_manifest(os.path.dirname(manifest.path)) or None
         if record is not None and record.get("status") == "failed":
             return record, True
         progress = RunManifest.progress_of(record)  # the counts and stage the run had reached
@@ -140,14 +145,6 @@ def is_dataflow(options: PipelineOptions) -> bool:
 def _exists(path: str) -> bool:
     import tensorflow as tf
     return tf.io.gfile.exists(path)
-
-
-def _read_manifest(path: str) -> Optional[dict]:
-    import tensorflow as tf
-    if not _exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
 
 
 def exit_now(code: int) -> None:

@@ -28,6 +28,15 @@ def _run_of(store: Any, execution_id: int) -> Optional[Any]:
     return next((c for c in store.get_contexts_by_execution(execution_id) if c.type_id == run_type), None)
 
 
+def _producers(store: Any, artifact_ids: list[int], seen: set[int]) -> list[int]:
+    """The executions that output these artifacts, not yet `seen`; a run that reused them (a CACHED execution) did
+    not produce them and is left out."""
+    from ml_metadata.proto import metadata_store_pb2 as pb
+    ids = sorted({e.execution_id for e in store.get_events_by_artifact_ids(artifact_ids)
+                  if e.type == pb.Event.OUTPUT and e.execution_id not in seen})
+    return [e.id for e in store.get_executions_by_id(ids) if e.last_known_state != pb.Execution.CACHED]
+
+
 def model_lineage(store: Any, model_uri: str) -> dict[str, Any]:
     """What produced the model at `model_uri` (a pushed version directory or a run's model directory): the run
     (its record's fields: id, status, module, config, metrics), the data files it read (path, sha256, size), the
@@ -38,8 +47,7 @@ def model_lineage(store: Any, model_uri: str) -> dict[str, Any]:
     start = [a for a in store.get_artifacts_by_uri(uri) + store.get_artifacts_by_uri(uri + "/")]
     if not start:
         raise LookupError(f"no model at {model_uri} in the lineage store")
-    producers = [e.execution_id for e in store.get_events_by_artifact_ids([a.id for a in start])
-                 if e.type == pb.Event.OUTPUT]
+    producers = _producers(store, [a.id for a in start], set())
     if not producers:
         raise LookupError(f"{model_uri} is in the lineage store, but no recorded run produced it")
     run = _run_of(store, producers[0])
@@ -52,8 +60,7 @@ def model_lineage(store: Any, model_uri: str) -> dict[str, Any]:
         inputs = [e.artifact_id for e in store.get_events_by_execution_ids(frontier)
                   if e.type == pb.Event.INPUT and e.artifact_id not in seen_artifacts]
         seen_artifacts.update(inputs)
-        frontier = [e.execution_id for e in store.get_events_by_artifact_ids(inputs)
-                    if e.type == pb.Event.OUTPUT and e.execution_id not in seen_executions] if inputs else []
+        frontier = _producers(store, inputs, seen_executions) if inputs else []
     run_artifacts = {a.id for a in store.get_artifacts_by_context(run.id)} if run else set()
     artifacts = store.get_artifacts_by_id(sorted(seen_artifacts))
     types = {t.id: t.name for t in store.get_artifact_types()}

@@ -135,15 +135,31 @@ def _artifacts(record: dict) -> dict[str, list[dict]]:
     return found
 
 
-def _existing(store: Any, type_name: str, item: dict) -> Optional[Any]:
-    """The stored artifact this one is: a data file with the same uri and sha256, a pushed model at that uri."""
-    if type_name not in (DATA, "PushedModel"):
-        return None
+def _existing(store: Any, type_id: int, item: dict) -> Optional[Any]:
+    """The stored artifact this one is: of the same type at the same uri (a data file: with the same sha256 too).
+    A run's outputs are at paths of their own, so only a data file read again, a baseline model and the outputs a
+    reused run took over are found."""
     for artifact in store.get_artifacts_by_uri(item["uri"]):
+        if artifact.type_id != type_id:
+            continue
         sha = artifact.custom_properties.get("sha256")
-        if type_name == "PushedModel" or (sha is not None and sha.string_value == (item.get("sha256") or "")):
+        if "sha256" not in item or (sha is not None and sha.string_value == (item.get("sha256") or "")):
             return artifact
     return None
+
+
+def _context_id(store: Any, type_id: int, type_name: str, name: str) -> int:
+    """The id of the context `name`, created if it is not there (another writer creating it at the same moment
+    wins, and its context is used)."""
+    from ml_metadata import errors
+    from ml_metadata.proto import metadata_store_pb2 as pb
+    found = store.get_context_by_type_and_name(type_name, name)
+    if found is not None:
+        return found.id
+    try:
+        return store.put_contexts([pb.Context(type_id=type_id, name=name)])[0]
+    except errors.AlreadyExistsError:
+        return store.get_context_by_type_and_name(type_name, name).id
 
 
 def record_run(store: Any, record: dict) -> Optional[int]:
@@ -158,11 +174,7 @@ def record_run(store: Any, record: dict) -> Optional[int]:
         return existing.id
     pipeline_type, run_type = _type_id(store, "context", PIPELINE_CONTEXT), _type_id(store, "context", RUN_CONTEXT)
     output_dir = os.path.dirname(run_dir.rstrip("/"))
-    pipeline = store.get_context_by_type_and_name(PIPELINE_CONTEXT, output_dir)
-    if pipeline is None:
-        [pipeline_id] = store.put_contexts([pb.Context(type_id=pipeline_type, name=output_dir)])
-    else:
-        pipeline_id = pipeline.id
+    pipeline_id = _context_id(store, pipeline_type, PIPELINE_CONTEXT, output_dir)
     run = pb.Context(type_id=run_type, name=run_dir)
     config = record.get("config") or {}
     _set(run, {"run_id": record.get("run_id"), "job": record.get("job"), "status": record.get("status"),
@@ -170,7 +182,11 @@ def record_run(store: Any, record: dict) -> Optional[int]:
                "output_dir": output_dir, "module": config.get("module"), "config": config,
                "metrics": record.get("metrics") or {}, "blessed": record.get("blessed"),
                "pushed_model_dir": record.get("pushed_model_dir"), "counts": record.get("counts") or {}})
-    [run_id] = store.put_contexts([run])
+    from ml_metadata import errors
+    try:
+        [run_id] = store.put_contexts([run])
+    except errors.AlreadyExistsError:  # recorded by another writer at the same moment
+        return store.get_context_by_type_and_name(RUN_CONTEXT, run_dir).id
     store.put_parent_contexts([pb.ParentContext(child_id=run_id, parent_id=pipeline_id)])
     run.id = run_id
 
@@ -180,15 +196,15 @@ def record_run(store: Any, record: dict) -> Optional[int]:
         type_id = _type_id(store, "artifact", type_name)
         stored[role] = []
         for item in items:
-            artifact = _existing(store, type_name, item)
+            artifact = _existing(store, type_id, item)
             if artifact is None:
                 artifact = pb.Artifact(type_id=type_id, uri=item["uri"], state=pb.Artifact.LIVE)
                 _set(artifact, {k: v for k, v in item.items() if k != "uri"})
             stored[role].append(artifact)
 
     reached = {stage["stage"] for stage in record.get("stages") or []}
-    if record.get("cached_from"):  # every stage's results reused from the earlier run
-        reached |= {done for _, done, _, _ in STAGES}
+    if record.get("cached_from") or record.get("status") == "succeeded":  # every stage done (or reused), even in
+        reached |= {done for _, done, _, _ in STAGES}  # a record older than its `stages` list
     done_state = pb.Execution.CACHED if record.get("cached_from") else pb.Execution.COMPLETE
 
     def completed(name: str, done: str) -> bool:  # the transform has no stage of its own: its graph shows it
@@ -199,8 +215,8 @@ def record_run(store: Any, record: dict) -> Optional[int]:
     for name, done, inputs, outputs in STAGES:
         if not completed(name, done) and name != failed_at:
             continue
-        if name == "Push" and "pushed" not in stored:
-            continue  # not blessed: nothing was pushed
+        if name == "Push" and "pushed" not in stored and name != failed_at:
+            continue  # not blessed (or reused): nothing was pushed
         execution = pb.Execution(type_id=_type_id(store, "execution", f"beam_ml.{name}"),
                                  last_known_state=pb.Execution.FAILED if name == failed_at else done_state)
         _set(execution, {"run_id": record.get("run_id"),

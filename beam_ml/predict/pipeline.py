@@ -25,7 +25,7 @@ from beam_ml.ingest.read import ReadSplits
 from beam_ml.ingest.split import AllRows
 from beam_ml.model.artifact import OUTPUT_KEY, SERVING_SIGNATURE
 from beam_ml.predict.plan import CLASS_COLUMN, PredictPlan
-from beam_ml.report.publish import write_run_reports_quietly
+from beam_ml.report.publish import publish_run
 
 
 class Predictions(NamedTuple):
@@ -177,5 +177,5 @@ class BatchPredict(beam.PTransform[beam.pvalue.PBegin, Predictions]):
                     | "WriteManifest" >> beam.ParDo(WritePredictManifest(plan.manifest()),
                                                     counts=beam.pvalue.AsSingleton(counts),
                                                     **{k: beam.pvalue.AsList(v) for k, v in written.items()}))
-        _ = manifest | "WriteReport" >> beam.Map(lambda unused_record: write_run_reports_quietly(plan.run.run_dir))
+        _ = manifest | "WriteReport" >> beam.Map(lambda unused_record: publish_run(plan.run.run_dir))
         return Predictions(predictions, dead_letters, manifest)

@@ -28,15 +28,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import tensorflow as tf
     code = 0
     output_dirs = set()
-    for run_dir in args.run_dirs:
+    for given in args.run_dirs:
+        run_dir = given.rstrip("/") if "://" in given else os.path.abspath(given)
         if not tf.io.gfile.exists(RunLayout(run_dir).manifest):
-            print(f"error: {run_dir} holds no run record ({os.path.basename(RunLayout(run_dir).manifest)})",
+            print(f"error: {given} holds no run record ({os.path.basename(RunLayout(run_dir).manifest)})",
                   file=sys.stderr)
             code = 1
             continue
-        print(write_report(run_dir))
-        record_run_dir(run_dir)
-        output_dirs.add(os.path.dirname(run_dir.rstrip("/")))
+        try:
+            print(write_report(run_dir))
+        except Exception as e:  # the next run's report may still be written
+            print(f"error: cannot write the report of {given}: {type(e).__name__}: {e}", file=sys.stderr)
+            code = 1
+        try:
+            record_run_dir(run_dir)
+        except Exception as e:
+            print(f"warning: cannot record {given} in the lineage store: {type(e).__name__}: {e}", file=sys.stderr)
+        output_dirs.add(os.path.dirname(run_dir))
     for output_dir in sorted(output_dirs):  # once each, after its runs' reports
         print(write_index(output_dir))
     return code

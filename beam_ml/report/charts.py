@@ -16,8 +16,14 @@ def colour(index: int) -> str:
     return SERIES_COLOURS[index % len(SERIES_COLOURS)]
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
+def number_text(value: Optional[float], digits: int = 4) -> str:
+    """How reports and summaries show a number: "" for none or a non-finite one, a whole number without a
+    fraction, else `digits` significant digits."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e12:
+        return str(int(value))
+    return f"{value:.{digits}g}"
 
 
 def histogram_overlay(series: Sequence[tuple[str, Sequence[tuple[float, float, float]]]], width: int = 240,
@@ -55,8 +61,8 @@ def histogram_overlay(series: Sequence[tuple[str, Sequence[tuple[float, float, f
         marks.append(f'<polyline fill="none" stroke="{colour(index)}" stroke-width="1.5"{dash} '
                      f'points="{" ".join(points)}"><title>{html.escape(label)}</title></polyline>')
     axis = (f'<line x1="2" y1="{height - 12}" x2="{width - 2}" y2="{height - 12}" stroke="#999"/>'
-            f'<text x="2" y="{height - 1}" font-size="9">{_fmt(low)}</text>'
-            f'<text x="{width - 2}" y="{height - 1}" font-size="9" text-anchor="end">{_fmt(high)}</text>')
+            f'<text x="2" y="{height - 1}" font-size="9">{number_text(low)}</text>'
+            f'<text x="{width - 2}" y="{height - 1}" font-size="9" text-anchor="end">{number_text(high)}</text>')
     return (f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
             f'role="img">{axis}{"".join(marks)}</svg>')
 
@@ -84,7 +90,8 @@ def grouped_bars(rows: Sequence[tuple[str, Sequence[Optional[float]]]], labels: 
                 continue
             length = max(0.0, value) / top * (width - label_width - 2)
             marks.append(f'<rect x="{label_width}" y="{y0 + s * bar}" width="{length:.1f}" height="{bar - 1}" '
-                         f'fill="{colour(s)}"><title>{html.escape(labels[s])}: {_fmt(value)}{unit}</title></rect>')
+                         f'fill="{colour(s)}"><title>{html.escape(labels[s])}: {number_text(value)}{unit}</title>'
+                         f'</rect>')
     return (f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
             f'role="img">{"".join(marks)}</svg>')
 
@@ -104,9 +111,9 @@ def line_chart(points: Sequence[tuple[str, Optional[float]]], width: int = 320, 
 
     path = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(i, v) for i, v in known))
     dots = "".join(f'<circle cx="{xy(i, v)[0]:.1f}" cy="{xy(i, v)[1]:.1f}" r="2.5" fill="{colour(0)}">'
-                   f'<title>{html.escape(points[i][0])}: {_fmt(v)}</title></circle>' for i, v in known)
-    axis = (f'<text x="{left - 4}" y="{height - 12}" font-size="9" text-anchor="end">{_fmt(low)}</text>'
-            f'<text x="{left - 4}" y="12" font-size="9" text-anchor="end">{_fmt(high)}</text>'
+                   f'<title>{html.escape(points[i][0])}: {number_text(v)}</title></circle>' for i, v in known)
+    axis = (f'<text x="{left - 4}" y="{height - 12}" font-size="9" text-anchor="end">{number_text(low)}</text>'
+            f'<text x="{left - 4}" y="12" font-size="9" text-anchor="end">{number_text(high)}</text>'
             f'<line x1="{left - 1}" y1="{height - 14}" x2="{width - 4}" y2="{height - 14}" stroke="#999"/>')
     return (f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
             f'{axis}<polyline fill="none" stroke="{colour(0)}" stroke-width="1.5" points="{path}"/>{dots}</svg>')

@@ -9,10 +9,11 @@ import os
 from typing import Any
 
 from beam_ml.core import fileutil
-from beam_ml.core.layout import REPORT_FILE
+from beam_ml.core.lock import PathLock
+from beam_ml.core.layout import RunLayout, runs_index_file
 from beam_ml.report import charts
-from beam_ml.report.page import INDEX_FILE, escaped, page_head
-from beam_ml.report.read import read_manifest, run_dirs
+from beam_ml.report.page import escaped, page_head
+from beam_ml.report.read import run_records
 
 def _duration(record: dict) -> str:
     try:
@@ -27,7 +28,7 @@ def _span(record: dict) -> str:
     selection = record.get("span_selection") or {}
     spans = selection.get("spans") or []
     text = ", ".join(str(s.get("span", s)) if isinstance(s, dict) else str(s) for s in spans)
-    return text or ""
+    return text
 
 
 def render_index(output_dir: str, records: list[dict]) -> str:
@@ -38,7 +39,7 @@ def render_index(output_dir: str, records: list[dict]) -> str:
     rows = []
     for record in reversed(records):
         run_id = record.get("run_id") or os.path.basename(record.get("run_dir", ""))
-        report = os.path.join(run_id, "report", REPORT_FILE)
+        report = RunLayout(record.get("run_dir") or run_id).report_link
         counts = record.get("counts") or {}
         pushed = record.get("pushed_model_dir")
         cells = [f'<a href="{escaped(report)}">{escaped(run_id)}</a>', escaped(record.get("job", "")),
@@ -73,14 +74,7 @@ def render_index(output_dir: str, records: list[dict]) -> str:
 
 def write_index(output_dir: str) -> str:
     """Rewrites `<output_dir>/index.html` (whole) from the run records under it; returns its path."""
-    records = []
-    for run_dir in run_dirs(output_dir):
-        try:
-            record = read_manifest(run_dir)
-        except ValueError:  # a record being written
-            continue
-        if record:
-            records.append({"run_dir": run_dir, **record})
-    path = os.path.join(output_dir, INDEX_FILE)
-    fileutil.write_text(path, render_index(output_dir, records))
+    path = runs_index_file(output_dir)
+    with PathLock(path + ".lock", owner=output_dir, ttl_seconds=300, wait_seconds=120):  # the newest listing wins
+        fileutil.write_text(path, render_index(output_dir, run_records(output_dir)))
     return path

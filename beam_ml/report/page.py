@@ -11,15 +11,16 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import html
-import math
+import logging
 import os
 import re
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from beam_ml.config.train import FAIRNESS_METRICS, FAIRNESS_THRESHOLD
 from beam_ml.core import fileutil
-from beam_ml.core.layout import RunLayout
+from beam_ml.core.layout import RUNS_INDEX_FILE, RunLayout
 from beam_ml.report import charts
+from beam_ml.report.charts import number_text
 from beam_ml.report.read import (
     OVERALL,
     AlertSummary,
@@ -45,7 +46,6 @@ from beam_ml.report.read import (
 
 PREVIOUS_TRAIN = "previous run's train"
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
-INDEX_FILE = "index.html"  # the runs index, `<output_dir>/index.html` (beam_ml.report.index)
 
 
 @dataclasses.dataclass
@@ -59,7 +59,7 @@ class RunFacts:
     anomalies: list[dict]
     drift: dict[str, list[dict]]
     schema: list[dict]
-    schema_changes: list[str]
+    schema_diff: list[str]  # what changed since the previous run
     slices: list[SliceMetrics]
     signatures: dict[str, dict[str, dict[str, str]]]
     dead_letters: list[dict]
@@ -68,33 +68,46 @@ class RunFacts:
     alerts: Optional[AlertSummary] = None
 
 
+def _read(what: str, reader: Callable[..., Any], *args: Any, default: Any = None) -> Any:
+    """`reader(*args)`, or `default` when the artifact cannot be read (a run that failed while writing it): the
+    report shows what it can, and the log says what it left out."""
+    try:
+        return reader(*args)
+    except Exception as e:
+        logging.getLogger(__name__).warning("report: cannot read the %s (%s: %s)", what, type(e).__name__, e)
+        return default
+
+
 def gather(run_dir: str) -> RunFacts:
     """Reads what the report needs from `run_dir` (and from the previous run of the same job beside it)."""
     manifest = read_manifest(run_dir)
     artifacts = manifest.get("cached_from") or run_dir  # a run that reused an earlier one shows that one's results
     layout = RunLayout(artifacts)
+    config = manifest.get("config") or {}
     splits = sorted((manifest.get("counts") or {}).get("splits") or {}, key=lambda s: (s != "train", s))
-    previous = previous_run(run_dir, manifest) if manifest else None
-    datasets = {split: feature_stats(stats) for split, stats in read_statistics(artifacts, splits).items()}
+    previous = _read("previous run", previous_run, run_dir, manifest) if manifest else None
+    datasets = {split: feature_stats(stats)
+                for split, stats in _read("statistics", read_statistics, artifacts, splits, default={}).items()}
     if previous:
-        datasets.update({PREVIOUS_TRAIN: feature_stats(stats)
-                         for stats in read_statistics(previous, ["train"]).values()})
+        datasets.update({PREVIOUS_TRAIN: feature_stats(stats) for stats in _read(
+            "previous run's statistics", read_statistics, previous, ["train"], default={}).values()})
     features: dict[str, dict[str, FeatureStats]] = {}
     for label, by_feature in datasets.items():
         for name, stats in by_feature.items():
             features.setdefault(name, {})[label] = stats
-    schema = read_schema(artifacts)
-    anomaly_protos = read_anomalies(artifacts, splits)
+    schema = _read("schema", read_schema, artifacts)
+    previous_schema = _read("previous run's schema", read_schema, previous) if previous else None
     return RunFacts(
         run_dir=run_dir, manifest=manifest, splits=splits, features=dict(sorted(features.items())),
-        anomalies=list(manifest.get("anomalies") or []), drift=drift_measurements(anomaly_protos),
-        schema=_schema_rows(schema), schema_changes=schema_changes(read_schema(previous) if previous else None,
-                                                                   schema),
-        slices=read_slices(artifacts), signatures=read_signatures(layout.serving_model),
-        dead_letters=read_dead_letters(layout.dead_letter_file), previous_run=previous,
-        predictions=read_predictions(manifest.get("predictions")),
-        alerts=read_alerts((manifest.get("config") or {}).get("alerts_dir"),
-                           (manifest.get("config") or {}).get("dead_letter_dir"))
+        anomalies=list(manifest.get("anomalies") or []),
+        drift=drift_measurements(_read("anomalies", read_anomalies, artifacts, splits, default={})),
+        schema=_schema_rows(schema), schema_diff=schema_changes(previous_schema, schema),
+        slices=_read("evaluation", read_slices, artifacts, default=[]),
+        signatures=_read("model signatures", read_signatures, layout.serving_model, default={}),
+        dead_letters=_read("dead letters", read_dead_letters, layout.dead_letter_file, default=[]),
+        previous_run=previous,
+        predictions=_read("predictions", read_predictions, manifest.get("predictions")),
+        alerts=_read("alerts", read_alerts, config.get("alerts_dir"), config.get("dead_letter_dir"))
         if manifest.get("job") == "detect_anomalies" else None)
 
 
@@ -117,14 +130,6 @@ def _schema_rows(schema) -> list[dict]:
 
 def escaped(value: Any) -> str:
     return html.escape(str(value))
-
-
-def _num(value: Optional[float], digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return ""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e12:
-        return str(int(value))
-    return f"{value:.{digits}g}"
 
 
 def _table(headers: Iterable[str], rows: Iterable[Iterable[str]], cls: str = "") -> str:
@@ -153,10 +158,10 @@ def _overview(facts: RunFacts) -> str:
                      f'show that run\'s results. {escaped(m.get("push", "")[:1].upper() + m.get("push", "")[1:])}.</p>')
     counts = m.get("counts") or {}
     if counts:
-        rows = [("read", _num(counts.get("read")))]
-        rows += [(f"split {name}", _num(n)) for name, n in (counts.get("splits") or {}).items()]
-        rows += [(f"windows {name}", _num(n)) for name, n in (counts.get("windows") or {}).items()]
-        rows += [(key, _num(value)) for key, value in counts.items()
+        rows = [("read", number_text(counts.get("read")))]
+        rows += [(f"split {name}", number_text(n)) for name, n in (counts.get("splits") or {}).items()]
+        rows += [(f"windows {name}", number_text(n)) for name, n in (counts.get("windows") or {}).items()]
+        rows += [(key, number_text(value)) for key, value in counts.items()
                  if key not in ("read", "splits", "windows") and not isinstance(value, dict)]
         parts.append("<h3>Counts</h3>" + _table(("", "records"), ((escaped(k), v) for k, v in rows), "counts"))
     if facts.dead_letters:
@@ -236,17 +241,18 @@ def _data(facts: RunFacts) -> str:
                 cells.append("")
                 continue
             if stats.kind == "numeric":
-                summary = (f"mean {_num(stats.mean)} · std {_num(stats.std)}<br>min {_num(stats.min)} · "
-                           f"median {_num(stats.median)} · max {_num(stats.max)}"
+                summary = (f"mean {number_text(stats.mean)} · std {number_text(stats.std)}<br>"
+                           f"min {number_text(stats.min)} · "
+                           f"median {number_text(stats.median)} · max {number_text(stats.max)}"
                            + (f"<br>zeros {stats.zeros:.1%}" if stats.zeros else ""))
             elif stats.kind == "string":
-                summary = f"{_num(stats.unique)} unique<br>top: " + ", ".join(
-                    f"{escaped(v)} ({_num(n)})" for v, n in stats.top[:3])
+                summary = f"{number_text(stats.unique)} unique<br>top: " + ", ".join(
+                    f"{escaped(v)} ({number_text(n)})" for v, n in stats.top[:3])
             else:
                 summary = ""
             cells.append(f'<span class="missing">missing {stats.missing:.1%}</span><br>{summary}')
-        drift = "<br>".join(f"{escaped(d['kind'])} {escaped(d['type'].lower())} {_num(d['value'])} "
-                            f"(≤ {_num(d['threshold'])})"
+        drift = "<br>".join(f"{escaped(d['kind'])} {escaped(d['type'].lower())} {number_text(d['value'])} "
+                            f"(≤ {number_text(d['threshold'])})"
                             for d in facts.drift.get(name, []))
         rows.append([f"<b>{escaped(name)}</b><br><small>{escaped(kind)}</small>", *cells,
                      _feature_chart(by_dataset, labels), drift])
@@ -268,8 +274,8 @@ def _validation(facts: RunFacts) -> str:
         parts.append('<p class="good">No anomalies against the schema.</p>')
     if facts.previous_run:
         parts.append("<h3>Schema changes since the previous run</h3>" + (
-            "<ul>" + "".join(f"<li>{escaped(c)}</li>" for c in facts.schema_changes) + "</ul>"
-            if facts.schema_changes else "<p>None.</p>"))
+            "<ul>" + "".join(f"<li>{escaped(c)}</li>" for c in facts.schema_diff) + "</ul>"
+            if facts.schema_diff else "<p>None.</p>"))
     if facts.schema:
         parts.append("<h3>Schema</h3>" + _table(("feature", "type", "present in", "values"), (
             (escaped(r["name"]), escaped(r["type"]), escaped(r["presence"]), escaped(r["domain"]))
@@ -277,8 +283,14 @@ def _validation(facts: RunFacts) -> str:
     return _section("validation", "Validation", "".join(parts))
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+def _metric_value(slice_metrics: Optional[SliceMetrics], class_name: str, role: str) -> Optional[float]:
+    """The value of the metric a TFMA/Keras class computes, found by name however TFMA spells it (`AUC` is `auc`,
+    `SparseCategoricalAccuracy` is `sparse_categorical_accuracy`)."""
+    if slice_metrics is None:
+        return None
+    wanted = class_name.replace("_", "").lower()
+    return next((values.get(role) for name, values in slice_metrics.metrics.items()
+                 if name.replace("_", "").lower() == wanted), None)
 
 
 def _evaluation(facts: RunFacts) -> str:
@@ -298,12 +310,13 @@ def _evaluation(facts: RunFacts) -> str:
     overall = next((s for s in facts.slices if s.name == OVERALL), None)
     thresholds = []
     for metric, bound in (config.get("eval_thresholds") or {}).items():
-        value = overall.metrics.get(_snake(metric), {}).get("candidate") if overall else None
-        thresholds.append((escaped(metric), escaped(", ".join(f"{k} {v}" for k, v in bound.items())), _num(value)))
+        value = _metric_value(overall, metric, "candidate")
+        thresholds.append((escaped(metric), escaped(", ".join(f"{k} {v}" for k, v in bound.items())),
+                           number_text(value)))
     for metric, bound in (config.get("eval_change_thresholds") or {}).items():
-        value = overall.metrics.get(_snake(metric), {}).get("diff") if overall else None
+        value = _metric_value(overall, metric, "diff")
         thresholds.append((escaped(metric) + " (change vs baseline)",
-                           escaped(", ".join(f"{k} {v}" for k, v in bound.items())), _num(value)))
+                           escaped(", ".join(f"{k} {v}" for k, v in bound.items())), number_text(value)))
     parts = [verdict]
     if thresholds:
         parts.append("<h3>Thresholds</h3>" + _table(("metric", "threshold", "value"), thresholds, "thresholds"))
@@ -317,12 +330,12 @@ def _evaluation(facts: RunFacts) -> str:
         row = [escaped(s.name)]
         for name in names:
             values = s.metrics.get(name, {})
-            row.append(_num(values.get("candidate")))
+            row.append(number_text(values.get("candidate")))
             if with_baseline and name != "example_count":
                 diff = values.get("diff")
-                row += [_num(values.get("baseline")),
+                row += [number_text(values.get("baseline")),
                         f'<span class="{"bad" if diff and diff < 0 else "good" if diff else ""}">'
-                        f'{"+" if diff and diff > 0 else ""}{_num(diff)}</span>']
+                        f'{"+" if diff and diff > 0 else ""}{number_text(diff)}</span>']
         rows.append(row)
     parts.append(f"<h3>Slices ({len(facts.slices)})</h3>" + _table(headers, rows, "slices"))
     for name in names:
@@ -354,13 +367,13 @@ def _fairness(facts: RunFacts) -> str:
              f"smallest, over the groups where the rate is defined; the bound is {escaped(bound)}.</p>"]
     for feature in features:
         warnings = "".join(f'<p class="bad warning">Warning: the {escaped(rate)} gap between groups of '
-                           f'{escaped(feature.feature)} is {_num(feature.gaps[rate])}, over the bound '
+                           f'{escaped(feature.feature)} is {number_text(feature.gaps[rate])}, over the bound '
                            f'{escaped(bound)}.</p>'
                            for rate in feature.over_bound)
-        rows = [(escaped(value), _num(count), *(_num(rates[r]) for r in FAIRNESS_METRICS))
+        rows = [(escaped(value), number_text(count), *(number_text(rates[r]) for r in FAIRNESS_METRICS))
                 for value, count, rates in feature.groups]
         rows.append(("<b>gap</b>", "", *(f'<b class="{"bad" if r in feature.over_bound else ""}">'
-                                         f'{_num(feature.gaps[r])}</b>' for r in FAIRNESS_METRICS)))
+                                         f'{number_text(feature.gaps[r])}</b>' for r in FAIRNESS_METRICS)))
         chart = charts.grouped_bars([(value, [rates[r] for r in FAIRNESS_METRICS])
                                      for value, _, rates in feature.groups], list(FAIRNESS_METRICS), width=360)
         parts.append(f"<h3>{escaped(feature.feature)}</h3>{warnings}"
@@ -382,7 +395,7 @@ def _predictions(facts: RunFacts) -> str:
     if summary.classes:
         ordered = sorted(summary.classes.items(), key=lambda item: (-item[1], item[0]))
         parts.append("<h3>Predicted classes</h3>" + _table(
-            ("class", "rows", "share"), ((escaped(c), _num(n), f"{n / summary.rows:.1%}") for c, n in ordered),
+            ("class", "rows", "share"), ((escaped(c), number_text(n), f"{n / summary.rows:.1%}") for c, n in ordered),
             "classes") + charts.grouped_bars([(c, [n / summary.rows]) for c, n in ordered[:20]], ["share"],
                                              scale_max=1.0))
     if summary.top_scores:
@@ -404,21 +417,27 @@ def _alerts(facts: RunFacts) -> str:
     if summary.per_sensor:
         ordered = sorted(summary.per_sensor.items(), key=lambda item: (-item[1], item[0]))
         parts.append("<h3>Alerts per sensor</h3>" + _table(("sensor", "alerts"),
-                                                          ((escaped(k), _num(n)) for k, n in ordered), "sensors")
+                                                          ((escaped(k), number_text(n)) for k, n in ordered), "sensors")
                      + charts.grouped_bars([(k, [n]) for k, n in ordered[:30]], ["alerts"]))
         parts.append("<h3>Alerts per detector</h3>" + _table(
-            ("detector", "alerts"), ((escaped(k), _num(n)) for k, n in sorted(summary.per_detector.items()))))
+            ("detector", "alerts"), ((escaped(k), number_text(n)) for k, n in sorted(summary.per_detector.items()))))
     if summary.window_ends:
         counts, edges = _histogram(summary.window_ends)
-        start = datetime.datetime.fromtimestamp(edges[0], datetime.timezone.utc).isoformat(timespec="seconds")
-        end = datetime.datetime.fromtimestamp(edges[-1], datetime.timezone.utc).isoformat(timespec="seconds")
+        start, end = _utc(edges[0]), _utc(edges[-1])
         parts.append(f"<h3>Alerts over time</h3><p>{escaped(start)} to {escaped(end)} (UTC), by window end</p>"
                      + charts.histogram_overlay([("alerts", [(edges[i], edges[i + 1], counts[i])
                                                              for i in range(len(counts))])], width=480, height=90))
     parts.append("<h3>Dead letters</h3>" + (_table(("reason", "messages"), (
-        (escaped(k), _num(n)) for k, n in sorted(summary.dead_letters.items(), key=lambda item: -item[1])))
+        (escaped(k), number_text(n)) for k, n in sorted(summary.dead_letters.items(), key=lambda item: -item[1])))
         if summary.dead_letters else "<p>None.</p>"))
     return _section("alerts", "Alerts", "".join(parts))
+
+
+def _utc(seconds: float) -> str:
+    try:
+        return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(timespec="seconds")
+    except (ValueError, OverflowError, OSError):  # not unix seconds (e.g. milliseconds): the number as it is
+        return number_text(seconds)
 
 
 def _histogram(values: list[float], buckets: int = 20) -> tuple[list[int], list[float]]:
@@ -481,7 +500,7 @@ def render(facts: RunFacts) -> str:
         sections += [_alerts(facts)]
     nav = "".join(f'<a href="#{a}">{a.title()}</a>' for a in re.findall(r'<section id="(\w+)"', "".join(sections)))
     return (f"{page_head(title)}<body><header><h1>{escaped(title)}</h1>"
-            f"<nav>{nav}<a href='../../{INDEX_FILE}'>All runs</a>"
+            f"<nav>{nav}<a href='../../{RUNS_INDEX_FILE}'>All runs</a>"
             f"</nav></header><main>{''.join(sections)}</main></body></html>\n")
 
 
@@ -489,7 +508,7 @@ def page_head(title: str) -> str:
     """The start of a report page, to `<body>`: the policy that forbids every fetch, and the style."""
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
             f"<title>{escaped(title)}</title><style>{_STYLE}</style></head>")
 
 

@@ -1,38 +1,38 @@
-"""What a job does at its end: writes the run's report, rewrites the runs index beside it, and records the run in
-the lineage store."""
+"""What a job does at its end, and `python -m beam_ml.report` for an existing run: the run's report, the runs index
+beside it, and the run in the lineage store."""
 from __future__ import annotations
 
 import logging
 import os
-from typing import Optional
+from typing import Callable, Optional
 
 from beam_ml.lineage.store import record_run_dir
 from beam_ml.report.index import write_index
 from beam_ml.report.page import write_report
 
 
-def write_run_reports(run_dir: str) -> tuple[str, str]:
-    """Writes `<run_dir>/report/index.html` and rewrites `<output_dir>/index.html`; returns both paths.
+def publish_run(run_dir: str) -> Optional[str]:
+    """Writes `<run_dir>/report/index.html`, rewrites `<output_dir>/index.html` and records the run in the lineage
+    store (`beam_ml.lineage.store.record_run_dir`). Returns the report's path, or None if it could not be written.
+    Each part that fails is logged and the others still happen; none fails the caller (a run's outcome is already
+    in its record: these are views of it).
 
     Example::
 
-        report, index = write_run_reports("runs/penguins/20261204T212601Z-a3f5ff")
+        publish_run("runs/penguins/20261204T212601Z-a3f5ff")
     """
-    return write_report(run_dir), write_index(os.path.dirname(run_dir.rstrip("/")))
-
-
-def write_run_reports_quietly(run_dir: str) -> Optional[str]:
-    """The end of a job: `write_run_reports`, then the run into the lineage store (`record_run_dir`). Returns the
-    report's path, or None when it could not be written. A failure is logged and never fails the run: its outcome
-    is already recorded, and these are views of it."""
-    log = logging.getLogger(__name__)
-    report = None
-    try:
-        report = write_run_reports(run_dir)[0]
-    except Exception as e:
-        log.warning("could not write the report of %s: %s: %s", run_dir, type(e).__name__, e)
-    try:
-        record_run_dir(run_dir)
-    except Exception as e:
-        log.warning("could not record %s in the lineage store: %s: %s", run_dir, type(e).__name__, e)
+    run_dir = run_dir.rstrip("/")
+    if "://" not in run_dir:
+        run_dir = os.path.abspath(run_dir)  # `.` has an output directory too
+    report = _quietly("write the report of", write_report, run_dir)
+    _quietly("rewrite the runs index beside", write_index, os.path.dirname(run_dir))
+    _quietly("record in the lineage store", record_run_dir, run_dir)
     return report
+
+
+def _quietly(what: str, step: Callable, path: str):
+    try:
+        return step(path)
+    except Exception as e:
+        logging.getLogger(__name__).warning("could not %s %s: %s: %s", what, path, type(e).__name__, e)
+        return None

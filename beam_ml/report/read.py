@@ -100,8 +100,8 @@ class FeatureStats:
     top: list[tuple[str, float]] = dataclasses.field(default_factory=list)  # (value, count)
 
 
-def _finite(value: float) -> Optional[float]:
-    return value if math.isfinite(value) else None
+def _finite(value: Optional[float]) -> Optional[float]:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def feature_stats(dataset: statistics_pb2.DatasetFeatureStatistics) -> dict[str, FeatureStats]:
@@ -254,29 +254,30 @@ def read_dead_letters(path: str, limit: int = 5) -> list[dict]:
     return found
 
 
-def run_dirs(output_dir: str) -> list[str]:
-    """The run directories under `output_dir` (those holding a run record)."""
+def run_records(output_dir: str) -> list[dict[str, Any]]:
+    """The records of the runs under `output_dir`, each with `run_dir` (where it was found), oldest first; a record
+    being written (unreadable for a moment) is left out."""
     pattern = os.path.join(output_dir, "*", os.path.basename(RunLayout("").manifest))
-    return sorted(os.path.dirname(path) for path in _gfile().glob(pattern))
+    records = []
+    for path in _gfile().glob(pattern):
+        run_dir = os.path.dirname(path)
+        try:
+            record = read_manifest(run_dir)
+        except ValueError:
+            continue
+        if record:
+            records.append({**record, "run_dir": run_dir})
+    return sorted(records, key=lambda r: (r.get("started") or "", r["run_dir"]))
 
 
 def previous_run(run_dir: str, manifest: dict[str, Any]) -> Optional[str]:
-    """The latest run of the same job under the same output directory that succeeded and started before this one;
-    None if there is none."""
+    """The latest run of the same job under the same output directory that succeeded, computed its results (did
+    not reuse another run's) and started before this one; None if there is none."""
     started = manifest.get("started") or ""
-    best: tuple[str, Optional[str]] = ("", None)
-    for other_dir in run_dirs(os.path.dirname(run_dir.rstrip("/"))):
-        if other_dir.rstrip("/") == run_dir.rstrip("/"):
-            continue
-        try:
-            other = read_manifest(other_dir)
-        except ValueError:  # a record being written
-            continue
-        other_started = other.get("started") or ""
-        if (other.get("job") == manifest.get("job") and other.get("status") == "succeeded"
-                and other_started < started and other_started > best[0]):
-            best = (other_started, other_dir)
-    return best[1]
+    earlier = [r for r in run_records(os.path.dirname(run_dir.rstrip("/")))
+               if r["run_dir"].rstrip("/") != run_dir.rstrip("/") and r.get("job") == manifest.get("job")
+               and r.get("status") == "succeeded" and not r.get("cached_from") and (r.get("started") or "") < started]
+    return earlier[-1]["run_dir"] if earlier else None
 
 
 @dataclasses.dataclass
@@ -296,7 +297,7 @@ def fairness(slices: list[SliceMetrics], features: list[str], rates: list[str],
     found = []
     for feature in features:
         groups = [(s.key[0][1], s.example_count,
-                   {rate: _finite_or_none(s.metrics.get(rate, {}).get("candidate")) for rate in rates})
+                   {rate: _finite(s.metrics.get(rate, {}).get("candidate")) for rate in rates})
                   for s in slices if len(s.key) == 1 and s.key[0][0] == feature]
         gaps: dict[str, Optional[float]] = {}
         for rate in rates:
@@ -307,8 +308,6 @@ def fairness(slices: list[SliceMetrics], features: list[str], rates: list[str],
     return found
 
 
-def _finite_or_none(value: Optional[float]) -> Optional[float]:
-    return value if value is not None and math.isfinite(value) else None
 
 
 @dataclasses.dataclass

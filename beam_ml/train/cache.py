@@ -4,36 +4,38 @@ successful earlier run reuses that run's results instead of recomputing them.
 Each stage has a key, a hash of what it reads and of its upstream stage's key, recorded in the run record
 (`cache_keys`):
 
-    data      the input files (path, sha256), how they are read and split, the schema and drift settings, and the
-              versions of the stack
-    transform data + the user module's source (and the sources of the modules it imports from its own package)
-              + the windowing settings
+    data      the input files (path, sha256), how they are read and split, the schema and drift settings, the
+              versions of the stack, and beam_ml's own sources when it runs from a checkout
+    transform data + the sources of the user module and of the code it imports that is not an installed package
+              (`module_sources`) + the windowing settings
     train     transform + label, hyperparameters, seed
-    evaluate  train + the evaluation settings + the baseline model it is judged against
+    judging   train + the evaluation settings (metrics, slices, thresholds, fairness)
+    evaluate  judging + the baseline model it is judged against
 
-A run reuses an earlier successful run R (`cached_from: R`, and no pipeline runs) when R's `train` key is the same
-and R's model is the one serving now (so the new model would be that model: an identical model is not a new
+A run reuses an earlier successful run R (`cached_from: R`, and no pipeline runs) when R's `judging` key is the
+same and R's model is the one serving now (so the new model would be that model: an identical model is not a new
 version), or when R's `evaluate` key is the same and R's model was not blessed (same model, same baseline: the same
-refusal). A blessed model that is not the one serving (another serving_dir, a rollback) is judged and pushed again. Anything else, such
-as one changed data row or one changed line of the module, changes the keys from that stage on and the run computes
-everything. An input without a content fingerprint (a database table, a BigQuery query) is never cached.
-`--no_cache` turns caching off.
+refusal). A blessed model that is not the one serving (another serving_dir, a rollback) is judged and pushed
+again. Anything else, such as one changed data row or one changed line of the module, changes the keys from that
+stage on and the run computes everything. An input without a content fingerprint (a database table, a BigQuery
+query) is never cached. `--no_cache` turns caching off.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
+import importlib.util
 import json
 import os
 import sys
-import types
+import sysconfig
 from typing import Any, Optional
 
 import apache_beam as beam
 
-from beam_ml.core import fileutil
 from beam_ml.core.run import RunManifest, package_versions
-from beam_ml.report.publish import write_run_reports_quietly
-from beam_ml.report.read import read_manifest, run_dirs
+from beam_ml.report.publish import publish_run
+from beam_ml.report.read import run_records
 
 # The config fields each stage reads (besides its upstream stage's key).
 DATA_FIELDS = ("column_types", "allow_non_finite", "batch_bytes", "split_buckets", "split_key", "split_time_key",
@@ -44,8 +46,8 @@ TRAIN_FIELDS = ("label_key", "hyperparameters", "seed")
 EVALUATE_FIELDS = ("eval_metrics", "eval_slices", "eval_thresholds", "eval_change_thresholds", "fairness_features",
                    "fairness_max_gap", "label_set_changed")
 # What a reused run's record takes over from the run it reuses.
-REUSED_FIELDS = ("counts", "anomalies", "metrics", "blessed", "threshold_failures", "evaluation_mode", "leakage",
-                 "record_format")
+REUSED_FIELDS = ("counts", "anomalies", "metrics", "blessed", "threshold_failures", "evaluation_mode",
+                 "baseline_model", "leakage", "record_format")
 
 
 def _hash(*parts: Any) -> str:
@@ -53,27 +55,86 @@ def _hash(*parts: Any) -> str:
 
 
 def _file_hash(path: Optional[str]) -> Optional[str]:
-    return hashlib.sha256(fileutil.read_text(path).encode()).hexdigest() if path else None
+    """sha256 of a file's bytes (a schema text or a binary FeatureStats.pb), local or gs://."""
+    if not path:
+        return None
+    import tensorflow as tf
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _imported_names(source: str, package: str) -> set[str]:
+    """The modules a source imports (`import a.b`, `from a import b`: a, a.b), relative imports resolved against
+    `package`."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            if base:
+                names.add(base)
+                names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _is_library(path: str) -> bool:
+    """A module of the Python installation or of an installed package (their versions are in the key)."""
+    stdlib = sysconfig.get_paths()["stdlib"]
+    return path.startswith(stdlib + os.sep) or f"{os.sep}site-packages{os.sep}" in path or \
+        f"{os.sep}dist-packages{os.sep}" in path
+
+
+def library_sources() -> Optional[str]:
+    """sha256 over beam_ml's own sources when it runs from a checkout (an editable install: edits change results
+    without changing its version); None when it is an installed package (its version is in the key)."""
+    root = os.path.dirname(os.path.abspath(sys.modules["beam_ml"].__file__))
+    if _is_library(root):
+        return None
+    digest = hashlib.sha256()
+    for folder, _, files in sorted(os.walk(root)):
+        for name in sorted(files):
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), "rb") as f:
+                    digest.update(os.path.relpath(os.path.join(folder, name), root).encode() + b"\0" + f.read())
+    return digest.hexdigest()
 
 
 def module_sources(user_module: Any) -> dict[str, str]:
-    """{module name: sha256 of its source} of the user module (`beam_ml.train.user_module.UserModule`), of the
-    modules of its own top-level package that are loaded, and of the user code it imports names from (a module
-    outside site-packages): `transforms.penguins` and `transforms.keras_recipes`. A change in any retrains."""
+    """{module: sha256 of its source} of the user module (`beam_ml.train.user_module.UserModule`) and, following
+    its import statements, of every module it reaches that is not part of Python or of an installed package: the
+    user's own code (`transforms.penguins`, `transforms.keras_recipes`, a config module it takes a list from), but
+    not beam_ml (in the data key). Read from the sources, so the same code gives the same key in any process. A change
+    in any of them retrains."""
     module = user_module.load()
-    package = module.__name__.split(".")[0] + "."
-    imported = {getattr(value, "__module__", None) or getattr(value, "__name__", None)
-                for value in vars(module).values() if callable(value) or isinstance(value, types.ModuleType)}
-    found = {}
-    for name, other in sorted(sys.modules.items()):
-        path = getattr(other, "__file__", None) or ""
-        if other is module and user_module.source is not None:  # a .py path: the source the job ships
-            found[name] = hashlib.sha256(user_module.source.encode()).hexdigest()
-        elif ((other is module or name.startswith(package) or name in imported) and path.endswith(".py")
-              and "-packages" + os.sep not in path and not name.startswith("beam_ml") and os.path.exists(path)):
+    source = user_module.source
+    if source is None:
+        with open(module.__file__, "rb") as f:
+            source = f.read().decode("utf-8")
+    found = {module.__name__: hashlib.sha256(source.encode()).hexdigest()}
+    # (source, the package its relative imports are against): a .py path module has none
+    pending = [(source, "" if user_module.source is not None else module.__name__.rpartition(".")[0])]
+    while pending:
+        text, package = pending.pop()
+        for imported in sorted(_imported_names(text, package)):
+            if imported in found:
+                continue
+            try:
+                spec = importlib.util.find_spec(imported)
+            except (ImportError, ValueError):  # a name imported from a module, not a module
+                continue
+            path = getattr(spec, "origin", None) or ""
+            if not path.endswith(".py") or _is_library(path) or imported.split(".")[0] == "beam_ml":
+                continue  # beam_ml is in the data key (`library_sources`)
             with open(path, "rb") as f:
-                found[name] = hashlib.sha256(f.read()).hexdigest()
-    return found
+                data = f.read()
+            found[imported] = hashlib.sha256(data).hexdigest()
+            is_package = os.path.basename(path) == "__init__.py"
+            pending.append((data.decode("utf-8", "replace"), imported if is_package else imported.rpartition(".")[0]))
+    return dict(sorted(found.items()))
 
 
 def cache_keys(config: Any, inputs: list[dict], module: Any, baseline_model: Optional[str]) -> Optional[dict]:
@@ -82,11 +143,12 @@ def cache_keys(config: Any, inputs: list[dict], module: Any, baseline_model: Opt
         return None
     settings = config.to_dict()
     data = _hash("data", [(i.get("path"), i["sha256"]) for i in inputs], {f: settings.get(f) for f in DATA_FIELDS},
-                 _file_hash(config.schema), _file_hash(config.drift_baseline), package_versions())
+                 _file_hash(config.schema), _file_hash(config.drift_baseline), package_versions(), library_sources())
     transform = _hash("transform", data, {f: settings.get(f) for f in TRANSFORM_FIELDS}, module_sources(module))
     train = _hash("train", transform, {f: settings.get(f) for f in TRAIN_FIELDS})
-    evaluate = _hash("evaluate", train, {f: settings.get(f) for f in EVALUATE_FIELDS}, baseline_model)
-    return {"data": data, "transform": transform, "train": train, "evaluate": evaluate}
+    judging = _hash("judging", train, {f: settings.get(f) for f in EVALUATE_FIELDS})
+    return {"data": data, "transform": transform, "train": train, "judging": judging,
+            "evaluate": _hash("evaluate", judging, baseline_model)}
 
 
 def reusable_run(output_dir: str, keys: Optional[dict], baseline_model: Optional[str]) -> Optional[dict]:
@@ -95,19 +157,15 @@ def reusable_run(output_dir: str, keys: Optional[dict], baseline_model: Optional
     if keys is None:
         return None
     candidates = []
-    for run_dir in run_dirs(output_dir):
-        try:
-            record = read_manifest(run_dir)
-        except ValueError:  # a record being written
-            continue
+    for record in run_records(output_dir):
         if record.get("job") != "train_pipeline" or record.get("status") != "succeeded" or \
                 record.get("cached_from"):
             continue
         earlier = record.get("cache_keys") or {}
         serving = baseline_model is not None and record.get("pushed_model_dir") == baseline_model
         same_refusal = earlier.get("evaluate") == keys["evaluate"] and record.get("blessed") is False
-        if (earlier.get("train") == keys["train"] and serving) or same_refusal:
-            candidates.append({**record, "run_dir": run_dir})
+        if (earlier.get("judging") == keys["judging"] and serving) or same_refusal:
+            candidates.append(record)
     return max(candidates, key=lambda r: r.get("started") or "", default=None)
 
 
@@ -131,7 +189,7 @@ class WriteReusedRun(beam.DoFn):
 
     def process(self, _):
         record = self._manifest.write("succeeded", **reused_record(self._earlier, self._baseline_model))
-        write_run_reports_quietly(record["run_dir"])
+        publish_run(record["run_dir"])
         yield record
 
 

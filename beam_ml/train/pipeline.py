@@ -18,7 +18,7 @@ from beam_ml.core.layout import RunLayout
 from beam_ml.core.run import RunManifest
 from beam_ml.ingest.read import ReadSplits
 from beam_ml.model.push import PushIfBlessed
-from beam_ml.report.publish import write_run_reports_quietly
+from beam_ml.report.publish import publish_run
 from beam_ml.train.evaluate import EvaluateModel, build_eval_config
 from beam_ml.train.labels import CheckLabels
 from beam_ml.train.leakage import CheckLeakage
@@ -196,6 +196,6 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
                        anomalies=beam.pvalue.AsSingleton(validation.anomalies),
                        evaluation=beam.pvalue.AsSingleton(evaluation), pushed=beam.pvalue.AsList(pushed),
                        leakage=beam.pvalue.AsList(leakage)))
-        _ = written | "WriteReport" >> beam.Map(lambda unused_record: write_run_reports_quietly(run_dir))
+        _ = written | "WriteReport" >> beam.Map(lambda unused_record: publish_run(run_dir))
         return TrainOutputs(batches, ingested.dead_letter, counts, validation.anomalies, model_dir, evaluation,
                             pushed, written)

@@ -70,10 +70,17 @@ class FnArgs:
                 epochs = self.params.get("epochs") or 1
                 if (epoch + 1) % max(1, -(-epochs // lines)) and epoch + 1 != epochs:
                     return
-                values = ", ".join(f"{name} {value:.3g}" for name, value in (logs or {}).items())
+                values = ", ".join(f"{name} {_short(value)}" for name, value in (logs or {}).items())
                 print(progress_line("train", f"epoch {epoch + 1}/{epochs}: {values}"), flush=True)
 
         return EpochProgress()
+
+
+def _short(value: Any) -> str:
+    try:
+        return f"{float(value):.3g}"
+    except (TypeError, ValueError):  # a metric that is not one number
+        return str(value)[:40]
 
 
 def set_seeds(seed: int) -> None:

@@ -112,3 +112,30 @@ def test_a_run_is_the_same_run_however_its_directory_is_spelled(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     assert record_run_dir("runs/done/") == first
     assert len(run_history(open_store(str(tmp_path / "runs" / "metadata.sqlite")))) == 1
+
+
+def test_a_reused_run_links_the_earlier_run_s_artifacts_and_old_records_still_get_every_stage(tmp_path):
+    store = open_store(str(tmp_path / "metadata.sqlite"))
+    first = _run(tmp_path, "first", "aaa", "2026-01-01T00:00:00+00:00")
+    record_run(store, first)
+    artifacts_before = len(store.get_artifacts())
+    reused = {**_run(tmp_path, "reused", "aaa", "2026-01-02T00:00:00+00:00", stages=["started", "succeeded"],
+                     pushed=False), "cached_from": first["run_dir"], "baseline_model": first["pushed_model_dir"]}
+    record_run(store, reused)
+    assert len(store.get_artifacts()) == artifacts_before  # the same artifacts, not copies
+    assert model_lineage(store, os.path.join(first["run_dir"], "model", "serving"))["earlier_runs"] == []
+    old = {k: v for k, v in _run(tmp_path, "old", "bbb", "2026-01-03T00:00:00+00:00").items() if k != "stages"}
+    record_run(store, old)  # a record from before runs listed their stages
+    assert model_lineage(store, old["pushed_model_dir"])["run"]["run_id"] == "old"
+
+
+def test_a_push_that_failed_is_a_failed_execution(tmp_path):
+    store = open_store(str(tmp_path / "metadata.sqlite"))
+    failed = _run(tmp_path, "push-failed", "ccc", "2026-01-04T00:00:00+00:00",
+                  stages=["started", "read", "data checked", "trained", "evaluated", "failed"], status="failed",
+                  error="LockBusy: serving/.push.lock is held")
+    record_run(store, failed)
+    types = {t.id: t.name for t in store.get_execution_types()}
+    states = {types[e.type_id]: e.last_known_state for e in store.get_executions()}
+    assert states["beam_ml.Push"] == store.get_executions()[0].FAILED
+    assert states["beam_ml.Evaluate"] == store.get_executions()[0].COMPLETE

@@ -1,12 +1,13 @@
 """The report page and its charts, from run records and facts: escaped, offline, honest about what is missing."""
 import json
+import os
 import re
 
 from beam_ml.core.layout import RunLayout
 from beam_ml.core.run import MANIFEST_FILE
 from beam_ml.report import charts
 from beam_ml.report.page import gather, render, write_report
-from beam_ml.report.publish import write_run_reports_quietly
+from beam_ml.report.publish import publish_run
 from beam_ml.report.read import FeatureStats, SliceMetrics
 
 HOSTILE = '<script>alert("x")</script><img src="http://example.com/a.png">'
@@ -20,7 +21,7 @@ def _run(tmp_path, **record) -> str:
 
 
 def _fetches(page: str) -> list[str]:
-    return re.findall(r'''(?:src|href)=["'](?!#)([^"']*)["']''', page)
+    return re.findall(r'''(?:src|href)=["'](?!#|data:)([^"']*)["']''', page)
 
 
 def test_a_failed_run_says_where_and_why_and_escapes_what_the_data_put_in_it(tmp_path):
@@ -99,7 +100,7 @@ def test_the_report_is_written_whole_and_a_failure_to_write_it_never_fails_the_r
     assert path == RunLayout(run_dir).report_file and "<!DOCTYPE html>" in open(path).read()
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert write_run_reports_quietly(str(blocker / "run")) is None  # a run dir under a file: logged, not raised
+    assert publish_run(str(blocker / "run")) is None  # a run dir under a file: logged, not raised
 
 
 def test_a_feature_table_row_shows_each_dataset_and_its_drift():
@@ -179,3 +180,29 @@ def test_a_detection_run_shows_its_alerts_per_sensor_and_over_time_and_its_dead_
     assert "<td>model</td><td>2</td>" in section and "<td>zscore</td><td>1</td>" in section
     assert "<td>late</td><td>2</td>" in section and "<td>not JSON</td><td>1</td>" in section
     assert "1970-01-01T00:02:40+00:00 to 1970-01-01T00:16:40+00:00" in section
+
+
+def test_thresholds_find_metrics_however_tfma_spells_them_and_a_broken_artifact_only_loses_its_section(tmp_path):
+    from beam_ml.report.page import RunFacts
+    slices = [SliceMetrics("Overall", {"auc": {"candidate": 0.97, "diff": 0.01}})]
+    manifest = {"job": "train_pipeline", "blessed": True,
+                "config": {"eval_thresholds": {"AUC": {"lower": 0.9}},
+                           "eval_change_thresholds": {"AUC": {"direction": "higher", "absolute": -0.01}}}}
+    page = render(RunFacts("runs/t", manifest, [], {}, [], {}, [], [], slices, {}, [], None))
+    assert "<td>AUC</td><td>lower 0.9</td><td>0.97</td>" in page and "<td>0.01</td></tr>" in page
+    run_dir = _run(tmp_path, job="train_pipeline", status="failed", counts={"read": 3, "splits": {"train": 2}})
+    stats = RunLayout(run_dir).statistics_file("train")
+    os.makedirs(os.path.dirname(stats))
+    with open(stats, "wb") as f:
+        f.write(b"\x08\x96\x01 truncated")  # not a statistics proto
+    page = render(gather(run_dir))
+    assert "No statistics" in page and 'id="overview"' in page
+
+
+def test_the_previous_run_is_one_that_computed_its_results(tmp_path):
+    from beam_ml.report.read import previous_run
+    for name, started, extra in (("a", "2026-01-01", {}), ("b", "2026-01-02", {"cached_from": "x/a"})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / MANIFEST_FILE).write_text(json.dumps(
+            {"job": "train_pipeline", "status": "succeeded", "started": started, **extra}))
+    assert previous_run(str(tmp_path / "c"), {"job": "train_pipeline", "started": "2026-01-03"}) == str(tmp_path / "a")

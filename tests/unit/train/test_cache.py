@@ -16,7 +16,7 @@ def _keys(config=None, inputs=INPUTS, module=UserModule("transforms.penguins"), 
 
 
 def _changed(keys: dict, other: dict) -> list[str]:
-    return [stage for stage in ("data", "transform", "train", "evaluate") if keys[stage] != other[stage]]
+    return [stage for stage in ("data", "transform", "train", "judging", "evaluate") if keys[stage] != other[stage]]
 
 
 def test_each_change_invalidates_its_stage_and_everything_after_it(tmp_path):
@@ -24,25 +24,25 @@ def test_each_change_invalidates_its_stage_and_everything_after_it(tmp_path):
     keys = _keys(config)
     assert _keys(config) == keys  # deterministic
     assert _changed(keys, _keys(config, [{**INPUTS[0], "sha256": "bbb"}])) == ["data", "transform", "train",
-                                                                                "evaluate"]
+                                                                                "judging", "evaluate"]
     assert _changed(keys, _keys(dataclasses.replace(config, split_buckets={"train": 3, "eval": 1}))) == [
-        "data", "transform", "train", "evaluate"]
+        "data", "transform", "train", "judging", "evaluate"]
     source = open("transforms/penguins.py").read()
     (tmp_path / "penguins_copy.py").write_text(source)
     (tmp_path / "penguins_edited.py").write_text(source + "\n# one more line\n")
     copy = _keys(config, module=UserModule.from_spec(str(tmp_path / "penguins_copy.py")))
     edited = _keys(config, module=UserModule.from_spec(str(tmp_path / "penguins_edited.py")))
-    assert _changed(copy, edited) == ["transform", "train", "evaluate"]
-    assert _changed(keys, _keys(dataclasses.replace(config, hyperparameters={"epochs": 1}))) == ["train",
-                                                                                                  "evaluate"]
-    assert _changed(keys, _keys(dataclasses.replace(config, eval_slices=[[]]))) == ["evaluate"]
+    assert _changed(copy, edited) == ["transform", "train", "judging", "evaluate"]
+    assert _changed(keys, _keys(dataclasses.replace(config, hyperparameters={"epochs": 1}))) == [
+        "train", "judging", "evaluate"]
+    assert _changed(keys, _keys(dataclasses.replace(config, eval_slices=[[]]))) == ["judging", "evaluate"]
     assert _changed(keys, _keys(config, baseline="/serving/1")) == ["evaluate"]
     assert _changed(keys, _keys(dataclasses.replace(config, output_dir="/elsewhere", run_id="r"))) == []
     assert _keys(config, [{"table": "penguins", "kind": "sql"}]) is None  # no fingerprint: never cached
 
 
 def test_a_run_reuses_the_newest_success_whose_model_is_serving_or_whose_refusal_stands(tmp_path):
-    keys = {"data": "d", "transform": "t", "train": "m", "evaluate": "e"}
+    keys = {"data": "d", "transform": "t", "train": "m", "judging": "j", "evaluate": "e"}
 
     def run(name, started, status="succeeded", pushed=None, blessed=True, **key_changes):
         (tmp_path / name).mkdir()
@@ -54,8 +54,10 @@ def test_a_run_reuses_the_newest_success_whose_model_is_serving_or_whose_refusal
     run("a", "2026-01-01", pushed="/serving/1", evaluate="e-before")
     run("b", "2026-01-02", pushed="/serving/2", evaluate="e-before")
     run("c", "2026-01-03", status="failed")
-    run("d", "2026-01-04", train="other", evaluate="other")
-    assert reusable_run(str(tmp_path), keys, "/serving/2")["run_id"] == "b"  # its model is the one serving
+    run("d", "2026-01-04", train="other", judging="other", evaluate="other")
+    run("g", "2026-01-04T12", pushed="/serving/2", judging="other thresholds", evaluate="other")
+    assert reusable_run(str(tmp_path), keys, "/serving/2")["run_id"] == "b"  # its model is the one serving (g's
+    # is too, judged by other thresholds: not reused)
     assert reusable_run(str(tmp_path), keys, "/serving/9") is None  # a newer model serves: judge this one again
     run("e", "2026-01-05", pushed="/serving/e")  # same model and baseline, but blessed: push it again
     assert reusable_run(str(tmp_path), keys, "/serving/9") is None
@@ -73,3 +75,29 @@ def test_the_module_key_covers_the_user_code_it_imports():
     sources = module_sources(UserModule("transforms.penguins"))
     assert {"transforms.penguins", "transforms.keras_recipes"} <= set(sources)
     assert not any(name.startswith(("tensorflow", "beam_ml", "apache_beam")) for name in sources)
+
+
+def test_the_module_key_follows_its_imports_to_user_code_outside_its_package(tmp_path, monkeypatch):
+    from beam_ml.train.cache import module_sources
+    (tmp_path / "shared_cfg.py").write_text("FEATURES = ['a', 'b']\n")
+    (tmp_path / "other_lib.py").write_text("X = 1\n")
+    (tmp_path / "helper.py").write_text("import other_lib\n")
+    module = tmp_path / "model.py"
+    module.write_text("import os\nfrom shared_cfg import FEATURES\nimport helper\n"
+                      "def preprocessing_fn(inputs):\n    return inputs\n"
+                      "def run_fn(fn_args):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = module_sources(UserModule.from_spec(str(module)))
+    assert {"shared_cfg", "helper", "other_lib"} <= set(before) and "os" not in before
+    (tmp_path / "other_lib.py").write_text("X = 2\n")  # two imports away
+    after = module_sources(UserModule.from_spec(str(module)))
+    assert [name for name in before if before[name] != after[name]] == ["other_lib"]
+
+
+def test_a_binary_drift_baseline_is_part_of_the_data_key(tmp_path):
+    stats = tmp_path / "FeatureStats.pb"
+    stats.write_bytes(b"\x0a\xff\xfe\x00binary")
+    config = dataclasses.replace(PipelineConfig.load(PENGUINS_CONFIG, {}), drift_baseline=str(stats))
+    before = _keys(config)
+    stats.write_bytes(b"\x0a\xff\xfe\x01binary")
+    assert _changed(before, _keys(config))[0] == "data"
