@@ -119,6 +119,32 @@ def line_chart(points: Sequence[tuple[str, Optional[float]]], width: int = 320, 
             f'{axis}<polyline fill="none" stroke="{colour(0)}" stroke-width="1.5" points="{path}"/>{dots}</svg>')
 
 
+def calibration_chart(points: Sequence[tuple[float, float, float]], size: int = 200) -> str:
+    """Mean label against mean prediction per bucket, over the diagonal a calibrated model follows: `points`
+    [(mean prediction, mean label, examples)]."""
+    if not points:
+        return ""
+    pad = 24
+
+    def xy(prediction: float, label: float) -> tuple[float, float]:
+        return pad + prediction * (size - pad - 4), size - pad - label * (size - pad - 4)
+
+    top = max(n for _, _, n in points) or 1.0
+    dots = "".join(
+        f'<circle cx="{xy(p, y)[0]:.1f}" cy="{xy(p, y)[1]:.1f}" r="{2 + 4 * math.sqrt(n / top):.1f}" '
+        f'fill="{colour(0)}" fill-opacity="0.7"><title>predicted {number_text(p)}, observed {number_text(y)}, '
+        f'{number_text(n)} examples</title></circle>' for p, y, n in points)
+    (x0, y0), (x1, y1) = xy(0, 0), xy(1, 1)
+    axes = (f'<line x1="{x0}" y1="{y0}" x2="{x1:.1f}" y2="{y1:.1f}" stroke="#999" stroke-dasharray="3,2"/>'
+            f'<line x1="{x0}" y1="{y0}" x2="{x1:.1f}" y2="{y0}" stroke="#999"/>'
+            f'<line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y1:.1f}" stroke="#999"/>'
+            f'<text x="{(x0 + x1) / 2:.0f}" y="{size - 4}" font-size="9" text-anchor="middle">mean prediction</text>'
+            f'<text x="9" y="{(y0 + y1) / 2:.0f}" font-size="9" text-anchor="middle" '
+            f'transform="rotate(-90 9 {(y0 + y1) / 2:.0f})">mean label</text>')
+    return (f'<svg class="chart" width="{size}" height="{size}" viewBox="0 0 {size} {size}" role="img">'
+            f'{axes}{dots}</svg>')
+
+
 def legend(labels: Sequence[str]) -> str:
     return "".join(f'<span class="key"><i style="background:{colour(i)}"></i>{html.escape(label)}</span>'
                    for i, label in enumerate(labels))

@@ -26,6 +26,7 @@ from beam_ml.report.read import (
     AlertSummary,
     FairnessFeature,
     FeatureStats,
+    OverallPlots,
     PredictionSummary,
     SliceMetrics,
     drift_measurements,
@@ -34,8 +35,10 @@ from beam_ml.report.read import (
     previous_run,
     read_alerts,
     read_anomalies,
+    read_class_names,
     read_dead_letters,
     read_manifest,
+    read_plots,
     read_predictions,
     read_schema,
     read_signatures,
@@ -65,6 +68,8 @@ class RunFacts:
     dead_letters: list[dict]
     previous_run: Optional[str]
     predictions: Optional[PredictionSummary] = None
+    plots: Optional[OverallPlots] = None
+    class_names: list[str] = dataclasses.field(default_factory=list)
     alerts: Optional[AlertSummary] = None
 
 
@@ -103,6 +108,8 @@ def gather(run_dir: str) -> RunFacts:
         drift=drift_measurements(_read("anomalies", read_anomalies, artifacts, splits, default={})),
         schema=_schema_rows(schema), schema_diff=schema_changes(previous_schema, schema),
         slices=_read("evaluation", read_slices, artifacts, default=[]),
+        plots=_read("evaluation plots", read_plots, artifacts),
+        class_names=_read("class names", read_class_names, layout.serving_model, default=[]),
         signatures=_read("model signatures", read_signatures, layout.serving_model, default={}),
         dead_letters=_read("dead letters", read_dead_letters, layout.dead_letter_file, default=[]),
         previous_run=previous,
@@ -293,6 +300,40 @@ def _metric_value(slice_metrics: Optional[SliceMetrics], class_name: str, role: 
                  if name.replace("_", "").lower() == wanted), None)
 
 
+def _plots(plots: Optional[OverallPlots], class_names: list[str]) -> str:
+    """The confusion matrix and calibration of the overall slice, when the run computed them."""
+    if plots is None:
+        return ""
+    parts = []
+    if plots.classes:
+        ids = sorted({a for a, _ in plots.classes} | {p for _, p in plots.classes if p >= 0})
+
+        def name(i: int) -> str:
+            return class_names[i] if 0 <= i < len(class_names) else str(i)
+
+        no_prediction = any(p < 0 for _, p in plots.classes)
+        header = ["actual \\ predicted", *(name(i) for i in ids)] + (["none"] if no_prediction else [])
+        rows = [[f"<b>{escaped(name(a))}</b>",
+                 *(number_text(plots.classes.get((a, p), 0.0)) for p in ids)]
+                + ([number_text(plots.classes.get((a, -1), 0.0))] if no_prediction else []) for a in ids]
+        parts.append("<h3>Confusion matrix (overall)</h3>" + _table(header, rows, "confusion classes"))
+    if plots.confusion:
+        c = plots.confusion
+        parts.append(f"<h3>Confusion matrix (overall, threshold {number_text(c['threshold'])})</h3>" + _table(
+            ("", "predicted positive", "predicted negative"),
+            [("<b>actual positive</b>", number_text(c["true_positives"]), number_text(c["false_negatives"])),
+             ("<b>actual negative</b>", number_text(c["false_positives"]), number_text(c["true_negatives"]))],
+            "confusion") + f"<p>precision {number_text(c['precision'])} · recall {number_text(c['recall'])} · "
+                           f"accuracy {number_text(c['accuracy'])}</p>")
+    if plots.calibration:
+        parts.append("<h3>Calibration (overall)</h3><div class=\"figures\">" + _table(
+            ("prediction", "examples", "mean prediction", "mean label"),
+            ((f"{low:.1f}–{high:.1f}", number_text(n), number_text(p), number_text(y))
+             for low, high, n, p, y in plots.calibration), "calibration")
+            + charts.calibration_chart([(p, y, n) for _, _, n, p, y in plots.calibration]) + "</div>")
+    return "".join(parts)
+
+
 def _evaluation(facts: RunFacts) -> str:
     m = facts.manifest
     if not facts.slices:
@@ -301,7 +342,7 @@ def _evaluation(facts: RunFacts) -> str:
     failures = m.get("threshold_failures") or []
     config = m.get("config") or {}
     if blessed:
-        verdict = (f'<p class="good">Blessed: every threshold passed ({escaped(m.get("evaluation_mode", ""))}).</p>')
+        verdict = (f'<p class="good">Blessed: every threshold passed; {escaped(m.get("evaluation_mode", ""))}.</p>')
     elif blessed is False:
         verdict = ('<p class="bad">Not blessed, because:</p><ul>'
                    + "".join(f"<li>{escaped(f)}</li>" for f in failures) + "</ul>")
@@ -337,6 +378,7 @@ def _evaluation(facts: RunFacts) -> str:
                         f'<span class="{"bad" if diff and diff < 0 else "good" if diff else ""}">'
                         f'{"+" if diff and diff > 0 else ""}{number_text(diff)}</span>']
         rows.append(row)
+    parts.append(_plots(facts.plots, facts.class_names))
     parts.append(f"<h3>Slices ({len(facts.slices)})</h3>" + _table(headers, rows, "slices"))
     for name in names:
         if name == "example_count":

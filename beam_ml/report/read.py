@@ -399,3 +399,62 @@ def read_alerts(alerts_dir: Optional[str], dead_letter_dir: Optional[str],
         reason = str(letter.get("reason", "")).split(":")[0] or "unknown"
         reasons[reason] = reasons.get(reason, 0) + 1
     return AlertSummary(len(alerts), per_sensor, per_detector, ends, reasons, alerts_cut or letters_cut)
+
+
+@dataclasses.dataclass
+class OverallPlots:
+    """TFMA's plots of the candidate model on the overall slice, where the run computed them (`ConfusionMatrixPlot`,
+    `CalibrationPlot`, `MultiClassConfusionMatrixPlot` in eval_metrics): the binary confusion matrix at the
+    threshold nearest 0.5 ({threshold, true_positives, false_positives, true_negatives, false_negatives, precision,
+    recall, accuracy}), calibration in tenths of the prediction range: [(low, high, examples, mean prediction, mean
+    label)], and the multi-class confusion matrix."""
+
+    confusion: Optional[dict[str, float]]
+    calibration: list[tuple[float, float, float, float, float]]
+    classes: Optional[dict[tuple[int, int], float]] = None  # multi-class: {(actual, predicted): examples}
+
+
+def read_plots(run_dir: str, bins: int = 10) -> Optional[OverallPlots]:
+    evaluation = RunLayout(run_dir).evaluation
+    if not _gfile().glob(os.path.join(evaluation, "plots*")):
+        return None
+    import tensorflow_model_analysis as tfma
+    confusion, calibration, classes = None, [], None
+    for record in tfma.load_plots(evaluation):
+        if record.slice_key.single_slice_keys:
+            continue
+        for item in record.plot_keys_and_values:
+            if item.key.model_name not in ("", "candidate"):
+                continue
+            value = item.value
+            if value.HasField("confusion_matrix_at_thresholds") and value.confusion_matrix_at_thresholds.matrices:
+                nearest = min(value.confusion_matrix_at_thresholds.matrices, key=lambda m: abs(m.threshold - 0.5))
+                confusion = {name: getattr(nearest, name) for name in (
+                    "threshold", "true_positives", "false_positives", "true_negatives", "false_negatives",
+                    "precision", "recall", "accuracy")}
+            multi = value.multi_class_confusion_matrix_at_thresholds.matrices
+            if multi:  # the threshold nearest 0 (TFMA's default): the top prediction is the predicted class
+                nearest = min(multi, key=lambda m: abs(m.threshold))
+                classes = {(e.actual_class_id, e.predicted_class_id): e.num_weighted_examples for e in nearest.entries}
+            if value.HasField("calibration_histogram_buckets"):
+                sums = [[0.0, 0.0, 0.0] for _ in range(bins)]  # examples, predictions, labels
+                for bucket in value.calibration_histogram_buckets.buckets:
+                    examples = bucket.num_weighted_examples.value
+                    if not examples:
+                        continue
+                    low = bucket.lower_threshold_inclusive
+                    index = min(max(int(low * bins), 0), bins - 1) if math.isfinite(low) else (0 if low < 0
+                                                                                              else bins - 1)
+                    sums[index][0] += examples
+                    sums[index][1] += bucket.total_weighted_refined_prediction.value
+                    sums[index][2] += bucket.total_weighted_label.value
+                calibration = [(i / bins, (i + 1) / bins, n, p / n, y / n) for i, (n, p, y) in enumerate(sums) if n]
+    if confusion is None and not calibration and classes is None:
+        return None
+    return OverallPlots(confusion, calibration, classes)
+
+
+def read_class_names(model_dir: str) -> list[str]:
+    """The class names of a classifier's outputs, in order (the labels record beside the model), or []."""
+    data = _read_bytes(os.path.join(model_dir, "assets.extra", "labels.json"))
+    return list((json.loads(data) if data else {}).get("classes") or [])

@@ -8,7 +8,7 @@ from there TFMA's own code takes over: the combiners' `extract_output`, derived 
 histogram, ...), baseline diffs, threshold validation and TFMA's writers. Results load with `tfma.load_eval_result`.
 
 `unsupported_reason` says when an EvalConfig needs TFMA's own evaluator (confidence intervals, cross-slices,
-example weights, sub keys, plots such as MultiClassConfusionMatrixPlot, ...); `EvaluateModel` then uses it.
+example weights, sub keys, metrics without a batched twin here, ...); `EvaluateModel` then uses it.
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from tensorflow_model_analysis.metrics import (
     metric_util,
     tf_metric_wrapper,
 )
+from tensorflow_model_analysis.metrics import multi_class_confusion_matrix_metrics as mcm
 
 SliceKey = tuple
 
@@ -215,6 +216,49 @@ class _BinaryConfusionMatrix(_BatchAccumulator):
                 for t, row in zip(self._thresholds, accumulator)}
 
 
+class _MultiClassConfusionMatrix(_BatchAccumulator):
+    """Partial: {threshold: {(actual class, predicted class): weight}}, as TFMA's
+    `_MultiClassConfusionMatrixCombiner` counts it (the predicted class is the top prediction, or none, -1, when
+    that is not above the threshold; a label is a class id or one-hot)."""
+
+    flattened = False
+
+    def __init__(self, combiner, model_name):
+        super().__init__(combiner, model_name)
+        self._thresholds = list(combiner._thresholds)
+
+    def create(self) -> dict:
+        return {}
+
+    def add(self, labels, predictions, weights):
+        if predictions.shape[1] == 1:
+            raise ValueError("Predictions shape must be > 1 for multi-class confusion matrix")
+        actual = labels.argmax(axis=1) if labels.shape[1] > 1 else labels[:, 0].astype(np.int64)
+        predicted = predictions.argmax(axis=1)
+        top = predictions[np.arange(len(predictions)), predicted]
+        partial = {}
+        for threshold in self._thresholds:
+            chosen = np.where(top <= threshold, mcm.NO_PREDICTED_CLASS_ID, predicted)
+            pairs, inverse = np.unique(np.stack([actual, chosen], axis=1), axis=0, return_inverse=True)
+            sums = np.bincount(inverse.ravel(), weights=weights, minlength=len(pairs))
+            partial[threshold] = {(int(a), int(c)): float(w) for (a, c), w in zip(pairs, sums)}
+        return partial
+
+    def combine(self, left, right):
+        merged = {t: dict(entries) for t, entries in left.items()}
+        for threshold, entries in right.items():
+            target = merged.setdefault(threshold, {})
+            for pair, weight in entries.items():
+                target[pair] = target.get(pair, 0.0) + weight
+        return merged
+
+    def to_tfma(self, accumulator):
+        matrices = mcm.Matrices()
+        for threshold, entries in accumulator.items():
+            matrices[threshold] = {mcm.MatrixEntryKey(a, c): w for (a, c), w in entries.items()}
+        return matrices
+
+
 def _accumulator_for(computation: metric_types.MetricComputation) -> tuple[Optional[_BatchAccumulator], str]:
     """The batched twin of a TFMA computation, or None and why not."""
     combiner = computation.combiner
@@ -245,6 +289,12 @@ def _accumulator_for(computation: metric_types.MetricComputation) -> tuple[Optio
                 is not metric_util.to_label_prediction_example_weight):
             return None, f"{key.name} with a sub key, output, weights, aggregation or example ids"
         return _BinaryConfusionMatrix(combiner, key.model_name), ""
+    if isinstance(combiner, mcm._MultiClassConfusionMatrixCombiner):
+        key = combiner._key
+        if (key.sub_key or key.output_name or combiner._example_weighted
+                or combiner._extract_label_prediction_and_weight is not metric_util.to_label_prediction_example_weight):
+            return None, f"{key.name} with a sub key, output, weights or its own label extraction"
+        return _MultiClassConfusionMatrix(combiner, key.model_name), ""
     if isinstance(combiner, tf_metric_wrapper._CompilableMetricsCombiner):
         model_spec = next((s for s in combiner._eval_config.model_specs if s.name == combiner._model_name), None)
         if (combiner._sub_key or combiner._aggregation_type or combiner._class_weights or combiner._example_weighted

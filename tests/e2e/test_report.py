@@ -70,6 +70,9 @@ def test_the_report_of_a_run_shows_its_real_numbers_offline(two_penguin_runs, tm
         evaluation = browser.text("#evaluation")
         accuracy = second["metrics"]["sparse_categorical_accuracy"]
         assert "Blessed" in evaluation and f"{accuracy:.4g}" in evaluation
+        confusion = [row.split("\t") for row in browser.text("#evaluation table.confusion").splitlines()]
+        assert confusion[0][1:] == [row[0] for row in confusion[1:]]  # the classes, by name, both ways
+        assert sum(int(n) for row in confusion[1:] for n in row[1:]) == second["counts"]["splits"]["eval"]
         biscoe = next(row for row in evaluation.splitlines() if row.startswith("island = Biscoe"))
         assert biscoe.split("\t")[1].isdigit() and "baseline" in evaluation  # count, and against the first model
         model = browser.text("#model")

@@ -26,6 +26,22 @@ def test_taxi_reaches_auc_093_and_is_pushed(tmp_path):
     assert any(a["feature"] == "company" for a in manifest["anomalies"])
 
     _assert_fairness_section_shows_tfma_rates(manifest)
+    _assert_confusion_matrix_is_tfma_s(manifest)
+
+
+def _assert_confusion_matrix_is_tfma_s(manifest: dict) -> None:
+    [overall] = [p for p in tfma.load_plots(RunLayout(manifest["run_dir"]).evaluation)
+                 if not p.slice_key.single_slice_keys]
+    matrices = next(item.value.confusion_matrix_at_thresholds.matrices for item in overall.plot_keys_and_values
+                    if item.value.HasField("confusion_matrix_at_thresholds"))
+    at_half = next(m for m in matrices if abs(m.threshold - 0.5) < 1e-6)
+    with Browser() as browser:
+        browser.open("file://" + RunLayout(manifest["run_dir"]).report_file)
+        rows = [row.split("\t") for row in browser.text("#evaluation table.confusion").splitlines()]
+        calibration = browser.text("#evaluation table.calibration").splitlines()[1:]
+    assert rows[1][1:] == [str(int(at_half.true_positives)), str(int(at_half.false_negatives))]
+    assert rows[2][1:] == [str(int(at_half.false_positives)), str(int(at_half.true_negatives))]
+    assert sum(int(row.split("\t")[1]) for row in calibration) == manifest["counts"]["splits"]["eval"]
 
 
 def _assert_fairness_section_shows_tfma_rates(manifest: dict) -> None:

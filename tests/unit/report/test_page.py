@@ -206,3 +206,29 @@ def test_the_previous_run_is_one_that_computed_its_results(tmp_path):
         (tmp_path / name / MANIFEST_FILE).write_text(json.dumps(
             {"job": "train_pipeline", "status": "succeeded", "started": started, **extra}))
     assert previous_run(str(tmp_path / "c"), {"job": "train_pipeline", "started": "2026-01-03"}) == str(tmp_path / "a")
+
+
+def test_the_confusion_matrix_and_calibration_of_the_overall_slice_are_shown_when_computed():
+    from beam_ml.report.page import RunFacts
+    from beam_ml.report.read import OverallPlots
+    plots = OverallPlots({"threshold": 0.5, "true_positives": 40.0, "false_positives": 5.0, "true_negatives": 50.0,
+                          "false_negatives": 5.0, "precision": 0.889, "recall": 0.889, "accuracy": 0.9},
+                         [(0.0, 0.1, 50.0, 0.05, 0.04), (0.9, 1.0, 50.0, 0.95, 0.9)])
+    facts = RunFacts("runs/t", {"job": "train_pipeline"}, [], {}, [], {}, [], [],
+                     [SliceMetrics("Overall", {"auc": {"candidate": 0.9}})], {}, [], None, plots=plots)
+    page = render(facts)
+    assert "<td><b>actual positive</b></td><td>40</td><td>5</td>" in page
+    assert "<td><b>actual negative</b></td><td>5</td><td>50</td>" in page
+    assert "<td>0.9–1.0</td><td>50</td><td>0.95</td><td>0.9</td>" in page and page.count("<circle") == 2
+
+
+def test_a_multi_class_confusion_matrix_is_shown_by_class_name():
+    from beam_ml.report.page import RunFacts
+    from beam_ml.report.read import OverallPlots
+    plots = OverallPlots(None, [], {(0, 0): 46.0, (1, 0): 1.0, (1, 1): 37.0, (2, 2): 17.0})
+    facts = RunFacts("runs/t", {"job": "train_pipeline"}, [], {}, [], {}, [], [],
+                     [SliceMetrics("Overall", {"accuracy": {"candidate": 0.99}})], {}, [], None, plots=plots,
+                     class_names=["Adelie", "Gentoo", "Chinstrap"])
+    page = render(facts)
+    assert "<th>actual \\ predicted</th><th>Adelie</th><th>Gentoo</th><th>Chinstrap</th>" in page
+    assert "<td><b>Gentoo</b></td><td>1</td><td>37</td><td>0</td>" in page

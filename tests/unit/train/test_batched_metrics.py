@@ -7,6 +7,7 @@ import pyarrow as pa
 import pytest
 import tensorflow_model_analysis as tfma
 import yaml
+from google.protobuf import json_format
 from tensorflow_model_analysis.api import model_eval_lib
 from tensorflow_model_analysis.api import types as tfma_types
 from tensorflow_model_analysis.metrics import calibration_histogram, metric_types
@@ -85,8 +86,10 @@ def test_configs_batched_metrics_cannot_compute_go_to_tfma():
     keras = build_eval_config("species", ["SparseCategoricalAccuracy"], [[]], {}, {}, with_baseline=False)
     assert batched_metrics.unsupported_reason(model_eval_lib._update_eval_config_with_defaults(keras, None)) is None
     plot = build_eval_config("species", ["MultiClassConfusionMatrixPlot"], [[]], {}, {}, with_baseline=False)
+    assert batched_metrics.unsupported_reason(model_eval_lib._update_eval_config_with_defaults(plot, None)) is None
+    pearson = build_eval_config("tips", ["SquaredPearsonCorrelation"], [[]], {}, {}, with_baseline=False)
     assert "metric computed by" in batched_metrics.unsupported_reason(
-        model_eval_lib._update_eval_config_with_defaults(plot, None))
+        model_eval_lib._update_eval_config_with_defaults(pearson, None))
     small_slices = build_eval_config("tips", ["AUC"], [[]], {}, {}, with_baseline=False)
     small_slices.options.min_slice_size.value = 10
     assert batched_metrics.unsupported_reason(small_slices) == "min_slice_size"
@@ -113,7 +116,24 @@ def _evaluate(batch, fmt, config, models, output_path: str, batched: bool) -> tu
                                                    extractors=extractors, evaluators=evaluators))
     values = {(str(m.slice_key), str(item.key)): item.value
               for m in tfma.load_metrics(output_path) for item in m.metric_keys_and_values}
+    values.update({(str(p.slice_key), "plot " + str(item.key)): item.value
+                   for p in tfma.load_plots(output_path) for item in p.plot_keys_and_values})
     return values, tfma.load_validation_result(output_path)
+
+
+def _assert_close(left, right, where: str) -> None:
+    if isinstance(right, dict):
+        assert isinstance(left, dict) and set(left) == set(right), where
+        for k in right:
+            _assert_close(left[k], right[k], f"{where}.{k}")
+    elif isinstance(right, list):
+        assert isinstance(left, list) and len(left) == len(right), where
+        for i, (x, y) in enumerate(zip(left, right)):
+            _assert_close(x, y, f"{where}[{i}]")
+    elif isinstance(right, float) and isinstance(left, (int, float)):
+        np.testing.assert_allclose(left, right, rtol=1e-9, atol=1e-12, err_msg=where)
+    else:
+        assert left == right, where
 
 
 def _assert_same_results(tmp_path, batch, fmt, config, models):
@@ -121,11 +141,11 @@ def _assert_same_results(tmp_path, batch, fmt, config, models):
     reference, reference_validation = _evaluate(batch, fmt, config, models, str(tmp_path / "tfma"), batched=False)
     assert set(batched) == set(reference)
     for key, value in reference.items():
-        if value.HasField("double_value"):
+        if "double_value" in value.DESCRIPTOR.fields_by_name and value.HasField("double_value"):
             np.testing.assert_allclose(batched[key].double_value.value, value.double_value.value,
                                        rtol=1e-9, atol=1e-12, err_msg=str(key))
-        else:
-            assert batched[key] == value, key
+        else:  # a plot (calibration sums, confusion matrices): the same up to float summation order
+            _assert_close(json_format.MessageToDict(batched[key]), json_format.MessageToDict(value), str(key))
     assert batched_validation.validation_ok == reference_validation.validation_ok
     assert [str(s.failures) for s in batched_validation.metric_validations_per_slice] == \
         [str(s.failures) for s in reference_validation.metric_validations_per_slice]
@@ -150,7 +170,8 @@ def test_binary_metrics_slices_diffs_and_thresholds_match_tfma(tmp_path, trained
     batch, fmt = _rows(os.path.join(ROOT, "examples", "taxi", "data", "taxi.csv"), TAXI_CONFIG, 2500)
     config, models = _eval_config(
         trained["taxi"], "tips", ["ExampleCount", "AUC", "AUCPrecisionRecall", "BinaryAccuracy", "Precision", "Recall",
-                                  "MeanPrediction", "MeanLabel", "Calibration"],
+                                  "MeanPrediction", "MeanLabel", "Calibration", "ConfusionMatrixPlot",
+                                  "CalibrationPlot"],
         [[], ["payment_type"], ["trip_start_hour", "payment_type"], ["company"]],
         {"AUC": {"lower": 0.99}, "BinaryAccuracy": {"lower": 0.5}}, {"AUC": {"direction": "higher", "absolute": 0.01}},
         with_baseline=True, fairness_features=["payment_type", "pickup_community_area"])
@@ -168,7 +189,7 @@ def test_multi_class_predictions_flatten_and_keras_metrics_as_in_tfma(tmp_path, 
     batch, fmt = _rows(PENGUINS_CSV, PENGUINS_CONFIG, 344)
     config, models = _eval_config(trained["penguins"], "species",
                                   ["ExampleCount", "AUC", "BinaryAccuracy", "MeanLabel", "SparseCategoricalAccuracy",
-                                   "SparseTopKCategoricalAccuracy"],
+                                   "SparseTopKCategoricalAccuracy", "MultiClassConfusionMatrixPlot"],
                                   [[], ["island"], ["sex", "island"]], {"AUC": {"lower": 0.5}}, {},
                                   with_baseline=False)
     _assert_same_results(tmp_path, batch, fmt, config, models)
