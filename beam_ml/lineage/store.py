@@ -57,10 +57,14 @@ def connection_config(store: str, password: Optional[str] = None) -> Any:
     if store.startswith("mysql://"):
         url = urllib.parse.urlsplit(store)
         database = url.path.lstrip("/")
-        if not url.hostname or not database or "/" in database or not url.username:
+        try:
+            port = url.port or 3306
+        except ValueError:  # a port that is not a number
+            port = None
+        if not url.hostname or not database or "/" in database or not url.username or port is None:
             raise ConfigError("metadata_store", f"{store}: give mysql://user@host[:port]/database")
         config.mysql.host = url.hostname
-        config.mysql.port = url.port or 3306
+        config.mysql.port = port
         config.mysql.database = database
         config.mysql.user = urllib.parse.unquote(url.username)
         if password:

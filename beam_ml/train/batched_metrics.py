@@ -219,7 +219,9 @@ class _BinaryConfusionMatrix(_BatchAccumulator):
 class _MultiClassConfusionMatrix(_BatchAccumulator):
     """Partial: {threshold: {(actual class, predicted class): weight}}, as TFMA's
     `_MultiClassConfusionMatrixCombiner` counts it (the predicted class is the top prediction, or none, -1, when
-    that is not above the threshold; a label is a class id or one-hot)."""
+    that is not above the threshold; a label is a class id or one-hot). One difference: a model with a single
+    output (trained on one class) predicts class 0 here, where TFMA's combiner raises, so that the label guard
+    refuses such a model instead of the evaluation failing the run."""
 
     flattened = False
 
@@ -231,8 +233,6 @@ class _MultiClassConfusionMatrix(_BatchAccumulator):
         return {}
 
     def add(self, labels, predictions, weights):
-        if predictions.shape[1] == 1:
-            raise ValueError("Predictions shape must be > 1 for multi-class confusion matrix")
         actual = labels.argmax(axis=1) if labels.shape[1] > 1 else labels[:, 0].astype(np.int64)
         predicted = predictions.argmax(axis=1)
         top = predictions[np.arange(len(predictions)), predicted]

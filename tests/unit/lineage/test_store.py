@@ -96,7 +96,7 @@ def test_a_run_still_going_is_not_recorded_and_the_store_follows_the_run_s_confi
 
 
 def test_bad_stores_are_refused_at_launch_naming_the_option(tmp_path):
-    for uri in ("mysql://host/db", "mysql://user@host/", "gs://bucket/metadata.sqlite"):
+    for uri in ("mysql://host/db", "mysql://user@host/", "mysql://user@host:port/db", "gs://bucket/metadata.sqlite"):
         with pytest.raises(ConfigError, match="^--metadata_store: "):
             connection_config(uri)
     (tmp_path / "file").write_text("")
