@@ -193,3 +193,16 @@ def test_multi_class_predictions_flatten_and_keras_metrics_as_in_tfma(tmp_path, 
                                   [[], ["island"], ["sex", "island"]], {"AUC": {"lower": 0.5}}, {},
                                   with_baseline=False)
     _assert_same_results(tmp_path, batch, fmt, config, models)
+
+
+def test_a_one_class_model_s_confusion_matrix_counts_class_zero_instead_of_failing():
+    config = model_eval_lib._update_eval_config_with_defaults(
+        build_eval_config("species", ["MultiClassConfusionMatrixPlot"], [[]], {}, {}, with_baseline=False), None)
+    accumulators = [a for a in batched_metrics._accumulators(config)
+                    if isinstance(a, batched_metrics._MultiClassConfusionMatrix)]
+    [matrix] = accumulators
+    partial = matrix.add(np.zeros((3, 1)), np.ones((3, 1)), np.ones(3))
+    assert {t: entries for t, entries in partial.items()} == {t: {(0, 0): 3.0} for t in partial}
+    two = matrix.add(np.array([[0.0], [1.0]]), np.array([[0.9, 0.1], [0.2, 0.8]]), np.ones(2))
+    merged = matrix.combine(partial, two)
+    assert all(entries == {(0, 0): 4.0, (1, 1): 1.0} for entries in merged.values())
