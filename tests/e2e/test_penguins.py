@@ -8,6 +8,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
+from beam_ml.core.layout import RunLayout
+from tests.support.browser import Browser
 from tests.support.jobs import job_args, run_job
 from tests.support.paths import PENGUINS_CSV
 
@@ -143,6 +145,16 @@ def test_failing_validation_stops_before_training(tmp_path, penguins_rows):
     assert not os.path.exists(os.path.join(manifest["run_dir"], "model"))
     assert not os.path.exists(tmp_path / "serving") or os.listdir(tmp_path / "serving") == []
     assert manifest["pushed_model_dir"] is None
+    with Browser() as browser:  # its report says where and why it stopped, offline
+        load = browser.open("file://" + RunLayout(manifest["run_dir"]).report_file)
+        assert load.console_errors == [] and len(load.requests) == 1
+        assert "failed" in browser.text("#overview") and "data validation found" in browser.text("#overview")
+        validation = browser.text("#validation")
+        assert "island" in validation and "ENUM_TYPE_UNEXPECTED_STRING_VALUES" in validation
+        assert "Atlantis" in validation  # TFDV's description names the unexpected value
+        assert "No evaluation" in browser.text("#evaluation")
+        shots = os.environ.get("REPORT_SCREENSHOTS") or str(tmp_path / "screenshots")
+        browser.screenshot(os.path.join(os.path.abspath(shots), "failed-validation.png"), selector="#validation")
 
 
 @pytest.mark.parametrize("drop,option", [("body_mass_g", "--input"), ("species", "--label_key")])

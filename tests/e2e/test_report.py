@@ -1,6 +1,7 @@
 """Run reports, opened in a real headless Chromium without network: the sections render the run's real numbers,
 the page makes no request and logs no error. Screenshots of each section go to $REPORT_SCREENSHOTS (the README's
-pictures: `REPORT_SCREENSHOTS=docs/report make test`) or to the test's temporary directory."""
+pictures: `REPORT_SCREENSHOTS=docs/report make test`) or to the test's temporary directory. The report of a run that
+failed validation is checked in tests/e2e/test_penguins.py, with that run."""
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import tensorflow_data_validation as tfdv
 from beam_ml.core.layout import RunLayout
 from tests.support.browser import Browser
 from tests.support.jobs import job_args, run_job
-from tests.support.paths import PENGUINS_CSV, ROOT
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -88,26 +89,6 @@ def test_the_report_of_a_run_shows_its_real_numbers_offline(two_penguin_runs, tm
         assert browser.evaluate("document.querySelectorAll('#metrics circle').length") == 2
         browser.screenshot(os.path.join(shots, "index.png"), selector="#runs")
     assert all(os.path.getsize(os.path.join(shots, f"{s}.png")) > 5000 for s in (*SECTIONS, "index"))
-
-
-def test_a_run_that_failed_validation_has_a_report_showing_the_anomalies(tmp_path, penguins_rows):
-    schema = tfdv.infer_schema(tfdv.generate_statistics_from_csv(PENGUINS_CSV))
-    schema_path = tmp_path / "schema.pbtxt"
-    tfdv.write_schema_text(schema, str(schema_path))
-    skewed = [penguins_rows[0]] + [r.replace(",Dream,", ",Atlantis,") for r in penguins_rows[1:]]
-    data = tmp_path / "skewed.csv"
-    data.write_text("\n".join(skewed) + "\n")
-    code, manifest = run_job(*job_args(tmp_path, "skewed", input=str(data), schema=str(schema_path)))
-    assert code == 1 and manifest["status"] == "failed"
-    with Browser() as browser:
-        _open(browser, RunLayout(manifest["run_dir"]).report_file)
-        overview = browser.text("#overview")
-        assert "failed" in overview and "data validation found" in overview
-        validation = browser.text("#validation")
-        assert "island" in validation and "ENUM_TYPE_UNEXPECTED_STRING_VALUES" in validation
-        assert "Atlantis" in validation  # TFDV's description names the unexpected value
-        assert "No evaluation" in browser.text("#evaluation")
-        browser.screenshot(os.path.join(_screenshot_dir(tmp_path), "failed-validation.png"), selector="#validation")
 
 
 def test_the_report_command_rewrites_reports_and_the_index_and_refuses_a_directory_without_a_run(two_penguin_runs,
