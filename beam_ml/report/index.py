@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime
 import os
-from typing import Any
 
 from beam_ml.core import fileutil
 from beam_ml.core.lock import PathLock
