@@ -333,7 +333,7 @@ def transform(examples_dir: str, schema_path: str, preprocessing_fn: Callable, o
 
 
 # ---- Trainer (trainer/executor.py GenericExecutor, trainer/fn_args_utils.py) -------------------------------------
-def trainer(user_module: user_module.UserModule, transform_dir: str, schema_path: str, output_dir: str,
+def trainer(module: user_module.UserModule, transform_dir: str, schema_path: str, output_dir: str,
             config: PipelineConfig) -> str:
     """Calls the module's `run_fn` once, in this process, with fn_args built as TFX builds them (the transformed
     splits, the transform graph, the schema, the hyperparameters); returns the exported serving model dir."""
@@ -346,9 +346,9 @@ def trainer(user_module: user_module.UserModule, transform_dir: str, schema_path
         model_run_dir=os.path.join(output_dir, "model_run"), label=config.label_key,
         hyperparameters=config.hyperparameters, seed=config.seed)
     set_seeds(config.seed)
-    user_module.load().run_fn(fn_args)
+    module.load().run_fn(fn_args)
     if not tf.io.gfile.exists(os.path.join(fn_args.serving_model_dir, "saved_model.pb")):
-        raise RuntimeError(f"run_fn of {user_module.spec} exported no model to {fn_args.serving_model_dir}")
+        raise RuntimeError(f"run_fn of {module.spec} exported no model to {fn_args.serving_model_dir}")
     return fn_args.serving_model_dir
 
 
@@ -418,7 +418,7 @@ def run(csv_path: str, work_dir: str, config: PipelineConfig) -> dict:
     for directory in dirs.values():  # TFX gives each execution fresh output directories
         shutil.rmtree(directory, ignore_errors=True)
     splits = tuple(config.split_buckets)
-    user_module = user_module.check(config.module)
+    module = user_module.check(config.module)
     schema_path = os.path.join(dirs["SchemaGen"], SCHEMA_FILE)
     eval_config = build_eval_config(config.label_key, config.eval_metrics, config.eval_slices,
                                     config.eval_thresholds, config.eval_change_thresholds, with_baseline=False)
@@ -439,9 +439,9 @@ def run(csv_path: str, work_dir: str, config: PipelineConfig) -> dict:
     for split, found in anomalies.items():
         if found.anomaly_info:
             logging.warning("ExampleValidator: anomalies in %s: %s", split, sorted(found.anomaly_info))
-    timed("Transform", transform, dirs["ExampleGen"], schema_path, user_module.load().preprocessing_fn,
+    timed("Transform", transform, dirs["ExampleGen"], schema_path, module.load().preprocessing_fn,
           dirs["Transform"], splits)
-    model_dir = timed("Trainer", trainer, user_module, dirs["Transform"], schema_path, dirs["Trainer"], config)
+    model_dir = timed("Trainer", trainer, module, dirs["Transform"], schema_path, dirs["Trainer"], config)
     metrics, blessed = timed("Evaluator", evaluator, model_dir, dirs["ExampleGen"], schema_path, eval_config,
                              dirs["Evaluator"])
     timed("Pusher", pusher, model_dir, blessed, config.serving_dir, dirs["Pusher"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 import sys
 import threading
 from typing import Callable, Optional, Sequence, TextIO
@@ -15,7 +16,7 @@ from typing import Callable, Optional, Sequence, TextIO
 from beam_ml.core.console import progress_line
 from beam_ml.report.charts import number_text
 from beam_ml.report.page import fairness_of
-from beam_ml.report.read import read_slices
+from beam_ml.report.read import read_slices, reused_stages
 
 _COUNT_NAMES = {"dead_letter": "dead letters"}
 
@@ -113,6 +114,9 @@ def summary_lines(record: dict, max_slices: int = 12) -> list[str]:
         lines.append("  not blessed: " + "; ".join(record.get("threshold_failures") or []))
     if record.get("cached_from"):
         lines.append(f"  reused run {record['cached_from']}: same data, code, config and versions")
+    if record.get("reused_stages"):
+        lines.append("  reused: " + ", ".join(f"{stage} from run {os.path.basename(run.rstrip('/'))}"
+                                              for stage, run in reused_stages(record)))
     if record.get("job") == "train_pipeline" and record.get("status") == "succeeded":
         lines.append(f"  pushed: {record['pushed_model_dir']}" if record.get("pushed_model_dir") else
                      f"  not pushed{': ' + record['push'] if record.get('push') else ''}")

@@ -16,7 +16,8 @@ A data file with the same path and sha256 as in an earlier run is the same artif
 artifact an earlier run pushed, so the graph joins runs. Values are custom properties, so the types fit a store that
 TFX shares. The stage that failed is a FAILED execution carrying the error, with what it wrote before failing (a
 run stopped by anomalies has its statistics, schema and anomalies). A run that reused an earlier one
-(`cached_from`) has CACHED executions whose outputs are the earlier run's artifacts.
+(`cached_from`) has CACHED executions whose outputs are the earlier run's artifacts; so does each stage a run took
+over from an earlier run (`reused_stages`: validate, transform, train).
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ STAGES = (("Validate", "data checked", ("data",), ("statistics", "schema", "anom
           ("Train", "trained", ("transform_graph", "schema"), ("model",)),
           ("Evaluate", "evaluated", ("model", "data", "baseline"), ("evaluation",)),
           ("Push", "succeeded", ("model", "evaluation"), ("pushed",)))
+STAGE_NAMES = tuple(name.lower() for name, *_ in STAGES)  # as the run record names them (`reused_stages`)
 ARTIFACT_TYPES = {"data": DATA, "statistics": "ExampleStatistics", "schema": "Schema",
                   "anomalies": "ExampleAnomalies", "transform_graph": "TransformGraph", "model": "Model",
                   "evaluation": "ModelEvaluation", "pushed": "PushedModel", "baseline": "PushedModel"}
@@ -114,19 +116,24 @@ def _artifacts(record: dict) -> dict[str, list[dict]]:
     """{role: [{uri, properties}]} of the artifacts the run left (only those that exist on disk or in the
     record)."""
     import tensorflow as tf
-    layout = RunLayout(record.get("cached_from") or record["run_dir"])  # a reused run's are the earlier run's
+    run_dir = record.get("cached_from") or record["run_dir"]  # a reused run's are the earlier run's
+    reused = record.get("reused_stages") or {}  # and a reused stage's those of the run that computed them
+
+    def layout(stage: str) -> RunLayout:
+        return RunLayout(reused.get(stage) or run_dir)
+
     splits = list((record.get("counts") or {}).get("splits") or {})
     found: dict[str, list[dict]] = {"data": [
         {"uri": i.get("path") or i.get("table") or i.get("query") or "", "sha256": i.get("sha256"),
          "size": i.get("size"), "kind": i.get("kind"), "span": i.get("span"), "version": i.get("version")}
         for i in record.get("inputs") or []]}
-    candidates = {"statistics": (layout.statistics, {"splits": splits}),
-                  "schema": (layout.schema_file, {}),
-                  "anomalies": (layout.anomalies, {"count": len(record.get("anomalies") or [])}),
-                  "transform_graph": (os.path.join(layout.transform, "transform_fn"), {}),
-                  "model": (layout.serving_model, {}),
-                  "evaluation": (layout.evaluation, {"blessed": record.get("blessed"),
-                                                     "metrics": record.get("metrics") or {}})}
+    candidates = {"statistics": (layout("validate").statistics, {"splits": splits}),
+                  "schema": (layout("validate").schema_file, {}),
+                  "anomalies": (layout("validate").anomalies, {"count": len(record.get("anomalies") or [])}),
+                  "transform_graph": (os.path.join(layout("transform").transform, "transform_fn"), {}),
+                  "model": (layout("train").serving_model, {}),
+                  "evaluation": (layout("evaluate").evaluation, {"blessed": record.get("blessed"),
+                                                                 "metrics": record.get("metrics") or {}})}
     for role, (uri, properties) in candidates.items():
         if tf.io.gfile.exists(uri):
             found[role] = [{"uri": uri, **properties}]
@@ -221,8 +228,9 @@ def record_run(store: Any, record: dict) -> Optional[int]:
             continue
         if name == "Push" and "pushed" not in stored and name != failed_at:
             continue  # not blessed (or reused): nothing was pushed
-        execution = pb.Execution(type_id=_type_id(store, "execution", f"beam_ml.{name}"),
-                                 last_known_state=pb.Execution.FAILED if name == failed_at else done_state)
+        state = pb.Execution.FAILED if name == failed_at else (
+            pb.Execution.CACHED if name.lower() in (record.get("reused_stages") or {}) else done_state)
+        execution = pb.Execution(type_id=_type_id(store, "execution", f"beam_ml.{name}"), last_known_state=state)
         _set(execution, {"run_id": record.get("run_id"),
                          "error": record.get("error") if name == failed_at else None})
         events = []

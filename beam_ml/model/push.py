@@ -30,6 +30,7 @@ from typing import Optional
 
 import apache_beam as beam
 
+from beam_ml.core import fileutil
 from beam_ml.core.lock import LockLost, PathLock, pid_alive
 from beam_ml.model.artifact import PUSH_RECORD, SAVED_MODEL_FILE, is_saved_model
 
@@ -78,21 +79,9 @@ def _write_push_record(version_dir: str, push_id: str, model_dir: str) -> None:
         json.dump({"push_id": push_id, "model_dir": model_dir}, f)
 
 
-def _copy_file(src: str, dst: str) -> None:
-    import tensorflow as tf
-    tf.io.gfile.copy(src, dst, overwrite=True)
-
-
 def _copy_tree(src: str, dst: str) -> None:
-    """Copies every file of `src` under `dst`, `saved_model.pb` last."""
-    import tensorflow as tf
-    files = []
-    for directory, _, names in tf.io.gfile.walk(src):
-        rel = os.path.relpath(directory, src)
-        tf.io.gfile.makedirs(os.path.normpath(os.path.join(dst, rel)))
-        files.extend(os.path.normpath(os.path.join(rel, n)) for n in names)
-    for rel in sorted(files, key=lambda r: (r == SAVED_MODEL_FILE, r)):
-        _copy_file(os.path.join(src, rel), os.path.join(dst, rel))
+    """Copies every file of `src` under `dst`, `saved_model.pb` last (a server sees a version when it appears)."""
+    fileutil.copy_tree(src, dst, last=SAVED_MODEL_FILE)
 
 
 def push_model(model_dir: str, serving_dir: str, push_id: str, lock_ttl_seconds: float = PUSH_LOCK_TTL_SECONDS,

@@ -44,6 +44,7 @@ from beam_ml.report.read import (
     read_signatures,
     read_slices,
     read_statistics,
+    reused_stages,
     schema_changes,
 )
 
@@ -163,6 +164,12 @@ def _overview(facts: RunFacts) -> str:
         parts.append(f'<p class="good">Reused run <code>{escaped(os.path.basename(m["cached_from"]))}</code>: the '
                      f'same data, code, config and library versions, so nothing was recomputed; the sections below '
                      f'show that run\'s results. {escaped(m.get("push", "")[:1].upper() + m.get("push", "")[1:])}.</p>')
+    reused = reused_stages(m)
+    if reused:
+        parts.append('<p class="good">Stages taken over from earlier runs with the same inputs to them (their outputs '
+                     'copied, not recomputed): ' + ", ".join(
+                         f"{escaped(stage)} from <code>{escaped(os.path.basename(run.rstrip('/')))}</code>"
+                         for stage, run in reused) + ".</p>")
     counts = m.get("counts") or {}
     if counts:
         rows = [("read", number_text(counts.get("read")))]
@@ -454,8 +461,10 @@ def _alerts(facts: RunFacts) -> str:
         return ""
     config = facts.manifest.get("config") or {}
     parts = [f"<p>{summary.alerts} alerts in <code>{escaped(config.get('alerts_dir') or '(no alert files)')}</code>"
-             + (" (the first ones read)" if summary.truncated else "") + ". Late and duplicate readings are also "
-             "counted in the job's metrics (<code>late_readings</code>, <code>duplicate_readings</code>).</p>"]
+             + (" (the first ones read)" if summary.truncated else "") + f". Late readings: "
+             f"{number_text(summary.dead_letters.get('late', 0))}, duplicate readings: "
+             f"{number_text(summary.dead_letters.get('duplicate', 0))} (dead letters, also counted in the job's "
+             f"metrics <code>late_readings</code> and <code>duplicate_readings</code>).</p>"]
     if summary.per_sensor:
         ordered = sorted(summary.per_sensor.items(), key=lambda item: (-item[1], item[0]))
         parts.append("<h3>Alerts per sensor</h3>" + _table(("sensor", "alerts"),

@@ -14,6 +14,7 @@ from typing import Any, Optional
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from beam_ml.core.layout import RunLayout
+from beam_ml.lineage.store import STAGE_NAMES
 
 OVERALL = "Overall"
 
@@ -268,6 +269,11 @@ def run_records(output_dir: str) -> list[dict[str, Any]]:
         if record:
             records.append({**record, "run_dir": run_dir})
     return sorted(records, key=lambda r: (r.get("started") or "", r["run_dir"]))
+
+
+def reused_stages(manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    """[(stage, the run directory it was taken over from)] of a training run (`reused_stages`), in pipeline order."""
+    return sorted((manifest.get("reused_stages") or {}).items(), key=lambda item: STAGE_NAMES.index(item[0]))
 
 
 def previous_run(run_dir: str, manifest: dict[str, Any]) -> Optional[str]:

@@ -1,6 +1,6 @@
 """The streaming detection job as one composite PTransform: Pub/Sub telemetry → per-sensor event-time windows →
-verdicts from the newest pushed window model and/or online detectors (an ensemble votes) → alerts; invalid and late
-messages → dead letters.
+verdicts from the newest pushed window model and/or online detectors (an ensemble votes) → alerts; invalid, late and
+duplicate messages → dead letters (so every message is in a window or a dead letter, and the report counts them).
 
 Step names are static: Dataflow's in-place update (`--update`) matches steps by name, so a new model version needs
 no new job, and a new job version keeps its state (a test keeps every step name of the Dataflow translation as it
@@ -40,10 +40,20 @@ class Detections(NamedTuple):
     dead_letter: beam.PCollection[DeadLetter]
 
 
+def _reading_json(reading: Reading) -> str:
+    return json.dumps({"sensor_id": reading.sensor_id, "timestamp": reading.timestamp, "values": reading.values})
+
+
 def late_dead_letter(reading: Reading, source: str, allowed_lateness: float) -> DeadLetter:
-    raw = json.dumps({"sensor_id": reading.sensor_id, "timestamp": reading.timestamp, "values": reading.values})
-    return DeadLetter(source, 0, raw, f"late: sensor {reading.sensor_id} was already released past event time "
-                                      f"{reading.timestamp} (allowed lateness {allowed_lateness} s)")
+    return DeadLetter(source, 0, _reading_json(reading),
+                      f"late: sensor {reading.sensor_id} was already released past event time {reading.timestamp} "
+                      f"(allowed lateness {allowed_lateness} s)")
+
+
+def duplicate_dead_letter(reading: Reading, source: str) -> DeadLetter:
+    return DeadLetter(source, 0, _reading_json(reading),
+                      f"duplicate: sensor {reading.sensor_id} already has a reading at event time {reading.timestamp} "
+                      f"(the first one is kept)")
 
 
 class DetectAnomalies(beam.PTransform[beam.pvalue.PBegin, Detections]):
@@ -84,7 +94,9 @@ class DetectAnomalies(beam.PTransform[beam.pvalue.PBegin, Detections]):
         written = alerts | "WriteAlerts" >> WriteAlerts(config.alerts_topic, config.alerts_table, config.alerts_dir,
                                                         file_window=config.file_window, allowed_lateness=sink_lateness)
         late = windowed.late | "LateToDeadLetters" >> beam.Map(late_dead_letter, config.subscription, lateness)
-        dead_letters = ((parsed.dead_letter, late, *written.dead_letters)
+        duplicates = windowed.duplicates | "DuplicatesToDeadLetters" >> beam.Map(duplicate_dead_letter,
+                                                                                 config.subscription)
+        dead_letters = ((parsed.dead_letter, late, duplicates, *written.dead_letters)
                         | "AllDeadLetters" >> beam.Flatten())
         _ = dead_letters | "WriteDeadLetters" >> WriteStreamingDeadLetters(
             config.dead_letter_topic, config.dead_letter_dir, config.file_window, sink_lateness)

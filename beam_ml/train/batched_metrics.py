@@ -122,7 +122,7 @@ class _KerasMetrics(_BatchAccumulator):
         return partial
 
     def combine(self, left, right):
-        return [r if l is None else l if r is None else [x + y for x, y in zip(l, r)] for l, r in zip(left, right)]
+        return [b if a is None else a if b is None else [x + y for x, y in zip(a, b)] for a, b in zip(left, right)]
 
     def to_tfma(self, accumulator):
         self._metrics()

@@ -1,5 +1,6 @@
-"""Caching (TFX's semantics, for a whole run): a run whose data, code, config and library versions are those of a
-successful earlier run reuses that run's results instead of recomputing them.
+"""Caching (TFX's semantics): a run whose data, code, config and library versions are those of a successful
+earlier run reuses that run's results instead of recomputing them; a run that changed something reuses the stages
+before the change.
 
 Each stage has a key, a hash of what it reads and of its upstream stage's key, recorded in the run record
 (`cache_keys`):
@@ -12,13 +13,20 @@ Each stage has a key, a hash of what it reads and of its upstream stage's key, r
     judging   train + the evaluation settings (metrics, slices, thresholds, fairness)
     evaluate  judging + the baseline model it is judged against
 
-A run reuses an earlier successful run R (`cached_from: R`, and no pipeline runs) when R's `judging` key is the
-same and R's model is the one serving now (so the new model would be that model: an identical model is not a new
-version), or when R's `evaluate` key is the same and R's model was not blessed (same model, same baseline: the same
+A whole run is reused (`cached_from: R`, and no pipeline runs) when an earlier successful run R has the same
+`judging` key and R's model is the one serving now (so the new model would be that model: an identical model is
+not a new version), or the same `evaluate` key and R's model was not blessed (same model, same baseline: the same
 refusal). A blessed model that is not the one serving (another serving_dir, a rollback) is judged and pushed
-again. Anything else, such as one changed data row or one changed line of the module, changes the keys from that
-stage on and the run computes everything. An input without a content fingerprint (a database table, a BigQuery
-query) is never cached. `--no_cache` turns caching off.
+again.
+
+Otherwise each stage whose key is that of an earlier run that completed it is taken over from that run
+(`reused_stages`, `reusable_stages`): its outputs are copied into this run's directory (so each run directory
+stands alone) instead of computed: `validate` (statistics, schema, anomalies) on the same `data` key, `transform`
+(the transform graph and transformed examples) on the same `transform` key, `train` (the model) on the same
+`train` key. So one changed line of the module reruns the transform and everything after it, but not the
+statistics; a changed threshold only evaluates the same model again (and does not push it again when it is the one
+serving). The data is still read: the counts and the evaluation need it. An input without a content fingerprint (a
+database table, a BigQuery query) is never cached. `--no_cache` turns caching off.
 """
 from __future__ import annotations
 
@@ -33,9 +41,10 @@ from typing import Any, Optional
 
 import apache_beam as beam
 
+from beam_ml.core.fileutil import copy_tree
+from beam_ml.core.layout import RunLayout
 from beam_ml.core.run import RunManifest, package_versions
 from beam_ml.report.publish import publish_run
-from beam_ml.report.read import run_records
 
 # The config fields each stage reads (besides its upstream stage's key).
 DATA_FIELDS = ("column_types", "allow_non_finite", "batch_bytes", "split_buckets", "split_key", "split_time_key",
@@ -45,6 +54,12 @@ TRANSFORM_FIELDS = ("module", "window_key", "window_time_key", "window_length", 
 TRAIN_FIELDS = ("label_key", "hyperparameters", "seed")
 EVALUATE_FIELDS = ("eval_metrics", "eval_slices", "eval_thresholds", "eval_change_thresholds", "fairness_features",
                    "fairness_max_gap", "label_set_changed")
+# The stages a changed run can take over: {stage: (the key that must be the same, the run record's stage that says
+# the earlier run completed it, what it wrote: RunLayout attributes)}. Keys chain, so a reused stage's upstream
+# stages can be reused too.
+REUSABLE_STAGES = {"validate": ("data", "data checked", ("statistics", "schema_file", "anomalies")),
+                   "transform": ("transform", "trained", ("transform",)),
+                   "train": ("train", "trained", ("serving_model",))}
 # What a reused run's record takes over from the run it reuses.
 REUSED_FIELDS = ("counts", "anomalies", "metrics", "blessed", "threshold_failures", "evaluation_mode",
                  "baseline_model", "leakage", "record_format")
@@ -151,13 +166,13 @@ def cache_keys(config: Any, inputs: list[dict], module: Any, baseline_model: Opt
             "evaluate": _hash("evaluate", judging, baseline_model)}
 
 
-def reusable_run(output_dir: str, keys: Optional[dict], baseline_model: Optional[str]) -> Optional[dict]:
-    """The newest successful training run under `output_dir` this run can reuse (see the module's docstring): its
-    record, with `run_dir`; None if there is none."""
+def reusable_run(records: list[dict], keys: Optional[dict], baseline_model: Optional[str]) -> Optional[dict]:
+    """The newest successful training run among `records` (`run_records` of the output directory) this run can
+    reuse whole (see the module's docstring): its record, with `run_dir`; None if there is none."""
     if keys is None:
         return None
     candidates = []
-    for record in run_records(output_dir):
+    for record in records:
         if record.get("job") != "train_pipeline" or record.get("status") != "succeeded" or \
                 record.get("cached_from"):
             continue
@@ -169,6 +184,37 @@ def reusable_run(output_dir: str, keys: Optional[dict], baseline_model: Optional
     return max(candidates, key=lambda r: r.get("started") or "", default=None)
 
 
+def reusable_stages(records: list[dict], keys: Optional[dict]) -> dict[str, dict]:
+    """{stage: the record of the newest earlier training run among `records` whose key for that stage is this
+    run's, that completed the stage and whose outputs of it are all still there} (see the module's docstring)."""
+    if keys is None:
+        return {}
+    import tensorflow as tf
+    newest_first = sorted(records, key=lambda r: r.get("started") or "", reverse=True)
+    found = {}
+    for stage, (key, done, outputs) in REUSABLE_STAGES.items():
+        for record in newest_first:
+            if record.get("job") != "train_pipeline" or record.get("cached_from") or \
+                    (record.get("cache_keys") or {}).get(key) != keys[key]:
+                continue  # a whole-run reuse wrote no outputs of its own
+            completed = record.get("status") == "succeeded" or \
+                done in {s.get("stage") for s in record.get("stages") or []}
+            layout = RunLayout(record["run_dir"])
+            if completed and all(tf.io.gfile.exists(getattr(layout, name)) for name in outputs):
+                found[stage] = record
+                break
+    return found
+
+
+def copy_stage_outputs(unused_trigger: Any, stage: str, earlier_run_dir: str, run_dir: str,
+                       **unused_after) -> str:
+    """Copies what `stage` wrote in `earlier_run_dir` to the same places in `run_dir`; returns `run_dir`. (`after`
+    side inputs only order the copy after its prerequisites.)"""
+    for name in REUSABLE_STAGES[stage][2]:
+        copy_tree(getattr(RunLayout(earlier_run_dir), name), getattr(RunLayout(run_dir), name))
+    return run_dir
+
+
 def reused_record(earlier: dict, baseline_model: Optional[str]) -> dict:
     """The fields of a run that reuses `earlier`: its computed fields, and (`push`) why nothing new is pushed."""
     fields = {k: earlier.get(k) for k in REUSED_FIELDS if k in earlier}
@@ -177,6 +223,31 @@ def reused_record(earlier: dict, baseline_model: Optional[str]) -> dict:
               f"data, code and config" if serving else
               f"run {earlier.get('run_id')} did not bless the same model against the same baseline")
     return {**fields, "cached_from": earlier["run_dir"], "pushed_model_dir": None, "push": reason}
+
+
+class ReuseStage(beam.PTransform[beam.pvalue.PBegin, beam.PCollection[str]]):
+    """One stage taken over from an earlier run (`plan.reused_stages`): copies what it wrote there into this run's
+    directory, once every input in `after` has been computed. Outputs this run's directory (a singleton), when
+    the copy is complete.
+
+    Example::
+
+        copied = pbegin | ReuseStage("validate", plan.reused_stages["validate"]["run_dir"], plan.run.run_dir)
+        schema = copied | beam.Map(lambda run_dir: load_schema(RunLayout(run_dir).schema_file))
+    """
+
+    def __init__(self, stage: str, earlier_run_dir: str, run_dir: str,
+                 after: Optional[dict[str, beam.PCollection]] = None):
+        super().__init__()
+        self._stage = stage
+        self._earlier_run_dir = earlier_run_dir
+        self._run_dir = run_dir
+        self._after = after or {}
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection[str]:
+        return (pbegin | "Trigger" >> beam.Create([None])
+                | "Copy" >> beam.Map(copy_stage_outputs, self._stage, self._earlier_run_dir, self._run_dir,
+                                     **{k: beam.pvalue.AsList(v) for k, v in self._after.items()}))
 
 
 class WriteReusedRun(beam.DoFn):

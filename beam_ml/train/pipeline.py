@@ -19,13 +19,15 @@ from beam_ml.core.run import RunManifest
 from beam_ml.ingest.read import ReadSplits
 from beam_ml.model.push import PushIfBlessed
 from beam_ml.report.publish import publish_run
+from beam_ml.train.cache import ReuseStage
 from beam_ml.train.evaluate import EvaluateModel, build_eval_config
 from beam_ml.train.labels import CheckLabels
 from beam_ml.train.leakage import CheckLeakage
 from beam_ml.train.plan import RunPlan
 from beam_ml.train.trainer import FnArgs, TrainModel
-from beam_ml.train.transform import TransformSplits
-from beam_ml.train.validate import GenerateSplitStatistics, ValidateSplits
+from beam_ml.train.transform import Transformed, TransformSplits, transformed_files
+from beam_ml.train.validate import (GenerateSplitStatistics, Validation, ValidateSplits, read_anomaly_records,
+                                    read_schema)
 from beam_ml.train.windows import WindowRows
 
 
@@ -104,14 +106,19 @@ class RecordProgress(beam.DoFn):
 
 
 class WriteRunManifest(beam.DoFn):
-    def __init__(self, manifest: RunManifest):
+    """Writes the record of a run that succeeded; `not_pushed` says why a model is not pushed whatever its
+    evaluation (`push`)."""
+
+    def __init__(self, manifest: RunManifest, not_pushed: Optional[str] = None):
         self._manifest = manifest
+        self._not_pushed = not_pushed
 
     def process(self, _, counts: dict, anomalies: list, evaluation: dict, pushed: list, leakage: list):
         yield self._manifest.write(
             "succeeded", counts=counts, anomalies=anomalies, metrics=evaluation["metrics"],
             blessed=evaluation["blessed"], threshold_failures=evaluation["failures"],
-            pushed_model_dir=pushed[0] if pushed else None, leakage=leakage[0] if leakage else None)
+            pushed_model_dir=pushed[0] if pushed else None, leakage=leakage[0] if leakage else None,
+            **({"push": self._not_pushed} if self._not_pushed else {}))
 
 
 class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
@@ -151,28 +158,47 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
 
         leakage = (ingested.split_batches | "Leakage" >> CheckLeakage(config.leakage_key) if config.leakage_key
                    else pbegin | "NoLeakageCheck" >> beam.Create([]))
-        stats = ingested.split_batches | "Statistics" >> GenerateSplitStatistics(layout.statistics, splits)
-        validation = stats | "Validate" >> ValidateSplits(run_dir, plan.schema, plan.drift_baseline,
-                                                          config.drift_threshold)
+        reused = {stage: record["run_dir"] for stage, record in plan.reused_stages.items()}  # see train/cache.py
+        if "validate" in reused:
+            copied = pbegin | "ReuseValidate" >> ReuseStage("validate", reused["validate"], run_dir)
+            validation = Validation(copied | "ReadSchema" >> beam.Map(read_schema),
+                                    copied | "ReadAnomalies" >> beam.Map(read_anomaly_records, splits))
+        else:
+            stats = ingested.split_batches | "Statistics" >> GenerateSplitStatistics(layout.statistics, splits)
+            validation = stats | "Validate" >> ValidateSplits(run_dir, plan.schema, plan.drift_baseline,
+                                                              config.drift_threshold)
         checked = (pbegin | "CheckTrigger" >> beam.Create([None])
                    | "CheckData" >> beam.ParDo(CheckData(config.anomaly_policy, manifest),
                                                counts=beam.pvalue.AsSingleton(counts),
                                                anomalies=beam.pvalue.AsSingleton(validation.anomalies)))
 
-        transformed = examples | "Transform" >> TransformSplits(
-            plan.module.load().preprocessing_fn, plan.fmt, layout.transform, plan.temp_dir)
+        if "transform" in reused:
+            copied = pbegin | "ReuseTransform" >> ReuseStage("transform", reused["transform"], run_dir)
+            transformed = Transformed(
+                copied | "TransformOutput" >> beam.Map(lambda copy_dir: RunLayout(copy_dir).transform),
+                {name: copied | f"Transformed{name.title()}" >> beam.FlatMap(
+                    lambda copy_dir, name=name: transformed_files(RunLayout(copy_dir).transform, name))
+                 for name in splits})
+        else:
+            transformed = examples | "Transform" >> TransformSplits(
+                plan.module.load().preprocessing_fn, plan.fmt, layout.transform, plan.temp_dir)
 
-        fn_args = FnArgs(train_files=(), eval_files=(), transform_output=layout.transform,
-                         schema_path=layout.schema_file,
-                         serving_model_dir=plan.serving_model_dir,
-                         model_run_dir=layout.model_logs, label=config.label_key,
-                         hyperparameters=config.hyperparameters, seed=config.seed,
-                         windowing=None if spec is None else {**spec.to_dict(), "label": config.label_key})
-        model_dir = pbegin | "Train" >> TrainModel(
-            plan.module, fn_args, transformed.files["train"], transformed.files["eval"],
-            after={"transform_fn": transformed.transform_fn, "checked": checked,
-                   "schema": validation.schema}, min_ram=config.train_min_ram) | "RecordTrained" >> beam.ParDo(
-            RecordProgress(manifest, "trained"))
+        if "train" in reused:  # the same model: copied once the data passed its checks
+            model_dir = (pbegin | "ReuseTrain" >> ReuseStage("train", reused["train"], run_dir,
+                                                             after={"checked": checked})
+                         | "ModelDir" >> beam.Map(lambda copy_dir: RunLayout(copy_dir).serving_model))
+        else:
+            fn_args = FnArgs(train_files=(), eval_files=(), transform_output=layout.transform,
+                             schema_path=layout.schema_file,
+                             serving_model_dir=plan.serving_model_dir,
+                             model_run_dir=layout.model_logs, label=config.label_key,
+                             hyperparameters=config.hyperparameters, seed=config.seed,
+                             windowing=None if spec is None else {**spec.to_dict(), "label": config.label_key})
+            model_dir = pbegin | "Train" >> TrainModel(
+                plan.module, fn_args, transformed.files["train"], transformed.files["eval"],
+                after={"transform_fn": transformed.transform_fn, "checked": checked,
+                       "schema": validation.schema}, min_ram=config.train_min_ram)
+        model_dir = model_dir | "RecordTrained" >> beam.ParDo(RecordProgress(manifest, "trained"))
 
         eval_config = build_eval_config(config.label_key, config.eval_metrics, config.eval_slices,
                                         config.eval_thresholds, config.eval_change_thresholds,
@@ -188,11 +214,15 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
                                                     layout.evaluation, plan.fmt)
                       | "RecordEvaluated" >> beam.ParDo(RecordProgress(manifest, "evaluated")))
 
-        pushed = model_dir | "Push" >> beam.ParDo(PushIfBlessed(config.serving_dir, plan.push_id),
-                                                  beam.pvalue.AsSingleton(evaluation))
+        not_pushed = (f"its model is the one serving as {plan.baseline_model}, taken over from run "
+                      f"{plan.reused_stages['train'].get('run_id')} which pushed it (an identical model is not a "
+                      f"new version)" if plan.reused_serving_model else None)
+        pushed = (pbegin | "NoPush" >> beam.Create([]) if not_pushed else
+                  model_dir | "Push" >> beam.ParDo(PushIfBlessed(config.serving_dir, plan.push_id),
+                                                   beam.pvalue.AsSingleton(evaluation)))
         written = (pbegin | "ManifestTrigger" >> beam.Create([None])
                    | "WriteManifest" >> beam.ParDo(
-                       WriteRunManifest(manifest), counts=beam.pvalue.AsSingleton(counts),
+                       WriteRunManifest(manifest, not_pushed), counts=beam.pvalue.AsSingleton(counts),
                        anomalies=beam.pvalue.AsSingleton(validation.anomalies),
                        evaluation=beam.pvalue.AsSingleton(evaluation), pushed=beam.pvalue.AsList(pushed),
                        leakage=beam.pvalue.AsList(leakage)))

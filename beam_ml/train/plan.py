@@ -27,7 +27,8 @@ from beam_ml.ingest.split import GivenSplit, HashSplit, Split, TimeSplit
 from beam_ml.lineage.store import check_store
 from beam_ml.model.push import latest_model
 from beam_ml.train import user_module
-from beam_ml.train.cache import cache_keys, reusable_run
+from beam_ml.report.read import run_records
+from beam_ml.train.cache import cache_keys, reusable_run, reusable_stages
 from beam_ml.train.evaluate import build_eval_config
 from beam_ml.train.validate import load_drift_baseline
 
@@ -50,6 +51,7 @@ class RunPlan:
     span_selection: Optional[spans.SpanSelection] = None
     cache_keys: Optional[dict] = None  # beam_ml.train.cache: what each stage's results depend on
     reused_run: Optional[dict] = None  # the record of the earlier run this one reuses, if any
+    reused_stages: dict = dataclasses.field(default_factory=dict)  # {stage: the earlier run's record} (cache.py)
     launch_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
@@ -85,6 +87,13 @@ class RunPlan:
         return RunLayout(self.run.run_dir).serving_model
 
     @property
+    def reused_serving_model(self) -> bool:
+        """Whether this run's model is taken over from the run that pushed the model serving now: blessed or not,
+        it is not pushed again (an identical model is not a new version)."""
+        earlier = self.reused_stages.get("train")
+        return bool(earlier and self.baseline_model and earlier.get("pushed_model_dir") == self.baseline_model)
+
+    @property
     def temp_dir(self) -> str:
         return self.config.temp_dir or os.path.join(self.run.run_dir, "tmp")
 
@@ -94,6 +103,7 @@ class RunPlan:
             span_selection=dataclasses.asdict(self.span_selection) if self.span_selection else None,
             record_format={"columns": list(self.fmt.columns), "types": list(self.fmt.types)},
             baseline_model=self.baseline_model, cache_keys=self.cache_keys,
+            reused_stages={stage: record["run_dir"] for stage, record in self.reused_stages.items()},
             evaluation_mode=("value and change thresholds against the baseline model" if self.baseline_model
                              else "value thresholds only (first model: no baseline to compare with)"))
 
@@ -159,10 +169,11 @@ def plan_run(config: PipelineConfig) -> RunPlan:
     run = RunContext.start("train_pipeline", config.output_dir, config.run_id, config.to_dict())
     baseline_model = latest_model(config.serving_dir)
     keys = cache_keys(config, resolved.source.describe(), module, baseline_model)
+    records = [] if config.no_cache else run_records(config.output_dir)
     return RunPlan(config=config, run=run, source=resolved.source, schema=schema, drift_baseline=drift_baseline,
                    baseline_model=baseline_model, module=module, span_selection=resolved.span_selection,
-                   cache_keys=keys,
-                   reused_run=None if config.no_cache else reusable_run(config.output_dir, keys, baseline_model))
+                   cache_keys=keys, reused_run=reusable_run(records, keys, baseline_model),
+                   reused_stages=reusable_stages(records, keys))
 
 
 def _check_windowing(fmt: RecordFormat, config: PipelineConfig) -> None:

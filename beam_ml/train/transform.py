@@ -17,6 +17,7 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
+from beam_ml.core.layout import split_dir
 from beam_ml.core.records import RecordFormat
 
 TRANSFORMED_EXAMPLES = "transformed_examples"
@@ -72,14 +73,23 @@ class TransformSplits(beam.PTransform[dict[str, beam.PCollection[pa.RecordBatch]
                 _write_raw_metadata, self._fmt, os.path.join(self._output_dir, tft.TFTransformOutput.RAW_METADATA_DIR)))
             for split, batches in sorted(batches_by_split.items()):
                 name = split.title()
-                prefix = os.path.join(self._output_dir, TRANSFORMED_EXAMPLES, f"Split-{split}",
-                                      TRANSFORMED_EXAMPLES)
+                prefix = _examples_prefix(self._output_dir, split)
                 files[split] = (
                     (((batches, adapter_config), transform_fn)
                      | f"Transform{name}" >> tft_beam.TransformDataset(output_record_batches=True))
                     | f"Encode{name}" >> tft_beam.EncodeTransformedDataset()
                     | f"Write{name}" >> beam.io.WriteToTFRecord(prefix, file_name_suffix=".tfrecord"))
         return Transformed(written, files)
+
+
+def _examples_prefix(output_dir: str, split: str) -> str:
+    return os.path.join(split_dir(os.path.join(output_dir, TRANSFORMED_EXAMPLES), split), TRANSFORMED_EXAMPLES)
+
+
+def transformed_files(output_dir: str, split: str) -> list[str]:
+    """The transformed example files `TransformSplits` wrote for `split` under `output_dir`."""
+    import tensorflow as tf
+    return sorted(tf.io.gfile.glob(_examples_prefix(output_dir, split) + "-*.tfrecord"))
 
 
 def _write_raw_metadata(unused_published, fmt: RecordFormat, path: str) -> str:

@@ -11,6 +11,7 @@ import os
 from typing import Iterator, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
+from google.protobuf import text_format
 import pyarrow as pa
 import tensorflow_data_validation as tfdv
 from tensorflow_data_validation.statistics import stats_impl
@@ -148,6 +149,21 @@ def anomaly_records(split: str, anomalies: anomalies_pb2.Anomalies) -> list[dict
             sorted({anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in info.reason})),
             "description": info.description})
     return records
+
+
+def read_schema(run_dir: str) -> schema_pb2.Schema:
+    """The schema a run wrote (`WriteSchema`)."""
+    return tfdv.load_schema_text(RunLayout(run_dir).schema_file)
+
+
+def read_anomaly_records(run_dir: str, splits: Sequence[str]) -> list[dict]:
+    """The flat anomaly records of the anomalies a run wrote (`ValidateSplit`), as `ValidateSplits` gives them."""
+    records = []
+    for split in splits:
+        anomalies = text_format.Parse(fileutil.read_text(RunLayout(run_dir).anomalies_file(split)),
+                                      anomalies_pb2.Anomalies())
+        records.append(anomaly_records(split, anomalies))
+    return _concat_lists(records)
 
 
 def load_drift_baseline(path: str) -> statistics_pb2.DatasetFeatureStatisticsList:

@@ -254,8 +254,8 @@ def write_result(path: str, series: Series, scores: np.ndarray, label: np.ndarra
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         f.write("timestamp,value,anomaly_score,label\n")
-        for t, v, s, l in zip(series.timestamps, series.values, scores, label):
-            f.write(f"{t},{v:.10g},{float(s):.10g},{int(l)}\n")
+        for t, v, score, is_anomaly in zip(series.timestamps, series.values, scores, label):
+            f.write(f"{t},{v:.10g},{float(score):.10g},{int(is_anomaly)}\n")
 
 
 def read_result(path: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,5 @@
 """The streaming detection job (beam_ml.stream) on the Pub/Sub emulator with the trained telemetry model: injected
-anomalies alerted, out-of-order and duplicate messages handled, malformed and late ones dead-lettered, and a model
+anomalies alerted, out-of-order messages handled, malformed, late and duplicate ones dead-lettered, and a model
 pushed mid-stream picked up without a restart. Plus its options."""
 import json
 import os
@@ -118,7 +118,7 @@ def test_detection_job_on_the_pubsub_emulator_with_a_model_pushed_mid_stream(tra
         assert alerted("sensor-02", t1, "200"), received
         assert not [a for a in received if a.window_end >= t1 + ANOMALY[0] * STEP and a.model_version == "100"]
 
-        dead = poll(lambda: [json.loads(m.data) for m in pull(subscriber, dead_sub)], lambda d: len(d) >= 3,
+        dead = poll(lambda: [json.loads(m.data) for m in pull(subscriber, dead_sub)], lambda d: len(d) >= 4,
                     timeout=30)
         # The same alerts in files, once the watermark has passed their 5 s file windows.
         files_dir = tmp_path / "alerts"
@@ -131,7 +131,7 @@ def test_detection_job_on_the_pubsub_emulator_with_a_model_pushed_mid_stream(tra
         from_topic, from_files = poll(topic_and_files, lambda both: both[0] == both[1], timeout=30)
         assert from_files == from_topic
     reasons = sorted(d["reason"].split(":")[0] for d in dead)
-    assert reasons == ["channel 'temperature' is missing, not a number", "late", "not JSON"]
+    assert reasons == ["channel 'temperature' is missing, not a number", "duplicate", "late", "not JSON"]
     counters = {c.key.metric.name: c.committed for c in result.metrics().query(
         MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]}
     assert counters["duplicate_readings"] == 1 and counters["late_readings"] == 1

@@ -19,7 +19,8 @@ PUBSUB_BIN = "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsu
 
 def free_port():
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 def _wait_http(url, proc, timeout=60, ok=lambda r: r.status == 200):
     t0 = time.time()
@@ -28,7 +29,8 @@ def _wait_http(url, proc, timeout=60, ok=lambda r: r.status == 200):
             raise RuntimeError(f"emulator exited early rc={proc.returncode}: {url}")
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
-                if ok(r): return time.time() - t0
+                if ok(r):
+                    return time.time() - t0
         except Exception:
             pass
         time.sleep(0.2)
@@ -38,7 +40,8 @@ def _wait_tcp(port, timeout=30):
     t0 = time.time()
     while time.time() - t0 < timeout:
         try:
-            socket.create_connection(("127.0.0.1", port), 1).close(); return
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
         except OSError:
             time.sleep(0.2)
     raise TimeoutError(port)
@@ -53,8 +56,11 @@ class Proc:
     def stop(self):
         if self.p.poll() is None:
             os.killpg(self.p.pid, signal.SIGTERM)
-            try: self.p.wait(10)
-            except subprocess.TimeoutExpired: os.killpg(self.p.pid, signal.SIGKILL); self.p.wait()
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait()
         self.log.close()
 
 def start_gcs(data_dir, logdir):

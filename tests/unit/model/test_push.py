@@ -46,15 +46,16 @@ def test_a_push_killed_midway_leaves_no_partial_version_and_the_next_push_is_cle
     serving = str(tmp_path / "serving")
     script = textwrap.dedent(f"""
         import os, signal, sys
+        import beam_ml.core.fileutil as fileutil
         import beam_ml.model.push as push
         copied = []
-        real_copy = push._copy_file
+        real_copy = fileutil.copy_file
         def copy_then_die(src, dst):
             real_copy(src, dst)
             copied.append(dst)
             if len(copied) == 7:
                 os.kill(os.getpid(), signal.SIGKILL)
-        push._copy_file = copy_then_die
+        fileutil.copy_file = copy_then_die
         push.push_model({model!r}, {serving!r}, 'killed-run')
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True)

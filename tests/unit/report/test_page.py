@@ -170,7 +170,7 @@ def test_a_detection_run_shows_its_alerts_per_sensor_and_over_time_and_its_dead_
     (dead / "dead_letter-a-pane-0-00000-of-00001.jsonl").write_text("".join(
         DeadLetter("pubsub", 0, raw, reason).to_json() + "\n"
         for raw, reason in (("{x", "not JSON: Expecting"), ("{}", "late: behind the watermark"),
-                            ("{}", "late: behind the watermark"))))
+                            ("{}", "late: behind the watermark"), ("{}", "duplicate: a reading at 5 already"))))
     run_dir = _run(tmp_path, job="detect_anomalies", run_id="r1", status="running", stage="started",
                    config={"alerts_dir": str(alerts), "dead_letter_dir": str(dead)})
     page = render(gather(run_dir))
@@ -179,6 +179,7 @@ def test_a_detection_run_shows_its_alerts_per_sensor_and_over_time_and_its_dead_
     assert "<td>&lt;b&gt;sensor-02&lt;/b&gt;</td><td>1</td>" in section and "<b>sensor-02</b>" not in section
     assert "<td>model</td><td>2</td>" in section and "<td>zscore</td><td>1</td>" in section
     assert "<td>late</td><td>2</td>" in section and "<td>not JSON</td><td>1</td>" in section
+    assert "Late readings: 2, duplicate readings: 1" in section
     assert "1970-01-01T00:02:40+00:00 to 1970-01-01T00:16:40+00:00" in section
 
 

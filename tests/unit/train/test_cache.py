@@ -1,10 +1,13 @@
 """Caching keys and the choice of a run to reuse: each stage's key changes with what that stage reads."""
 import dataclasses
 import json
+import os
 
 from beam_ml.config.train import PipelineConfig
 from beam_ml.core.run import MANIFEST_FILE
-from beam_ml.train.cache import cache_keys, reusable_run, reused_record
+from beam_ml.core.layout import RunLayout
+from beam_ml.report.read import run_records
+from beam_ml.train.cache import cache_keys, copy_stage_outputs, reusable_run, reusable_stages, reused_record
 from beam_ml.train.user_module import UserModule
 from tests.support.paths import PENGUINS_CONFIG
 
@@ -56,18 +59,62 @@ def test_a_run_reuses_the_newest_success_whose_model_is_serving_or_whose_refusal
     run("c", "2026-01-03", status="failed")
     run("d", "2026-01-04", train="other", judging="other", evaluate="other")
     run("g", "2026-01-04T12", pushed="/serving/2", judging="other thresholds", evaluate="other")
-    assert reusable_run(str(tmp_path), keys, "/serving/2")["run_id"] == "b"  # its model is the one serving (g's
+    assert reusable_run(run_records(str(tmp_path)), keys, "/serving/2")["run_id"] == "b"  # its model is the one serving (g's
     # is too, judged by other thresholds: not reused)
-    assert reusable_run(str(tmp_path), keys, "/serving/9") is None  # a newer model serves: judge this one again
+    assert reusable_run(run_records(str(tmp_path)), keys, "/serving/9") is None  # a newer model serves: judge this one again
     run("e", "2026-01-05", pushed="/serving/e")  # same model and baseline, but blessed: push it again
-    assert reusable_run(str(tmp_path), keys, "/serving/9") is None
+    assert reusable_run(run_records(str(tmp_path)), keys, "/serving/9") is None
     run("f", "2026-01-06", blessed=False)  # same model, same baseline, not blessed: the same refusal
-    assert reusable_run(str(tmp_path), keys, "/serving/9")["run_id"] == "f"
-    assert reusable_run(str(tmp_path), None, "/serving/2") is None
+    assert reusable_run(run_records(str(tmp_path)), keys, "/serving/9")["run_id"] == "f"
+    assert reusable_run(run_records(str(tmp_path)), None, "/serving/2") is None
     reused = reused_record({"run_dir": str(tmp_path / "b"), "run_id": "b", "pushed_model_dir": "/serving/2",
                             "metrics": {"accuracy": 0.9}, "blessed": True}, "/serving/2")
     assert reused["cached_from"] == str(tmp_path / "b") and reused["pushed_model_dir"] is None
     assert reused["metrics"] == {"accuracy": 0.9} and "the model serving as /serving/2" in reused["push"]
+
+
+def test_a_changed_run_takes_over_each_stage_an_earlier_run_completed_with_the_same_key(tmp_path):
+    keys = {"data": "d", "transform": "t", "train": "m", "judging": "j", "evaluate": "e"}
+
+    def run(name, started, status="succeeded", stages=(), outputs=("statistics", "schema_file", "anomalies",
+                                                                    "transform", "serving_model"),
+            cached_from=None, **key_changes):
+        layout = RunLayout(str(tmp_path / name))
+        for output in outputs:
+            path = getattr(layout, output)
+            os.makedirs(os.path.dirname(path) if output == "schema_file" else path, exist_ok=True)
+            with open(os.path.join(path, "part") if output != "schema_file" else path, "w") as f:
+                f.write(f"{name} {output}")
+        record = {"job": "train_pipeline", "run_id": name, "status": status, "started": started,
+                  "cache_keys": {**keys, **key_changes}, "stages": [{"stage": s} for s in stages],
+                  "cached_from": cached_from}
+        with open(layout.manifest, "w") as f:
+            json.dump(record, f)
+
+    def reused(keys=keys):
+        return {stage: record["run_id"] for stage, record in reusable_stages(run_records(str(tmp_path)),
+                                                                               keys).items()}
+
+    run("a", "2026-01-01", transform="t-a", train="m-a")
+    assert reused() == {"validate": "a"}  # another module: only the statistics are the same
+    run("b", "2026-01-02", status="failed", stages=["read", "data checked", "trained"], train="m-b")
+    assert reused() == {"validate": "b", "transform": "b"}  # failed at evaluation: its transform is complete
+    run("c", "2026-01-03", status="failed", stages=["read"])  # stopped before validation: nothing to take
+    run("d", "2026-01-04", outputs=("statistics", "schema_file", "anomalies", "transform"))  # its model is gone
+    assert reused() == {"validate": "d", "transform": "d"}
+    run("e", "2026-01-05", cached_from=str(tmp_path / "a"))  # reused a whole run: no outputs of its own
+    assert reused() == {"validate": "d", "transform": "d"}
+    run("f", "2026-01-06", status="failed", stages=["read", "data checked", "trained"])
+    assert reused() == {"validate": "f", "transform": "f", "train": "f"}
+    assert reused({**keys, "data": "other", "transform": "other", "train": "other"}) == {}
+    assert reusable_stages(run_records(str(tmp_path)), None) == {}
+
+    copy_stage_outputs(None, "transform", str(tmp_path / "f"), str(tmp_path / "new"))
+    copied = RunLayout(str(tmp_path / "new"))
+    assert open(os.path.join(copied.transform, "part")).read() == "f transform"
+    assert not os.path.exists(copied.statistics)  # only the stage's own outputs
+    copy_stage_outputs(None, "validate", str(tmp_path / "f"), str(tmp_path / "new"))
+    assert open(copied.schema_file).read() == "f schema_file"
 
 
 def test_the_module_key_covers_the_user_code_it_imports():
