@@ -102,6 +102,10 @@ class PipelineConfig(SourceConfig):
     fairness_max_gap: float = option(0.1, kind="float", regex=r"^[0-9.]+$",
                                      help="The largest difference of a rate between the groups of a fairness "
                                           "feature that passes without a warning.")
+    fairness_min_examples: int = option(30, kind="int", regex=r"^[0-9]+$",
+                                        help="Groups of a fairness feature with fewer eval examples are shown but "
+                                             "left out of the gaps (a rate over a handful of examples is noise); "
+                                             "0 compares every group.")
     metadata_store: Optional[str] = option(None, regex=r"^\S+$",
                                            help="The ML Metadata store that records every run's lineage: a SQLite "
                                                 "file, mysql://user@host:port/database, or 'none'. Default: "

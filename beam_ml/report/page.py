@@ -403,23 +403,27 @@ def fairness_of(record: dict, slices: list[SliceMetrics]) -> list[FairnessFeatur
     """The fairness view a run record's config asks for (`fairness_features`), from its evaluated slices."""
     config = record.get("config") or {}
     return fairness(slices, list(config.get("fairness_features") or []), list(FAIRNESS_METRICS),
-                    float(config.get("fairness_max_gap", 0.1)))
+                    float(config.get("fairness_max_gap", 0.1)), int(config.get("fairness_min_examples") or 0))
 
 
 def _fairness(facts: RunFacts) -> str:
     features = fairness_of(facts.manifest, facts.slices)
     if not features:
         return ""
-    bound = (facts.manifest.get("config") or {}).get("fairness_max_gap", 0.1)
+    config = facts.manifest.get("config") or {}
+    bound, smallest = config.get("fairness_max_gap", 0.1), int(config.get("fairness_min_examples") or 0)
     parts = [f"<p>False positive and false negative rates of each group at the {FAIRNESS_THRESHOLD} threshold "
              f"(TFMA's FPR and FNR, as Fairness Indicators shows them); a gap is the largest rate minus the "
-             f"smallest, over the groups where the rate is defined; the bound is {escaped(bound)}.</p>"]
+             f"smallest, over the groups where the rate is defined"
+             + (f" that have at least {smallest} examples (smaller groups, in grey, are not compared)" if smallest
+                else "") + f"; the bound is {escaped(bound)}.</p>"]
     for feature in features:
         warnings = "".join(f'<p class="bad warning">Warning: the {escaped(rate)} gap between groups of '
                            f'{escaped(feature.feature)} is {number_text(feature.gaps[rate])}, over the bound '
                            f'{escaped(bound)}.</p>'
                            for rate in feature.over_bound)
-        rows = [(escaped(value), number_text(count), *(number_text(rates[r]) for r in FAIRNESS_METRICS))
+        rows = [(escaped(value) if (count or 0) >= smallest else f'<span class="muted">{escaped(value)}</span>',
+                 number_text(count), *(number_text(rates[r]) for r in FAIRNESS_METRICS))
                 for value, count, rates in feature.groups]
         rows.append(("<b>gap</b>", "", *(f'<b class="{"bad" if r in feature.over_bound else ""}">'
                                          f'{number_text(feature.gaps[r])}</b>' for r in FAIRNESS_METRICS)))
@@ -531,7 +535,7 @@ section{background:#fff;border:1px solid #e3e3e3;border-radius:6px;margin:16px 0
 overflow-x:auto}.runs td{white-space:nowrap}.figures{display:flex;flex-wrap:wrap;gap:24px}
 table{border-collapse:collapse;margin:6px 0}td,th{border-bottom:1px solid #eee;padding:4px 8px;text-align:left;
 vertical-align:top}th{background:#f2f4f5;font-weight:600}
-.good{color:#1b7a33}.bad{color:#b3261e}.status.failed,.status.running{color:#b3261e}.status.succeeded{color:#1b7a33}
+.good{color:#1b7a33}.bad{color:#b3261e}.muted{color:#888}.status.failed,.status.running{color:#b3261e}.status.succeeded{color:#1b7a33}
 pre.error{background:#fff3f2;border:1px solid #f2c3bf;padding:8px;white-space:pre-wrap}
 .key{margin-right:10px;white-space:nowrap}.key i{display:inline-block;width:10px;height:10px;margin-right:3px}
 .missing{color:#555}.versions{color:#555;font-size:12px}figure{margin:10px 0}figcaption{font-weight:600}

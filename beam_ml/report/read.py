@@ -289,7 +289,8 @@ def previous_run(run_dir: str, manifest: dict[str, Any]) -> Optional[str]:
 @dataclasses.dataclass
 class FairnessFeature:
     """One sensitive feature's groups: [(value, examples, {rate: value or None})], the gap of each rate (largest
-    minus smallest over the groups where it is defined) and the rates whose gap exceeds the bound."""
+    minus smallest over the groups where it is defined that are large enough) and the rates whose gap exceeds the
+    bound."""
 
     feature: str
     groups: list[tuple[str, Optional[float], dict[str, Optional[float]]]]
@@ -298,8 +299,9 @@ class FairnessFeature:
 
 
 def fairness(slices: list[SliceMetrics], features: list[str], rates: list[str],
-             max_gap: float) -> list[FairnessFeature]:
-    """The fairness view of the evaluated slices: for each feature, its groups' `rates` and their gaps."""
+             max_gap: float, min_examples: int = 0) -> list[FairnessFeature]:
+    """The fairness view of the evaluated slices: for each feature, its groups' `rates` and their gaps, over the
+    groups of at least `min_examples` examples."""
     found = []
     for feature in features:
         groups = [(s.key[0][1], s.example_count,
@@ -307,7 +309,8 @@ def fairness(slices: list[SliceMetrics], features: list[str], rates: list[str],
                   for s in slices if len(s.key) == 1 and s.key[0][0] == feature]
         gaps: dict[str, Optional[float]] = {}
         for rate in rates:
-            values = [values[rate] for _, _, values in groups if values[rate] is not None]
+            values = [values[rate] for _, count, values in groups
+                      if values[rate] is not None and (count or 0) >= min_examples]
             gaps[rate] = max(values) - min(values) if len(values) >= 2 else None
         found.append(FairnessFeature(feature, groups, gaps,
                                      [rate for rate, gap in gaps.items() if gap is not None and gap > max_gap]))

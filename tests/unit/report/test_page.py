@@ -144,14 +144,23 @@ def test_fairness_shows_each_group_s_rates_and_warns_when_a_gap_exceeds_the_boun
               SliceMetrics("payment_type = Card", {"example_count": {"candidate": 70.0},
                                                    "fpr@0.5": {"candidate": 0.25}, "fnr@0.5": {"candidate": 0.1}},
                            (("payment_type", "Card"),)),
+              SliceMetrics("payment_type = Dispute", {"example_count": {"candidate": 3.0},
+                                                      "fpr@0.5": {"candidate": 1.0}, "fnr@0.5": {"candidate": 0.0}},
+                           (("payment_type", "Dispute"),)),
               SliceMetrics("hour = 1", {"fpr@0.5": {"candidate": 0.9}}, (("hour", "1"),))]
-    manifest = {"job": "train_pipeline", "config": {"fairness_features": ["payment_type"], "fairness_max_gap": 0.1}}
+    manifest = {"job": "train_pipeline", "config": {"fairness_features": ["payment_type"], "fairness_max_gap": 0.1,
+                                                    "fairness_min_examples": 30}}
     page = render(RunFacts("runs/t", manifest, [], {}, [], {}, [], [], slices, {}, [], None))
     fairness = page[page.index('<section id="fairness"'):page.index('<section id="model"')]
     assert "<td>Cash</td><td>50</td><td>0.05</td><td></td>" in fairness  # FNR undefined: no positives
     assert "<td>Card</td><td>70</td><td>0.25</td><td>0.1</td>" in fairness and "hour" not in fairness
     assert "Warning: the fpr@0.5 gap between groups of payment_type is 0.2, over the bound 0.1" in fairness
-    assert "fnr@0.5 gap" not in fairness  # one group with a defined FNR: no gap
+    assert "fnr@0.5 gap" not in fairness  # one group with a defined FNR (and enough examples): no gap
+    assert '<td><span class="muted">Dispute</span></td><td>3</td><td>1</td><td>0</td>' in fairness  # not compared
+    every_group = render(RunFacts("runs/t", {**manifest, "config": {**manifest["config"], "fairness_min_examples": 0}},
+                                  [], {}, [], {}, [], [], slices, {}, [], None))
+    assert "fpr@0.5 gap between groups of payment_type is 0.95" in every_group
+    assert '<b class="">0.1</b>' in every_group  # the FNR gap, now defined (Card 0.1, Dispute 0), within the bound
     quiet = render(RunFacts("runs/t", {"job": "train_pipeline"}, [], {}, [], {}, [], [], slices, {}, [], None))
     assert 'id="fairness"' not in quiet
 
