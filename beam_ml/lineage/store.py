@@ -3,7 +3,8 @@ prediction and streaming detection jobs, its steps as executions, what they read
 events that link them.
 
 The store is SQLite by default (`<output_dir>/metadata.sqlite`) or MySQL/MariaDB (`metadata_store:
-mysql://user@host:port/database`, the password in the environment variable named by `metadata_password_env`).
+mysql://user@host:port/database`, the password in the environment variable named by `metadata_password_env`); a run
+that uses a model is recorded by default in the store of the training run that produced it (`resolve_store`).
 A run is recorded once, when it has ended (succeeded or failed), from its run record and the artifacts on disk:
 
     context  beam_ml.Pipeline (the output directory) ── beam_ml.Run (the run directory, with its record's fields)
@@ -318,6 +319,35 @@ def store_of(config: dict, output_dir: str) -> Optional[str]:
     if given == "none":
         return None
     return given or default_store(output_dir)
+
+
+def resolve_store(given: Optional[str], password_env: str, output_dir: str, model_dir: Optional[str]) -> str:
+    """The store of a run that uses the model trained in `model_dir` (a training run's model directory; None without
+    a model), checked at launch (ConfigError naming --metadata_store): `given` (--metadata_store), else that
+    training run's store, so that the run joins the model's lineage, else the default one beside `output_dir`
+    (checked with it); 'none' when there is none. The run's config records it."""
+    if given == "none":
+        return given
+    store = fileutil.absolute(given) if given else _training_store(model_dir)
+    if store is None:
+        return default_store(output_dir) or "none"
+    check_store(store, password_env)
+    return store
+
+
+def _training_store(model_dir: Optional[str]) -> Optional[str]:
+    """The store of the training run whose model directory (`<run_dir>/model/serving`) is `model_dir`; None when it
+    is not one, or that run had no store."""
+    import tensorflow as tf
+    in_run = "/" + RunLayout("").serving_model  # /model/serving
+    model_dir = (model_dir or "").rstrip("/")
+    if not model_dir.endswith(in_run):
+        return None
+    layout = RunLayout(model_dir[:-len(in_run)])
+    if not tf.io.gfile.exists(layout.manifest):
+        return None
+    config = json.loads(fileutil.read_text(layout.manifest)).get("config") or {}
+    return store_of(config, os.path.dirname(layout.run_dir))
 
 
 def record_run_dir(run_dir: str) -> Optional[int]:

@@ -1,5 +1,5 @@
 """Lineage in a real ML Metadata store (SQLite): training, prediction and detection runs recorded from their records
-and artifacts, and the two documented questions answered from it."""
+and artifacts, the store a run that uses a model goes to, and the two documented questions answered from it."""
 import json
 import os
 
@@ -9,7 +9,8 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 from beam_ml.core.errors import ConfigError
 from beam_ml.core.layout import RunLayout
 from beam_ml.lineage.queries import model_lineage, run_history
-from beam_ml.lineage.store import check_store, connection_config, open_store, record_run, record_run_dir
+from beam_ml.lineage.store import (
+    check_store, connection_config, open_store, record_run, record_run_dir, resolve_store)
 
 STAGES = ["started", "read", "data checked", "trained", "evaluated", "succeeded"]
 
@@ -233,3 +234,38 @@ def test_a_failed_detection_run_is_a_failed_execution_with_the_model_and_the_ale
     assert (consumer["job"], consumer["status"]) == ("detect_anomalies", "failed")
     assert consumer["outputs"] == [{"type": "beam_ml.Alerts", "uri": alerts}]
 
+
+def test_a_run_that_uses_a_model_goes_to_the_store_of_the_run_that_trained_it_unless_told_otherwise(
+        tmp_path, monkeypatch):
+    trained = _run(tmp_path, "trained", "aaa", "2026-01-01T00:00:00+00:00")
+    model_dir, output_dir = RunLayout(trained["run_dir"]).serving_model, str(tmp_path / "predict")
+    training_store = str(tmp_path / "runs" / "metadata.sqlite")  # the training run's default
+    assert resolve_store(None, "X", output_dir, model_dir) == training_store
+    assert resolve_store(None, "X", output_dir, model_dir + "/") == training_store
+    beside = os.path.join(output_dir, "metadata.sqlite")
+    assert resolve_store(None, "X", output_dir, None) == beside  # no model: online detectors only
+    assert resolve_store(None, "X", output_dir, str(tmp_path / "exported")) == beside  # not a run's model
+    assert resolve_store(None, "X", "gs://bucket/predict", None) == "none"  # SQLite needs a local directory
+    assert resolve_store("none", "X", output_dir, model_dir) == "none"
+    monkeypatch.chdir(tmp_path)
+    assert resolve_store("mine.sqlite", "X", output_dir, model_dir) == str(tmp_path / "mine.sqlite")
+    with pytest.raises(ConfigError, match="^--metadata_store: "):
+        resolve_store("mysql://host/db", "X", output_dir, model_dir)
+
+    (tmp_path / "file").write_text("")  # the training run's own store is checked too
+    with open(RunLayout(trained["run_dir"]).manifest, "w") as f:
+        json.dump({**trained, "config": {"metadata_store": str(tmp_path / "file" / "m.sqlite")}}, f)
+    with pytest.raises(ConfigError, match="^--metadata_store: cannot write"):
+        resolve_store(None, "X", output_dir, model_dir)
+    with open(RunLayout(trained["run_dir"]).manifest, "w") as f:
+        json.dump({**trained, "config": {"metadata_store": "none"}}, f)  # its lineage is off: none to join
+    assert resolve_store(None, "X", output_dir, model_dir) == beside
+
+    with open(RunLayout(trained["run_dir"]).manifest, "w") as f:
+        json.dump(trained, f)
+    record_run_dir(trained["run_dir"])
+    predicted = _predicted(tmp_path, "predicted", trained["pushed_model_dir"], pushed_from=model_dir,
+                           config={"metadata_store": resolve_store(None, "X", output_dir, model_dir)})
+    assert record_run_dir(predicted["run_dir"]) is not None and not os.path.exists(beside)
+    store = open_store(training_store)
+    assert [c["run_id"] for c in model_lineage(store, trained["pushed_model_dir"])["consumers"]] == ["predicted"]
