@@ -29,9 +29,24 @@ def option(default: Any = dataclasses.MISSING, *, help: str, kind: str = "str", 
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def metadata_store_option(default: str) -> Any:
+    """The `metadata_store` option of a job whose runs are recorded in the lineage store; `default` says which
+    store that is when the option is not given."""
+    return option(None, regex=r"^\S+$", help="The ML Metadata store that records every run's lineage: a SQLite file, "
+                                             f"mysql://user@host:port/database, or 'none'. Default: {default}")
+
+
+def metadata_password_env_option() -> Any:
+    return option("BEAM_ML_METADATA_PASSWORD", regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                  help="The environment variable holding a MySQL metadata store's password.")
+
+
 COLUMN_NAME_REGEX = r"^[A-Za-z_][A-Za-z0-9_]*$"
 RUN_ID_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 BIGQUERY_TABLE_REGEX = r"^[a-z][a-z0-9-]{4,61}[a-z0-9][:.][A-Za-z0-9_]{1,1024}\.[A-Za-z0-9_]{1,1024}$"  # project:ds.t
+# Where the runs of a job that uses a model are recorded by default (`metadata_store_option`): with that model.
+MODEL_STORE_DEFAULT = ("the store of the training run that produced the model (so the run joins the model's "
+                       "lineage), else <output_dir>/metadata.sqlite for a local output_dir.")
 
 
 class JobConfig:

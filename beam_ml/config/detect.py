@@ -6,7 +6,9 @@ import dataclasses
 import math
 from typing import Optional
 
-from beam_ml.config.base import BIGQUERY_TABLE_REGEX, RUN_ID_REGEX, JobConfig, option
+from beam_ml.config.base import (
+    BIGQUERY_TABLE_REGEX, MODEL_STORE_DEFAULT, RUN_ID_REGEX, JobConfig, metadata_password_env_option,
+    metadata_store_option, option)
 from beam_ml.core.errors import ConfigError
 
 # A Google Cloud project id, as Beam's Pub/Sub IO checks it when the pipeline starts: checked at launch instead.
@@ -71,6 +73,8 @@ class DetectConfig(JobConfig):
                                             help="Directory for dead-letter files (JSON Lines per file_window).")
     file_window: float = option(60.0, kind="float", regex=r"^[0-9.]+$",
                                 help="Seconds of event time per alert and dead-letter file.")
+    metadata_store: Optional[str] = metadata_store_option(MODEL_STORE_DEFAULT)
+    metadata_password_env: str = metadata_password_env_option()
 
     def detectors(self) -> list[tuple[str, Optional[float]]]:
         """The detector option as (name, threshold or None) pairs, in the order given."""

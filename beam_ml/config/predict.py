@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from beam_ml.config.base import BIGQUERY_TABLE_REGEX, COLUMN_NAME_REGEX, RUN_ID_REGEX, check_column_types, option
+from beam_ml.config.base import (
+    BIGQUERY_TABLE_REGEX, COLUMN_NAME_REGEX, MODEL_STORE_DEFAULT, RUN_ID_REGEX, check_column_types,
+    metadata_password_env_option, metadata_store_option, option)
 from beam_ml.config.source import BATCH_BYTES_HELP, COLUMN_TYPES_HELP, SourceConfig
 from beam_ml.core.errors import ConfigError
 
@@ -38,6 +40,8 @@ class PredictConfig(SourceConfig):
     bigquery_method: str = option("FILE_LOADS", kind="choice", regex=r"^(FILE_LOADS|STREAMING_INSERTS)$",
                                   help="How rows reach BigQuery: FILE_LOADS (load jobs from --temp_location) or "
                                        "STREAMING_INSERTS.")
+    metadata_store: Optional[str] = metadata_store_option(MODEL_STORE_DEFAULT)
+    metadata_password_env: str = metadata_password_env_option()
 
     def validate(self) -> None:
         super().validate()

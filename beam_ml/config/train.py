@@ -7,7 +7,8 @@ import math
 import re
 from typing import Any, Optional
 
-from beam_ml.config.base import COLUMN_NAME_REGEX, RUN_ID_REGEX, check_column_types, option
+from beam_ml.config.base import (
+    COLUMN_NAME_REGEX, RUN_ID_REGEX, check_column_types, metadata_password_env_option, metadata_store_option, option)
 from beam_ml.config.source import BATCH_BYTES_HELP, COLUMN_TYPES_HELP, SourceConfig
 from beam_ml.core.errors import ConfigError
 from beam_ml.core.times import parse_time
@@ -106,12 +107,8 @@ class PipelineConfig(SourceConfig):
                                         help="Groups of a fairness feature with fewer eval examples are shown but "
                                              "left out of the gaps (a rate over a handful of examples is noise); "
                                              "0 compares every group.")
-    metadata_store: Optional[str] = option(None, regex=r"^\S+$",
-                                           help="The ML Metadata store that records every run's lineage: a SQLite "
-                                                "file, mysql://user@host:port/database, or 'none'. Default: "
-                                                "<output_dir>/metadata.sqlite for a local output_dir.")
-    metadata_password_env: str = option("BEAM_ML_METADATA_PASSWORD", regex=r"^[A-Za-z_][A-Za-z0-9_]*$",
-                                        help="The environment variable holding a MySQL metadata store's password.")
+    metadata_store: Optional[str] = metadata_store_option("<output_dir>/metadata.sqlite for a local output_dir.")
+    metadata_password_env: str = metadata_password_env_option()
     no_cache: bool = option(False, kind="bool", regex=r"^(true|false|True|False)$",
                             help="Compute everything even when an earlier successful run had the same data, code, "
                                  "config and library versions (by default such a run is reused: nothing is "

@@ -4,7 +4,8 @@
     python -m beam_ml.lineage --store runs/penguins/metadata.sqlite runs [--output_dir runs/penguins]
 
 `model DIR...`: a list, what produced each model (its run, data files with fingerprints, module, config, metrics, the
-baseline it was compared with and the runs behind it). `runs`: the recorded runs, oldest first, with their metrics.
+baseline it was compared with and the runs behind it) and the prediction and detection runs that used it, with what
+they wrote. `runs`: the recorded runs of every job, oldest first, with their metrics.
 Prints JSON. A MySQL store (mysql://user@host:port/database) takes its password from $BEAM_ML_METADATA_PASSWORD
 (or the variable named by --password_env).
 """
@@ -23,7 +24,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--store", required=True, help="a SQLite file or mysql://user@host:port/database")
     parser.add_argument("--password_env", default="BEAM_ML_METADATA_PASSWORD")
     commands = parser.add_subparsers(dest="command", required=True)
-    model = commands.add_parser("model", help="what produced a model")
+    model = commands.add_parser("model", help="what produced a model, and the runs that used it")
     model.add_argument("model_dirs", nargs="+", metavar="DIR", help="a pushed version (or a run's model) directory")
     runs = commands.add_parser("runs", help="the recorded runs with their metrics")
     runs.add_argument("--output_dir", default=None, help="only the runs of this pipeline's output directory")

@@ -1,11 +1,12 @@
 """The two questions the lineage store answers (documented in the README, and asked by `python -m beam_ml.lineage`):
-what produced a model, and the runs of a pipeline with their metrics."""
+what produced a model (and which prediction and detection runs used it), and the runs of a pipeline with their
+metrics."""
 from __future__ import annotations
 
 import json
 from typing import Any, Optional
 
-from beam_ml.lineage.store import DATA, RUN_CONTEXT
+from beam_ml.lineage.store import DATA, DETECT, PREDICT, RUN_CONTEXT
 
 
 def _value(prop: Any) -> Any:
@@ -37,11 +38,32 @@ def _producers(store: Any, artifact_ids: list[int], seen: set[int]) -> list[int]
     return [e.id for e in store.get_executions_by_id(ids) if e.last_known_state != pb.Execution.CACHED]
 
 
+def _consumers(store: Any, artifact_ids: list[int]) -> list[dict[str, Any]]:
+    """The prediction and detection runs that read these artifacts (a model), oldest first: run directory, id,
+    job, status, times, and the artifacts each wrote (type, uri and properties)."""
+    from ml_metadata.proto import metadata_store_pb2 as pb
+    uses = {t.id for t in store.get_execution_types() if t.name in (PREDICT.execution_type, DETECT.execution_type)}
+    ids = sorted({e.execution_id for e in store.get_events_by_artifact_ids(artifact_ids) if e.type == pb.Event.INPUT})
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    consumers = []
+    for execution in [e for e in store.get_executions_by_id(ids) if e.type_id in uses]:
+        run = _run_of(store, execution.id)  # every execution this package records is in its run's context
+        written = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
+                   if e.type == pb.Event.OUTPUT]
+        properties = _properties(run)
+        consumers.append({"run_dir": run.name, **{k: properties.get(k) for k in (
+            "run_id", "job", "status", "started", "finished")},
+            "outputs": [{"type": types[a.type_id], "uri": a.uri, **_properties(a)}
+                        for a in store.get_artifacts_by_id(written)]})
+    return sorted(consumers, key=lambda c: c.get("started") or "")
+
+
 def model_lineage(store: Any, model_uri: str) -> dict[str, Any]:
     """What produced the model at `model_uri` (a pushed version directory or a run's model directory): the run
     (its record's fields: id, status, module, config, metrics), the data files it read (path, sha256, size), the
     baseline model it was compared with, and the earlier runs behind that baseline, found by walking the store's
-    events back from the model. LookupError if the store has no such model."""
+    events back from the model; and the prediction and detection runs that used it (`consumers`). LookupError if
+    the store has no such model."""
     from ml_metadata.proto import metadata_store_pb2 as pb
     uri = model_uri.rstrip("/")
     start = [a for a in store.get_artifacts_by_uri(uri) + store.get_artifacts_by_uri(uri + "/")]
@@ -73,11 +95,12 @@ def model_lineage(store: Any, model_uri: str) -> dict[str, Any]:
         "baseline": [a.uri for a in artifacts if types[a.type_id] == "PushedModel" and a.id in run_artifacts
                      and a.uri.rstrip("/") != uri],
         "earlier_runs": sorted(runs - ({run.name} if run else set())),
+        "consumers": _consumers(store, [a.id for a in start]),
     }
 
 
 def run_history(store: Any, output_dir: Optional[str] = None) -> list[dict[str, Any]]:
-    """The recorded runs (of the pipeline writing to `output_dir`, or all), oldest first: run directory, id,
+    """The recorded runs (of the pipeline writing to `output_dir`, or all), oldest first: run directory, id, job,
     status, times, metrics, blessed, pushed model and the fingerprints of the data they read."""
     runs = []
     data_type = store.get_artifact_type(DATA).id
@@ -87,7 +110,7 @@ def run_history(store: Any, output_dir: Optional[str] = None) -> list[dict[str, 
             continue
         data = [a for a in store.get_artifacts_by_context(context.id) if a.type_id == data_type]
         runs.append({"run_dir": context.name, **{k: properties.get(k) for k in (
-            "run_id", "status", "started", "finished", "metrics", "blessed", "pushed_model_dir")},
+            "run_id", "job", "status", "started", "finished", "metrics", "blessed", "pushed_model_dir")},
             "data_sha256": sorted(_value(a.custom_properties["sha256"]) for a in data
                                   if "sha256" in a.custom_properties)})
     return sorted(runs, key=lambda r: r.get("started") or "")

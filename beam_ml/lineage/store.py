@@ -1,31 +1,37 @@
-"""Lineage in ML Metadata (the store TFX and Vertex ML Metadata use): every finished run of the training job, its
-stages as executions, what they read and wrote as artifacts, and the events that link them.
+"""Lineage in ML Metadata (the store TFX and Vertex ML Metadata use): every finished run of the training, batch
+prediction and streaming detection jobs, its steps as executions, what they read and wrote as artifacts, and the
+events that link them.
 
 The store is SQLite by default (`<output_dir>/metadata.sqlite`) or MySQL/MariaDB (`metadata_store:
-mysql://user@host:port/database`, the password in the environment variable named by `metadata_password_env`).
+mysql://user@host:port/database`, the password in the environment variable named by `metadata_password_env`); a run
+that uses a model is recorded by default in the store of the training run that produced it (`resolve_store`).
 A run is recorded once, when it has ended (succeeded or failed), from its run record and the artifacts on disk:
 
     context  beam_ml.Pipeline (the output directory) ── beam_ml.Run (the run directory, with its record's fields)
-    Validate   data files ──▶ ExampleStatistics, Schema, ExampleAnomalies
-    Transform  data files, Schema ──▶ TransformGraph
-    Train      TransformGraph, Schema ──▶ Model
-    Evaluate   Model, data files, the baseline PushedModel ──▶ ModelEvaluation
-    Push       Model, ModelEvaluation ──▶ PushedModel
+    train_pipeline    Validate   data files ──▶ ExampleStatistics, Schema, ExampleAnomalies
+                      Transform  data files, Schema ──▶ TransformGraph
+                      Train      TransformGraph, Schema ──▶ Model
+                      Evaluate   Model, data files, the baseline PushedModel ──▶ ModelEvaluation
+                      Push       Model, ModelEvaluation ──▶ PushedModel
+    batch_predict     Predict    data files, the PushedModel (or Model) ──▶ beam_ml.Predictions, beam_ml.DeadLetters
+    detect_anomalies  Detect     the PushedModel at launch, if a model scores ──▶ beam_ml.Alerts, beam_ml.DeadLetters
 
-A data file with the same path and sha256 as in an earlier run is the same artifact, and the baseline model is the
-artifact an earlier run pushed, so the graph joins runs. Values are custom properties, so the types fit a store that
-TFX shares. The stage that failed is a FAILED execution carrying the error, with what it wrote before failing (a
-run stopped by anomalies has its statistics, schema and anomalies). A run that reused an earlier one
-(`cached_from`) has CACHED executions whose outputs are the earlier run's artifacts; so does each stage a run took
-over from an earlier run (`reused_stages`: validate, transform, train).
+A data file with the same path and sha256 as in an earlier run is the same artifact, and a pushed model (the
+baseline of a training run, the model of a prediction or detection run) is the artifact the training run that
+pushed it output, so the graph joins runs. Values are custom properties, so the types fit a store that TFX shares.
+The step that failed is a FAILED execution carrying the error, with what it wrote before failing (a training run
+stopped by anomalies has its statistics, schema and anomalies). A training run that reused an earlier one
+(`cached_from`) has CACHED executions whose outputs are the earlier run's artifacts; so does each stage a training
+run took over from an earlier run (`reused_stages`: validate, transform, train).
 """
 from __future__ import annotations
 
 import json
 import os
 import urllib.parse
-from typing import Any, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
+from beam_ml.core import fileutil
 from beam_ml.core.errors import ConfigError
 from beam_ml.core.layout import RunLayout
 
@@ -33,16 +39,36 @@ STORE_FILE = "metadata.sqlite"
 PIPELINE_CONTEXT = "beam_ml.Pipeline"
 RUN_CONTEXT = "beam_ml.Run"
 DATA = "beam_ml.Data"
-# Each stage: the run record's stage that says it completed, its inputs and its outputs (artifact roles).
-STAGES = (("Validate", "data checked", ("data",), ("statistics", "schema", "anomalies")),
-          ("Transform", "trained", ("data", "schema"), ("transform_graph",)),
-          ("Train", "trained", ("transform_graph", "schema"), ("model",)),
-          ("Evaluate", "evaluated", ("model", "data", "baseline"), ("evaluation",)),
-          ("Push", "succeeded", ("model", "evaluation"), ("pushed",)))
-STAGE_NAMES = tuple(name.lower() for name, *_ in STAGES)  # as the run record names them (`reused_stages`)
+
+
+class Step(NamedTuple):
+    """One execution of a run (type `beam_ml.<name>`): the run record's stage that says it completed, and the roles
+    of the artifacts it reads and writes."""
+
+    name: str
+    done: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    @property
+    def execution_type(self) -> str:
+        return f"beam_ml.{self.name}"
+
+
+STAGES = (Step("Validate", "data checked", ("data",), ("statistics", "schema", "anomalies")),
+          Step("Transform", "trained", ("data", "schema"), ("transform_graph",)),
+          Step("Train", "trained", ("transform_graph", "schema"), ("model",)),
+          Step("Evaluate", "evaluated", ("model", "data", "baseline"), ("evaluation",)),
+          Step("Push", "succeeded", ("model", "evaluation"), ("pushed",)))
+STAGE_NAMES = tuple(step.name.lower() for step in STAGES)  # as the run record names them (`reused_stages`)
+# The runs that use a model: it is an input ("pushed", or "model" for a model that was not pushed).
+PREDICT = Step("Predict", "succeeded", ("data", "pushed", "model"), ("predictions", "dead_letter"))
+DETECT = Step("Detect", "succeeded", ("pushed", "model"), ("alerts", "dead_letter"))
 ARTIFACT_TYPES = {"data": DATA, "statistics": "ExampleStatistics", "schema": "Schema",
                   "anomalies": "ExampleAnomalies", "transform_graph": "TransformGraph", "model": "Model",
-                  "evaluation": "ModelEvaluation", "pushed": "PushedModel", "baseline": "PushedModel"}
+                  "evaluation": "ModelEvaluation", "pushed": "PushedModel", "baseline": "PushedModel",
+                  "predictions": "beam_ml.Predictions", "alerts": "beam_ml.Alerts",
+                  "dead_letter": "beam_ml.DeadLetters"}
 
 
 def default_store(output_dir: str) -> Optional[str]:
@@ -112,10 +138,18 @@ def _set(message: Any, values: dict[str, Any]) -> None:
             target.string_value = json.dumps(value, sort_keys=True, default=str)
 
 
-def _artifacts(record: dict) -> dict[str, list[dict]]:
-    """{role: [{uri, properties}]} of the artifacts the run left (only those that exist on disk or in the
-    record)."""
+def _on_disk(candidates: dict[str, tuple[Optional[str], dict]]) -> dict[str, list[dict]]:
+    """{role: [{uri, properties}]} of the candidates {role: (uri, properties)} whose uri exists."""
     import tensorflow as tf
+    return {role: [{"uri": uri, **properties}] for role, (uri, properties) in candidates.items()
+            if uri and tf.io.gfile.exists(uri)}
+
+
+def _version(version_dir: str) -> dict:
+    return {"uri": version_dir, "version": os.path.basename(version_dir.rstrip("/"))}
+
+
+def _train_artifacts(record: dict) -> dict[str, list[dict]]:
     run_dir = record.get("cached_from") or record["run_dir"]  # a reused run's are the earlier run's
     reused = record.get("reused_stages") or {}  # and a reused stage's those of the run that computed them
 
@@ -123,33 +157,71 @@ def _artifacts(record: dict) -> dict[str, list[dict]]:
         return RunLayout(reused.get(stage) or run_dir)
 
     splits = list((record.get("counts") or {}).get("splits") or {})
-    found: dict[str, list[dict]] = {"data": [
-        {"uri": i.get("path") or i.get("table") or i.get("query") or "", "sha256": i.get("sha256"),
-         "size": i.get("size"), "kind": i.get("kind"), "span": i.get("span"), "version": i.get("version")}
-        for i in record.get("inputs") or []]}
-    candidates = {"statistics": (layout("validate").statistics, {"splits": splits}),
-                  "schema": (layout("validate").schema_file, {}),
-                  "anomalies": (layout("validate").anomalies, {"count": len(record.get("anomalies") or [])}),
-                  "transform_graph": (os.path.join(layout("transform").transform, "transform_fn"), {}),
-                  "model": (layout("train").serving_model, {}),
-                  "evaluation": (layout("evaluate").evaluation, {"blessed": record.get("blessed"),
-                                                                 "metrics": record.get("metrics") or {}})}
-    for role, (uri, properties) in candidates.items():
-        if tf.io.gfile.exists(uri):
-            found[role] = [{"uri": uri, **properties}]
-    if record.get("pushed_model_dir"):
-        found["pushed"] = [{"uri": record["pushed_model_dir"],
-                            "version": os.path.basename(record["pushed_model_dir"].rstrip("/"))}]
-    if record.get("baseline_model"):
-        found["baseline"] = [{"uri": record["baseline_model"],
-                              "version": os.path.basename(record["baseline_model"].rstrip("/"))}]
+    found = _on_disk({"statistics": (layout("validate").statistics, {"splits": splits}),
+                      "schema": (layout("validate").schema_file, {}),
+                      "anomalies": (layout("validate").anomalies, {"count": len(record.get("anomalies") or [])}),
+                      "transform_graph": (os.path.join(layout("transform").transform, "transform_fn"), {}),
+                      "model": (layout("train").serving_model, {}),
+                      "evaluation": (layout("evaluate").evaluation, {"blessed": record.get("blessed"),
+                                                                     "metrics": record.get("metrics") or {}})})
+    for role, field in (("pushed", "pushed_model_dir"), ("baseline", "baseline_model")):
+        if record.get(field):
+            found[role] = [_version(record[field])]
     return found
+
+
+def _used_model(record: dict, field: str) -> dict[str, list[dict]]:
+    """The model a run used, its record's `field`: a pushed version (the record says what it was pushed from,
+    `pushed_from`) is the PushedModel its training run's Push output; any other model directory is a Model (the
+    training run's own, when it is a run's model directory)."""
+    model_dir = record.get(field)
+    if not model_dir:
+        return {}
+    return {"pushed": [_version(model_dir)]} if record.get("pushed_from") else {"model": [{"uri": model_dir}]}
+
+
+def _predict_artifacts(record: dict) -> dict[str, list[dict]]:
+    counts = record.get("counts") or {}
+    predictions = os.path.dirname(record["predictions"]) if record.get("predictions") else None
+    return {**_used_model(record, "model_dir"), **_on_disk({
+        "predictions": (predictions, {"count": counts.get("predicted")}),
+        "dead_letter": (os.path.dirname(RunLayout(record["run_dir"]).dead_letter_file),
+                        {"count": counts.get("dead_letter")})})}
+
+
+def _detect_artifacts(record: dict) -> dict[str, list[dict]]:
+    config = record.get("config") or {}
+    return {**_used_model(record, "model_dir_at_launch"),
+            **_on_disk({"alerts": (config.get("alerts_dir"), {}), "dead_letter": (config.get("dead_letter_dir"), {})})}
+
+
+class JobLineage(NamedTuple):
+    """How the runs of a job are recorded: its steps, and `artifacts(record)`, the artifacts a run left by role
+    besides the data files it read (those on disk or named in its record)."""
+
+    steps: tuple[Step, ...]
+    artifacts: Callable[[dict], dict[str, list[dict]]]
+
+
+JOBS = {"train_pipeline": JobLineage(STAGES, _train_artifacts),
+        "batch_predict": JobLineage((PREDICT,), _predict_artifacts),
+        "detect_anomalies": JobLineage((DETECT,), _detect_artifacts)}
+
+
+def _artifacts(record: dict) -> dict[str, list[dict]]:
+    """{role: [{uri, properties}]} of the artifacts the run left (only those that exist on disk or in the
+    record)."""
+    data = [{"uri": i.get("path") or i.get("table") or i.get("query") or "", "sha256": i.get("sha256"),
+             "size": i.get("size"), "kind": i.get("kind"), "span": i.get("span"), "version": i.get("version")}
+            for i in record.get("inputs") or []]
+    return {"data": data, **JOBS[record["job"]].artifacts(record)}
 
 
 def _existing(store: Any, type_id: int, item: dict) -> Optional[Any]:
     """The stored artifact this one is: of the same type at the same uri (a data file: with the same sha256 too).
-    A run's outputs are at paths of their own, so only a data file read again, a baseline model and the outputs a
-    reused run took over are found."""
+    A run's outputs are at paths of their own, so only a data file read again, a model used again (a baseline, the
+    model of a prediction or detection), the outputs a reused run took over and a detection's alert and dead-letter
+    directories written again are found."""
     for artifact in store.get_artifacts_by_uri(item["uri"]):
         if artifact.type_id != type_id:
             continue
@@ -174,11 +246,13 @@ def _context_id(store: Any, type_id: int, type_name: str, name: str) -> int:
 
 
 def record_run(store: Any, record: dict) -> Optional[int]:
-    """Records a run that has ended (its run record `record`) with its stages, artifacts and events; returns the
-    run's context id, or None for a run still going. Recording the same run again changes nothing."""
+    """Records a run that has ended (its run record `record`) with its steps, artifacts and events; returns the
+    run's context id, or None for a run still going (or of a job not in `JOBS`). Recording the same run again
+    changes nothing."""
     from ml_metadata.proto import metadata_store_pb2 as pb
-    if record.get("status") not in ("succeeded", "failed"):
+    if record.get("status") not in ("succeeded", "failed") or record.get("job") not in JOBS:
         return None
+    steps = JOBS[record["job"]].steps
     run_dir = record["run_dir"]
     existing = store.get_context_by_type_and_name(RUN_CONTEXT, run_dir)
     if existing is not None:
@@ -215,33 +289,33 @@ def record_run(store: Any, record: dict) -> Optional[int]:
 
     reached = {stage["stage"] for stage in record.get("stages") or []}
     if record.get("cached_from") or record.get("status") == "succeeded":  # every stage done (or reused), even in
-        reached |= {done for _, done, _, _ in STAGES}  # a record older than its `stages` list
+        reached |= {step.done for step in steps}  # a record older than its `stages` list
     done_state = pb.Execution.CACHED if record.get("cached_from") else pb.Execution.COMPLETE
 
-    def completed(name: str, done: str) -> bool:  # the transform has no stage of its own: its graph shows it
-        return done in reached or (name == "Transform" and "transform_graph" in stored)
+    def completed(step: Step) -> bool:  # the transform has no stage of its own: its graph shows it
+        return step.done in reached or (step.name == "Transform" and "transform_graph" in stored)
 
     failed_at = None if record.get("status") == "succeeded" else next(
-        (name for name, done, _, _ in STAGES if not completed(name, done)), None)
-    for name, done, inputs, outputs in STAGES:
-        if not completed(name, done) and name != failed_at:
+        (step for step in steps if not completed(step)), None)
+    for step in steps:
+        failed = step == failed_at
+        if not completed(step) and not failed:
             continue
-        if name == "Push" and "pushed" not in stored and name != failed_at:
+        if step.name == "Push" and "pushed" not in stored and not failed:
             continue  # not blessed (or reused): nothing was pushed
-        state = pb.Execution.FAILED if name == failed_at else (
-            pb.Execution.CACHED if name.lower() in (record.get("reused_stages") or {}) else done_state)
-        execution = pb.Execution(type_id=_type_id(store, "execution", f"beam_ml.{name}"), last_known_state=state)
-        _set(execution, {"run_id": record.get("run_id"),
-                         "error": record.get("error") if name == failed_at else None})
-        events = []
-        for roles, kind in ((inputs, pb.Event.INPUT), (outputs, pb.Event.OUTPUT)):  # what a failed stage wrote
+        state = pb.Execution.FAILED if failed else (
+            pb.Execution.CACHED if step.name.lower() in (record.get("reused_stages") or {}) else done_state)
+        execution = pb.Execution(type_id=_type_id(store, "execution", step.execution_type), last_known_state=state)
+        _set(execution, {"run_id": record.get("run_id"), "error": record.get("error") if failed else None})
+        events = []  # a failed step's outputs too: what it wrote before failing
+        for roles, kind in ((step.inputs, pb.Event.INPUT), (step.outputs, pb.Event.OUTPUT)):
             for role in roles:
                 for artifact in stored.get(role, []):
                     events.append((artifact, pb.Event(type=kind)))
         _, artifact_ids, _ = store.put_execution(execution, events, [run], force_reuse_context=True)
         for (artifact, _), artifact_id in zip(events, artifact_ids):
-            artifact.id = artifact_id  # stored now: the next stage links to the same artifact
-        if name == failed_at:
+            artifact.id = artifact_id  # stored now: the next step links to the same artifact
+        if failed:
             break
     return run_id
 
@@ -255,13 +329,41 @@ def store_of(config: dict, output_dir: str) -> Optional[str]:
     return given or default_store(output_dir)
 
 
+def resolve_store(given: Optional[str], password_env: str, output_dir: str, model_dir: Optional[str]) -> str:
+    """The store of a run that uses the model trained in `model_dir` (a training run's model directory; None without
+    a model), checked at launch (ConfigError naming --metadata_store): `given` (--metadata_store), else that
+    training run's store, so that the run joins the model's lineage, else the default one beside `output_dir`
+    (checked with it); 'none' when there is none. The run's config records it."""
+    if given == "none":
+        return given
+    store = fileutil.absolute(given) if given else _training_store(model_dir)
+    if store is None:
+        return default_store(output_dir) or "none"
+    check_store(store, password_env)
+    return store
+
+
+def _training_store(model_dir: Optional[str]) -> Optional[str]:
+    """The store of the training run whose model directory (`<run_dir>/model/serving`) is `model_dir`; None when it
+    is not one, or that run had no store."""
+    import tensorflow as tf
+    in_run = "/" + RunLayout("").serving_model  # /model/serving
+    model_dir = (model_dir or "").rstrip("/")
+    if not model_dir.endswith(in_run):
+        return None
+    layout = RunLayout(model_dir[:-len(in_run)])
+    if not tf.io.gfile.exists(layout.manifest):
+        return None
+    config = json.loads(fileutil.read_text(layout.manifest)).get("config") or {}
+    return store_of(config, os.path.dirname(layout.run_dir))
+
+
 def record_run_dir(run_dir: str) -> Optional[int]:
-    """Records the ended training run in `run_dir` in the lineage store its config names; returns the run's
-    context id, or None when there is no store or the run is not a finished training run. SQLite writers take
-    turns under a lock file beside the store."""
+    """Records the ended run in `run_dir` in the lineage store its config names; returns the run's context id, or
+    None when there is no store or the run is not a finished run of a job in `JOBS`. SQLite writers take turns
+    under a lock file beside the store."""
     import contextlib
 
-    from beam_ml.core import fileutil
     from beam_ml.core.lock import PathLock
     run_dir = run_dir.rstrip("/")
     if "://" not in run_dir:
@@ -269,7 +371,7 @@ def record_run_dir(run_dir: str) -> Optional[int]:
     record = json.loads(fileutil.read_text(RunLayout(run_dir).manifest))
     config = record.get("config") or {}
     store_uri = store_of(config, os.path.dirname(run_dir.rstrip("/")))
-    if record.get("job") != "train_pipeline" or not store_uri:
+    if record.get("job") not in JOBS or not store_uri:
         return None
     password = os.environ.get(config.get("metadata_password_env") or "")
     turn = (contextlib.nullcontext() if store_uri.startswith("mysql://")
@@ -293,7 +395,6 @@ def check_store(store_uri: Optional[str], password_env: str) -> None:
                                                 f"{type(e).__name__}: {e}") from None
         return
     connection_config(store_uri)  # raises on a remote URI
-    from beam_ml.core.fileutil import unwritable_reason
-    problem = unwritable_reason(os.path.dirname(os.path.abspath(store_uri)))
+    problem = fileutil.unwritable_reason(os.path.dirname(os.path.abspath(store_uri)))
     if problem:
         raise ConfigError("metadata_store", f"cannot write {store_uri}: {problem}")

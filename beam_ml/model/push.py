@@ -59,16 +59,28 @@ def latest_model(serving_dir: str) -> Optional[str]:
     return os.path.join(serving_dir, str(found[-1])) if found else None
 
 
+def _push_record(version_dir: str) -> dict:
+    """A pushed version's push record ({push_id, model_dir}), or {} for a directory without one."""
+    import tensorflow as tf
+    record = os.path.join(version_dir, PUSH_RECORD)
+    if not tf.io.gfile.exists(record):
+        return {}
+    with tf.io.gfile.GFile(record) as f:
+        return json.load(f)
+
+
 def pushed_by(serving_dir: str, push_id: str) -> Optional[str]:
     """The version directory that push `push_id` published, or None."""
-    import tensorflow as tf
     for version in reversed(versions(serving_dir)):
-        record = os.path.join(serving_dir, str(version), PUSH_RECORD)
-        if tf.io.gfile.exists(record):
-            with tf.io.gfile.GFile(record) as f:
-                if json.load(f).get("push_id") == push_id:
-                    return os.path.join(serving_dir, str(version))
+        if _push_record(os.path.join(serving_dir, str(version))).get("push_id") == push_id:
+            return os.path.join(serving_dir, str(version))
     return None
+
+
+def pushed_from(model_dir: str) -> Optional[str]:
+    """The model directory (a training run's `model/serving`) that the pushed version `model_dir` is a copy of, or
+    None for a model that was not pushed."""
+    return _push_record(model_dir).get("model_dir")
 
 
 def _write_push_record(version_dir: str, push_id: str, model_dir: str) -> None:

@@ -15,9 +15,10 @@ from beam_ml.core.records import RecordFormat
 from beam_ml.core.run import RunContext, RunManifest
 from beam_ml.ingest.resolve import require_column, resolve_source
 from beam_ml.ingest.source import Source
+from beam_ml.lineage.store import resolve_store
 from beam_ml.model.artifact import (
     SERVING_SIGNATURE, class_names, is_saved_model, raw_column_types, serving_features)
-from beam_ml.model.push import latest_model
+from beam_ml.model.push import latest_model, pushed_from
 
 
 CLASS_COLUMN = "class"  # the predicted class's name, for a classifier whose class names are known
@@ -31,6 +32,7 @@ class PredictPlan:
     source: Source
     bigquery_schema: Optional[dict] = None
     classes: Optional[tuple[str, ...]] = None
+    pushed_from: Optional[str] = None  # the training run's model that model_dir, a pushed version, is a copy of
 
     @property
     def fmt(self) -> RecordFormat:
@@ -43,7 +45,7 @@ class PredictPlan:
     def manifest(self) -> RunManifest:
         return self.run.manifest(
             counts={"read": 0, "predicted": 0, "dead_letter": 0}, model_dir=self.model_dir,
-            inputs=self.source.describe(),
+            pushed_from=self.pushed_from, inputs=self.source.describe(),
             record_format={"columns": list(self.fmt.columns), "types": list(self.fmt.types)},
             predictions=self.predictions_prefix + "-*.jsonl", bigquery_table=self.config.bigquery_table)
 
@@ -62,6 +64,9 @@ def plan_predict(config: PredictConfig) -> PredictPlan:
         model_dir = latest_model(config.serving_dir)
         if model_dir is None:
             raise ConfigError("serving_dir", f"no model version has been pushed to {config.serving_dir}")
+    source_model = pushed_from(model_dir)
+    config = dataclasses.replace(config, metadata_store=resolve_store(
+        config.metadata_store, config.metadata_password_env, config.output_dir, source_model or model_dir))
     # The model's schema also types the label, which unlabelled data does not have: entries for columns not in
     # the header are ignored.
     model_types = raw_column_types(model_dir) or {}
@@ -76,7 +81,8 @@ def plan_predict(config: PredictConfig) -> PredictPlan:
     run = RunContext.start("batch_predict", config.output_dir, config.run_id, config.to_dict())
     classes = class_names(model_dir)
     return PredictPlan(config=config, run=run, model_dir=model_dir, source=source, classes=classes,
-                       bigquery_schema=bigquery_schema(signatures, classes) if config.bigquery_table else None)
+                       bigquery_schema=bigquery_schema(signatures, classes) if config.bigquery_table else None,
+                       pushed_from=source_model)
 
 
 def bigquery_schema(signatures, classes: Optional[Sequence[str]] = None) -> dict:

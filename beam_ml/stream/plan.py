@@ -11,8 +11,9 @@ from beam_ml.core.errors import ConfigError
 from beam_ml.core.fileutil import absolute
 from beam_ml.core.run import RunContext, RunManifest
 from beam_ml.core.windowing import WindowSpec
+from beam_ml.lineage.store import resolve_store
 from beam_ml.model.artifact import window_model_info
-from beam_ml.model.push import latest_model
+from beam_ml.model.push import latest_model, pushed_from
 from beam_ml.stream.detectors.base import DetectorSpec
 from beam_ml.stream.detectors.catalog import online_detector
 from beam_ml.stream.parse import SENSOR_ID, TIMESTAMP
@@ -29,14 +30,15 @@ class DetectPlan:
     channels: tuple[str, ...]  # from the model, or --channels
     spec: WindowSpec  # the model's windowing, or a window per reading
     online: tuple[DetectorSpec, ...]  # the online detectors, in the order given
+    pushed_from: Optional[str] = None  # the training run's model that model_dir is a copy of
 
     @property
     def members(self) -> int:
         return len(self.online) + (self.model_dir is not None)
 
     def manifest(self) -> RunManifest:
-        return self.run.manifest(model_dir_at_launch=self.model_dir, channels=list(self.channels),
-                                 windowing=self.spec.to_dict())
+        return self.run.manifest(model_dir_at_launch=self.model_dir, pushed_from=self.pushed_from,
+                                 channels=list(self.channels), windowing=self.spec.to_dict())
 
 
 def online_detectors(config: DetectConfig) -> tuple[DetectorSpec, ...]:
@@ -70,5 +72,8 @@ def plan_detect(config: DetectConfig) -> DetectPlan:
         channels, spec = info.channels, info.spec
     else:
         channels, spec = tuple(config.channels.split(",")), READING_WINDOWS
+    source_model = pushed_from(model_dir) if model_dir else None
+    config = dataclasses.replace(config, metadata_store=resolve_store(
+        config.metadata_store, config.metadata_password_env, config.output_dir, source_model or model_dir))
     run = RunContext.start("detect_anomalies", config.output_dir, config.run_id, config.to_dict())
-    return DetectPlan(config, run, model_dir, channels, spec, online)
+    return DetectPlan(config, run, model_dir, channels, spec, online, source_model)

@@ -1,7 +1,7 @@
 """The README's batch job commands, run exactly as written, in order, from a fresh working directory holding the
 repository's `examples/` (what a new user runs after `make demo`): each succeeds and leaves a succeeded record; then
 its report command, through a shell as a user types it, rewrites those runs' reports, and its lineage commands
-answer from the store those runs were recorded in."""
+answer from the store those runs were recorded in (the penguin predictions with the model that made them)."""
 import glob
 import json
 import os
@@ -73,4 +73,7 @@ def test_the_readme_batch_job_commands_run_as_written(tmp_path):
     assert model["run"]["status"] == "succeeded" and model["run"]["pushed_model_dir"].rstrip("/") == \
         model["model"].rstrip("/")
     assert model["data"][0]["uri"].endswith("examples/penguins/data/penguins.csv") and model["data"][0]["sha256"]
-    assert [r["status"] for r in answers["runs"]] == ["succeeded"]
+    [consumer] = model["consumers"]  # the README's penguin predictions, recorded with the model they used
+    assert (consumer["job"], consumer["status"]) == ("batch_predict", "succeeded")
+    assert [(r["job"], r["status"]) for r in answers["runs"]] == [("train_pipeline", "succeeded"),
+                                                                 ("batch_predict", "succeeded")]

@@ -1,14 +1,16 @@
-"""Lineage in a real ML Metadata store (SQLite): runs recorded from their records and artifacts, and the two
-documented questions answered from it."""
+"""Lineage in a real ML Metadata store (SQLite): training, prediction and detection runs recorded from their records
+and artifacts, the store a run that uses a model goes to, and the two documented questions answered from it."""
 import json
 import os
 
 import pytest
+from ml_metadata.proto import metadata_store_pb2 as pb
 
 from beam_ml.core.errors import ConfigError
 from beam_ml.core.layout import RunLayout
 from beam_ml.lineage.queries import model_lineage, run_history
-from beam_ml.lineage.store import check_store, connection_config, open_store, record_run, record_run_dir
+from beam_ml.lineage.store import (
+    check_store, connection_config, open_store, record_run, record_run_dir, resolve_store)
 
 STAGES = ["started", "read", "data checked", "trained", "evaluated", "succeeded"]
 
@@ -139,3 +141,131 @@ def test_a_push_that_failed_is_a_failed_execution(tmp_path):
     states = {types[e.type_id]: e.last_known_state for e in store.get_executions()}
     assert states["beam_ml.Push"] == store.get_executions()[0].FAILED
     assert states["beam_ml.Evaluate"] == store.get_executions()[0].COMPLETE
+
+
+def _write(run_dir: str, record: dict, *outputs: str) -> dict:
+    """Writes the run record and (empty) output files of a run that used a model; returns the record."""
+    for path in (RunLayout(run_dir).manifest, *outputs):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "w").close()
+    with open(RunLayout(run_dir).manifest, "w") as f:
+        json.dump(record, f)
+    return record
+
+
+def _predicted(base, run_id: str, model_dir: str, pushed_from=None, config=None) -> dict:
+    """A batch prediction run with `model_dir` on the file the training runs of `_run` read (sha256 "aaa")."""
+    run_dir = str(base / "predict" / run_id)
+    predictions = os.path.join(run_dir, "predictions", "predictions")
+    return _write(run_dir, {
+        "job": "batch_predict", "run_id": run_id, "run_dir": run_dir, "status": "succeeded",
+        "started": "2026-02-01T00:00:00+00:00", "finished": "2026-02-01T00:01:00+00:00", "error": None,
+        "config": config or {}, "model_dir": model_dir, "pushed_from": pushed_from,
+        "inputs": [{"path": "/data/penguins.csv", "sha256": "aaa", "size": 100, "kind": "csv"}],
+        "counts": {"read": 10, "predicted": 9, "dead_letter": 1}, "predictions": predictions + "-*.jsonl",
+        "stages": [{"stage": "started"}, {"stage": "succeeded"}]},
+        predictions + "-00000-of-00001.jsonl", RunLayout(run_dir).dead_letter_file)
+
+
+def _execution(store, name: str):
+    """The one execution of type `name`, and {INPUT: artifact ids, OUTPUT: artifact ids} of its events."""
+    types = {t.id: t.name for t in store.get_execution_types()}
+    [execution] = [e for e in store.get_executions() if types[e.type_id] == name]
+    events = store.get_events_by_execution_ids([execution.id])
+    return execution, {kind: {e.artifact_id for e in events if e.type == kind} for kind in (pb.Event.INPUT,
+                                                                                            pb.Event.OUTPUT)}
+
+
+def test_a_prediction_with_a_pushed_model_reads_the_artifact_its_training_run_pushed(tmp_path):
+    store = open_store(str(tmp_path / "metadata.sqlite"))
+    trained = _run(tmp_path, "trained", "aaa", "2026-01-01T00:00:00+00:00")
+    record_run(store, trained)
+    predicted = _predicted(tmp_path, "predicted", trained["pushed_model_dir"],
+                           pushed_from=RunLayout(trained["run_dir"]).serving_model)
+    record_run(store, predicted)
+    (_, pushed), (_, validated) = _execution(store, "beam_ml.Push"), _execution(store, "beam_ml.Validate")
+    predict, read = _execution(store, "beam_ml.Predict")
+    # The PushedModel the training run output and the data file it read: the same artifacts, so the graph joins.
+    assert read[pb.Event.INPUT] == pushed[pb.Event.OUTPUT] | validated[pb.Event.INPUT]
+    assert len(store.get_artifacts_by_type("beam_ml.Data")) == 1
+    assert predict.last_known_state == pb.Execution.COMPLETE
+
+    lineage = model_lineage(store, trained["pushed_model_dir"])
+    assert lineage["run"]["run_id"] == "trained" and lineage["earlier_runs"] == []  # a consumer is not upstream
+    run_dir = predicted["run_dir"]
+    assert lineage["consumers"] == [{
+        "run_dir": run_dir, "run_id": "predicted", "job": "batch_predict", "status": "succeeded",
+        "started": predicted["started"], "finished": predicted["finished"],
+        "outputs": [{"type": "beam_ml.Predictions", "uri": os.path.join(run_dir, "predictions"), "count": 9},
+                    {"type": "beam_ml.DeadLetters", "uri": os.path.join(run_dir, "dead_letter"), "count": 1}]}]
+    assert [(r["run_id"], r["job"]) for r in run_history(store)] == [("trained", "train_pipeline"),
+                                                                     ("predicted", "batch_predict")]
+
+
+def test_a_prediction_with_a_run_s_model_directory_reads_that_run_s_model(tmp_path):
+    store = open_store(str(tmp_path / "metadata.sqlite"))
+    trained = _run(tmp_path, "trained", "aaa", "2026-01-01T00:00:00+00:00")
+    record_run(store, trained)
+    model_dir = RunLayout(trained["run_dir"]).serving_model
+    record_run(store, _predicted(tmp_path, "predicted", model_dir))
+    [model] = store.get_artifacts_by_type("Model")
+    assert model.uri == model_dir and model.id in _execution(store, "beam_ml.Predict")[1][pb.Event.INPUT]
+    assert [c["run_id"] for c in model_lineage(store, model_dir)["consumers"]] == ["predicted"]
+    assert model_lineage(store, trained["pushed_model_dir"])["consumers"] == []
+
+
+def test_a_failed_detection_run_is_a_failed_execution_with_the_model_and_the_alerts_it_wrote(tmp_path):
+    store = open_store(str(tmp_path / "metadata.sqlite"))
+    trained = _run(tmp_path, "trained", "aaa", "2026-01-01T00:00:00+00:00")
+    record_run(store, trained)
+    run_dir, alerts = str(tmp_path / "detect" / "watch"), str(tmp_path / "alerts")
+    detected = _write(run_dir, {
+        "job": "detect_anomalies", "run_id": "watch", "run_dir": run_dir, "status": "failed",
+        "started": "2026-02-02T00:00:00+00:00", "finished": "2026-02-02T01:00:00+00:00",
+        "error": "RuntimeError: the subscription was deleted", "model_dir_at_launch": trained["pushed_model_dir"],
+        "pushed_from": RunLayout(trained["run_dir"]).serving_model,
+        "config": {"alerts_dir": alerts, "dead_letter_dir": str(tmp_path / "dead")},  # no dead letter written
+        "stages": [{"stage": "started"}, {"stage": "failed"}]}, os.path.join(alerts, "alerts-1.jsonl"))
+    record_run(store, detected)
+    execution, _ = _execution(store, "beam_ml.Detect")
+    assert execution.last_known_state == pb.Execution.FAILED
+    assert execution.custom_properties["error"].string_value == detected["error"]
+    [consumer] = model_lineage(store, trained["pushed_model_dir"])["consumers"]
+    assert (consumer["job"], consumer["status"]) == ("detect_anomalies", "failed")
+    assert consumer["outputs"] == [{"type": "beam_ml.Alerts", "uri": alerts}]
+
+
+def test_a_run_that_uses_a_model_goes_to_the_store_of_the_run_that_trained_it_unless_told_otherwise(
+        tmp_path, monkeypatch):
+    trained = _run(tmp_path, "trained", "aaa", "2026-01-01T00:00:00+00:00")
+    model_dir, output_dir = RunLayout(trained["run_dir"]).serving_model, str(tmp_path / "predict")
+    training_store = str(tmp_path / "runs" / "metadata.sqlite")  # the training run's default
+    assert resolve_store(None, "X", output_dir, model_dir) == training_store
+    assert resolve_store(None, "X", output_dir, model_dir + "/") == training_store
+    beside = os.path.join(output_dir, "metadata.sqlite")
+    assert resolve_store(None, "X", output_dir, None) == beside  # no model: online detectors only
+    assert resolve_store(None, "X", output_dir, str(tmp_path / "exported")) == beside  # not a run's model
+    assert resolve_store(None, "X", "gs://bucket/predict", None) == "none"  # SQLite needs a local directory
+    assert resolve_store("none", "X", output_dir, model_dir) == "none"
+    monkeypatch.chdir(tmp_path)
+    assert resolve_store("mine.sqlite", "X", output_dir, model_dir) == str(tmp_path / "mine.sqlite")
+    with pytest.raises(ConfigError, match="^--metadata_store: "):
+        resolve_store("mysql://host/db", "X", output_dir, model_dir)
+
+    (tmp_path / "file").write_text("")  # the training run's own store is checked too
+    with open(RunLayout(trained["run_dir"]).manifest, "w") as f:
+        json.dump({**trained, "config": {"metadata_store": str(tmp_path / "file" / "m.sqlite")}}, f)
+    with pytest.raises(ConfigError, match="^--metadata_store: cannot write"):
+        resolve_store(None, "X", output_dir, model_dir)
+    with open(RunLayout(trained["run_dir"]).manifest, "w") as f:
+        json.dump({**trained, "config": {"metadata_store": "none"}}, f)  # its lineage is off: none to join
+    assert resolve_store(None, "X", output_dir, model_dir) == beside
+
+    with open(RunLayout(trained["run_dir"]).manifest, "w") as f:
+        json.dump(trained, f)
+    record_run_dir(trained["run_dir"])
+    predicted = _predicted(tmp_path, "predicted", trained["pushed_model_dir"], pushed_from=model_dir,
+                           config={"metadata_store": resolve_store(None, "X", output_dir, model_dir)})
+    assert record_run_dir(predicted["run_dir"]) is not None and not os.path.exists(beside)
+    store = open_store(training_store)
+    assert [c["run_id"] for c in model_lineage(store, trained["pushed_model_dir"])["consumers"]] == ["predicted"]

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from beam_ml.model.push import LOCK_FILE, PARTIAL_PREFIX, latest_model, push_model, pushed_by, versions
+from beam_ml.model.push import (
+    LOCK_FILE, PARTIAL_PREFIX, latest_model, push_model, pushed_by, pushed_from, versions)
 
 
 def _fake_model(path, n_files=5):
@@ -29,6 +30,7 @@ def test_push_publishes_numbered_versions(tmp_path):
     assert sorted(os.listdir(second)) == ["assets.extra", "saved_model.pb", "variables"]
     assert versions(serving) == [int(os.path.basename(first)), int(os.path.basename(second))]
     assert pushed_by(serving, "run-1") == first and pushed_by(serving, "run-3") is None
+    assert pushed_from(first) == model and pushed_from(model) is None  # the lineage of what uses a version
 
 
 def test_a_retried_push_returns_the_version_it_pushed_and_a_new_launch_pushes_again(tmp_path):
