@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from beam_ml.lineage.store import DATA, DETECT, PREDICT, RUN_CONTEXT
+from beam_ml.lineage.store import DATA, DETECT, PIPELINE_CONTEXT, PREDICT, RUN_CONTEXT
 
 
 def _value(prop: Any) -> Any:
@@ -99,18 +99,26 @@ def model_lineage(store: Any, model_uri: str) -> dict[str, Any]:
     }
 
 
+# What `run_history` gives of each run (besides its directory and the fingerprints of its data).
+RUN_FIELDS = ("run_id", "job", "status", "started", "finished", "error", "metrics", "blessed", "pushed_model_dir",
+              "counts", "span_selection", "cached_from", "reused_stages")
+
+
 def run_history(store: Any, output_dir: Optional[str] = None) -> list[dict[str, Any]]:
     """The recorded runs (of the pipeline writing to `output_dir`, or all), oldest first: run directory, id, job,
-    status, times, metrics, blessed, pushed model and the fingerprints of the data they read."""
+    status, times, error, metrics, blessed, pushed model, counts, spans, what it reused, and the fingerprints of the
+    data they read."""
+    if output_dir is None:
+        contexts = store.get_contexts_by_type(RUN_CONTEXT)
+    else:
+        pipeline = store.get_context_by_type_and_name(PIPELINE_CONTEXT, output_dir.rstrip("/"))
+        contexts = store.get_children_contexts_by_context(pipeline.id) if pipeline else []
     runs = []
-    data_type = store.get_artifact_type(DATA).id
-    for context in store.get_contexts_by_type(RUN_CONTEXT):
+    data_type = store.get_artifact_type(DATA).id if contexts else None
+    for context in contexts:
         properties = _properties(context)
-        if output_dir is not None and properties.get("output_dir", "").rstrip("/") != output_dir.rstrip("/"):
-            continue
         data = [a for a in store.get_artifacts_by_context(context.id) if a.type_id == data_type]
-        runs.append({"run_dir": context.name, **{k: properties.get(k) for k in (
-            "run_id", "job", "status", "started", "finished", "metrics", "blessed", "pushed_model_dir")},
-            "data_sha256": sorted(_value(a.custom_properties["sha256"]) for a in data
-                                  if "sha256" in a.custom_properties)})
+        runs.append({"run_dir": context.name, **{k: properties.get(k) for k in RUN_FIELDS},
+                     "data_sha256": sorted(_value(a.custom_properties["sha256"]) for a in data
+                                           if "sha256" in a.custom_properties)})
     return sorted(runs, key=lambda r: r.get("started") or "")

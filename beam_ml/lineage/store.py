@@ -23,6 +23,10 @@ The step that failed is a FAILED execution carrying the error, with what it wrot
 stopped by anomalies has its statistics, schema and anomalies). A training run that reused an earlier one
 (`cached_from`) has CACHED executions whose outputs are the earlier run's artifacts; so does each stage a training
 run took over from an earlier run (`reused_stages`: validate, transform, train).
+
+A run is written in one transaction (`put_lineage_subgraph`): a writer that dies midway leaves nothing, and the next
+`record_run_dir` records the run whole. A new artifact carries an external id (type, uri and, for a data file, its
+sha256), so two writers storing it at the same moment (MySQL writers do not take turns) share one.
 """
 from __future__ import annotations
 
@@ -259,33 +263,32 @@ def record_run(store: Any, record: dict) -> Optional[int]:
         return existing.id
     pipeline_type, run_type = _type_id(store, "context", PIPELINE_CONTEXT), _type_id(store, "context", RUN_CONTEXT)
     output_dir = os.path.dirname(run_dir.rstrip("/"))
-    pipeline_id = _context_id(store, pipeline_type, PIPELINE_CONTEXT, output_dir)
+    pipeline = pb.Context(id=_context_id(store, pipeline_type, PIPELINE_CONTEXT, output_dir), type_id=pipeline_type,
+                          name=output_dir)
     run = pb.Context(type_id=run_type, name=run_dir)
     config = record.get("config") or {}
     _set(run, {"run_id": record.get("run_id"), "job": record.get("job"), "status": record.get("status"),
                "started": record.get("started"), "finished": record.get("finished"), "error": record.get("error"),
                "output_dir": output_dir, "module": config.get("module"), "config": config,
                "metrics": record.get("metrics") or {}, "blessed": record.get("blessed"),
-               "pushed_model_dir": record.get("pushed_model_dir"), "counts": record.get("counts") or {}})
-    from ml_metadata import errors
-    try:
-        [run_id] = store.put_contexts([run])
-    except errors.AlreadyExistsError:  # recorded by another writer at the same moment
-        return store.get_context_by_type_and_name(RUN_CONTEXT, run_dir).id
-    store.put_parent_contexts([pb.ParentContext(child_id=run_id, parent_id=pipeline_id)])
-    run.id = run_id
+               "pushed_model_dir": record.get("pushed_model_dir"), "counts": record.get("counts") or {},
+               "span_selection": record.get("span_selection"), "cached_from": record.get("cached_from"),
+               "reused_stages": record.get("reused_stages") or None})
 
-    stored: dict[str, list[Any]] = {}
+    artifacts: list[Any] = []
+    stored: dict[str, list[int]] = {}  # role: indexes into `artifacts`
     for role, items in _artifacts(record).items():
         type_name = ARTIFACT_TYPES[role]
         type_id = _type_id(store, "artifact", type_name)
-        stored[role] = []
         for item in items:
             artifact = _existing(store, type_id, item)
-            if artifact is None:
-                artifact = pb.Artifact(type_id=type_id, uri=item["uri"], state=pb.Artifact.LIVE)
+            if artifact is None:  # its external id makes a writer storing the same one at the same moment reuse it
+                external = f"{item['uri']}@{item.get('sha256') or ''}" if "sha256" in item else item["uri"]
+                artifact = pb.Artifact(type_id=type_id, uri=item["uri"], state=pb.Artifact.LIVE,
+                                       external_id=f"{type_name}:{external}")
                 _set(artifact, {k: v for k, v in item.items() if k != "uri"})
-            stored[role].append(artifact)
+            stored.setdefault(role, []).append(len(artifacts))
+            artifacts.append(artifact)
 
     reached = {stage["stage"] for stage in record.get("stages") or []}
     if record.get("cached_from") or record.get("status") == "succeeded":  # every stage done (or reused), even in
@@ -297,6 +300,8 @@ def record_run(store: Any, record: dict) -> Optional[int]:
 
     failed_at = None if record.get("status") == "succeeded" else next(
         (step for step in steps if not completed(step)), None)
+    executions: list[Any] = []
+    edges: list[tuple[int, int, Any]] = []
     for step in steps:
         failed = step == failed_at
         if not completed(step) and not failed:
@@ -307,16 +312,22 @@ def record_run(store: Any, record: dict) -> Optional[int]:
             pb.Execution.CACHED if step.name.lower() in (record.get("reused_stages") or {}) else done_state)
         execution = pb.Execution(type_id=_type_id(store, "execution", step.execution_type), last_known_state=state)
         _set(execution, {"run_id": record.get("run_id"), "error": record.get("error") if failed else None})
-        events = []  # a failed step's outputs too: what it wrote before failing
-        for roles, kind in ((step.inputs, pb.Event.INPUT), (step.outputs, pb.Event.OUTPUT)):
-            for role in roles:
-                for artifact in stored.get(role, []):
-                    events.append((artifact, pb.Event(type=kind)))
-        _, artifact_ids, _ = store.put_execution(execution, events, [run], force_reuse_context=True)
-        for (artifact, _), artifact_id in zip(events, artifact_ids):
-            artifact.id = artifact_id  # stored now: the next step links to the same artifact
+        for roles, kind in ((step.inputs, pb.Event.INPUT), (step.outputs, pb.Event.OUTPUT)):  # a failed step's
+            edges += [(len(executions), index, pb.Event(type=kind))  # outputs too: what it wrote before failing
+                      for role in roles for index in stored.get(role, [])]
+        executions.append(execution)
         if failed:
             break
+    from ml_metadata import errors
+    try:  # all of the run or none of it, in one transaction
+        _, _, [_, run_id] = store.put_lineage_subgraph(executions, artifacts, [pipeline, run], edges,
+                                                       reuse_artifact_if_already_exist_by_external_id=True)
+    except errors.AlreadyExistsError:  # recorded by another writer at the same moment
+        found = store.get_context_by_type_and_name(RUN_CONTEXT, run_dir)
+        if found is None:
+            raise
+        return found.id
+    store.put_parent_contexts([pb.ParentContext(child_id=run_id, parent_id=pipeline.id)])
     return run_id
 
 
@@ -358,26 +369,38 @@ def _training_store(model_dir: Optional[str]) -> Optional[str]:
     return store_of(config, os.path.dirname(layout.run_dir))
 
 
-def record_run_dir(run_dir: str) -> Optional[int]:
-    """Records the ended run in `run_dir` in the lineage store its config names; returns the run's context id, or
-    None when there is no store or the run is not a finished run of a job in `JOBS`. SQLite writers take turns
-    under a lock file beside the store."""
+def run_store(run_dir: str, record: Optional[dict] = None) -> Optional[tuple[str, Optional[str]]]:
+    """The lineage store the run in `run_dir` (its run record `record`, read if not given) is recorded in: its URI
+    and password (from the environment variable its config names), or None when it has none."""
+    if record is None:
+        record = json.loads(fileutil.read_text(RunLayout(run_dir).manifest))
+    config = record.get("config") or {}
+    uri = store_of(config, os.path.dirname(run_dir.rstrip("/")))
+    return (uri, os.environ.get(config.get("metadata_password_env") or "")) if uri else None
+
+
+def store_turn(store_uri: str, owner: str) -> Any:
+    """A context in which to write to the store: SQLite writers take turns under a lock file beside it (MySQL
+    serializes its own transactions)."""
     import contextlib
 
     from beam_ml.core.lock import PathLock
+    return (contextlib.nullcontext() if store_uri.startswith("mysql://")
+            else PathLock(store_uri + ".lock", owner=owner, ttl_seconds=600, wait_seconds=300))
+
+
+def record_run_dir(run_dir: str) -> Optional[int]:
+    """Records the ended run in `run_dir` in the lineage store its config names; returns the run's context id, or
+    None when there is no store or the run is not a finished run of a job in `JOBS`."""
     run_dir = run_dir.rstrip("/")
     if "://" not in run_dir:
         run_dir = os.path.abspath(run_dir)  # the name the job recorded it under, however the caller spells it
     record = json.loads(fileutil.read_text(RunLayout(run_dir).manifest))
-    config = record.get("config") or {}
-    store_uri = store_of(config, os.path.dirname(run_dir.rstrip("/")))
-    if record.get("job") not in JOBS or not store_uri:
+    store = run_store(run_dir, record)
+    if record.get("job") not in JOBS or not store:
         return None
-    password = os.environ.get(config.get("metadata_password_env") or "")
-    turn = (contextlib.nullcontext() if store_uri.startswith("mysql://")
-            else PathLock(store_uri + ".lock", owner=run_dir, ttl_seconds=600, wait_seconds=300))
-    with turn:
-        return record_run(open_store(store_uri, password), {**record, "run_dir": run_dir})
+    with store_turn(store[0], run_dir):
+        return record_run(open_store(*store), {**record, "run_dir": run_dir})
 
 
 def check_store(store_uri: Optional[str], password_env: str) -> None:

@@ -1,15 +1,20 @@
 """The runs index: `<output_dir>/index.html`, every run under an output directory in one table (status, data
 span, counts, key metrics, blessed, pushed version, a link to its report) and a chart of each metric over the runs.
-Rewritten whole after every run, from the run records.
+Rewritten whole after every run: the ended runs as the lineage store recorded them (so a run whose directory was
+cleaned up keeps its row and its point on the charts), and from their run records the runs the store does not have
+(still running, or recorded in no store).
 """
 from __future__ import annotations
 
 import datetime
 import os
+from typing import Optional
 
 from beam_ml.core import fileutil
 from beam_ml.core.lock import PathLock
 from beam_ml.core.layout import RunLayout, runs_index_file
+from beam_ml.lineage.queries import run_history
+from beam_ml.lineage.store import open_store, store_turn
 from beam_ml.report import charts
 from beam_ml.report.page import escaped, page_head
 from beam_ml.report.read import run_records
@@ -39,9 +44,11 @@ def render_index(output_dir: str, records: list[dict]) -> str:
     for record in reversed(records):
         run_id = record.get("run_id") or os.path.basename(record.get("run_dir", ""))
         report = RunLayout(record.get("run_dir") or run_id).report_link
+        link = (f'{escaped(run_id)} <span class="muted">(directory removed)</span>' if record.get("removed") else
+                f'<a href="{escaped(report)}">{escaped(run_id)}</a>')
         counts = record.get("counts") or {}
         pushed = record.get("pushed_model_dir")
-        cells = [f'<a href="{escaped(report)}">{escaped(run_id)}</a>', escaped(record.get("job", "")),
+        cells = [link, escaped(record.get("job", "")),
                  f'<span class="status {escaped(record.get("status", ""))}">{escaped(record.get("status", ""))}</span>',
                  escaped((record.get("started") or "")[:19].replace("T", " ")), escaped(_duration(record)),
                  *([escaped(_span(record))] if with_spans else []),
@@ -71,9 +78,23 @@ def render_index(output_dir: str, records: list[dict]) -> str:
             + "</main></body></html>\n")
 
 
-def write_index(output_dir: str) -> str:
-    """Rewrites `<output_dir>/index.html` (whole) from the run records under it; returns its path."""
+def index_records(output_dir: str, store: Optional[tuple[str, Optional[str]]]) -> list[dict]:
+    """The runs under `output_dir` for the index: those the lineage store `store` (URI, password) recorded, as it
+    recorded them, then those on disk it does not have. A recorded run whose directory is gone has `removed`."""
+    on_disk = run_records(output_dir)
+    if store is None:
+        return on_disk
+    with store_turn(store[0], output_dir):
+        recorded = run_history(open_store(*store), output_dir)
+    there, known = {r["run_dir"] for r in on_disk}, {r["run_dir"] for r in recorded}
+    return ([{**r, **({} if r["run_dir"] in there else {"removed": True})} for r in recorded]
+            + [r for r in on_disk if r["run_dir"] not in known])
+
+
+def write_index(output_dir: str, store: Optional[tuple[str, Optional[str]]] = None) -> str:
+    """Rewrites `<output_dir>/index.html` (whole) from the lineage store `store` (URI, password; `run_store`) and
+    the run records under it; returns its path."""
     path = runs_index_file(output_dir)
     with PathLock(path + ".lock", owner=output_dir, ttl_seconds=300, wait_seconds=120):  # the newest listing wins
-        fileutil.write_text(path, render_index(output_dir, run_records(output_dir)))
+        fileutil.write_text(path, render_index(output_dir, index_records(output_dir, store)))
     return path

@@ -269,3 +269,34 @@ def test_a_run_that_uses_a_model_goes_to_the_store_of_the_run_that_trained_it_un
     assert record_run_dir(predicted["run_dir"]) is not None and not os.path.exists(beside)
     store = open_store(training_store)
     assert [c["run_id"] for c in model_lineage(store, trained["pushed_model_dir"])["consumers"]] == ["predicted"]
+
+
+def test_a_run_is_recorded_whole_in_one_transaction_and_writers_racing_on_a_new_artifact_share_it(tmp_path):
+    store = open_store(str(tmp_path / "metadata.sqlite"))
+    first = _run(tmp_path, "first", "aaa", "2026-01-01T00:00:00+00:00")
+    second = _run(tmp_path, "second", "aaa", "2026-01-02T00:00:00+00:00")  # the same data file
+
+    class LookedBeforeTheFirstCommitted:
+        """The second writer as it is when both record at once (MySQL: no lock between them): the first one's
+        artifacts are not there yet when it looks them up, and are when it writes."""
+
+        def __init__(self, real):
+            self._real = real
+
+        def get_artifacts_by_uri(self, uri):
+            return []
+
+        def __getattr__(self, name):
+            return getattr(self._real, name)
+
+    record_run(store, first)
+    record_run(LookedBeforeTheFirstCommitted(store), second)
+    data = store.get_artifacts_by_type("beam_ml.Data")
+    assert [(a.uri, a.external_id) for a in data] == [("/data/penguins.csv", "beam_ml.Data:/data/penguins.csv@aaa")]
+    runs = {c.name: c.id for c in store.get_contexts_by_type("beam_ml.Run")}
+    assert {a.id for a in store.get_artifacts_by_context(runs[second["run_dir"]])} >= {data[0].id}
+    for run_dir, run_id in runs.items():  # every execution of a run in it and in its pipeline's context
+        pipeline = store.get_parent_contexts_by_context(run_id)[0]
+        assert pipeline.name == str(tmp_path / "runs")
+        executions = {e.id for e in store.get_executions_by_context(run_id)}
+        assert len(executions) == 5 and executions <= {e.id for e in store.get_executions_by_context(pipeline.id)}

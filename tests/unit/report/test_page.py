@@ -103,6 +103,32 @@ def test_the_report_is_written_whole_and_a_failure_to_write_it_never_fails_the_r
     assert publish_run(str(blocker / "run")) is None  # a run dir under a file: logged, not raised
 
 
+def test_the_runs_index_reads_ended_runs_from_the_lineage_store_and_running_ones_from_their_records(tmp_path):
+    import shutil
+
+    from beam_ml.lineage.store import open_store, record_run
+    from beam_ml.report.index import write_index
+    output_dir, store_path = tmp_path / "runs", str(tmp_path / "runs" / "metadata.sqlite")
+    store = open_store(store_path)
+    for run_id, day, status in (("a", 1, "succeeded"), ("b", 2, "succeeded"), ("c", 3, "running")):
+        (output_dir / run_id).mkdir()
+        record = {"job": "train_pipeline", "run_id": run_id, "run_dir": str(output_dir / run_id), "status": status,
+                  "started": f"2026-01-0{day}T00:00:00+00:00", "finished": f"2026-01-0{day}T00:01:00+00:00",
+                  "counts": {"read": 10 * day, "dead_letter": 0}, "metrics": {"accuracy": 0.8 + day / 100},
+                  "blessed": True, "span_selection": {"spans": [day]}, "config": {}}
+        (output_dir / run_id / MANIFEST_FILE).write_text(json.dumps(record))
+        record_run(store, record)  # a running one is not recorded yet
+    shutil.rmtree(output_dir / "a")  # cleaned up: the store still has it
+    (output_dir / "b" / MANIFEST_FILE).write_text(json.dumps({"job": "train_pipeline", "run_id": "b"}))
+    page = open(write_index(str(output_dir), (store_path, None))).read()
+    rows = re.findall(r"<tr><td>(.*?)</td></tr>", page)
+    assert [re.match(r"(?:<a [^>]*>)?(\w)", row).group(1) for row in rows] == ["c", "b", "a"]
+    assert '<span class="status running">running</span>' in rows[0]  # from its record: not in the store yet
+    assert '<a href="b/report/index.html">b</a>' in rows[1] and "<td>0.82</td>" in rows[1]  # as recorded
+    assert rows[2].startswith('a <span class="muted">(directory removed)</span>') and "<td>0.81</td>" in rows[2]
+    assert "<td>1</td>" in rows[2] and "accuracy over runs" in page and page.count("<circle") == 2
+
+
 def test_a_feature_table_row_shows_each_dataset_and_its_drift():
     from beam_ml.report.page import PREVIOUS_TRAIN, RunFacts
     features = {"island": {"train": FeatureStats("string", 90, 0.1, unique=2, top=[("a", 60.0), ("b", 30.0)]),
