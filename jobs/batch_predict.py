@@ -4,7 +4,7 @@
         --output_dir runs/predict [--flag value ...]
 
 Every option can also come from a YAML --config file (a flag wins). Exit codes: 0 success, 1 the run failed,
-2 a bad option.
+2 a bad option, 130 stopped (Ctrl-C or SIGTERM).
 """
 from __future__ import annotations
 

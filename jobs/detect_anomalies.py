@@ -7,8 +7,9 @@ r"""Detect anomalies in streaming sensor telemetry with the newest pushed window
     # no trained model: Beam's online detectors per channel
     python -m jobs.detect_anomalies --subscription ... --detector zscore --channels temperature,pressure ...
 
-Every option can also come from a YAML --config file (a flag wins). Runs in streaming mode until cancelled (on
-Dataflow: returns once the job is submitted). Exit codes: 0 success, 1 the run failed, 2 a bad option.
+Every option can also come from a YAML --config file (a flag wins). Runs in streaming mode until stopped with Ctrl-C
+or SIGTERM (its record then says `cancelled`; on Dataflow it returns once the job is submitted). Exit codes:
+0 success, 1 the run failed, 2 a bad option, 130 stopped.
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
     python -m jobs.train_pipeline --config examples/penguins/config.yaml [--flag value ...]
 
-Every config field is also a flag (a flag wins). Exit codes: 0 success, 1 the run failed, 2 a bad option.
+Every config field is also a flag (a flag wins). Exit codes: 0 success, 1 the run failed, 2 a bad option,
+130 stopped (Ctrl-C or SIGTERM).
 """
 from __future__ import annotations
 

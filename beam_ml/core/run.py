@@ -95,7 +95,7 @@ class RunManifest:
         return {k: v for k, v in record.items() if k not in ("status", "finished", "error", "launcher")}
 
     def write(self, status: str, **computed: Any) -> dict[str, Any]:
-        """Writes the final record, `status` (`succeeded` | `failed`), keeping the stages reached."""
+        """Writes the final record, `status` (`succeeded` | `failed` | `cancelled`), keeping the stages reached."""
         try:
             current = self._current() or {}
         except Exception:  # the final record matters more than the stage times it would have kept

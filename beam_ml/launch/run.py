@@ -1,17 +1,20 @@
 """What every job entry point does: parse and check options, plan, build the graph, run, report.
 
-Exit codes: 0 success, 1 the run failed (its run record says why), 2 a bad option (nothing was started).
+Exit codes: 0 success, 1 the run failed (its run record says why), 2 a bad option (nothing was started), 130 the
+run was stopped (Ctrl-C or SIGTERM: its record says `cancelled`).
 On Dataflow the entry returns right after submitting, as a Flex Template launcher must; on local runners it
 waits for the run and reports its outcome.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import signal
 import sys
-from typing import Any, Callable, Optional, Protocol, Sequence
+from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -90,8 +93,15 @@ def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[Pip
             return 0
         # local_run: the local runner's per-bundle cost, collector stalls (see beam_ml.core.runtime)
         progress_out = sys.stderr if job_options.json else sys.stdout  # --json: stdout is for scripts
-        with local_run(), StageWatcher(lambda: read_manifest(run_plan.run.run_dir), out=progress_out):
+        with local_run(), StageWatcher(lambda: read_manifest(run_plan.run.run_dir), out=progress_out), \
+                stop_signals_interrupt():
             pipeline.run().wait_until_finish()
+    except KeyboardInterrupt:  # stopped (Ctrl-C, or SIGTERM from a supervisor): a streaming job ends this way
+        record = record_cancelled(manifest)
+        print(f"cancelled: run {run_plan.run.run_id}", file=sys.stderr)
+        report = publish_run(run_plan.run.run_dir) if record else None
+        print(f"report: {report}" if report else f"run record: {manifest.path}", file=sys.stderr)
+        return 130
     except Exception as e:  # the pipeline failed: leave a failed record unless the run already wrote one
         record, written = record_failure(manifest, e)
         print(f"error: run {run_plan.run.run_id} failed: {record['error']}", file=sys.stderr)
@@ -129,6 +139,34 @@ def record_failure(manifest: RunManifest, error: Exception) -> tuple[dict, bool]
                                  record_error=clipped(f"{type(write_error).__name__}: {write_error}"))
         print(json.dumps(record, default=str, sort_keys=True), file=sys.stderr)
         return record, False
+
+
+def record_cancelled(manifest: RunManifest) -> Optional[dict]:
+    """The record of a run stopped from outside, `cancelled` with what it had reached; None if it cannot be
+    written (the run's end is then only on the console)."""
+    try:
+        progress = RunManifest.progress_of(read_manifest(os.path.dirname(manifest.path)) or None)
+        return manifest.write("cancelled", **progress)
+    except Exception as e:
+        print(f"the run record cannot be written: {type(e).__name__}: {clipped(str(e))}", file=sys.stderr)
+        return None
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM (how a container or supervisor stops a process) interrupts the run as Ctrl-C does, so that the run
+    ends `cancelled` rather than without a word."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (a test calling the job): only Ctrl-C
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def failed_step(error: Exception) -> Optional[str]:

@@ -5,7 +5,8 @@ events that link them.
 The store is SQLite by default (`<output_dir>/metadata.sqlite`) or MySQL/MariaDB (`metadata_store:
 mysql://user@host:port/database`, the password in the environment variable named by `metadata_password_env`); a run
 that uses a model is recorded by default in the store of the training run that produced it (`resolve_store`).
-A run is recorded once, when it has ended (succeeded or failed), from its run record and the artifacts on disk:
+A run is recorded once, when it has ended (succeeded, failed or cancelled), from its run record and the artifacts
+on disk:
 
     context  beam_ml.Pipeline (the output directory) ── beam_ml.Run (the run directory, with its record's fields)
     train_pipeline    Validate   data files ──▶ ExampleStatistics, Schema, ExampleAnomalies
@@ -19,7 +20,7 @@ A run is recorded once, when it has ended (succeeded or failed), from its run re
 A data file with the same path and sha256 as in an earlier run is the same artifact, and a pushed model (the
 baseline of a training run, the model of a prediction or detection run) is the artifact the training run that
 pushed it output, so the graph joins runs. Values are custom properties, so the types fit a store that TFX shares.
-The step that failed is a FAILED execution carrying the error, with what it wrote before failing (a training run
+The step that failed is a FAILED execution (CANCELED when the run was stopped) carrying the error, with what it wrote before failing (a training run
 stopped by anomalies has its statistics, schema and anomalies). A training run that reused an earlier one
 (`cached_from`) has CACHED executions whose outputs are the earlier run's artifacts; so does each stage a training
 run took over from an earlier run (`reused_stages`: validate, transform, train).
@@ -254,7 +255,7 @@ def record_run(store: Any, record: dict) -> Optional[int]:
     run's context id, or None for a run still going (or of a job not in `JOBS`). Recording the same run again
     changes nothing."""
     from ml_metadata.proto import metadata_store_pb2 as pb
-    if record.get("status") not in ("succeeded", "failed") or record.get("job") not in JOBS:
+    if record.get("status") not in ("succeeded", "failed", "cancelled") or record.get("job") not in JOBS:
         return None
     steps = JOBS[record["job"]].steps
     run_dir = record["run_dir"]
@@ -308,7 +309,8 @@ def record_run(store: Any, record: dict) -> Optional[int]:
             continue
         if step.name == "Push" and "pushed" not in stored and not failed:
             continue  # not blessed (or reused): nothing was pushed
-        state = pb.Execution.FAILED if failed else (
+        stopped = pb.Execution.CANCELED if record.get("status") == "cancelled" else pb.Execution.FAILED
+        state = stopped if failed else (
             pb.Execution.CACHED if step.name.lower() in (record.get("reused_stages") or {}) else done_state)
         execution = pb.Execution(type_id=_type_id(store, "execution", step.execution_type), last_known_state=state)
         _set(execution, {"run_id": record.get("run_id"), "error": record.get("error") if failed else None})

@@ -535,7 +535,7 @@ section{background:#fff;border:1px solid #e3e3e3;border-radius:6px;margin:16px 0
 overflow-x:auto}.runs td{white-space:nowrap}.figures{display:flex;flex-wrap:wrap;gap:24px}
 table{border-collapse:collapse;margin:6px 0}td,th{border-bottom:1px solid #eee;padding:4px 8px;text-align:left;
 vertical-align:top}th{background:#f2f4f5;font-weight:600}
-.good{color:#1b7a33}.bad{color:#b3261e}.muted{color:#888}.status.failed,.status.running{color:#b3261e}.status.succeeded{color:#1b7a33}
+.good{color:#1b7a33}.bad{color:#b3261e}.muted{color:#888}.status.failed,.status.running{color:#b3261e}.status.succeeded{color:#1b7a33}.status.cancelled{color:#8a5a00}
 pre.error{background:#fff3f2;border:1px solid #f2c3bf;padding:8px;white-space:pre-wrap}
 .key{margin-right:10px;white-space:nowrap}.key i{display:inline-block;width:10px;height:10px;margin-right:3px}
 .missing{color:#555}.versions{color:#555;font-size:12px}figure{margin:10px 0}figcaption{font-weight:600}

@@ -1,7 +1,8 @@
 """The README's streaming commands as written: the telemetry replay and the detector-only detection job, against
 the Pub/Sub emulator (project `P` as the README spells it), from a fresh working directory. The job starts, records
-itself as running, reads the replayed stream and dead-letters a poison message into its files. (The model-scoring
-command also writes to BigQuery, which a subprocess cannot reach offline: its graph runs in test_detect_job.)"""
+itself as running, reads the replayed stream, dead-letters a poison message into its files, and when stopped with
+Ctrl-C ends `cancelled` with its report and lineage. (The model-scoring command also writes to BigQuery, which a
+subprocess cannot reach offline: its graph runs in test_detect_job.)"""
 import glob
 import json
 import os
@@ -64,6 +65,19 @@ def test_the_readme_streaming_commands_run_as_written(tmp_path, pubsub_emulator)
         assert job.poll() is None, _stop(job)[-3000:]
         assert feed.poll() is None, _stop(feed)[-3000:]  # still replaying three weeks at 600x
         assert [letter["raw"] for letter in letters] == ['{"sensor_id": "s1", "timestamp": ']
+        # Stopped as a user stops it: the run ends cancelled, with its report and its lineage.
+        os.killpg(job.pid, signal.SIGINT)
+        assert job.wait(60) == 130, job.stderr.read()[-3000:]
+        record = json.load(open(records[0]))
+        assert record["status"] == "cancelled" and record["finished"]
+        report = open(os.path.join(os.path.dirname(records[0]), "report", "index.html")).read()
+        assert "Status: <b>cancelled</b>" in report and "not JSON" in report
+        from ml_metadata.proto import metadata_store_pb2 as pb
+
+        from beam_ml.lineage.store import open_store
+        store = open_store(str(tmp_path / "runs" / "detect" / "metadata.sqlite"))
+        [execution] = store.get_executions()
+        assert execution.last_known_state == pb.Execution.CANCELED
     finally:
         if feed is not None:
             _stop(feed)
