@@ -3,7 +3,7 @@
     python -m benchmarks.nab [--data ../shared/data/nab/data] [--windows ../shared/data/nab/combined_windows.json]
                              [--out .bench/nab/results] [--detector contextLikelihood] [--workers N]
 
-Each `<category>/<file>.csv` under --data is one sensor; its readings go in event-time order through
+Each `<category>/<file>.csv` under --data is one sensor; its readings go, as the sensor sends them, through
 `WindowPerSensor(stride=1)` → `ScoreWindows` (our online detector, one configuration for every file), and the same
 windows through Beam's own `AnomalyDetection(ZScore)`. Results are written as NAB's `<out>/<detector>/<category>/
 <detector>_<file>.csv` and scored with `benchmarks.nab.scoring` (NAB's rules) for the standard, reward_low_FP_rate
@@ -22,6 +22,8 @@ import apache_beam as beam
 from beam_ml.stream.detectors.context import DetectorConfig
 from benchmarks.common import ROOT, environment
 from benchmarks.nab.replay import (
+    DUPLICATE,
+    LATE,
     ZSCORE,
     detect_all,
     discover,
@@ -57,23 +59,24 @@ def main(argv=None) -> int:
     config = DetectorConfig(name=args.detector)
 
     start = time.perf_counter()
-    scores = detect_all(files, config, args.workers, args.window_length)
+    replayed = detect_all(files, config, args.workers, args.window_length)
     replay_seconds = time.perf_counter() - start
-    rows = repeats = 0
+    rows = 0
     for f in files:
         series = read_series(f.path)
         rows += len(series.values)
-        repeats += len(series.values) - len(set(series.timestamps))
         label = labels(series, windows[f.relative])
         for detector in (config.name, ZSCORE):
-            write_result(result_path(args.out, detector, f), series, scores[detector][f.relative], label)
+            write_result(result_path(args.out, detector, f), series, replayed.scores[detector][f.relative], label)
     table = {d: score_results(args.out, d, files, windows) for d in (config.name, ZSCORE)}
     total_seconds = time.perf_counter() - start
 
     print(f"\nNAB: {len(files)} files, {rows:,} rows, {sum(len(windows[f.relative]) for f in files)} windows "
           f"({args.data}); results in {args.out}")
-    if repeats:
-        print(f"{repeats} rows repeat their file's previous timestamp: duplicates to WindowPerSensor, so they score 0")
+    set_apart = {f: counts for f, counts in sorted(replayed.set_apart.items()) if any(counts.values())}
+    if set_apart:  # clocks that repeat or go back: as the streaming job would, these readings were set apart
+        print("rows set apart (they score 0): " + "; ".join(
+            f"{f} {counts[LATE]} late, {counts[DUPLICATE]} duplicate" for f, counts in set_apart.items()))
     print("| detector | " + " | ".join(PROFILES) + " |")
     print("|---|" + "---:|" * len(PROFILES))
     for detector, by_profile in table.items():

@@ -5,10 +5,17 @@ windows file `{"<category>/<file>.csv": [["start", "end"], ...]}`. Layout writte
 <category>/<detector>_<file>.csv` with `timestamp,value,anomaly_score,label`, the data file's rows in its order.
 
 The replay is one Beam pipeline per worker process (in-process DirectRunner, streaming): a TestStream of every file's
-readings in event-time order, one key per file, the watermark advancing after every `chunk` readings →
+readings as a sensor sends them, one key per file, the watermark advancing after every `chunk` readings →
 `WindowPerSensor(length, stride=1)` → `ScoreWindows` (our detector), and the same windows' last readings →
 `apache_beam.ml.anomaly.AnomalyDetection(ZScore)` (Beam's own baseline). Rows before a file's first full window
 score 0.
+
+Real sensor clocks repeat and go back (daylight saving, NTP corrections). A file's rows arrive in file order, at the
+latest time its clock has shown so far (real time goes on when the clock jumps back), and the watermark follows
+arrival, as a streaming source's would. So a reading whose timestamp goes back is treated as the streaming job treats
+it: put in order if its sensor has not released that time yet, else set apart as late (or as a duplicate of a
+reading at the same time) and counted. Every row still gets a result row: a reading set apart scores 0, as a dead
+letter would in the streaming job.
 """
 from __future__ import annotations
 
@@ -37,6 +44,7 @@ from benchmarks.common import memoized_dofn_inspection
 from benchmarks.nab.scoring import PROFILES, label_file, normalised, sweep
 
 ZSCORE = "beamZScore"  # NAB detector names are camelCase without "_"
+LATE, DUPLICATE = "late", "duplicate"  # readings WindowPerSensor sets apart
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,10 +87,10 @@ def unix_seconds(text: str) -> float:
 
 
 def read_series(path: str) -> Series:
-    """A NAB data file. Raises ValueError naming the file and line for a malformed row, or if time goes back.
+    """A NAB data file, its rows in file order. Raises ValueError naming the file and line for a malformed row.
 
-    Repeated timestamps are kept (a few NAB files repeat an hour at a daylight-saving change); `WindowPerSensor`
-    treats a repeat as a duplicate reading, so only the first of those rows is scored, the others score 0."""
+    Timestamps that repeat (a few NAB files repeat an hour at a daylight-saving change) or go back are kept: the
+    replay handles them as the streaming job would (see the module docstring)."""
     timestamps, values = [], []
     with open(path) as f:
         header = f.readline().strip().split(",")
@@ -97,10 +105,7 @@ def read_series(path: str) -> Series:
                 timestamps.append(timestamp)
             except ValueError:
                 raise ValueError(f"{path}:{number}: not timestamp,value: {line.strip()!r}") from None
-    seconds = np.array([unix_seconds(t) for t in timestamps])
-    if len(seconds) and (np.diff(seconds) < 0).any():
-        raise ValueError(f"{path}: timestamps go back in time")
-    return Series(tuple(timestamps), seconds, np.array(values))
+    return Series(tuple(timestamps), np.array([unix_seconds(t) for t in timestamps]), np.array(values))
 
 
 def read_windows(path: str) -> dict[str, list[tuple[str, str]]]:
@@ -125,22 +130,32 @@ def zscore_score(z: Optional[float]) -> float:
     return z / (1.0 + z)
 
 
+def arrivals(series: Mapping[str, Series]) -> list[tuple[float, str, int]]:
+    """Every row as (arrival time, key, row), in arrival order: a file's rows in file order, each arriving at the
+    latest time its clock has shown so far (see the module docstring)."""
+    return sorted((float(arrived), key, i) for key, s in series.items()
+                  for i, arrived in enumerate(np.maximum.accumulate(s.seconds)))
+
+
 def build(pipeline, series: Mapping[str, Series], config, window_length: int, chunk: int, token: str) -> None:
     """The replay graph: every series as one sensor through WindowPerSensor, then our detector and Beam's ZScore;
-    results go to the in-process `_COLLECTED[token]`."""
-    readings = sorted(((s.seconds[i], key, float(s.values[i])) for key, s in series.items()
-                       for i in range(len(s.values))))
+    results, and the readings set apart as late or duplicate, go to the in-process `_COLLECTED[token]`."""
+    readings = arrivals(series)
     stream = TestStream()
     for start in range(0, len(readings), chunk):
         part = readings[start:start + chunk]
-        stream = stream.add_elements([beam.window.TimestampedValue((key, Reading(key, float(t), (v,))), float(t))
-                                      for t, key, v in part])
-        stream = stream.advance_watermark_to(float(part[-1][0]) + 1e-3)
+        stream = stream.add_elements([beam.window.TimestampedValue(
+            (key, Reading(key, float(series[key].seconds[i]), (float(series[key].values[i]),))),
+            float(series[key].seconds[i])) for _, key, i in part])
+        stream = stream.advance_watermark_to(part[-1][0] + 1e-3)
     stream = stream.advance_watermark_to_infinity()
 
-    windows = (pipeline
-               | "Replay" >> stream.with_output_types(beam.typehints.KV[str, Reading])
-               | "Window" >> WindowPerSensor(length=window_length, stride=1)).windows
+    windowed = (pipeline
+                | "Replay" >> stream.with_output_types(beam.typehints.KV[str, Reading])
+                | "Window" >> WindowPerSensor(length=window_length, stride=1))
+    for kind, readings_set_apart in ((LATE, windowed.late), (DUPLICATE, windowed.duplicates)):
+        _ = readings_set_apart | f"Collect{kind.title()}" >> beam.ParDo(_CollectSetApart(token, kind))
+    windows = windowed.windows
     _ = (windows
          | "Detect" >> ScoreWindows(config)
          | "CollectDetector" >> beam.ParDo(_Collect(token, config.name)))
@@ -160,6 +175,16 @@ class _Collect(beam.DoFn):
         _COLLECTED[self._token].append((self._detector, scored.sensor_id, scored.end, scored.score))
 
 
+class _CollectSetApart(beam.DoFn):
+    """Keeps the readings WindowPerSensor set apart (`kind`: late or duplicate) in `_COLLECTED[token]`."""
+
+    def __init__(self, token: str, kind: str):
+        self._token, self._kind = token, kind
+
+    def process(self, reading):
+        _COLLECTED[self._token].append((self._kind, reading.sensor_id, reading.timestamp, None))
+
+
 class _CollectZScore(beam.DoFn):
     """Keeps Beam ZScore's scores (mapped to [0, 1)) in `_COLLECTED[token]`."""
 
@@ -172,9 +197,22 @@ class _CollectZScore(beam.DoFn):
         _COLLECTED[self._token].append((ZSCORE, key, result.example.end, zscore_score(z)))
 
 
-def detect(series: Mapping[str, Series], config, window_length: int = 8, chunk: int = 500
-           ) -> dict[str, dict[str, np.ndarray]]:
-    """{detector: {key: per-row scores}} for every series, from one streaming replay in this process."""
+@dataclasses.dataclass
+class Replayed:
+    """What a replay gives: {detector: {key: per-row scores}}, and {key: {"late": n, "duplicate": n}}, the readings
+    of each file set apart (they score 0)."""
+
+    scores: dict[str, dict[str, np.ndarray]]
+    set_apart: dict[str, dict[str, int]]
+
+    def update(self, other: "Replayed") -> None:
+        for detector, by_key in other.scores.items():
+            self.scores.setdefault(detector, {}).update(by_key)
+        self.set_apart.update(other.set_apart)
+
+
+def detect(series: Mapping[str, Series], config, window_length: int = 8, chunk: int = 500) -> Replayed:
+    """The scores of every series, from one streaming replay in this process."""
     token = uuid.uuid4().hex
     options = PipelineOptions(["--runner=DirectRunner"])
     options.view_as(StandardOptions).streaming = True
@@ -182,19 +220,23 @@ def detect(series: Mapping[str, Series], config, window_length: int = 8, chunk: 
         build(pipeline, series, config, window_length, chunk, token)
     collected = _COLLECTED.pop(token, [])
     scores = {name: {key: np.zeros(len(s.values)) for key, s in series.items()} for name in (config.name, ZSCORE)}
+    set_apart = {key: {LATE: 0, DUPLICATE: 0} for key in series}
     row_of: dict[str, dict[float, int]] = {}
-    for key, s in series.items():  # a repeated timestamp is one reading to the streaming path: its first row
+    for key, s in series.items():  # a time that repeats is one reading to the streaming path: its first row
         row_of[key] = {}
         for i, t in enumerate(s.seconds):
             row_of[key].setdefault(t, i)
     order: dict[tuple[str, str], list] = collections.defaultdict(list)
     for detector, key, end, score in collected:
+        if detector in set_apart[key]:
+            set_apart[key][detector] += 1
+            continue
         scores[detector][key][row_of[key][end]] = score
         order[detector, key].append(end)
     out_of_order = [k for k, ends in order.items() if ends != sorted(ends)]
     if out_of_order:  # the detectors see windows in this order: say so if it is not event time
         print(f"warning: results not in event-time order for {out_of_order[:5]}")
-    return scores
+    return Replayed(scores, set_apart)
 
 
 def _detect_files(files: Sequence[DataFile], config, window_length: int, chunk: int):
@@ -212,20 +254,19 @@ def balanced_groups(files: Sequence[DataFile], sizes: Mapping[str, int], groups:
 
 
 def detect_all(files: Sequence[DataFile], config, workers: int, window_length: int = 8, chunk: int = 500
-               ) -> dict[str, dict[str, np.ndarray]]:
+               ) -> Replayed:
     """`detect` over all files, split across `workers` processes (each its own pipeline)."""
     if workers <= 1:
         return _detect_files(files, config, window_length, chunk)
     sizes = {f.relative: len(read_series(f.path).values) for f in files}
-    merged: dict[str, dict[str, np.ndarray]] = collections.defaultdict(dict)
+    merged = Replayed({}, {})
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
         jobs = [pool.submit(_detect_files, group, config, window_length, chunk)
                 for group in balanced_groups(files, sizes, workers)]
         for job in jobs:
-            for detector, by_key in job.result().items():
-                merged[detector].update(by_key)
-    return dict(merged)
+            merged.update(job.result())
+    return merged
 
 
 # --- NAB results and scores -----------------------------------------------------------------------------------------

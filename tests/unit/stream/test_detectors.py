@@ -286,7 +286,9 @@ def test_the_nab_harness_replays_writes_nab_results_and_scores_them(tmp_path):
     windows = _write_nab_corpus(str(tmp_path))
     files = replay.discover(str(tmp_path / "data"))
     assert [f.relative for f in files] == ["artificial/a.csv", "artificial/b.csv", "real/c.csv"]
-    scores = replay.detect({f.relative: replay.read_series(f.path) for f in files}, FAST, window_length=4, chunk=50)
+    replayed = replay.detect({f.relative: replay.read_series(f.path) for f in files}, FAST, window_length=4, chunk=50)
+    scores = replayed.scores
+    assert all(counts == {"late": 0, "duplicate": 0} for counts in replayed.set_apart.values())
     out = str(tmp_path / "results")
     for f in files:
         series = replay.read_series(f.path)
@@ -314,6 +316,31 @@ def test_the_nab_harness_replays_writes_nab_results_and_scores_them(tmp_path):
         assert set(by_profile) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
         assert all(math.isfinite(s.score) for s in by_profile.values())
     assert table[FAST.name]["standard"].score > 90  # both spikes caught at their first row, nothing else flagged
+
+
+def test_a_clock_that_goes_back_is_replayed_as_the_streaming_job_sees_it_and_every_row_gets_a_result(tmp_path):
+    from benchmarks.nab import replay
+
+    start = np.datetime64("2020-01-01T00:00:00")
+    minutes = [5 * i for i in range(100)] + [5 * i for i in range(88, 200)]  # back an hour at row 100 (NTP)
+    values = _periodic(len(minutes), seed=3)
+    path = tmp_path / "sensor.csv"
+    path.write_text("timestamp,value\n" + "".join(f"{str(start + np.timedelta64(m, 'm')).replace('T', ' ')},"
+                                                   f"{v:.4f}\n" for m, v in zip(minutes, values)))
+    series = replay.read_series(str(path))
+    assert len(series.values) == 212  # read as it is, rows in file order
+    replayed = replay.detect({"sensor": series}, FAST, window_length=4, chunk=50)
+    # Rows 100-111 repeat times the sensor had already released (the watermark passed them at row 99): set apart,
+    # as late readings or as duplicates of the readings still in the sensor's window, and scored 0.
+    counts = replayed.set_apart["sensor"]
+    assert counts["late"] + counts["duplicate"] == 12 and counts["late"] > 0
+    for detector in (FAST.name, replay.ZSCORE):
+        scores = replayed.scores[detector]["sensor"]
+        assert len(scores) == len(series.values) and not scores[100:112].any()
+        assert scores[112:].any() and scores[4:100].any()  # scoring goes on after the jump
+    out = tmp_path / "result.csv"
+    replay.write_result(str(out), series, replayed.scores[FAST.name]["sensor"], np.zeros(212, dtype=int))
+    assert len(out.read_text().splitlines()) == 1 + 212
 
 
 def test_the_nab_command_line_runs_on_any_corpus_laid_out_like_nab(tmp_path, capsys):
