@@ -107,6 +107,12 @@ class PipelineConfig(SourceConfig):
                                         help="Groups of a fairness feature with fewer eval examples are shown but "
                                              "left out of the gaps (a rate over a handful of examples is noise); "
                                              "0 compares every group.")
+    infra_validation: bool = option(True, kind="bool", regex=r"^(true|false|True|False)$",
+                                    help="Before a blessed model is pushed, load it in a fresh process and answer "
+                                         "its warm-up requests as TF Serving would; a model that fails is not "
+                                         "pushed.")
+    warmup_rows: int = option(10, kind="int", regex=r"^[1-9][0-9]*$",
+                              help="Eval rows (without the label) in the model's TF Serving warm-up request.")
     metadata_store: Optional[str] = metadata_store_option("<output_dir>/metadata.sqlite for a local output_dir.")
     metadata_password_env: str = metadata_password_env_option()
     no_cache: bool = option(False, kind="bool", regex=r"^(true|false|True|False)$",

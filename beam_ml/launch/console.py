@@ -53,7 +53,19 @@ def stage_line(stage: str, took: Optional[float], record: dict) -> str:
         anomalies = record.get("anomalies") or []
         detail = "statistics, schema and validation: " + (f"{len(anomalies)} anomalies" if anomalies
                                                             else "no anomalies")
+    elif stage == "servable":
+        detail = _infra_text(record.get("infra_validation"))
     return progress_line(stage, detail, None if stage == "started" else took)
+
+
+def _infra_text(result: Optional[dict]) -> str:
+    if result is None:
+        return "skipped: the model is not blessed"
+    if not result.get("ok"):
+        return f"FAILED, not pushed: {result.get('error')}"
+    latency = result.get("latency_ms") or {}
+    return (f"loaded in a fresh process in {result.get('load_seconds')} s, warm-up answered in "
+            f"{latency.get('max')} ms, peak memory {result.get('peak_rss_mb'):.0f} MB")
 
 
 class StageWatcher:

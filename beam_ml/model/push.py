@@ -26,13 +26,14 @@ import shutil
 import socket
 import time
 import uuid
-from typing import Optional
+from typing import Optional, Sequence
 
 import apache_beam as beam
 
 from beam_ml.core import fileutil
 from beam_ml.core.lock import LockLost, PathLock, pid_alive
 from beam_ml.model.artifact import PUSH_RECORD, SAVED_MODEL_FILE, is_saved_model
+from beam_ml.model.serving import model_config
 
 PARTIAL_PREFIX = ".partial-"
 LOCK_FILE = ".push.lock"
@@ -170,12 +171,23 @@ def _remove_stale_staging(serving_dir: str, max_age_seconds: float) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+MODEL_CONFIG_FILE = "models.config"  # TF Serving's --model_config_file for the serving directory
+
+
 class PushIfBlessed(beam.DoFn):
-    """Pushes the model when the evaluation blessed it; emits the pushed path or None."""
+    """Pushes the model when the evaluation blessed it and infra validation (`beam_ml.model.infra`, when it ran:
+    the `infra` side input) found it servable; emits the pushed path or None. The serving directory gets TF
+    Serving's model config (`models.config`) beside its versions."""
 
     def __init__(self, serving_dir: str, push_id: str):
         self._serving_dir = serving_dir
         self._push_id = push_id
 
-    def process(self, model_dir: str, evaluation: dict):
-        yield push_model(model_dir, self._serving_dir, self._push_id) if evaluation["blessed"] else None
+    def process(self, model_dir: str, evaluation: dict, infra: Sequence[Optional[dict]] = ()):
+        if not evaluation["blessed"] or any(result is not None and not result["ok"] for result in infra):
+            yield None
+            return
+        pushed = push_model(model_dir, self._serving_dir, self._push_id)
+        fileutil.write_text(os.path.join(self._serving_dir, MODEL_CONFIG_FILE),
+                            model_config(os.path.basename(self._serving_dir.rstrip("/")), self._serving_dir))
+        yield pushed

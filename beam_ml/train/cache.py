@@ -53,7 +53,8 @@ DATA_FIELDS = ("column_types", "allow_non_finite", "batch_bytes", "split_buckets
 TRANSFORM_FIELDS = ("module", "window_key", "window_time_key", "window_length", "window_stride", "window_max_gap")
 TRAIN_FIELDS = ("label_key", "hyperparameters", "seed")
 EVALUATE_FIELDS = ("eval_metrics", "eval_slices", "eval_thresholds", "eval_change_thresholds", "fairness_features",
-                   "fairness_max_gap", "fairness_min_examples", "label_set_changed")
+                   "fairness_max_gap", "fairness_min_examples", "label_set_changed", "infra_validation",
+                   "warmup_rows")
 # The stages a changed run can take over: {stage: (the key that must be the same, the run record's stage that says
 # the earlier run completed it, what it wrote: RunLayout attributes)}. Keys chain, so a reused stage's upstream
 # stages can be reused too.

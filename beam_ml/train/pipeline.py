@@ -1,4 +1,5 @@
-"""The training job as one composite PTransform: ingest → validate → transform → train → evaluate → push, and the
+"""The training job as one composite PTransform: ingest → validate → transform → train → evaluate → infra-validate →
+push, and the run record.
 run record.
 
 `TrainPipeline(plan)` (the plan from `beam_ml.train.plan.plan_run`) wires the stages; each stage is its own reusable
@@ -6,6 +7,7 @@ PTransform. Data flows between them as Arrow RecordBatches, never as one Python 
 """
 from __future__ import annotations
 
+import os
 from typing import Any, NamedTuple, Optional
 
 import apache_beam as beam
@@ -17,7 +19,9 @@ from beam_ml.core.deadletter import DeadLetter, WriteDeadLetters
 from beam_ml.core.layout import RunLayout
 from beam_ml.core.run import RunManifest
 from beam_ml.ingest.read import ReadSplits
+from beam_ml.model.infra import InfraValidate
 from beam_ml.model.push import PushIfBlessed
+from beam_ml.model.serving import WarmupSample, with_warmup_requests
 from beam_ml.report.publish import publish_run
 from beam_ml.train.cache import ReuseStage
 from beam_ml.train.evaluate import EvaluateModel, build_eval_config
@@ -106,19 +110,24 @@ class RecordProgress(beam.DoFn):
 
 
 class WriteRunManifest(beam.DoFn):
-    """Writes the record of a run that succeeded; `not_pushed` says why a model is not pushed whatever its
-    evaluation (`push`)."""
+    """Writes the record of a run that succeeded, with its infra validation (`beam_ml.model.infra`); `push` says
+    why a blessed model was not pushed (`not_pushed`, known when the graph is built, or a failed infra
+    validation)."""
 
     def __init__(self, manifest: RunManifest, not_pushed: Optional[str] = None):
         self._manifest = manifest
         self._not_pushed = not_pushed
 
-    def process(self, _, counts: dict, anomalies: list, evaluation: dict, pushed: list, leakage: list):
+    def process(self, _, counts: dict, anomalies: list, evaluation: dict, pushed: list, leakage: list,
+                infra: list):
+        validation = infra[0] if infra else None
+        not_pushed = self._not_pushed or (
+            f"infra validation failed: {validation.get('error')}" if validation and not validation["ok"] else None)
         yield self._manifest.write(
             "succeeded", counts=counts, anomalies=anomalies, metrics=evaluation["metrics"],
             blessed=evaluation["blessed"], threshold_failures=evaluation["failures"],
             pushed_model_dir=pushed[0] if pushed else None, leakage=leakage[0] if leakage else None,
-            **({"push": self._not_pushed} if self._not_pushed else {}))
+            infra_validation=validation, **({"push": not_pushed} if not_pushed else {}))
 
 
 class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
@@ -198,7 +207,11 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
                 plan.module, fn_args, transformed.files["train"], transformed.files["eval"],
                 after={"transform_fn": transformed.transform_fn, "checked": checked,
                        "schema": validation.schema}, min_ram=config.train_min_ram)
-        model_dir = model_dir | "RecordTrained" >> beam.ParDo(RecordProgress(manifest, "trained"))
+        warmup = examples["eval"] | "WarmupSample" >> WarmupSample(config.label_key, config.warmup_rows)
+        model_dir = (model_dir
+                     | "WriteWarmupRequests" >> beam.Map(with_warmup_requests, beam.pvalue.AsSingleton(warmup),
+                                                         os.path.basename(config.serving_dir.rstrip("/")))
+                     | "RecordTrained" >> beam.ParDo(RecordProgress(manifest, "trained")))
 
         eval_config = build_eval_config(config.label_key, config.eval_metrics, config.eval_slices,
                                         config.eval_thresholds, config.eval_change_thresholds,
@@ -217,15 +230,19 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
         not_pushed = (f"its model is the one serving as {plan.baseline_model}, taken over from run "
                       f"{plan.reused_stages['train'].get('run_id')} which pushed it (an identical model is not a "
                       f"new version)" if plan.reused_serving_model else None)
+        infra = (model_dir | "InfraValidate" >> beam.ParDo(InfraValidate(), beam.pvalue.AsSingleton(evaluation))
+                 | "RecordInfraValidated" >> beam.ParDo(
+                     RecordProgress(manifest, "servable", "infra_validation"))
+                 if config.infra_validation and not not_pushed else pbegin | "NoInfraValidation" >> beam.Create([]))
         pushed = (pbegin | "NoPush" >> beam.Create([]) if not_pushed else
                   model_dir | "Push" >> beam.ParDo(PushIfBlessed(config.serving_dir, plan.push_id),
-                                                   beam.pvalue.AsSingleton(evaluation)))
+                                                   beam.pvalue.AsSingleton(evaluation), beam.pvalue.AsList(infra)))
         written = (pbegin | "ManifestTrigger" >> beam.Create([None])
                    | "WriteManifest" >> beam.ParDo(
                        WriteRunManifest(manifest, not_pushed), counts=beam.pvalue.AsSingleton(counts),
                        anomalies=beam.pvalue.AsSingleton(validation.anomalies),
                        evaluation=beam.pvalue.AsSingleton(evaluation), pushed=beam.pvalue.AsList(pushed),
-                       leakage=beam.pvalue.AsList(leakage)))
+                       leakage=beam.pvalue.AsList(leakage), infra=beam.pvalue.AsList(infra)))
         _ = written | "WriteReport" >> beam.Map(lambda unused_record: publish_run(run_dir))
         return TrainOutputs(batches, ingested.dead_letter, counts, validation.anomalies, model_dir, evaluation,
                             pushed, written)
