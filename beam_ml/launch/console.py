@@ -64,8 +64,8 @@ def _infra_text(result: Optional[dict]) -> str:
     if not result.get("ok"):
         return f"FAILED, not pushed: {result.get('error')}"
     latency = result.get("latency_ms") or {}
-    return (f"loaded in a fresh process in {result.get('load_seconds')} s, warm-up answered in "
-            f"{latency.get('max')} ms, peak memory {result.get('peak_rss_mb'):.0f} MB")
+    return (f"loaded in a fresh process in {result.get('load_seconds', 0):.2f} s, warm-up answered in "
+            f"{latency.get('max', 0):.0f} ms, peak memory {result.get('peak_rss_mb', 0):.0f} MB")
 
 
 class StageWatcher:
