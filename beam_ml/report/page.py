@@ -518,6 +518,14 @@ def _model(facts: RunFacts) -> str:
         parts.append("<p>Not pushed.</p>")
     elif m.get("model_dir"):
         parts.append(f"<p>Model: <code>{escaped(m['model_dir'])}</code></p>")
+    infra = m.get("infra_validation")
+    if infra:
+        latency = infra.get("latency_ms") or {}
+        parts.append(f'<p class="{"good" if infra.get("ok") else "bad"}">Infra validation: ' + (
+            f"loaded in a fresh process in {number_text(infra.get('load_seconds'))} s, its TF Serving warm-up "
+            f"request answered in {number_text(latency.get('max'))} ms, peak memory "
+            f"{number_text(infra.get('peak_rss_mb'))} MB." if infra.get("ok") else
+            f"failed: {escaped(infra.get('error'))}.") + "</p>")
     if not facts.signatures:
         parts.append("<p>No model in this run's directory.</p>")
     for name, signature in facts.signatures.items():

@@ -268,3 +268,18 @@ def test_a_multi_class_confusion_matrix_is_shown_by_class_name():
     page = render(facts)
     assert "<th>actual \\ predicted</th><th>Adelie</th><th>Gentoo</th><th>Chinstrap</th>" in page
     assert "<td><b>Gentoo</b></td><td>1</td><td>37</td><td>0</td>" in page
+
+
+def test_the_model_section_says_whether_the_model_was_servable_and_why_not():
+    from beam_ml.report.page import RunFacts
+    servable = {"job": "train_pipeline", "status": "succeeded", "blessed": True, "pushed_model_dir": "/serving/7",
+                "infra_validation": {"ok": True, "load_seconds": 0.46, "latency_ms": {"max": 117.0, "mean": 117.0},
+                                     "peak_rss_mb": 1059.6, "requests": 1}}
+    page = render(RunFacts("runs/t", servable, [], {}, [], {}, [], [], [], {}, [], None))
+    assert ('Infra validation: loaded in a fresh process in 0.46 s, its TF Serving warm-up request answered in '
+            '117 ms, peak memory 1060 MB.') in page
+    refused = {**servable, "pushed_model_dir": None, "push": f"infra validation failed: {HOSTILE}",
+               "infra_validation": {"ok": False, "requests": 0, "error": f"InvalidArgumentError: {HOSTILE}"}}
+    page = render(RunFacts("runs/t", refused, [], {}, [], {}, [], [], [], {}, [], None))
+    assert '<p class="bad">Infra validation: failed: InvalidArgumentError: &lt;script&gt;' in page
+    assert "Not pushed: infra validation failed" in page and "<script" not in page
