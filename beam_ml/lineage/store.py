@@ -20,10 +20,11 @@ on disk:
 A data file with the same path and sha256 as in an earlier run is the same artifact, and a pushed model (the
 baseline of a training run, the model of a prediction or detection run) is the artifact the training run that
 pushed it output, so the graph joins runs. Values are custom properties, so the types fit a store that TFX shares.
-The step that failed is a FAILED execution (CANCELED when the run was stopped) carrying the error, with what it wrote before failing (a training run
-stopped by anomalies has its statistics, schema and anomalies). A training run that reused an earlier one
-(`cached_from`) has CACHED executions whose outputs are the earlier run's artifacts; so does each stage a training
-run took over from an earlier run (`reused_stages`: validate, transform, train).
+The step that failed is a FAILED execution (CANCELED when the run was stopped) carrying the error, with what it
+wrote before failing (a training run stopped by anomalies has its statistics, schema and anomalies). A training
+run that reused an earlier one (`cached_from`) has CACHED executions whose outputs are the earlier run's
+artifacts; so does each stage a training run took over from an earlier run (`reused_stages`: validate, transform,
+train).
 
 A run is written in one transaction (`put_lineage_subgraph`): a writer that dies midway leaves nothing, and the next
 `record_run_dir` records the run whole. A new artifact carries an external id (type, uri and, for a data file, its

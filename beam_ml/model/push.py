@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import time
 import uuid
 from typing import Optional, Sequence
@@ -174,6 +175,44 @@ def _remove_stale_staging(serving_dir: str, max_age_seconds: float) -> None:
 MODEL_CONFIG_FILE = "models.config"  # TF Serving's --model_config_file for the serving directory
 
 
+def rollback(serving_dir: str, to_version: Optional[int] = None) -> str:
+    """Serves an earlier version again: publishes a copy of it as the newest version with `push_model` (one pusher
+    at a time, never a half-copied version), so TF Serving, which serves the highest number, moves back to it, and
+    the next training run is judged against it. The versions in between stay on disk; the copy's push record names
+    the version it copies (`pushed_from`). `to_version` defaults to the version before the newest. Returns the new
+    version's path; ValueError naming the versions there are when there is nothing to roll back to.
+
+    Example::
+
+        rollback("serving/penguins", to_version=1796423017)
+    """
+    found = versions(serving_dir)
+    target = to_version if to_version is not None else (found[-2] if len(found) > 1 else None)
+    if target is None or target not in found[:-1]:
+        raise ValueError(f"cannot roll {serving_dir} back to {target if target is not None else 'an earlier version'}"
+                         f": its versions are {found or 'none'} (the newest, {found[-1] if found else None}, is "
+                         f"serving now)")
+    return push_model(os.path.join(serving_dir, str(target)), serving_dir, f"rollback-to-{target}-{uuid.uuid4().hex}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python -m beam_ml.model.push rollback --serving_dir DIR [--to VERSION]`: prints the new version as JSON."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m beam_ml.model.push", description=rollback.__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    back = commands.add_parser("rollback", help="serve an earlier version again")
+    back.add_argument("--serving_dir", required=True)
+    back.add_argument("--to", type=int, default=None, help="the version to serve (default: the one before the newest)")
+    args = parser.parse_args(argv)
+    try:
+        version_dir = rollback(args.serving_dir, args.to)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({"serving": version_dir, "copy_of": pushed_from(version_dir)}))
+    return 0
+
+
 class PushIfBlessed(beam.DoFn):
     """Pushes the model when the evaluation blessed it and infra validation (`beam_ml.model.infra`, when it ran:
     the `infra` side input) found it servable; emits the pushed path or None. The serving directory gets TF
@@ -191,3 +230,7 @@ class PushIfBlessed(beam.DoFn):
         fileutil.write_text(os.path.join(self._serving_dir, MODEL_CONFIG_FILE),
                             model_config(os.path.basename(self._serving_dir.rstrip("/")), self._serving_dir))
         yield pushed
+
+
+if __name__ == "__main__":
+    sys.exit(main())

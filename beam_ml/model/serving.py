@@ -252,5 +252,6 @@ def read_warmup_requests(model_dir: str) -> list[Any]:
 def model_config(name: str, base_path: str) -> str:
     """TF Serving's `--model_config_file` text serving the newest version under `base_path` as `name`."""
     return ("model_config_list {\n  config {\n"
-            f"    name: {json.dumps(name)}\n    base_path: {json.dumps(base_path)}\n    model_platform: \"tensorflow\"\n"
+            f"    name: {json.dumps(name)}\n    base_path: {json.dumps(base_path)}\n"
+            "    model_platform: \"tensorflow\"\n"
             "    model_version_policy { latest { num_versions: 1 } }\n  }\n}\n")

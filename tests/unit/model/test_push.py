@@ -152,3 +152,30 @@ def test_a_live_push_on_this_host_keeps_its_staging_however_old_and_a_lost_lock_
         push._copy_tree = real_copy
     assert versions(serving) == [int(os.path.basename(pushed))]
     assert sorted(os.listdir(serving)) == sorted([os.path.basename(pushed), alive.name])
+
+
+def test_rollback_serves_an_earlier_version_again_as_the_newest_keeping_the_rest(tmp_path):
+    import filecmp
+    import json
+
+    from beam_ml.model.push import main, rollback
+    serving = str(tmp_path / "serving")
+    first = push_model(_fake_model(tmp_path / "model-1"), serving, "run-1")
+    second = push_model(_fake_model(tmp_path / "model-2"), serving, "run-2")
+    back = rollback(serving)  # TF Serving serves the highest number: now a copy of the first
+    assert latest_model(serving) == back and versions(serving)[-3:-1] == [int(os.path.basename(first)),
+                                                                          int(os.path.basename(second))]
+    assert pushed_from(back) == first and not os.listdir(serving)[0].startswith(PARTIAL_PREFIX)
+    assert not filecmp.dircmp(os.path.join(first, "variables"), os.path.join(back, "variables")).diff_files
+    assert os.path.exists(os.path.join(second, "saved_model.pb"))  # the rolled-back version stays, for the record
+    with pytest.raises(ValueError, match=r"cannot roll .* back to 123: its versions are \["):
+        rollback(serving, to_version=123)
+    with pytest.raises(ValueError, match="is serving now"):
+        rollback(serving, to_version=versions(serving)[-1])
+
+    proc = subprocess.run([sys.executable, "-m", "beam_ml.model.push", "rollback", "--serving_dir", serving,
+                           "--to", os.path.basename(second)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    answer = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert answer == {"serving": latest_model(serving), "copy_of": second} and len(versions(serving)) == 4
+    assert main(["rollback", "--serving_dir", str(tmp_path / "empty")]) == 2
