@@ -1,5 +1,5 @@
 """The README's commands: every module it runs exists and every make target it names is in the Makefile; the quick
-ones (help, --validate_only, the Flex Template commands) run exactly as written and succeed."""
+ones (help, --validate_only, the Flex Template commands, dry runs) run exactly as written and succeed."""
 import importlib.util
 import os
 import re
@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.paths import ROOT
 
-QUICK = ("--help", "--validate_only", "beam_ml.launch.flex print")
+QUICK = ("--help", "--validate_only", "beam_ml.launch.flex print", "--dry_run")
 
 
 def readme_commands() -> list[str]:
