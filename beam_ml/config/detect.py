@@ -71,8 +71,19 @@ class DetectConfig(JobConfig):
                                                    "messages with the reason (JSON).")
     dead_letter_dir: Optional[str] = option(None, regex=r"^\S+$",
                                             help="Directory for dead-letter files (JSON Lines per file_window).")
+    incidents_topic: Optional[str] = option(None, regex=PUBSUB_TOPIC_REGEX,
+                                            help="Pub/Sub topic for incidents: a sensor's run of alerts as open, "
+                                                 "update and close events (JSON), projects/<p>/topics/<t>.")
+    incidents_dir: Optional[str] = option(None, regex=r"^\S+$",
+                                          help="Directory for incident files (JSON Lines per file_window).")
+    incident_gap: float = option(300.0, kind="float", regex=r"^[0-9.]+$",
+                                 help="Seconds of event time without an alert after which a sensor's incident "
+                                      "closes; alerts closer together are one incident.")
+    incident_update_every: float = option(60.0, kind="float", regex=r"^[0-9.]+$",
+                                          help="At most one update of an incident (a higher peak) per this many "
+                                               "seconds of event time.")
     file_window: float = option(60.0, kind="float", regex=r"^[0-9.]+$",
-                                help="Seconds of event time per alert and dead-letter file.")
+                                help="Seconds of event time per alert, incident and dead-letter file.")
     metadata_store: Optional[str] = metadata_store_option(MODEL_STORE_DEFAULT)
     metadata_password_env: str = metadata_password_env_option()
 
@@ -107,7 +118,8 @@ class DetectConfig(JobConfig):
                 raise ConfigError("serving_dir", "is only read by the model detector, which --detector leaves out")
         if len(members) == 1 and not self.is_default("vote"):
             raise ConfigError("vote", "applies to an ensemble: give --detector several detectors")
-        for name in ("allowed_lateness", "release_every", "model_poll_seconds", "file_window"):
+        for name in ("allowed_lateness", "release_every", "model_poll_seconds", "file_window", "incident_gap",
+                     "incident_update_every"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0 or (value == 0 and name == "file_window"):
                 raise ConfigError(name, f"must be a {'positive' if name == 'file_window' else 'non-negative'} "

@@ -1,5 +1,6 @@
 """The streaming job's element types besides readings and windows (`beam_ml.core.windowing`): a detector's verdict on
-a window (`ScoredWindow`) and an alert (`Alert`, what every alert sink writes).
+a window (`ScoredWindow`), an alert (`Alert`, what every alert sink writes) and an incident (`Incident`: a sensor's
+run of alerts).
 """
 from __future__ import annotations
 
@@ -25,6 +26,26 @@ class Alert:
     detector: str
     model_version: Optional[str] = None
     top_channels: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Incident:
+    """A sensor's run of alerts, as an operator acts on it: alerts whose windows follow each other within a gap are
+    one incident. `event` is `open` (its first alert), `update` (a higher peak, at most one per rate-limit period) or
+    `close` (no alert for the gap); `start` is the first alert's window start, `end` the latest alert's window end,
+    `peak_score` with its `threshold`, `detector` and `top_channels` the highest-scoring alert's, `alerts` how many so
+    far. `incident_id` is the same in every event of one incident."""
+
+    incident_id: str
+    event: str
+    sensor_id: str
+    start: float
+    end: float
+    peak_score: float
+    threshold: float
+    detector: str
+    top_channels: tuple[str, ...]
+    alerts: int
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The streaming detection job as one composite PTransform: Pub/Sub telemetry → per-sensor event-time windows →
-verdicts from the newest pushed window model and/or online detectors (an ensemble votes) → alerts; invalid, late and
-duplicate messages → dead letters (so every message is in a window or a dead letter, and the report counts them).
+verdicts from the newest pushed window model and/or online detectors (an ensemble votes) → alerts (and incidents:
+a sensor's run of alerts, `beam_ml.stream.incidents`); invalid, late and duplicate messages → dead letters (so every
+message is in a window or a dead letter, and the report counts them).
 
 Step names are static: Dataflow's in-place update (`--update`) matches steps by name, so a new model version needs
 no new job, and a new job version keeps its state (a test keeps every step name of the Dataflow translation as it
@@ -16,6 +17,7 @@ import apache_beam as beam
 from beam_ml.core.deadletter import DeadLetter
 from beam_ml.core.windowing import Reading, SensorWindow
 from beam_ml.stream.elements import Alert, ScoredWindow
+from beam_ml.stream.incidents import GroupIncidents, WriteIncidents
 from beam_ml.stream.model_scoring import ScoreWithModel
 from beam_ml.stream.online_scoring import ScoreWindows
 from beam_ml.stream.order import WindowPerSensor
@@ -93,6 +95,10 @@ class DetectAnomalies(beam.PTransform[beam.pvalue.PBegin, Detections]):
         sink_lateness = lateness + SINK_LATENESS_MARGIN
         written = alerts | "WriteAlerts" >> WriteAlerts(config.alerts_topic, config.alerts_table, config.alerts_dir,
                                                         file_window=config.file_window, allowed_lateness=sink_lateness)
+        if config.incidents_topic or config.incidents_dir:
+            _ = (alerts | "Incidents" >> GroupIncidents(config.incident_gap, config.incident_update_every)
+                 | "WriteIncidents" >> WriteIncidents(config.incidents_topic, config.incidents_dir,
+                                                      config.file_window, sink_lateness))
         late = windowed.late | "LateToDeadLetters" >> beam.Map(late_dead_letter, config.subscription, lateness)
         duplicates = windowed.duplicates | "DuplicatesToDeadLetters" >> beam.Map(duplicate_dead_letter,
                                                                                  config.subscription)

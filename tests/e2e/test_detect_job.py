@@ -1,6 +1,6 @@
 """The streaming detection job (beam_ml.stream) on the Pub/Sub emulator with the trained telemetry model: injected
-anomalies alerted, out-of-order messages handled, malformed, late and duplicate ones dead-lettered, and a model
-pushed mid-stream picked up without a restart. Plus its options."""
+anomalies alerted and grouped into incidents, out-of-order messages handled, malformed, late and duplicate ones
+dead-lettered, and a model pushed mid-stream picked up without a restart. Plus its options."""
 import json
 import os
 import shutil
@@ -64,12 +64,13 @@ def test_detection_job_on_the_pubsub_emulator_with_a_model_pushed_mid_stream(tra
     telemetry_topic, telemetry_sub = topic_with_subscription(publisher, subscriber, "telemetry")
     alerts_topic, alerts_sub = topic_with_subscription(publisher, subscriber, "alerts")
     dead_topic, dead_sub = topic_with_subscription(publisher, subscriber, "dead")
+    incidents_topic, incidents_sub = topic_with_subscription(publisher, subscriber, "incidents")
     serving_dir = str(tmp_path / "serving")
     shutil.copytree(trained_telemetry["pushed_model_dir"], os.path.join(serving_dir, "100"))
 
     plan = plan_detect(config(tmp_path, serving_dir, subscription=telemetry_sub, alerts_topic=alerts_topic,
                               dead_letter_topic=dead_topic, allowed_lateness="1", model_poll_seconds="0.5",
-                              file_window="5"))
+                              file_window="5", incidents_topic=incidents_topic, incident_gap="3"))
     assert plan.channels == CHANNELS and plan.spec.length == 24
     p = beam.Pipeline(options=PipelineOptions(["--runner=BundleBasedDirectRunner", "--streaming",
                                                f"--project={PROJECT}"]))
@@ -118,6 +119,18 @@ def test_detection_job_on_the_pubsub_emulator_with_a_model_pushed_mid_stream(tra
         assert alerted("sensor-02", t1, "200"), received
         assert not [a for a in received if a.window_end >= t1 + ANOMALY[0] * STEP and a.model_version == "100"]
 
+        # sensor-01's run of alerts is one incident: opened, at most one update (a minute's rate limit), closed
+        # once the watermark passed 3 s after its last alert.
+        incidents = []
+
+        def first_incident_closed():
+            incidents.extend(json.loads(m.data) for m in pull(subscriber, incidents_sub))
+            return [i for i in incidents if i["sensor_id"] == "sensor-01" and i["event"] == "close"]
+        poll(first_incident_closed, bool, timeout=60)
+        first_run = [i for i in incidents if i["sensor_id"] == "sensor-01" and i["start"] < t1]
+        assert [i["event"] for i in first_run][0] == "open" and [i["event"] for i in first_run][-1] == "close"
+        assert len({i["incident_id"] for i in first_run}) == 1 and len(first_run) <= 3
+
         dead = poll(lambda: [json.loads(m.data) for m in pull(subscriber, dead_sub)], lambda d: len(d) >= 4,
                     timeout=30)
         # The same alerts in files, once the watermark has passed their 5 s file windows.
@@ -130,6 +143,10 @@ def test_detection_job_on_the_pubsub_emulator_with_a_model_pushed_mid_stream(tra
                            for a in map(alert_from_json, open(f))))
         from_topic, from_files = poll(topic_and_files, lambda both: both[0] == both[1], timeout=30)
         assert from_files == from_topic
+        in_incident = [a for a in received if a.sensor_id == "sensor-01"
+                       and first_run[0]["start"] <= a.window_start and a.window_end <= first_run[-1]["end"]]
+        assert first_run[-1]["alerts"] == len(in_incident) > len(first_run)  # every alert of the run, in one
+        assert first_run[-1]["peak_score"] == pytest.approx(max(a.score for a in in_incident))
     reasons = sorted(d["reason"].split(":")[0] for d in dead)
     assert reasons == ["channel 'temperature' is missing, not a number", "duplicate", "late", "not JSON"]
     counters = {c.key.metric.name: c.committed for c in result.metrics().query(
