@@ -58,21 +58,25 @@ def copy_file(src: str, dst: str) -> None:
     tf.io.gfile.copy(src, dst, overwrite=True)
 
 
-def copy_tree(src: str, dst: str, last: Optional[str] = None) -> None:
-    """Copies a file, or every file of a directory under `dst`; the file named `last` (relative to `src`) last,
-    so that a reader waiting for it finds the rest complete."""
+def copy_tree(src: str, dst: str, last: Optional[str] = None, skip: tuple[str, ...] = ()) -> None:
+    """Copies a file, or every file of a directory under `dst` but those in `skip` (paths relative to `src`); the
+    file named `last` (relative to `src`) last, so that a reader waiting for it finds the rest complete."""
     import tensorflow as tf
+    remote = "://" in dst  # an object store has no directories to make
     if not tf.io.gfile.isdir(src):
-        tf.io.gfile.makedirs(os.path.dirname(dst))
+        if not remote:
+            tf.io.gfile.makedirs(os.path.dirname(dst))
         copy_file(src, dst)
         return
     files = []
     for directory, _, names in tf.io.gfile.walk(src):
         rel = os.path.relpath(directory, src)
-        tf.io.gfile.makedirs(os.path.normpath(os.path.join(dst, rel)))
+        if not remote:
+            tf.io.gfile.makedirs(os.path.join(dst, rel))
         files.extend(os.path.normpath(os.path.join(rel, n)) for n in names)
     for rel in sorted(files, key=lambda r: (r == last, r)):
-        copy_file(os.path.join(src, rel), os.path.join(dst, rel))
+        if rel not in skip:
+            copy_file(os.path.join(src, rel), os.path.join(dst, rel))
 
 
 def read_text(path: str) -> str:

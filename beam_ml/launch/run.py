@@ -142,11 +142,14 @@ def record_failure(manifest: RunManifest, error: Exception) -> tuple[dict, bool]
 
 
 def record_cancelled(manifest: RunManifest) -> Optional[dict]:
-    """The record of a run stopped from outside, `cancelled` with what it had reached; None if it cannot be
-    written (the run's end is then only on the console)."""
+    """The record of a run stopped from outside, `cancelled` with what it had reached; a run that had already ended
+    (stopped just after) keeps its record. None if it cannot be written (the run's end is then only on the
+    console)."""
     try:
-        progress = RunManifest.progress_of(read_manifest(os.path.dirname(manifest.path)) or None)
-        return manifest.write("cancelled", **progress)
+        record = read_manifest(os.path.dirname(manifest.path)) or None
+        if record is not None and record.get("status") in ("succeeded", "failed", "cancelled"):
+            return record
+        return manifest.write("cancelled", **RunManifest.progress_of(record))
     except Exception as e:
         print(f"the run record cannot be written: {type(e).__name__}: {clipped(str(e))}", file=sys.stderr)
         return None

@@ -27,11 +27,14 @@ artifacts; so does each stage a training run took over from an earlier run (`reu
 train).
 
 A run is written in one transaction (`put_lineage_subgraph`): a writer that dies midway leaves nothing, and the next
-`record_run_dir` records the run whole. A new artifact carries an external id (type, uri and, for a data file, its
-sha256), so two writers storing it at the same moment (MySQL writers do not take turns) share one.
+`record_run_dir` records the run whole. A new artifact carries an external id (a hash of its type, uri and, for a
+data file, its sha256), so two writers storing it at the same moment (MySQL writers do not take turns) share one; a
+data input without a fingerprint (a table, a query) gets none: it is a new artifact in every run. The link from a
+run to its pipeline is written just after; a run found without it gets it when it is recorded again.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import urllib.parse
@@ -217,10 +220,20 @@ JOBS = {"train_pipeline": JobLineage(STAGES, _train_artifacts),
 def _artifacts(record: dict) -> dict[str, list[dict]]:
     """{role: [{uri, properties}]} of the artifacts the run left (only those that exist on disk or in the
     record)."""
-    data = [{"uri": i.get("path") or i.get("table") or i.get("query") or "", "sha256": i.get("sha256"),
+    data = [{"uri": i.get("path") or i.get("table") or i.get("query") or i.get("bigquery") or "",
+             "sha256": i.get("sha256"),
              "size": i.get("size"), "kind": i.get("kind"), "span": i.get("span"), "version": i.get("version")}
             for i in record.get("inputs") or []]
     return {"data": data, **JOBS[record["job"]].artifacts(record)}
+
+
+def _identity(type_name: str, item: dict) -> Optional[str]:
+    """An artifact's external id: a hash of its type, uri and (a data file) content fingerprint, short enough for
+    MLMD's column; None for what has no identity of its own (a data input without a fingerprint: a table, a
+    query, whose content changes under the same name)."""
+    if not item.get("uri") or ("sha256" in item and not item.get("sha256")):
+        return None
+    return f"{type_name}:" + hashlib.sha256(f"{item['uri']}@{item.get('sha256') or ''}".encode()).hexdigest()
 
 
 def _existing(store: Any, type_id: int, item: dict) -> Optional[Any]:
@@ -262,6 +275,7 @@ def record_run(store: Any, record: dict) -> Optional[int]:
     run_dir = record["run_dir"]
     existing = store.get_context_by_type_and_name(RUN_CONTEXT, run_dir)
     if existing is not None:
+        _link_to_pipeline(store, existing.id, run_dir)  # a writer that died after the run's transaction
         return existing.id
     pipeline_type, run_type = _type_id(store, "context", PIPELINE_CONTEXT), _type_id(store, "context", RUN_CONTEXT)
     output_dir = os.path.dirname(run_dir.rstrip("/"))
@@ -284,10 +298,11 @@ def record_run(store: Any, record: dict) -> Optional[int]:
         type_id = _type_id(store, "artifact", type_name)
         for item in items:
             artifact = _existing(store, type_id, item)
-            if artifact is None:  # its external id makes a writer storing the same one at the same moment reuse it
-                external = f"{item['uri']}@{item.get('sha256') or ''}" if "sha256" in item else item["uri"]
-                artifact = pb.Artifact(type_id=type_id, uri=item["uri"], state=pb.Artifact.LIVE,
-                                       external_id=f"{type_name}:{external}")
+            if artifact is None:
+                artifact = pb.Artifact(type_id=type_id, uri=item["uri"], state=pb.Artifact.LIVE)
+                identity = _identity(type_name, item)
+                if identity:  # a writer storing the same artifact at the same moment reuses this one
+                    artifact.external_id = identity
                 _set(artifact, {k: v for k, v in item.items() if k != "uri"})
             stored.setdefault(role, []).append(len(artifacts))
             artifacts.append(artifact)
@@ -330,8 +345,22 @@ def record_run(store: Any, record: dict) -> Optional[int]:
         if found is None:
             raise
         return found.id
-    store.put_parent_contexts([pb.ParentContext(child_id=run_id, parent_id=pipeline.id)])
+    _link_to_pipeline(store, run_id, run_dir)
     return run_id
+
+
+def _link_to_pipeline(store: Any, run_id: int, run_dir: str) -> None:
+    """Makes the run's context a child of its pipeline's (the output directory's), if it is not yet."""
+    from ml_metadata import errors
+    from ml_metadata.proto import metadata_store_pb2 as pb
+    if store.get_parent_contexts_by_context(run_id):
+        return
+    pipeline_type = _type_id(store, "context", PIPELINE_CONTEXT)
+    pipeline_id = _context_id(store, pipeline_type, PIPELINE_CONTEXT, os.path.dirname(run_dir.rstrip("/")))
+    try:
+        store.put_parent_contexts([pb.ParentContext(child_id=run_id, parent_id=pipeline_id)])
+    except errors.AlreadyExistsError:  # linked by another writer at the same moment
+        pass
 
 
 def store_of(config: dict, output_dir: str) -> Optional[str]:

@@ -85,24 +85,26 @@ def pushed_from(model_dir: str) -> Optional[str]:
     return _push_record(model_dir).get("model_dir")
 
 
-def _write_push_record(version_dir: str, push_id: str, model_dir: str) -> None:
+def _write_push_record(version_dir: str, record: dict) -> None:
     import tensorflow as tf
     path = os.path.join(version_dir, PUSH_RECORD)
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.gfile.GFile(path, "w") as f:
-        json.dump({"push_id": push_id, "model_dir": model_dir}, f)
+        json.dump(record, f)
 
 
 def _copy_tree(src: str, dst: str) -> None:
-    """Copies every file of `src` under `dst`, `saved_model.pb` last (a server sees a version when it appears)."""
-    fileutil.copy_tree(src, dst, last=SAVED_MODEL_FILE)
+    """Copies every file of `src` under `dst`, `saved_model.pb` last (a server sees a version when it appears),
+    but a push record (`src`, a pushed version being rolled back to, has its own: the copy gets a new one)."""
+    fileutil.copy_tree(src, dst, last=SAVED_MODEL_FILE, skip=(PUSH_RECORD,))
 
 
 def push_model(model_dir: str, serving_dir: str, push_id: str, lock_ttl_seconds: float = PUSH_LOCK_TTL_SECONDS,
-               lock_wait_seconds: float = PUSH_LOCK_WAIT_SECONDS) -> str:
+               lock_wait_seconds: float = PUSH_LOCK_WAIT_SECONDS, trained_as: Optional[str] = None) -> str:
     """Publishes `model_dir` as a new version; returns its path (the existing one if push `push_id`, unique to a
     launch, already published it). Waits up to `lock_wait_seconds` for another push to the same directory (LockBusy
-    naming it after that); a push must finish within `lock_ttl_seconds`, after which its lock counts as abandoned."""
+    naming it after that); a push must finish within `lock_ttl_seconds`, after which its lock counts as abandoned.
+    The version's push record names `trained_as` (default `model_dir`): the training run's model directory."""
     import tensorflow as tf
     tf.io.gfile.makedirs(serving_dir)
     with PathLock(os.path.join(serving_dir, LOCK_FILE), owner=push_id, ttl_seconds=lock_ttl_seconds,
@@ -112,30 +114,31 @@ def push_model(model_dir: str, serving_dir: str, push_id: str, lock_ttl_seconds:
             return already
         existing = versions(serving_dir)
         version = max(int(time.time()), existing[-1] + 1 if existing else 0)
+        record = {"push_id": push_id, "model_dir": trained_as or model_dir}
         if "://" in serving_dir:
-            return _copy_into_new_version(model_dir, serving_dir, version, push_id)
+            return _copy_into_new_version(model_dir, serving_dir, version, record)
         _remove_stale_staging(serving_dir, lock_ttl_seconds)
-        return _stage_and_rename(model_dir, serving_dir, version, push_id, lock)
+        return _stage_and_rename(model_dir, serving_dir, version, record, lock)
 
 
-def _copy_into_new_version(model_dir: str, serving_dir: str, version: int, push_id: str) -> str:
+def _copy_into_new_version(model_dir: str, serving_dir: str, version: int, record: dict) -> str:
     import tensorflow as tf
     while tf.io.gfile.exists(os.path.join(serving_dir, str(version))):  # a crashed copy's incomplete directory
         version += 1
     target = os.path.join(serving_dir, str(version))
-    _write_push_record(target, push_id, model_dir)  # before saved_model.pb makes the version visible
+    _write_push_record(target, record)  # before saved_model.pb makes the version visible
     _copy_tree(model_dir, target)
     return target
 
 
-def _stage_and_rename(model_dir: str, serving_dir: str, version: int, push_id: str, lock: PathLock) -> str:
+def _stage_and_rename(model_dir: str, serving_dir: str, version: int, record: dict, lock: PathLock) -> str:
     staging = os.path.join(serving_dir, f"{PARTIAL_PREFIX}{os.getpid()}@{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
     try:
         _copy_tree(model_dir, staging)
-        _write_push_record(staging, push_id, model_dir)
+        _write_push_record(staging, record)
         if not lock.held():  # it expired while we copied and another push took it: publish nothing
-            raise LockLost(f"push {push_id} held {lock.path} longer than its expiry and lost it; nothing was "
-                           f"published: push again")
+            raise LockLost(f"push {record['push_id']} held {lock.path} longer than its expiry and lost it; nothing "
+                           f"was published: push again")
         while True:
             target = os.path.join(serving_dir, str(version))
             try:
@@ -179,8 +182,9 @@ def rollback(serving_dir: str, to_version: Optional[int] = None) -> str:
     """Serves an earlier version again: publishes a copy of it as the newest version with `push_model` (one pusher
     at a time, never a half-copied version), so TF Serving, which serves the highest number, moves back to it, and
     the next training run is judged against it. The versions in between stay on disk; the copy's push record names
-    the version it copies (`pushed_from`). `to_version` defaults to the version before the newest. Returns the new
-    version's path; ValueError naming the versions there are when there is nothing to roll back to.
+    the training run's model it is (`pushed_from`), as the version it copies does. `to_version` defaults to the
+    version before the newest. Returns the new version's path; ValueError naming the versions there are when there
+    is nothing to roll back to.
 
     Example::
 
@@ -192,7 +196,9 @@ def rollback(serving_dir: str, to_version: Optional[int] = None) -> str:
         raise ValueError(f"cannot roll {serving_dir} back to {target if target is not None else 'an earlier version'}"
                          f": its versions are {found or 'none'} (the newest, {found[-1] if found else None}, is "
                          f"serving now)")
-    return push_model(os.path.join(serving_dir, str(target)), serving_dir, f"rollback-to-{target}-{uuid.uuid4().hex}")
+    version_dir = os.path.join(serving_dir, str(target))
+    return push_model(version_dir, serving_dir, f"rollback-to-{target}-{uuid.uuid4().hex}",
+                      trained_as=pushed_from(version_dir) or version_dir)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -209,7 +215,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps({"serving": version_dir, "copy_of": pushed_from(version_dir)}))
+    print(json.dumps({"serving": version_dir, "model_dir": pushed_from(version_dir)}))
     return 0
 
 

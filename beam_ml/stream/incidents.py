@@ -3,7 +3,8 @@ updated when its peak has risen (at most once per `update_every` seconds of even
 long anomaly from paging forty times) and closed when the sensor has had no alert for `gap` seconds.
 
 Data contract: `GroupIncidents(gap, update_every)`: PCollection[Alert] → PCollection[Incident] (`open`, `update`,
-`close` events; an incident closes when the watermark passes `gap` seconds after its latest alert). `WriteIncidents(topic,
+`close` events, from the alerts in event-time order; an incident closes when the watermark passes `gap` seconds
+after its latest alert). `WriteIncidents(topic,
 files_dir, ...)`: PCollection[Incident] → Pub/Sub messages (JSON, attributes `sensor_id` and `event`) and/or JSON
 Lines files per event-time window (`incidents-<window>-pane-<i>-...jsonl`). The rules are the plain class
 `IncidentTracker`; the DoFn only keeps it in keyed state and sets the closing timer.
@@ -18,7 +19,7 @@ import apache_beam as beam
 from apache_beam.coders import PickleCoder
 from apache_beam.transforms import window
 from apache_beam.transforms.timeutil import TimeDomain
-from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
 
 from beam_ml.stream.elements import Alert, Incident
@@ -69,23 +70,34 @@ class IncidentTracker:
 
 
 class TrackIncidents(beam.DoFn):
-    """(sensor, Alert) → Incident events, the sensor's `IncidentTracker` in keyed state; an event-time timer `gap`
-    after the latest alert closes the incident."""
+    """(sensor, Alert) → Incident events, the sensor's `IncidentTracker` in keyed state. Alerts wait in a buffer until
+    the watermark reaches them, then go to the tracker in event-time order (windows released together arrive in no
+    particular order); an event-time timer `gap` after the latest alert closes the incident."""
 
     TRACKER = ReadModifyWriteStateSpec("tracker", PickleCoder())
+    WAITING = BagStateSpec("waiting", PickleCoder())
+    FLUSH_TIMER = TimerSpec("flush", TimeDomain.WATERMARK)
     CLOSE_TIMER = TimerSpec("close", TimeDomain.WATERMARK)
 
     def __init__(self, gap: float, update_every: float):
         self._gap, self._update_every = gap, update_every
 
-    def process(self, element, timestamp=beam.DoFn.TimestampParam, tracker=beam.DoFn.StateParam(TRACKER),
-                timer=beam.DoFn.TimerParam(CLOSE_TIMER)):
+    def process(self, element, timestamp=beam.DoFn.TimestampParam, waiting=beam.DoFn.StateParam(WAITING),
+                flush=beam.DoFn.TimerParam(FLUSH_TIMER)):
         _, alert = element
+        waiting.add(alert)
+        flush.set(timestamp)  # all of a sensor's alerts up to here, once the watermark has passed them
+
+    @on_timer(FLUSH_TIMER)
+    def on_flush(self, fired=beam.DoFn.TimestampParam, waiting=beam.DoFn.StateParam(WAITING),
+                 tracker=beam.DoFn.StateParam(TRACKER), close=beam.DoFn.TimerParam(CLOSE_TIMER)):
+        alerts = sorted(waiting.read(), key=lambda a: (a.window_end, a.window_start))
+        waiting.clear()
         state = tracker.read() or IncidentTracker(self._gap, self._update_every)
-        events = state.add(alert)
+        for alert in alerts:
+            yield from state.add(alert)
         tracker.write(state)
-        timer.set(Timestamp.of(float(timestamp) + self._gap))  # the alert arrived at `timestamp` (event time)
-        yield from events
+        close.set(Timestamp.of(float(fired) + self._gap))
 
     @on_timer(CLOSE_TIMER)
     def on_close(self, tracker=beam.DoFn.StateParam(TRACKER)):

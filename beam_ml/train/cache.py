@@ -53,8 +53,7 @@ DATA_FIELDS = ("column_types", "allow_non_finite", "batch_bytes", "split_buckets
 TRANSFORM_FIELDS = ("module", "window_key", "window_time_key", "window_length", "window_stride", "window_max_gap")
 TRAIN_FIELDS = ("label_key", "hyperparameters", "seed")
 EVALUATE_FIELDS = ("eval_metrics", "eval_slices", "eval_thresholds", "eval_change_thresholds", "fairness_features",
-                   "fairness_max_gap", "fairness_min_examples", "label_set_changed", "infra_validation",
-                   "warmup_rows")
+                   "label_set_changed", "infra_validation", "warmup_rows")  # (the fairness bounds only word the report)
 # The stages a changed run can take over: {stage: (the key that must be the same, the run record's stage that says
 # the earlier run completed it, what it wrote: RunLayout attributes)}. Keys chain, so a reused stage's upstream
 # stages can be reused too.
@@ -186,25 +185,52 @@ def reusable_run(records: list[dict], keys: Optional[dict], baseline_model: Opti
 
 
 def reusable_stages(records: list[dict], keys: Optional[dict]) -> dict[str, dict]:
-    """{stage: the record of the newest earlier training run among `records` whose key for that stage is this
-    run's, that completed the stage and whose outputs of it are all still there} (see the module's docstring)."""
+    """{stage: the record of the newest earlier training run among `records` that computed that stage (did not take
+    it over itself) with this run's key for it, and whose outputs of it are all still there} (see the module's
+    docstring)."""
     if keys is None:
         return {}
-    import tensorflow as tf
     newest_first = sorted(records, key=lambda r: r.get("started") or "", reverse=True)
     found = {}
-    for stage, (key, done, outputs) in REUSABLE_STAGES.items():
+    for stage, (key, done, _) in REUSABLE_STAGES.items():
         for record in newest_first:
             if record.get("job") != "train_pipeline" or record.get("cached_from") or \
+                    stage in (record.get("reused_stages") or {}) or \
                     (record.get("cache_keys") or {}).get(key) != keys[key]:
-                continue  # a whole-run reuse wrote no outputs of its own
+                continue  # a reused run or stage has no outputs of its own: take them from where they were made
             completed = record.get("status") == "succeeded" or \
                 done in {s.get("stage") for s in record.get("stages") or []}
-            layout = RunLayout(record["run_dir"])
-            if completed and all(tf.io.gfile.exists(getattr(layout, name)) for name in outputs):
+            if completed and _outputs_complete(stage, record):
                 found[stage] = record
                 break
     return found
+
+
+def _outputs_complete(stage: str, record: dict) -> bool:
+    """Whether every file the stage writes for each of the run's splits is there (a run killed mid-stage leaves
+    some)."""
+    import tensorflow as tf
+
+    from beam_ml.train.transform import transformed_files
+    layout = RunLayout(record["run_dir"])
+    splits = list((record.get("counts") or {}).get("splits") or {})
+    if not splits:
+        return False
+    if stage == "validate":
+        paths = [layout.schema_file] + [f(s) for s in splits for f in (layout.statistics_file, layout.anomalies_file)]
+        return all(tf.io.gfile.exists(p) for p in paths)
+    if stage == "transform":
+        return tf.io.gfile.exists(os.path.join(layout.transform, "transform_fn")) and \
+            all(transformed_files(layout.transform, s) for s in splits)
+    return tf.io.gfile.exists(os.path.join(layout.serving_model, "saved_model.pb"))
+
+
+def model_is_serving(records: list[dict], trained_by: str, baseline_model: Optional[str]) -> bool:
+    """Whether the model that run `trained_by` trained is the one serving as `baseline_model`: pushed by that run, or
+    by a run that took its model over."""
+    return baseline_model is not None and any(
+        r.get("pushed_model_dir") == baseline_model for r in records
+        if r["run_dir"] == trained_by or (r.get("reused_stages") or {}).get("train") == trained_by)
 
 
 def copy_stage_outputs(unused_trigger: Any, stage: str, earlier_run_dir: str, run_dir: str,

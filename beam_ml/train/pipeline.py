@@ -1,6 +1,5 @@
 """The training job as one composite PTransform: ingest → validate → transform → train → evaluate → infra-validate →
 push, and the run record.
-run record.
 
 `TrainPipeline(plan)` (the plan from `beam_ml.train.plan.plan_run`) wires the stages; each stage is its own reusable
 PTransform. Data flows between them as Arrow RecordBatches, never as one Python dict per row.
@@ -227,9 +226,9 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
                                                     layout.evaluation, plan.fmt)
                       | "RecordEvaluated" >> beam.ParDo(RecordProgress(manifest, "evaluated")))
 
-        not_pushed = (f"its model is the one serving as {plan.baseline_model}, taken over from run "
-                      f"{plan.reused_stages['train'].get('run_id')} which pushed it (an identical model is not a "
-                      f"new version)" if plan.reused_serving_model else None)
+        not_pushed = (f"its model, taken over from run {plan.reused_stages['train'].get('run_id')}, is the one "
+                      f"serving as {plan.baseline_model} (an identical model is not a new version)"
+                      if plan.reused_serving_model else None)
         infra = (model_dir | "InfraValidate" >> beam.ParDo(InfraValidate(), beam.pvalue.AsSingleton(evaluation))
                  | "RecordInfraValidated" >> beam.ParDo(
                      RecordProgress(manifest, "servable", "infra_validation"))

@@ -28,7 +28,7 @@ from beam_ml.lineage.store import check_store
 from beam_ml.model.push import latest_model
 from beam_ml.train import user_module
 from beam_ml.report.read import run_records
-from beam_ml.train.cache import cache_keys, reusable_run, reusable_stages
+from beam_ml.train.cache import cache_keys, model_is_serving, reusable_run, reusable_stages
 from beam_ml.train.evaluate import build_eval_config
 from beam_ml.train.validate import load_drift_baseline
 
@@ -52,6 +52,8 @@ class RunPlan:
     cache_keys: Optional[dict] = None  # beam_ml.train.cache: what each stage's results depend on
     reused_run: Optional[dict] = None  # the record of the earlier run this one reuses, if any
     reused_stages: dict = dataclasses.field(default_factory=dict)  # {stage: the earlier run's record} (cache.py)
+    # The reused model is the one serving now: blessed or not, it is not pushed again (not a new version).
+    reused_serving_model: bool = False
     launch_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
@@ -85,13 +87,6 @@ class RunPlan:
     @property
     def serving_model_dir(self) -> str:
         return RunLayout(self.run.run_dir).serving_model
-
-    @property
-    def reused_serving_model(self) -> bool:
-        """Whether this run's model is taken over from the run that pushed the model serving now: blessed or not,
-        it is not pushed again (an identical model is not a new version)."""
-        earlier = self.reused_stages.get("train")
-        return bool(earlier and self.baseline_model and earlier.get("pushed_model_dir") == self.baseline_model)
 
     @property
     def temp_dir(self) -> str:
@@ -170,10 +165,13 @@ def plan_run(config: PipelineConfig) -> RunPlan:
     baseline_model = latest_model(config.serving_dir)
     keys = cache_keys(config, resolved.source.describe(), module, baseline_model)
     records = [] if config.no_cache else run_records(config.output_dir)
+    reused_run = reusable_run(records, keys, baseline_model)
+    reused_stages = {} if reused_run else reusable_stages(records, keys)  # the whole run, or stages
+    trained_by = reused_stages["train"]["run_dir"] if "train" in reused_stages else None
     return RunPlan(config=config, run=run, source=resolved.source, schema=schema, drift_baseline=drift_baseline,
                    baseline_model=baseline_model, module=module, span_selection=resolved.span_selection,
-                   cache_keys=keys, reused_run=reusable_run(records, keys, baseline_model),
-                   reused_stages=reusable_stages(records, keys))
+                   cache_keys=keys, reused_run=reused_run, reused_stages=reused_stages,
+                   reused_serving_model=bool(trained_by) and model_is_serving(records, trained_by, baseline_model))
 
 
 def _check_windowing(fmt: RecordFormat, config: PipelineConfig) -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from beam_ml.core.layout import RunLayout
 from beam_ml.lineage.store import open_store
+from beam_ml.model.push import versions
 from tests.support.jobs import job_args, run_job
 from tests.support.paths import ROOT
 
@@ -30,8 +31,9 @@ def test_an_unchanged_run_is_reused_and_a_changed_run_reuses_the_stages_before_i
     assert second["cached_from"] == first["run_dir"] and second["cache_keys"] == {
         **first["cache_keys"], "evaluate": second["cache_keys"]["evaluate"]}  # judged against first's model now
     assert second["pushed_model_dir"] is None and "was trained by run first from the same data" in second["push"]
+    assert not second["reused_stages"]  # the whole run is reused, not stage by stage
     assert second["metrics"] == first["metrics"] and second["counts"] == first["counts"]
-    assert os.listdir(tmp_path / "serving") == [os.path.basename(first["pushed_model_dir"])]
+    assert versions(str(tmp_path / "serving")) == [int(os.path.basename(first["pushed_model_dir"]))]
     assert not os.path.exists(RunLayout(second["run_dir"]).serving_model)  # nothing recomputed
     with open(RunLayout(second["run_dir"]).report_file) as f:
         report = f.read()
@@ -71,10 +73,15 @@ def test_an_unchanged_run_is_reused_and_a_changed_run_reuses_the_stages_before_i
     code, sixth = run_job(*job_args(tmp_path, "sixth",
                                     eval_thresholds='{"SparseCategoricalAccuracy": {"lower": 0.85}}'))
     assert code == 0, sixth.get("error")
-    assert sixth["reused_stages"] == {"validate": fifth["run_dir"], "transform": fifth["run_dir"],
-                                      "train": fourth["run_dir"]}  # the model serving now, judged again
+    assert sixth["reused_stages"] == {"validate": fourth["run_dir"], "transform": fourth["run_dir"],
+                                      "train": fourth["run_dir"]}  # from where each was computed (fifth took
+    # its statistics and transform over from fourth); the model is the one serving now, judged again
     assert sixth["blessed"] is True and sixth["metrics"] == fourth["metrics"]
     assert sixth["pushed_model_dir"] is None and "taken over from run fourth" in sixth["push"]
-    assert sorted(os.listdir(tmp_path / "serving")) == sorted(
-        os.path.basename(r["pushed_model_dir"]) for r in (first, fourth) + ((third,) if third["blessed"] else ()))
+    assert versions(str(tmp_path / "serving")) == sorted(
+        int(os.path.basename(r["pushed_model_dir"])) for r in (first, fourth) + ((third,) if third["blessed"] else ()))
     assert set(_states(store, sixth).values()) == {"CACHED", "COMPLETE"} and "Push" not in _states(store, sixth)
+    code, seventh = run_job(*job_args(tmp_path, "seventh",  # sixth again: the serving model, still not pushed
+                                      eval_thresholds='{"SparseCategoricalAccuracy": {"lower": 0.85}}'))
+    assert code == 0 and seventh["reused_stages"]["train"] == fourth["run_dir"] and not seventh["pushed_model_dir"]
+    assert len(versions(str(tmp_path / "serving"))) == 2 + bool(third["blessed"])

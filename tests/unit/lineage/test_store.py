@@ -292,11 +292,27 @@ def test_a_run_is_recorded_whole_in_one_transaction_and_writers_racing_on_a_new_
     record_run(store, first)
     record_run(LookedBeforeTheFirstCommitted(store), second)
     data = store.get_artifacts_by_type("beam_ml.Data")
-    assert [(a.uri, a.external_id) for a in data] == [("/data/penguins.csv", "beam_ml.Data:/data/penguins.csv@aaa")]
+    assert [a.uri for a in data] == ["/data/penguins.csv"] and data[0].external_id.startswith("beam_ml.Data:")
     runs = {c.name: c.id for c in store.get_contexts_by_type("beam_ml.Run")}
     assert {a.id for a in store.get_artifacts_by_context(runs[second["run_dir"]])} >= {data[0].id}
+    # A writer that died between the run's transaction and its link to the pipeline: linked when recorded again.
+    store.put_contexts([pb.Context(type_id=store.get_context_type("beam_ml.Run").id, name="/elsewhere/runs/x")])
+    orphan = store.get_context_by_type_and_name("beam_ml.Run", "/elsewhere/runs/x")
+    assert record_run(store, {**first, "run_dir": "/elsewhere/runs/x"}) == orphan.id
+    assert [c.name for c in store.get_parent_contexts_by_context(orphan.id)] == ["/elsewhere/runs"]
     for run_dir, run_id in runs.items():  # every execution of a run in it and in its pipeline's context
         pipeline = store.get_parent_contexts_by_context(run_id)[0]
         assert pipeline.name == str(tmp_path / "runs")
         executions = {e.id for e in store.get_executions_by_context(run_id)}
         assert len(executions) == 5 and executions <= {e.id for e in store.get_executions_by_context(pipeline.id)}
+
+
+def test_an_input_without_a_fingerprint_is_a_new_artifact_in_every_run(tmp_path):
+    store = open_store(str(tmp_path / "metadata.sqlite"))
+    for run_id, version in (("a", "v1"), ("b", "v2")):  # the same table, its content changed in between
+        record = _run(tmp_path, run_id, "unused", f"2026-01-0{len(run_id)}T00:00:00+00:00")
+        record["inputs"] = [{"kind": "bigquery", "bigquery": "p:d.penguins", "sha256": None, "version": version}]
+        record_run(store, record)
+    data = store.get_artifacts_by_type("beam_ml.Data")
+    assert sorted((a.uri, a.custom_properties["version"].string_value, a.external_id) for a in data) == [
+        ("p:d.penguins", "v1", ""), ("p:d.penguins", "v2", "")]

@@ -165,7 +165,8 @@ def test_rollback_serves_an_earlier_version_again_as_the_newest_keeping_the_rest
     back = rollback(serving)  # TF Serving serves the highest number: now a copy of the first
     assert latest_model(serving) == back and versions(serving)[-3:-1] == [int(os.path.basename(first)),
                                                                           int(os.path.basename(second))]
-    assert pushed_from(back) == first and not os.listdir(serving)[0].startswith(PARTIAL_PREFIX)
+    assert pushed_from(back) == pushed_from(first) == str(tmp_path / "model-1")  # the training run's model
+    assert not os.listdir(serving)[0].startswith(PARTIAL_PREFIX)
     assert not filecmp.dircmp(os.path.join(first, "variables"), os.path.join(back, "variables")).diff_files
     assert os.path.exists(os.path.join(second, "saved_model.pb"))  # the rolled-back version stays, for the record
     with pytest.raises(ValueError, match=r"cannot roll .* back to 123: its versions are \["):
@@ -177,5 +178,6 @@ def test_rollback_serves_an_earlier_version_again_as_the_newest_keeping_the_rest
                            "--to", os.path.basename(second)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     answer = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert answer == {"serving": latest_model(serving), "copy_of": second} and len(versions(serving)) == 4
+    assert answer == {"serving": latest_model(serving), "model_dir": str(tmp_path / "model-2")}
+    assert len(versions(serving)) == 4 and pushed_by(serving, "run-2") == second  # the copy is not push run-2
     assert main(["rollback", "--serving_dir", str(tmp_path / "empty")]) == 2

@@ -40,7 +40,8 @@ def test_a_two_minute_anomaly_is_one_incident_not_forty_alerts():
     stream = TestStream().advance_watermark_to(0)
     for alert in alerts:
         stream = stream.add_elements([beam.window.TimestampedValue(alert, alert.window_end)])
-    stream = (stream.add_elements([beam.window.TimestampedValue(_alert("s2", 1050, 9.0), 1050)])
+    released_together = [_alert("s2", 1050, 9.0), _alert("s2", 1047, 8.0)]  # one timer's windows, in any order
+    stream = (stream.add_elements([beam.window.TimestampedValue(a, 1050) for a in released_together])
               .advance_watermark_to(1200)  # 80 s quiet after the last alert: closed (gap 60)
               .add_elements([beam.window.TimestampedValue(_alert("s1", 1500, 2.0), 1500)])
               .advance_watermark_to(2000)
@@ -49,8 +50,11 @@ def test_a_two_minute_anomaly_is_one_incident_not_forty_alerts():
     incidents = (p | stream.with_output_types(Alert)
                  | beam.WindowInto(window.FixedWindows(1))  # as model scoring's batches leave them
                  | GroupIncidents(gap=60, update_every=60))
+    assert_that(incidents | "S2Start" >> beam.Filter(lambda i: i.sensor_id == "s2")
+                | beam.Map(lambda i: (i.incident_id, i.start)), equal_to([("s2@1044.000", 1044.0)] * 2),
+                label="EarliestFirst")
     assert_that(incidents | beam.Map(lambda i: (i.sensor_id, i.event, i.alerts, i.peak_score)), equal_to([
         ("s1", "open", 1, 1.0), ("s1", "update", 21, 5.5), ("s1", "close", 40, 5.5),
-        ("s2", "open", 1, 9.0), ("s2", "close", 1, 9.0),
+        ("s2", "open", 1, 8.0), ("s2", "close", 2, 9.0),
         ("s1", "open", 1, 2.0), ("s1", "close", 1, 2.0)]))
     p.run().wait_until_finish()

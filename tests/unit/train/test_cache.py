@@ -7,7 +7,8 @@ from beam_ml.config.train import PipelineConfig
 from beam_ml.core.run import MANIFEST_FILE
 from beam_ml.core.layout import RunLayout
 from beam_ml.report.read import run_records
-from beam_ml.train.cache import cache_keys, copy_stage_outputs, reusable_run, reusable_stages, reused_record
+from beam_ml.train.cache import (
+    cache_keys, copy_stage_outputs, model_is_serving, reusable_run, reusable_stages, reused_record)
 from beam_ml.train.user_module import UserModule
 from tests.support.paths import PENGUINS_CONFIG
 
@@ -73,21 +74,28 @@ def test_a_run_reuses_the_newest_success_whose_model_is_serving_or_whose_refusal
     assert reused["metrics"] == {"accuracy": 0.9} and "the model serving as /serving/2" in reused["push"]
 
 
-def test_a_changed_run_takes_over_each_stage_an_earlier_run_completed_with_the_same_key(tmp_path):
+def test_a_changed_run_takes_over_each_stage_an_earlier_run_computed_with_the_same_key(tmp_path):
     keys = {"data": "d", "transform": "t", "train": "m", "judging": "j", "evaluate": "e"}
+    splits = ("train", "eval")
 
-    def run(name, started, status="succeeded", stages=(), outputs=("statistics", "schema_file", "anomalies",
-                                                                    "transform", "serving_model"),
-            cached_from=None, **key_changes):
+    def run(name, started, status="succeeded", stages=(), outputs=("validate", "transform", "train"),
+            cached_from=None, reused_stages=None, pushed=None, **key_changes):
         layout = RunLayout(str(tmp_path / name))
-        for output in outputs:
-            path = getattr(layout, output)
-            os.makedirs(os.path.dirname(path) if output == "schema_file" else path, exist_ok=True)
-            with open(os.path.join(path, "part") if output != "schema_file" else path, "w") as f:
-                f.write(f"{name} {output}")
+        files = {"validate": [layout.schema_file] + [f(s) for s in splits
+                                                      for f in (layout.statistics_file, layout.anomalies_file)],
+                 "transform": [os.path.join(layout.transform, "transform_fn", "saved_model.pb")] + [
+                     os.path.join(layout.transform, "transformed_examples", f"Split-{s}",
+                                  "transformed_examples-00000-of-00001.tfrecord") for s in splits],
+                 "train": [os.path.join(layout.serving_model, "saved_model.pb")]}
+        for path in (p for stage in outputs for p in files[stage]):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write(f"{name} {os.path.basename(path)}")
         record = {"job": "train_pipeline", "run_id": name, "status": status, "started": started,
                   "cache_keys": {**keys, **key_changes}, "stages": [{"stage": s} for s in stages],
-                  "cached_from": cached_from}
+                  "cached_from": cached_from, "reused_stages": reused_stages or {}, "pushed_model_dir": pushed,
+                  "counts": {"splits": dict.fromkeys(splits, 5)}}
+        os.makedirs(layout.run_dir, exist_ok=True)
         with open(layout.manifest, "w") as f:
             json.dump(record, f)
 
@@ -100,21 +108,30 @@ def test_a_changed_run_takes_over_each_stage_an_earlier_run_completed_with_the_s
     run("b", "2026-01-02", status="failed", stages=["read", "data checked", "trained"], train="m-b")
     assert reused() == {"validate": "b", "transform": "b"}  # failed at evaluation: its transform is complete
     run("c", "2026-01-03", status="failed", stages=["read"])  # stopped before validation: nothing to take
-    run("d", "2026-01-04", outputs=("statistics", "schema_file", "anomalies", "transform"))  # its model is gone
+    run("d", "2026-01-04", outputs=("validate", "transform"))  # its model is gone
     assert reused() == {"validate": "d", "transform": "d"}
+    os.remove(RunLayout(str(tmp_path / "d")).anomalies_file("eval"))  # a stage's output half there: not taken
+    assert reused() == {"validate": "b", "transform": "d"}
     run("e", "2026-01-05", cached_from=str(tmp_path / "a"))  # reused a whole run: no outputs of its own
-    assert reused() == {"validate": "d", "transform": "d"}
+    assert reused() == {"validate": "b", "transform": "d"}
     run("f", "2026-01-06", status="failed", stages=["read", "data checked", "trained"])
     assert reused() == {"validate": "f", "transform": "f", "train": "f"}
+    # A run that took the model over did not make it: the model comes from where it was trained.
+    run("g", "2026-01-07", reused_stages={"train": str(tmp_path / "f")}, pushed="/serving/7", judging="j2")
+    assert reused()["train"] == "f"
+    records = run_records(str(tmp_path))
+    assert model_is_serving(records, str(tmp_path / "f"), "/serving/7")  # g pushed f's model
+    assert not model_is_serving(records, str(tmp_path / "f"), "/serving/8")
+    assert not model_is_serving(records, str(tmp_path / "f"), None)
     assert reused({**keys, "data": "other", "transform": "other", "train": "other"}) == {}
     assert reusable_stages(run_records(str(tmp_path)), None) == {}
 
     copy_stage_outputs(None, "transform", str(tmp_path / "f"), str(tmp_path / "new"))
     copied = RunLayout(str(tmp_path / "new"))
-    assert open(os.path.join(copied.transform, "part")).read() == "f transform"
+    assert open(os.path.join(copied.transform, "transform_fn", "saved_model.pb")).read() == "f saved_model.pb"
     assert not os.path.exists(copied.statistics)  # only the stage's own outputs
     copy_stage_outputs(None, "validate", str(tmp_path / "f"), str(tmp_path / "new"))
-    assert open(copied.schema_file).read() == "f schema_file"
+    assert open(copied.schema_file).read() == "f schema.pbtxt"
 
 
 def test_the_module_key_covers_the_user_code_it_imports():
