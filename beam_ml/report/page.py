@@ -115,7 +115,8 @@ def gather(run_dir: str) -> RunFacts:
         dead_letters=_read("dead letters", read_dead_letters, layout.dead_letter_file, default=[]),
         previous_run=previous,
         predictions=_read("predictions", read_predictions, manifest.get("predictions")),
-        alerts=_read("alerts", read_alerts, config.get("alerts_dir"), config.get("dead_letter_dir"))
+        alerts=_read("alerts", read_alerts, config.get("alerts_dir"), config.get("dead_letter_dir"),
+                     config.get("incidents_dir"))
         if manifest.get("job") == "detect_anomalies" else None)
 
 
@@ -482,6 +483,15 @@ def _alerts(facts: RunFacts) -> str:
         parts.append(f"<h3>Alerts over time</h3><p>{escaped(start)} to {escaped(end)} (UTC), by window end</p>"
                      + charts.histogram_overlay([("alerts", [(edges[i], edges[i + 1], counts[i])
                                                              for i in range(len(counts))])], width=480, height=90))
+    if summary.incidents:
+        still_open = sum(1 for i in summary.incidents if i.get("event") != "close")
+        parts.append(f"<h3>Incidents</h3><p>{len(summary.incidents)} incidents ({still_open} not closed at the "
+                     f"last event read); the 30 with the highest peak:</p>" + _table(
+                         ("sensor", "start (UTC)", "end (UTC)", "seconds", "alerts", "peak", "state"),
+                         ((escaped(i.get("sensor_id")), escaped(_utc(i["start"])), escaped(_utc(i["end"])),
+                           number_text(i["end"] - i["start"]), number_text(i.get("alerts")),
+                           number_text(i.get("peak_score")), escaped(i.get("event")))
+                          for i in summary.incidents[:30]), "incidents"))
     parts.append("<h3>Dead letters</h3>" + (_table(("reason", "messages"), (
         (escaped(k), number_text(n)) for k, n in sorted(summary.dead_letters.items(), key=lambda item: -item[1])))
         if summary.dead_letters else "<p>None.</p>"))

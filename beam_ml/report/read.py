@@ -359,7 +359,9 @@ def read_predictions(pattern: Optional[str], limit: int = 100_000) -> Optional[P
 @dataclasses.dataclass
 class AlertSummary:
     """What a streaming detection run wrote to its files (up to `limit` lines each): alerts per sensor and per
-    detector, each alert's window end (unix seconds), and the dead letters by reason (late readings among them)."""
+    detector, each alert's window end (unix seconds), the dead letters by reason (late readings among them), and
+    each incident as its latest event says (`beam_ml.stream.incidents`; `event` close, or open/update while it
+    goes on)."""
 
     alerts: int
     per_sensor: dict[str, int]
@@ -367,6 +369,7 @@ class AlertSummary:
     window_ends: list[float]
     dead_letters: dict[str, int]
     truncated: bool
+    incidents: list[dict] = dataclasses.field(default_factory=list)
 
 
 def _json_lines(pattern: str, limit: int) -> tuple[list[dict], bool]:
@@ -385,12 +388,24 @@ def _json_lines(pattern: str, limit: int) -> tuple[list[dict], bool]:
     return found, False
 
 
-def read_alerts(alerts_dir: Optional[str], dead_letter_dir: Optional[str],
+def read_alerts(alerts_dir: Optional[str], dead_letter_dir: Optional[str], incidents_dir: Optional[str] = None,
                 limit: int = 100_000) -> Optional[AlertSummary]:
-    """The summary of a detection run's alert and dead-letter files (`--alerts_dir`, `--dead_letter_dir`), or None
-    when it wrote neither."""
-    if not alerts_dir and not dead_letter_dir:
+    """The summary of a detection run's alert, dead-letter and incident files (`--alerts_dir`, `--dead_letter_dir`,
+    `--incidents_dir`), or None when it wrote none of them."""
+    if not alerts_dir and not dead_letter_dir and not incidents_dir:
         return None
+    events, events_cut = (_json_lines(os.path.join(incidents_dir, "incidents-*.jsonl"), limit) if incidents_dir
+                          else ([], False))
+    latest: dict[str, dict] = {}
+    order = ("open", "update", "close")
+    for event in events:
+        if not all(isinstance(event.get(k), (int, float)) and math.isfinite(event[k]) for k in ("start", "end")):
+            continue  # not an incident event
+        known = latest.get(str(event.get("incident_id")))
+        rank = (order.index(event["event"]) if event.get("event") in order else -1, event.get("alerts") or 0)
+        if known is None or rank > (order.index(known["event"]) if known.get("event") in order else -1,
+                                    known.get("alerts") or 0):
+            latest[str(event.get("incident_id"))] = event
     alerts, alerts_cut = _json_lines(os.path.join(alerts_dir, "alerts-*.jsonl"), limit) if alerts_dir else ([], False)
     letters, letters_cut = (_json_lines(os.path.join(dead_letter_dir, "dead_letter-*.jsonl"), limit)
                             if dead_letter_dir else ([], False))
@@ -407,7 +422,8 @@ def read_alerts(alerts_dir: Optional[str], dead_letter_dir: Optional[str],
     for letter in letters:
         reason = str(letter.get("reason", "")).split(":")[0] or "unknown"
         reasons[reason] = reasons.get(reason, 0) + 1
-    return AlertSummary(len(alerts), per_sensor, per_detector, ends, reasons, alerts_cut or letters_cut)
+    return AlertSummary(len(alerts), per_sensor, per_detector, ends, reasons, alerts_cut or letters_cut or events_cut,
+                        sorted(latest.values(), key=lambda i: -(i.get("peak_score") or 0)))
 
 
 @dataclasses.dataclass

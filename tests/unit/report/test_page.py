@@ -1,4 +1,5 @@
 """The report page and its charts, from run records and facts: escaped, offline, honest about what is missing."""
+import dataclasses
 import json
 import os
 import re
@@ -206,8 +207,17 @@ def test_a_detection_run_shows_its_alerts_per_sensor_and_over_time_and_its_dead_
         DeadLetter("pubsub", 0, raw, reason).to_json() + "\n"
         for raw, reason in (("{x", "not JSON: Expecting"), ("{}", "late: behind the watermark"),
                             ("{}", "late: behind the watermark"), ("{}", "duplicate: a reading at 5 already"))))
+    from beam_ml.stream.elements import Incident
+    from beam_ml.stream.incidents import incident_to_json
+    incidents = tmp_path / "incidents"
+    incidents.mkdir()
+    opened = Incident("sensor-01@100.000", "open", "sensor-01", 100.0, 160.0, 5.0, 3.0, "model", ("flow",), 1)
+    events = (dataclasses.replace(opened, event="close", end=220.0, peak_score=9.0, alerts=2), opened,  # any order
+              dataclasses.replace(opened, incident_id="<b>x</b>@1", sensor_id="<b>x</b>", start=1000.0, end=1003.0))
+    (incidents / "incidents-a-pane-0-00000-of-00001.jsonl").write_text(
+        "".join(incident_to_json(i) + "\n" for i in events) + '{"start": "garbage"}\n')
     run_dir = _run(tmp_path, job="detect_anomalies", run_id="r1", status="running", stage="started",
-                   config={"alerts_dir": str(alerts), "dead_letter_dir": str(dead)})
+                   config={"alerts_dir": str(alerts), "dead_letter_dir": str(dead), "incidents_dir": str(incidents)})
     page = render(gather(run_dir))
     section = page[page.index('<section id="alerts"'):]
     assert "3 alerts in" in section and "<td>sensor-01</td><td>2</td>" in section
@@ -215,6 +225,10 @@ def test_a_detection_run_shows_its_alerts_per_sensor_and_over_time_and_its_dead_
     assert "<td>model</td><td>2</td>" in section and "<td>zscore</td><td>1</td>" in section
     assert "<td>late</td><td>2</td>" in section and "<td>not JSON</td><td>1</td>" in section
     assert "Late readings: 2, duplicate readings: 1" in section
+    assert "2 incidents (1 not closed at the last event read)" in section
+    assert ("<td>sensor-01</td><td>1970-01-01T00:01:40+00:00</td><td>1970-01-01T00:03:40+00:00</td><td>120</td>"
+            "<td>2</td><td>9</td><td>close</td>") in section
+    assert "<td>&lt;b&gt;x&lt;/b&gt;</td>" in section and "<b>x</b>" not in section
     assert "1970-01-01T00:02:40+00:00 to 1970-01-01T00:16:40+00:00" in section
 
 
