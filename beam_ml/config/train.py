@@ -113,6 +113,22 @@ class PipelineConfig(SourceConfig):
                                          "pushed.")
     warmup_rows: int = option(10, kind="int", regex=r"^[1-9][0-9]*$",
                               help="Eval rows (without the label) in the model's TF Serving warm-up request.")
+    export_tflite: bool = option(False, kind="bool", regex=r"^(true|false|True|False)$",
+                                 help="Convert the trained model to TFLite (model.tflite beside the SavedModel, "
+                                      "tf.Transform graph included) and check it against the SavedModel on "
+                                      "tflite_rows eval rows.")
+    tflite_quantization: str = option("none", regex=r"^(none|dynamic|float16)$",
+                                      help="With export_tflite, also write a quantized variant, "
+                                           "model_<kind>.tflite: dynamic (int8 weights) or float16 (float16 "
+                                           "weights); none writes only the float model.")
+    tflite_max_difference: float = option(1e-4, kind="float", regex=r"^[0-9.]+([eE]-?[0-9]+)?$",
+                                          help="The largest difference between an output of the float TFLite "
+                                               "model and the SavedModel's that passes the parity check.")
+    tflite_on_difference: str = option("flag", regex=r"^(flag|fail)$",
+                                       help="What a failed TFLite conversion or parity check does: flag (recorded "
+                                            "and reported, the model is still pushed) or fail (not pushed).")
+    tflite_rows: int = option(200, kind="int", regex=r"^[1-9][0-9]*$",
+                              help="Eval rows (with the label) the TFLite parity check answers.")
     metadata_store: Optional[str] = metadata_store_option("<output_dir>/metadata.sqlite for a local output_dir.")
     metadata_password_env: str = metadata_password_env_option()
     no_cache: bool = option(False, kind="bool", regex=r"^(true|false|True|False)$",

@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence, TextIO
 
 from beam_ml.core.console import progress_line
 from beam_ml.report.charts import number_text
-from beam_ml.report.page import fairness_of
+from beam_ml.report.page import fairness_of, lite_text
 from beam_ml.report.read import read_slices, reused_stages
 
 _COUNT_NAMES = {"dead_letter": "dead letters"}
@@ -55,6 +55,8 @@ def stage_line(stage: str, took: Optional[float], record: dict) -> str:
                                                             else "no anomalies")
     elif stage == "servable":
         detail = _infra_text(record.get("infra_validation"))
+    elif stage == "tflite" and record.get("tflite"):
+        detail = lite_text(record["tflite"])
     return progress_line(stage, detail, None if stage == "started" else took)
 
 

@@ -32,8 +32,14 @@ def serving_signatures(model: Any, tf_transform_output: tft.TFTransformOutput, l
     raw_spec = tf_transform_output.raw_feature_spec()
     serving_spec = {k: v for k, v in raw_spec.items() if k != label}
 
+    fixed_shapes = {k: spec.shape for k, spec in tf_transform_output.transformed_feature_spec().items()
+                    if isinstance(spec, tf.io.FixedLenFeature)}
+
     def predict(transformed: dict) -> dict:
-        features = {k: v for k, v in transformed.items() if k != label}
+        # A lookup's output has no known rank after conversion to TFLite, where an op that needs it then fails on
+        # a batch of one row: the declared shape, a no-op in TensorFlow, keeps it known.
+        features = {k: tf.reshape(v, [-1, *fixed_shapes[k]]) if k in fixed_shapes else v
+                    for k, v in transformed.items() if k != label}
         outputs = model(features)
         return dict(outputs) if isinstance(outputs, dict) else {OUTPUT_KEY: outputs}
 

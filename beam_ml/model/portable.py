@@ -31,11 +31,12 @@ def _table_contents(handle: Any) -> tuple[Any, Any]:
     raise ValueError("a lookup table of the model has key and value types no converter takes")
 
 
-def _constant_tables_function(function: Any, variables: Sequence[Any], holder: Any) -> Any:
+def _constant_tables_function(function: Any, holder: Any) -> Any:
     """`function` (a loaded signature) traced again with every captured table replaced by a constant-initialised
-    copy kept on `holder` (so that saving it saves them)."""
+    copy, kept on `holder` with the variables it reads (so that saving `holder` saves them)."""
     import tensorflow as tf
-    variable_handles = {v.handle.ref() for v in variables}
+    holder.model_variables = list(function.variables)
+    variable_handles = {v.handle.ref() for v in function.variables}
     replacements = {}
     for index, captured in enumerate(function.captured_inputs):
         if captured.dtype == tf.resource and captured.ref() not in variable_handles:
@@ -71,11 +72,11 @@ def write_portable_saved_model(model_dir: str, out_dir: str, signature_keys: Seq
     if missing:
         raise ValueError(f"the model at {model_dir} has no signature {missing} (it has {sorted(loaded.signatures)})")
     portable = tf.Module()
-    portable.model_variables = list(loaded.variables)
+    portable.signature_parts = []
     signatures = {}
     for key in signature_keys:
         holder = tf.Module()
-        signatures[key] = _constant_tables_function(loaded.signatures[key], loaded.variables, holder)
-        setattr(portable, f"tables_{len(signatures)}", holder)
+        signatures[key] = _constant_tables_function(loaded.signatures[key], holder)
+        portable.signature_parts.append(holder)
     tf.saved_model.save(portable, out_dir, signatures=signatures)
     return list(signatures)

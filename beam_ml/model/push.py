@@ -219,17 +219,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def push_refusal(infra: Sequence[Optional[dict]] = (), lite: Sequence[dict] = ()) -> Optional[str]:
+    """Why a blessed model must not be pushed, from the checks that ran before push: infra validation
+    (`beam_ml.model.infra`) and the TFLite parity check under its `fail` policy (`beam_ml.model.lite`); None when
+    nothing stops it."""
+    for result in infra:
+        if result is not None and not result["ok"]:
+            return f"infra validation failed: {result.get('error')}"
+    return next((result["refusal"] for result in lite if result.get("refusal")), None)
+
+
 class PushIfBlessed(beam.DoFn):
-    """Pushes the model when the evaluation blessed it and infra validation (`beam_ml.model.infra`, when it ran:
-    the `infra` side input) found it servable; emits the pushed path or None. The serving directory gets TF
-    Serving's model config (`models.config`) beside its versions."""
+    """Pushes the model when the evaluation blessed it and no check before push refused it (`push_refusal` of the
+    `infra` and `lite` side inputs, each empty when its check did not run); emits the pushed path or None. The
+    serving directory gets TF Serving's model config (`models.config`) beside its versions."""
 
     def __init__(self, serving_dir: str, push_id: str):
         self._serving_dir = serving_dir
         self._push_id = push_id
 
-    def process(self, model_dir: str, evaluation: dict, infra: Sequence[Optional[dict]] = ()):
-        if not evaluation["blessed"] or any(result is not None and not result["ok"] for result in infra):
+    def process(self, model_dir: str, evaluation: dict, infra: Sequence[Optional[dict]] = (),
+                lite: Sequence[dict] = ()):
+        if not evaluation["blessed"] or push_refusal(infra, lite):
             yield None
             return
         pushed = push_model(model_dir, self._serving_dir, self._push_id)

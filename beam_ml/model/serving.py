@@ -163,33 +163,34 @@ def answer_grpc(signatures: Mapping[str, Any], request: Any) -> Any:
     return response
 
 
-def unlabelled_examples(batch: Any, label: str, rows: int) -> list[bytes]:
-    """The first `rows` rows of a RecordBatch as serialized tf.Examples without the label column: requests as
-    clients send them."""
+def sample_examples(batch: Any, rows: int, without: Optional[str] = None) -> list[bytes]:
+    """The first `rows` rows of a RecordBatch as serialized tf.Examples, without the column `without` when given
+    (the label: requests as clients send them)."""
     import pyarrow as pa
     from tfx_bsl.coders import example_coder
     part = batch.slice(0, rows)
-    keep = [i for i, name in enumerate(part.schema.names) if name != label]
-    unlabelled = pa.RecordBatch.from_arrays([part.column(i) for i in keep], [part.schema.names[i] for i in keep])
-    return example_coder.RecordBatchToExamplesEncoder().encode(unlabelled)
+    keep = [i for i, name in enumerate(part.schema.names) if name != without]
+    kept = pa.RecordBatch.from_arrays([part.column(i) for i in keep], [part.schema.names[i] for i in keep])
+    return example_coder.RecordBatchToExamplesEncoder().encode(kept)
 
 
-class WarmupSample(beam.PTransform[beam.PCollection, beam.PCollection[list[bytes]]]):
-    """`rows` rows of the eval RecordBatches as unlabelled serialized tf.Examples (a singleton list), the same
-    ones for the same data: those whose bytes hash highest among the first `rows` of each batch.
+class ExampleSample(beam.PTransform[beam.PCollection, beam.PCollection[list[bytes]]]):
+    """`rows` rows of RecordBatches as serialized tf.Examples (a singleton list), without the column `without`
+    when given, the same ones for the same data: those whose bytes hash highest among the first `rows` of each
+    batch.
 
     Example::
 
-        sample = eval_batches | WarmupSample("species", rows=10)
+        warmup = eval_batches | ExampleSample(rows=10, without="species")   # unlabelled, as clients send them
     """
 
-    def __init__(self, label: str, rows: int):
+    def __init__(self, rows: int, without: Optional[str] = None):
         super().__init__()
-        self._label, self._rows = label, rows
+        self._rows, self._without = rows, without
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection[list[bytes]]:
         return (batches
-                | "Unlabelled" >> beam.FlatMap(unlabelled_examples, self._label, self._rows)
+                | "Examples" >> beam.FlatMap(sample_examples, self._rows, self._without)
                 | "Pick" >> beam.CombineGlobally(_HighestHashes(self._rows)))
 
 

@@ -514,6 +514,21 @@ def _histogram(values: list[float], buckets: int = 20) -> tuple[list[int], list[
     return counts, [low + i * width for i in range(buckets + 1)]
 
 
+def lite_text(result: dict) -> str:
+    """The TFLite export in a line: each variant's size and difference from the SavedModel, and its metrics."""
+    if result.get("error"):
+        return f"{'FAILED, not pushed' if result.get('refusal') else 'failed'}: {result['error']}"
+    parts = []
+    for variant in result.get("variants", []):
+        metrics = ", ".join(f"{name} {m['tflite']:.4f} ({m['change']:+.4f})"
+                            for name, m in variant.get("metrics", {}).items())
+        parts.append(f"{variant['file']} {variant['bytes'] / 1024:,.0f} KiB, max difference "
+                     f"{variant['max_abs_difference']:.2g}" + (f", {metrics}" if metrics else ""))
+    verdict = "" if result.get("within_bound") else (
+        f" — OVER the bound {result.get('bound'):g}" + (", not pushed" if result.get("refusal") else ""))
+    return "; ".join(parts) + f" on {result.get('rows')} eval rows" + verdict
+
+
 def _model(facts: RunFacts) -> str:
     m = facts.manifest
     parts = []
@@ -536,6 +551,10 @@ def _model(facts: RunFacts) -> str:
             f"request answered in {number_text(latency.get('max'))} ms, peak memory "
             f"{number_text(infra.get('peak_rss_mb'))} MB." if infra.get("ok") else
             f"failed: {escaped(infra.get('error'))}.") + "</p>")
+    lite = m.get("tflite")
+    if lite:
+        parts.append(f'<p class="{"good" if lite.get("within_bound") else "bad"}">TFLite: '
+                     f"{escaped(lite_text(lite))}.</p>")
     if not facts.signatures:
         parts.append("<p>No model in this run's directory.</p>")
     for name, signature in facts.signatures.items():

@@ -53,8 +53,10 @@ DATA_FIELDS = ("column_types", "allow_non_finite", "batch_bytes", "split_buckets
                "leakage_key")
 TRANSFORM_FIELDS = ("module", "window_key", "window_time_key", "window_length", "window_stride", "window_max_gap")
 TRAIN_FIELDS = ("label_key", "hyperparameters", "seed")
+# (The fairness bounds only word the report.)
 EVALUATE_FIELDS = ("eval_metrics", "eval_slices", "eval_thresholds", "eval_change_thresholds", "fairness_features",
-                   "label_set_changed", "infra_validation", "warmup_rows")  # (the fairness bounds only word the report)
+                   "label_set_changed", "infra_validation", "warmup_rows", "export_tflite", "tflite_quantization",
+                   "tflite_max_difference", "tflite_on_difference", "tflite_rows")
 # The stages a changed run can take over: {stage: (the key that must be the same, the run record's stage that says
 # the earlier run completed it, what it wrote: RunLayout attributes)}. Keys chain, so a reused stage's upstream
 # stages can be reused too.

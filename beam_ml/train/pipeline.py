@@ -1,5 +1,5 @@
-"""The training job as one composite PTransform: ingest → validate → transform → train → evaluate → infra-validate →
-push, and the run record.
+"""The training job as one composite PTransform: ingest → validate → transform → train → evaluate → infra-validate
+(and TFLite export, when asked) → push, and the run record.
 
 `TrainPipeline(plan)` (the plan from `beam_ml.train.plan.plan_run`) wires the stages; each stage is its own reusable
 PTransform. Data flows between them as Arrow RecordBatches, never as one Python dict per row.
@@ -19,8 +19,9 @@ from beam_ml.core.layout import RunLayout
 from beam_ml.core.run import RunManifest
 from beam_ml.ingest.read import ReadSplits
 from beam_ml.model.infra import InfraValidate
-from beam_ml.model.push import PushIfBlessed
-from beam_ml.model.serving import WarmupSample, with_warmup_requests
+from beam_ml.model.lite import ExportTFLite
+from beam_ml.model.push import PushIfBlessed, push_refusal
+from beam_ml.model.serving import ExampleSample, with_warmup_requests
 from beam_ml.report.publish import publish_run
 from beam_ml.train.cache import ReuseStage
 from beam_ml.train.evaluate import EvaluateModel, build_eval_config
@@ -109,24 +110,23 @@ class RecordProgress(beam.DoFn):
 
 
 class WriteRunManifest(beam.DoFn):
-    """Writes the record of a run that succeeded, with its infra validation (`beam_ml.model.infra`); `push` says
-    why a blessed model was not pushed (`not_pushed`, known when the graph is built, or a failed infra
-    validation)."""
+    """Writes the record of a run that succeeded, with its infra validation (`beam_ml.model.infra`) and TFLite
+    export (`beam_ml.model.lite`); `push` says why a blessed model was not pushed (`not_pushed`, known when the
+    graph is built, or a check before push that refused it)."""
 
     def __init__(self, manifest: RunManifest, not_pushed: Optional[str] = None):
         self._manifest = manifest
         self._not_pushed = not_pushed
 
     def process(self, _, counts: dict, anomalies: list, evaluation: dict, pushed: list, leakage: list,
-                infra: list):
-        validation = infra[0] if infra else None
-        not_pushed = self._not_pushed or (
-            f"infra validation failed: {validation.get('error')}" if validation and not validation["ok"] else None)
+                infra: list, lite: list):
+        not_pushed = self._not_pushed or (push_refusal(infra, lite) if evaluation["blessed"] else None)
         yield self._manifest.write(
             "succeeded", counts=counts, anomalies=anomalies, metrics=evaluation["metrics"],
             blessed=evaluation["blessed"], threshold_failures=evaluation["failures"],
             pushed_model_dir=pushed[0] if pushed else None, leakage=leakage[0] if leakage else None,
-            infra_validation=validation, **({"push": not_pushed} if not_pushed else {}))
+            infra_validation=infra[0] if infra else None, **({"tflite": lite[0]} if lite else {}),
+            **({"push": not_pushed} if not_pushed else {}))
 
 
 class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
@@ -206,7 +206,7 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
                 plan.module, fn_args, transformed.files["train"], transformed.files["eval"],
                 after={"transform_fn": transformed.transform_fn, "checked": checked,
                        "schema": validation.schema}, min_ram=config.train_min_ram)
-        warmup = examples["eval"] | "WarmupSample" >> WarmupSample(config.label_key, config.warmup_rows)
+        warmup = examples["eval"] | "WarmupSample" >> ExampleSample(config.warmup_rows, without=config.label_key)
         model_dir = (model_dir
                      | "WriteWarmupRequests" >> beam.Map(with_warmup_requests, beam.pvalue.AsSingleton(warmup),
                                                          os.path.basename(config.serving_dir.rstrip("/")))
@@ -233,15 +233,25 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
                  | "RecordInfraValidated" >> beam.ParDo(
                      RecordProgress(manifest, "servable", "infra_validation"))
                  if config.infra_validation and not not_pushed else pbegin | "NoInfraValidation" >> beam.Create([]))
+        if config.export_tflite:  # beside the SavedModel before push copies it
+            parity_rows = examples["eval"] | "TFLiteSample" >> ExampleSample(config.tflite_rows)
+            lite = (model_dir | "ExportTFLite" >> beam.ParDo(
+                        ExportTFLite(config.tflite_quantization, config.tflite_max_difference,
+                                     config.tflite_on_difference), beam.pvalue.AsSingleton(parity_rows))
+                    | "RecordTFLite" >> beam.ParDo(RecordProgress(manifest, "tflite", "tflite")))
+        else:
+            lite = pbegin | "NoTFLite" >> beam.Create([])
         pushed = (pbegin | "NoPush" >> beam.Create([]) if not_pushed else
                   model_dir | "Push" >> beam.ParDo(PushIfBlessed(config.serving_dir, plan.push_id),
-                                                   beam.pvalue.AsSingleton(evaluation), beam.pvalue.AsList(infra)))
+                                                   beam.pvalue.AsSingleton(evaluation), beam.pvalue.AsList(infra),
+                                                   beam.pvalue.AsList(lite)))
         written = (pbegin | "ManifestTrigger" >> beam.Create([None])
                    | "WriteManifest" >> beam.ParDo(
                        WriteRunManifest(manifest, not_pushed), counts=beam.pvalue.AsSingleton(counts),
                        anomalies=beam.pvalue.AsSingleton(validation.anomalies),
                        evaluation=beam.pvalue.AsSingleton(evaluation), pushed=beam.pvalue.AsList(pushed),
-                       leakage=beam.pvalue.AsList(leakage), infra=beam.pvalue.AsList(infra)))
+                       leakage=beam.pvalue.AsList(leakage), infra=beam.pvalue.AsList(infra),
+                       lite=beam.pvalue.AsList(lite)))
         _ = written | "WriteReport" >> beam.Map(lambda unused_record: publish_run(run_dir))
         return TrainOutputs(batches, ingested.dead_letter, counts, validation.anomalies, model_dir, evaluation,
                             pushed, written)

@@ -46,7 +46,8 @@ def _records(pattern: str) -> list[bytes]:
 
 def test_two_runs_train_evaluate_push_and_compare_against_the_baseline_and_a_one_species_run_is_not_pushed(
         tmp_path, penguins_rows):
-    code, first = run_job(*job_args(tmp_path, "first", leakage_key="island"))
+    code, first = run_job(*job_args(tmp_path, "first", leakage_key="island", export_tflite="true",
+                                    tflite_quantization="dynamic"))
     assert code == 0, first.get("error")
     assert first["leakage"]["keys_in_several_splits"] == 3  # every island is in train and in eval
     run_dir = first["run_dir"]
@@ -76,6 +77,7 @@ def test_two_runs_train_evaluate_push_and_compare_against_the_baseline_and_a_one
     by_raw = model.signatures["serving_raw"](**raw)["outputs"].numpy()
     np.testing.assert_allclose(by_example[:2], by_raw[:2], rtol=1e-5)  # row 3: '' vs missing sex differ by design
     assert by_example.shape == (3, 3) and np.allclose(by_example.sum(axis=1), 1, atol=1e-4)
+    _assert_tflite_answers_as_the_saved_model(first, by_example, raw)
 
     code, second = run_job(*job_args(tmp_path, "second"))
     assert code == 0, second.get("error")
@@ -109,6 +111,25 @@ def test_two_runs_train_evaluate_push_and_compare_against_the_baseline_and_a_one
     assert "the train split lacks label values the baseline model's train split had: ['Chinstrap', 'Gentoo']" \
         in reasons
     assert sorted(os.listdir(tmp_path / "serving")) == serving_before
+
+
+def _assert_tflite_answers_as_the_saved_model(record: dict, by_example, raw: dict) -> None:
+    """The run's TFLite parity record, and the pushed model.tflite itself on rows the test makes."""
+    lite = record["tflite"]
+    assert lite["within_bound"] is True and lite["error"] is None and lite["rows"] == record["counts"]["splits"][
+        "eval"] > lite["raw_rows"] > 90  # eval rows with a missing value are checked through serving_default only
+    plain, dynamic = lite["variants"]
+    assert plain["max_abs_difference"] <= 1e-4 and dynamic["quantization"] == "dynamic"
+    for variant in (plain, dynamic):
+        assert abs(variant["metrics"]["accuracy"]["change"]) <= 0.02
+        assert os.path.getsize(os.path.join(record["pushed_model_dir"], variant["file"])) == variant["bytes"]
+    with open(os.path.join(record["pushed_model_dir"], "model.tflite"), "rb") as f:
+        interpreter = tf.lite.Interpreter(model_content=f.read())
+    answers = interpreter.get_signature_runner("serving_default")(
+        examples=np.array([_example(r) for r in UNLABELLED], dtype=object))["outputs"]
+    np.testing.assert_allclose(answers, by_example, atol=1e-4)
+    answers = interpreter.get_signature_runner("serving_raw")(**{k: v.numpy() for k, v in raw.items()})["outputs"]
+    np.testing.assert_allclose(answers[:2], by_example[:2], atol=1e-4)
 
 
 def test_malformed_rows_are_dead_lettered_on_two_worker_processes(tmp_path, penguins_rows):

@@ -77,3 +77,25 @@ def test_the_readme_batch_job_commands_run_as_written(tmp_path):
     assert (consumer["job"], consumer["status"]) == ("batch_predict", "succeeded")
     assert [(r["job"], r["status"]) for r in answers["runs"]] == [("train_pipeline", "succeeded"),
                                                                  ("batch_predict", "succeeded")]
+    _assert_the_readme_tflite_command_and_snippet_work(tmp_path, env)
+
+
+def _assert_the_readme_tflite_command_and_snippet_work(tmp_path, env: dict) -> None:
+    """The README's TFLite conversion of the pushed penguin version, then its Python snippet on that file."""
+    [command] = [c for c in readme_commands() if "-m beam_ml.model.lite " in c]
+    words = shlex.split(command)
+    words[0] = sys.executable
+    proc = subprocess.run(words, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (command, proc.stderr[-3000:])
+    record = json.loads(proc.stdout)
+    assert record["within_bound"] is True and record["rows"] == 10  # the version's warm-up rows
+    assert [v["file"] for v in record["variants"]] == ["model.tflite", "model_dynamic.tflite"]
+    assert all(os.path.exists(os.path.join(tmp_path, record["model_dir"], v["file"])) for v in record["variants"])
+    with open(os.path.join(ROOT, "README.md")) as f:
+        [snippet] = [b for b in re.findall(r"```python\n(.*?)```", f.read(), re.S) if "tf.lite.Interpreter" in b]
+    snippet = re.sub(r'model_path="[^"]+"', f'model_path="{tmp_path / record["model_dir"] / "model.tflite"}"', snippet)
+    import numpy as np
+    import tensorflow as tf
+    namespace = {"np": np, "tf": tf}
+    exec(snippet, namespace)  # the README's code as a user pastes it
+    assert namespace["scores"].shape == (1, 3) and abs(float(namespace["scores"].sum()) - 1) < 1e-4

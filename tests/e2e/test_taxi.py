@@ -1,5 +1,5 @@
-"""The taxi example end to end on its real (bundled) data: the model reaches the quality a user expects, and its
-report's fairness section shows TFMA's rates per payment type."""
+"""The taxi example end to end on its real (bundled) data: the model reaches the quality a user expects, its
+report's fairness section shows TFMA's rates per payment type, and its TFLite version answers as it does."""
 import math
 import os
 
@@ -15,7 +15,8 @@ pytestmark = pytest.mark.e2e
 
 
 def test_taxi_reaches_auc_093_and_is_pushed(tmp_path):
-    code, manifest = run_job(*job_args(tmp_path, "taxi", config=TAXI_CONFIG))
+    code, manifest = run_job(*job_args(tmp_path, "taxi", config=TAXI_CONFIG, export_tflite="true",
+                                       tflite_quantization="float16"))
     assert code == 0, manifest.get("error")
     assert manifest["metrics"]["auc"] >= 0.93
     assert manifest["blessed"] is True and manifest["pushed_model_dir"]
@@ -27,6 +28,16 @@ def test_taxi_reaches_auc_093_and_is_pushed(tmp_path):
 
     _assert_fairness_section_shows_tfma_rates(manifest)
     _assert_confusion_matrix_is_tfma_s(manifest)
+
+    lite = manifest["tflite"]  # the TFLite model (tf.Transform's vocabularies and buckets inside) answers alike
+    # (nearly every taxi row lacks some column, so serving_raw gets few rows or none; serving_default gets all)
+    assert lite["within_bound"] is True and lite["rows"] == 200
+    plain, half = lite["variants"]
+    assert plain["max_abs_difference"] <= 1e-4 and plain["metrics"]["auc"]["change"] == 0
+    # float16 rounds every float constant, the transform's bucket boundaries too: smaller, and a measured AUC change
+    assert half["quantization"] == "float16" and half["bytes"] < 0.8 * plain["bytes"]
+    assert half["max_abs_difference"] > 1e-4 and abs(half["metrics"]["auc"]["change"]) < 0.05
+    assert os.path.exists(os.path.join(manifest["pushed_model_dir"], "model.tflite"))
 
 
 def _assert_confusion_matrix_is_tfma_s(manifest: dict) -> None:

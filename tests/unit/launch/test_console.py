@@ -17,6 +17,21 @@ def test_stage_lines_name_the_stage_what_it_did_and_how_long_it_took():
     assert stage_line("started", None, {"run_id": "r", "run_dir": "/runs/r"}) == "  started       run r → /runs/r"
 
 
+def test_the_tflite_stage_line_gives_each_variant_and_whether_it_is_over_the_bound():
+    variant = {"file": "model.tflite", "bytes": 51200, "max_abs_difference": 1.2e-07,
+               "metrics": {"accuracy": {"saved_model": 0.99, "tflite": 0.99, "change": 0.0}}}
+    record = {"tflite": {"variants": [variant], "rows": 101, "bound": 1e-4, "within_bound": True}}
+    assert stage_line("tflite", 2.0, record) == (
+        "  tflite        model.tflite 50 KiB, max difference 1.2e-07, accuracy 0.9900 (+0.0000) on 101 eval rows"
+        "  [2 s]")
+    over = {"tflite": {**record["tflite"], "within_bound": False, "refusal": "differs",
+                       "variants": [{**variant, "max_abs_difference": 0.5}]}}
+    assert stage_line("tflite", 2.0, over).endswith("max difference 0.5, accuracy 0.9900 (+0.0000) on 101 eval rows "
+                                                    "— OVER the bound 0.0001, not pushed  [2 s]")
+    failed = {"tflite": {"variants": [], "error": "ValueError: no", "within_bound": False, "refusal": None}}
+    assert stage_line("tflite", 2.0, failed) == "  tflite        failed: ValueError: no  [2 s]"
+
+
 def test_the_watcher_prints_each_stage_once_as_the_record_reaches_it(tmp_path):
     run = RunContext.start("train_pipeline", str(tmp_path), "r", {})
     manifest = run.manifest(counts=None)

@@ -96,13 +96,14 @@ def test_the_warmup_sample_is_the_same_rows_for_the_same_data_whatever_the_batch
 
     table = pa.table({"island": [[f"i{n}".encode()] for n in range(40)], "species": [[b"Adelie"]] * 40})
     whole, parts = table.to_batches()[0], table.to_batches(max_chunksize=7)
-    expected = sorted(serving.unlabelled_examples(whole, "species", 40),
+    expected = sorted(serving.sample_examples(whole, 40, without="species"),
                       key=lambda e: hashlib.sha256(e).digest(), reverse=True)[:5]
     assert all(b"Adelie" not in e for e in expected)
     for batches, rows in ((parts, 7), ([whole], 40)):
         with beam.Pipeline() as p:
-            sample = p | beam.Create(batches) | serving.WarmupSample("species", rows)
+            sample = p | beam.Create(batches) | serving.ExampleSample(rows, without="species")
             assert_that(sample | beam.Map(lambda s: s[:5]), equal_to([expected]))
+    assert all(b"Adelie" in e for e in serving.sample_examples(whole, 40))  # a labelled sample keeps the label
 
 
 def test_infra_validation_answers_the_warmup_requests_in_a_fresh_process(model_dir, tmp_path):

@@ -297,3 +297,7 @@ def test_the_model_section_says_whether_the_model_was_servable_and_why_not():
     page = render(RunFacts("runs/t", refused, [], {}, [], {}, [], [], [], {}, [], None))
     assert '<p class="bad">Infra validation: failed: InvalidArgumentError: &lt;script&gt;' in page
     assert "Not pushed: infra validation failed" in page and "<script" not in page
+    flagged = {**servable, "tflite": {"variants": [], "error": f"ConverterError: {HOSTILE}", "within_bound": False,
+                                      "refusal": None}}
+    page = render(RunFacts("runs/t", flagged, [], {}, [], {}, [], [], [], {}, [], None))
+    assert '<p class="bad">TFLite: failed: ConverterError: &lt;script&gt;' in page and "<script" not in page
