@@ -10,6 +10,8 @@ EMU_STAMP := $(EMU_VENV)/.installed
 
 TFJS_VENV := .venv-tfjs
 TFJS_STAMP := $(TFJS_VENV)/.installed
+TFJS_PAGE := tests/support/tfjs
+TFJS_NPM_STAMP := $(TFJS_PAGE)/node_modules/.installed
 
 .PHONY: setup emulators tfjs demo test test-fast benchmark clean
 
@@ -48,10 +50,15 @@ $(TFJS_STAMP): requirements-tfjs.txt
 	$(TFJS_VENV)/bin/python -m pip check
 	touch $(TFJS_STAMP)
 
+# @tensorflow/tfjs from npm, as its lock file pins it, for the browser test of that export (tests/e2e/test_tfjs.py).
+$(TFJS_NPM_STAMP): $(TFJS_PAGE)/package.json $(TFJS_PAGE)/package-lock.json
+	npm ci --prefix $(TFJS_PAGE) --no-audit --no-fund --ignore-scripts
+	touch $(TFJS_NPM_STAMP)
+
 demo: setup
 	$(PY) -m jobs.train_pipeline --config examples/penguins/config.yaml
 
-test: setup emulators tfjs
+test: setup emulators tfjs $(TFJS_NPM_STAMP)
 	$(PY) -m pytest -q tests
 
 # Under 2 minutes on 2 cores: tests/unit without the tests that start a server or train a model (markers set by
