@@ -8,7 +8,12 @@ STAMP := $(VENV)/.installed
 EMU_VENV := .venv-emu
 EMU_STAMP := $(EMU_VENV)/.installed
 
-.PHONY: setup emulators demo test test-fast benchmark clean
+TFJS_VENV := .venv-tfjs
+TFJS_STAMP := $(TFJS_VENV)/.installed
+TFJS_PAGE := tests/support/tfjs
+TFJS_NPM_STAMP := $(TFJS_PAGE)/node_modules/.installed
+
+.PHONY: setup emulators tfjs demo test test-fast benchmark clean
 
 setup: $(STAMP)
 
@@ -35,10 +40,25 @@ $(EMU_STAMP): tests/support/requirements-emulators.txt
 	  "from duckdb_extensions import import_extension; import_extension('spatial'); import_extension('avro')"
 	touch $(EMU_STAMP)
 
+# The TF.js converter (`python -m beam_ml.model.tfjs`) in its own venv: tensorflowjs needs a packaging version that
+# google-cloud-bigquery in the main venv rejects (requirements-tfjs.txt says which).
+tfjs: $(TFJS_STAMP)
+
+$(TFJS_STAMP): requirements-tfjs.txt
+	$(PYTHON) -m venv $(TFJS_VENV)
+	$(TFJS_VENV)/bin/python -m pip install --quiet -r requirements-tfjs.txt
+	$(TFJS_VENV)/bin/python -m pip check
+	touch $(TFJS_STAMP)
+
+# @tensorflow/tfjs from npm, as its lock file pins it, for the browser test of that export (tests/e2e/test_tfjs.py).
+$(TFJS_NPM_STAMP): $(TFJS_PAGE)/package.json $(TFJS_PAGE)/package-lock.json
+	npm ci --prefix $(TFJS_PAGE) --no-audit --no-fund --ignore-scripts
+	touch $(TFJS_NPM_STAMP)
+
 demo: setup
 	$(PY) -m jobs.train_pipeline --config examples/penguins/config.yaml
 
-test: setup emulators
+test: setup emulators tfjs $(TFJS_NPM_STAMP)
 	$(PY) -m pytest -q tests
 
 # Under 2 minutes on 2 cores: tests/unit without the tests that start a server or train a model (markers set by

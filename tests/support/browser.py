@@ -10,15 +10,27 @@ Example::
         page = browser.open("file:///tmp/report/index.html")
         assert not page.console_errors
         browser.screenshot("docs/report.png", selector="#overview")
+
+A page that fetches (`fetch` has no file: URLs) gets a static server: `Browser(serve=directory)` brings loopback up
+in the namespace and serves `directory` there on 127.0.0.1, at `browser.served_url`; still nothing else is reachable.
+This file run as a script is that server, started in the namespace, with Chromium as its child.
 """
 from __future__ import annotations
 
 import base64
+import fcntl
+import functools
+import http.server
 import json
 import os
 import shutil
+import signal
+import socket
+import struct
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from typing import Any, Optional
 
@@ -50,12 +62,45 @@ class PageLoad:
         self.console_errors: list[str] = []
 
 
-class Browser:
-    """One headless Chromium with no network, one page."""
+def _loopback_up() -> None:
+    """`ip link set lo up` without iproute2 (the SIOCGIFFLAGS and SIOCSIFFLAGS ioctls); nothing where it is up (the
+    host's, when there is no namespace)."""
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s, siocgifflags, struct.pack("16sH14x", b"lo", 0)))[1]
+        if not flags & iff_up:
+            fcntl.ioctl(s, siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
 
-    def __init__(self, width: int = 1280, height: int = 900, timeout: float = 60.0):
+
+def _die_with_parent() -> None:
+    import ctypes
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _serve_and_run(directory: str, command: list[str]) -> int:
+    """In the new namespace: loopback up, `directory` served on 127.0.0.1 (the port printed on stdout once
+    listening), then `command` (Chromium, DevTools pipe on fds 3 and 4) run until it exits."""
+    _loopback_up()
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler, directory=directory))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(server.server_address[1], flush=True)
+    # Chromium dies with this process, which `Browser` kills if Chromium does not close.
+    process = subprocess.Popen(command, pass_fds=(3, 4), preexec_fn=_die_with_parent, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    os.close(3)  # Chromium's alone: the test reads the end of the pipe when Chromium exits
+    os.close(4)
+    return process.wait()
+
+
+class Browser:
+    """One headless Chromium with no network (or loopback only, with `serve`), one page."""
+
+    def __init__(self, width: int = 1280, height: int = 900, timeout: float = 60.0, serve: Optional[str] = None):
         self._size = (width, height)
         self._timeout = timeout
+        self._serve = serve
+        self.served_url: Optional[str] = None
         self._next_id = 0
         self._buffer = b""
         self._events: list[dict] = []
@@ -74,15 +119,23 @@ class Browser:
             os.dup2(commands, 3)
             os.dup2(replies, 4)
 
+        chromium = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--disable-dev-shm-usage", "--hide-scrollbars", "--remote-debugging-pipe",
+                    f"--user-data-dir={self._profile}", f"--window-size={self._size[0]},{self._size[1]}", "about:blank"]
+        if self._serve:
+            chromium = [sys.executable, os.path.abspath(__file__), os.path.abspath(self._serve), *chromium]
         self._process = subprocess.Popen(
-            [*no_network_prefix(), binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--disable-dev-shm-usage", "--hide-scrollbars", "--remote-debugging-pipe",
-             f"--user-data-dir={self._profile}", f"--window-size={self._size[0]},{self._size[1]}", "about:blank"],
+            [*no_network_prefix(), *chromium],
             preexec_fn=plumb, pass_fds=(3, 4),  # kept open after `plumb`, which runs before fds are closed
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if self._serve else subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
         os.close(commands_read)
         os.close(replies_write)
+        if self._serve:
+            port = self._process.stdout.readline().strip()
+            if not port.isdigit():
+                raise RuntimeError(f"the static server for {self._serve} did not start")
+            self.served_url = f"http://127.0.0.1:{int(port)}/"
         targets = self.send("Target.getTargets")["targetInfos"]
         page = next(t for t in targets if t["type"] == "page")
         self._session = self.send("Target.attachToTarget", targetId=page["targetId"], flatten=True,
@@ -102,6 +155,8 @@ class Browser:
             self._process.wait()
         os.close(self._commands)
         os.close(self._replies)
+        if self._process.stdout:
+            self._process.stdout.close()
         shutil.rmtree(self._profile, ignore_errors=True)
 
     def _read_message(self, deadline: float) -> dict:
@@ -147,11 +202,10 @@ class Browser:
         self.wait_for("Page.loadEventFired")
         self.evaluate("1")  # a round trip, so that events of the load are in
         load = PageLoad(url)
+        load.requests = self.requests()
         for message in self._events:
             method, params = message.get("method"), message.get("params", {})
-            if method == "Network.requestWillBeSent":
-                load.requests.append(params["request"]["url"])
-            elif method == "Runtime.exceptionThrown":
+            if method == "Runtime.exceptionThrown":
                 load.console_errors.append(json.dumps(params["exceptionDetails"])[:500])
             elif method == "Runtime.consoleAPICalled" and params.get("type") == "error":
                 load.console_errors.append(json.dumps(params.get("args"))[:500])
@@ -159,8 +213,14 @@ class Browser:
                 load.console_errors.append(params["entry"].get("text", "")[:500])
         return load
 
-    def evaluate(self, expression: str) -> Any:
-        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+    def requests(self) -> list[str]:
+        """The URL of every request the page has made since `open`, those after its load event too."""
+        return [message["params"]["request"]["url"] for message in self._events
+                if message.get("method") == "Network.requestWillBeSent"]
+
+    def evaluate(self, expression: str, await_promise: bool = False) -> Any:
+        """The value of `expression` in the page (of the promise it gives, with `await_promise`)."""
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=await_promise)
         if "exceptionDetails" in result:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -181,3 +241,7 @@ class Browser:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path, "wb") as f:
             f.write(base64.b64decode(data))
+
+
+if __name__ == "__main__":  # python browser.py DIRECTORY CHROMIUM ARGS...: see `_serve_and_run`
+    sys.exit(_serve_and_run(sys.argv[1], sys.argv[2:]))
