@@ -1,6 +1,7 @@
 """A pushed model for TensorFlow.js: its `serving_raw` signature as a TF.js graph model, and what a page feeds it.
 
     python -m beam_ml.model.tfjs MODEL_DIR OUT_DIR     # prints what was written as JSON
+    python -m beam_ml.model.tfjs --serving_dir DIR OUT_DIR     # the newest pushed version
 
 OUT_DIR gets `model.json` and its weight shards (`tensorflowjs_converter`'s graph-model format, loaded with
 `tf.loadGraphModel`), and `signature.json`: for each raw column the input tensor to feed and its TF.js dtype, the
@@ -22,6 +23,7 @@ The converter runs from its own venv, as tensorflowjs pins packages that the mai
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -104,16 +106,23 @@ def export_tfjs(model_dir: str, out_dir: str) -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = sys.argv[1:] if argv is None else list(argv)
-    if len(args) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
+    from beam_ml.model.push import latest_model
+    parser = argparse.ArgumentParser(prog="python -m beam_ml.model.tfjs", description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+", metavar="[MODEL_DIR] OUT_DIR",
+                        help="a SavedModel directory (unless --serving_dir) and the new directory to write")
+    parser.add_argument("--serving_dir", help="a serving directory: its newest version")
+    args = parser.parse_args(argv)
+    if len(args.paths) != (1 if args.serving_dir else 2):
+        parser.error("give MODEL_DIR OUT_DIR, or --serving_dir DIR OUT_DIR")
+    model_dir = latest_model(args.serving_dir) if args.serving_dir else args.paths[0]
+    if model_dir is None:
+        parser.error(f"--serving_dir {args.serving_dir} has no pushed version")
     try:
-        written = export_tfjs(*args)
+        written = export_tfjs(model_dir, args.paths[-1])
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(json.dumps(written, indent=2))
+    print(json.dumps({"model_dir": model_dir, **written}, indent=2))
     return 0
 
 

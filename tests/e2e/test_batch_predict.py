@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from beam_ml.model.artifact import raw_column_types
 from tests.support.jobs import flex_launch
+from tests.support.serving_checks import assert_serving_requests_give_batch_predictions
 
 pytestmark = pytest.mark.e2e
 
@@ -63,8 +65,12 @@ def test_batch_predict_launched_like_the_flex_launcher_matches_the_saved_model(l
         examples=tf.constant([_example(r) for r in rows]))["outputs"].numpy()
     np.testing.assert_allclose(np.array([predictions[r["penguin_id"]] for r in rows]), direct, rtol=1e-5,
                                atol=1e-6)
-    _assert_serving_requests_give_batch_predictions(manifest["model_dir"], rows[:50],
-                                                    [predictions[r["penguin_id"]] for r in rows[:50]])
+    types = raw_column_types(manifest["model_dir"])
+    typed = [{c: None if v in ("", "NA") else int(v) if types[c] == "int" else float(v) if types[c] == "float"
+              else v for c, v in row.items() if c in types} for row in rows[:50]]
+    assert_serving_requests_give_batch_predictions(manifest["model_dir"], typed,
+                                                   [predictions[r["penguin_id"]] for r in rows[:50]], "penguins",
+                                                   "species", complete_rows=(40, 50))
     classes = json.load(open(os.path.join(manifest["model_dir"], "assets.extra", "labels.json")))["classes"]
     named = {p["key"]: p["class"] for p in _read_jsonl(os.path.join(run_dir, "predictions", "*.jsonl"))}
     assert named == {r["penguin_id"]: classes[int(direct[i].argmax())] for i, r in enumerate(rows)}
@@ -74,41 +80,6 @@ def test_batch_predict_launched_like_the_flex_launcher_matches_the_saved_model(l
     for name in set(named.values()):
         share = sum(1 for c in named.values() if c == name) / len(named)
         assert f"<td>{name}</td><td>{sum(1 for c in named.values() if c == name)}</td><td>{share:.1%}</td>" in report
-
-
-def _assert_serving_requests_give_batch_predictions(model_dir: str, rows: list[dict], expected: list) -> None:
-    """The pushed version is ready for TF Serving (warm-up requests in its own format, a model config beside the
-    versions), and the REST and gRPC requests `beam_ml.model.serving` builds, answered from the SavedModel as TF
-    Serving answers them, give batch prediction's outputs."""
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    from beam_ml.model.artifact import raw_column_types
-    from beam_ml.model.serving import (WARMUP_FILE, answer_grpc, answer_rest, grpc_example_request,
-                                       grpc_raw_request, rest_example_request, rest_raw_request)
-    [log] = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
-             for r in tf.data.TFRecordDataset(os.path.join(model_dir, WARMUP_FILE))]
-    warmup = tf.make_ndarray(log.predict_log.request.inputs["examples"])
-    assert log.predict_log.request.model_spec.signature_name == "serving_default" and len(warmup) == 10
-    assert all(b"species" not in e for e in warmup)  # requests as clients send them: no label
-    config = open(os.path.join(os.path.dirname(model_dir), "models.config")).read()
-    assert 'name: "penguins"' in config and f'base_path: "{os.path.dirname(model_dir)}"' in config
-
-    types = raw_column_types(model_dir)
-    typed = [{c: None if v in ("", "NA") else int(v) if types[c] == "int" else float(v) if types[c] == "float"
-              else v for c, v in row.items() if c in types} for row in rows]
-    signatures = tf.saved_model.load(model_dir).signatures
-    np.testing.assert_allclose(answer_rest(signatures, rest_example_request(typed, types))["predictions"], expected,
-                               rtol=1e-5, atol=1e-6)
-    response = answer_grpc(signatures, grpc_example_request(typed, types, "penguins"))
-    np.testing.assert_allclose(tf.make_ndarray(response.outputs["outputs"]), expected, rtol=1e-5, atol=1e-6)
-    complete = [i for i, row in enumerate(typed) if None not in row.values()]
-    assert 40 <= len(complete) < len(typed)  # serving_raw takes only rows with every value
-    for answer in (answer_rest(signatures, rest_raw_request([typed[i] for i in complete]))["predictions"],
-                   tf.make_ndarray(answer_grpc(signatures, grpc_raw_request([typed[i] for i in complete], types,
-                                                                            "penguins")).outputs["outputs"])):
-        np.testing.assert_allclose(answer, [expected[i] for i in complete], rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="serving_raw takes every column"):
-        rest_raw_request(typed)
 
 
 def test_bad_rows_are_dead_lettered_and_the_counts_add_up(launched_penguins, tmp_path):

@@ -77,11 +77,12 @@ def test_the_readme_batch_job_commands_run_as_written(tmp_path):
     assert (consumer["job"], consumer["status"]) == ("batch_predict", "succeeded")
     assert [(r["job"], r["status"]) for r in answers["runs"]] == [("train_pipeline", "succeeded"),
                                                                  ("batch_predict", "succeeded")]
-    _assert_the_readme_tflite_command_and_snippet_work(tmp_path, env)
+    _assert_the_readme_edge_and_browser_exports_work(tmp_path, env)
 
 
-def _assert_the_readme_tflite_command_and_snippet_work(tmp_path, env: dict) -> None:
-    """The README's TFLite conversion of the pushed penguin version, then its Python snippet on that file."""
+def _assert_the_readme_edge_and_browser_exports_work(tmp_path, env: dict) -> None:
+    """The README's TFLite conversion of the pushed penguin version, its Python snippet on that file, and the
+    version's TF.js export."""
     [command] = [c for c in readme_commands() if "-m beam_ml.model.lite " in c]
     words = shlex.split(command)
     words[0] = sys.executable
@@ -99,3 +100,12 @@ def _assert_the_readme_tflite_command_and_snippet_work(tmp_path, env: dict) -> N
     namespace = {"np": np, "tf": tf}
     exec(snippet, namespace)  # the README's code as a user pastes it
     assert namespace["scores"].shape == (1, 3) and abs(float(namespace["scores"].sum()) - 1) < 1e-4
+
+    [command] = [c for c in readme_commands() if "-m beam_ml.model.tfjs " in c]
+    words = shlex.split(command)
+    words[0] = sys.executable
+    proc = subprocess.run(words, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (command, proc.stderr[-3000:])
+    written = json.loads(proc.stdout)
+    assert written["model_dir"] == record["model_dir"] and {"model.json", "signature.json"} <= set(written["files"])
+    assert written["signature"]["classes"] and written["signature"]["inputs"]["year"]["dtype"] == "int32"

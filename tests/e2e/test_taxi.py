@@ -1,5 +1,8 @@
 """The taxi example end to end on its real (bundled) data: the model reaches the quality a user expects, its
 report's fairness section shows TFMA's rates per payment type, and its TFLite version answers as it does."""
+import csv
+import glob
+import json
 import math
 import os
 
@@ -9,7 +12,8 @@ import tensorflow_model_analysis as tfma
 from beam_ml.core.layout import RunLayout
 from tests.support.browser import Browser
 from tests.support.jobs import job_args, run_job
-from tests.support.paths import TAXI_CONFIG
+from tests.support.paths import TAXI_CONFIG, TAXI_CSV
+from tests.support.serving_checks import assert_serving_requests_give_batch_predictions, eval_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -38,6 +42,27 @@ def test_taxi_reaches_auc_093_and_is_pushed(tmp_path):
     assert half["quantization"] == "float16" and half["bytes"] < 0.8 * plain["bytes"]
     assert half["max_abs_difference"] > 1e-4 and abs(half["metrics"]["auc"]["change"]) < 0.05
     assert os.path.exists(os.path.join(manifest["pushed_model_dir"], "model.tflite"))
+    _assert_batch_prediction_and_serving_requests_agree(manifest, tmp_path)
+
+
+def _assert_batch_prediction_and_serving_requests_agree(manifest: dict, tmp_path) -> None:
+    """50 eval trips (most lack some column) predicted by the batch job with the pushed version, and the same
+    rows sent as TF Serving REST and gRPC requests."""
+    from jobs.batch_predict import main as batch_predict
+    rows = eval_rows(TAXI_CONFIG, TAXI_CSV, 50, complete=False)
+    with open(tmp_path / "trips.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["trip", *rows[0]])
+        writer.writeheader()
+        writer.writerows({"trip": str(i), **{k: "" if v is None else v for k, v in row.items()}}
+                         for i, row in enumerate(rows))
+    assert batch_predict(["--input", str(tmp_path / "trips.csv"), "--key_column", "trip", "--serving_dir",
+                          str(tmp_path / "serving"), "--output_dir", str(tmp_path / "predict"),
+                          "--run_id", "trips"]) == 0
+    predicted = {p["key"]: p["outputs"] for path in glob.glob(str(tmp_path / "predict" / "trips" / "predictions"
+                                                                   / "*.jsonl")) for p in map(json.loads, open(path))}
+    assert len(predicted) == 50
+    assert_serving_requests_give_batch_predictions(manifest["pushed_model_dir"], rows,
+                                                   [predicted[str(i)] for i in range(50)], "serving", "tips")
 
 
 def _assert_confusion_matrix_is_tfma_s(manifest: dict) -> None:

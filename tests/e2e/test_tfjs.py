@@ -7,16 +7,13 @@ import os
 import shutil
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
-from beam_ml.config.train import PipelineConfig
-from beam_ml.ingest.files.source import plan_chunks, resolve_files
-from beam_ml.ingest.split import HashSplit
 from beam_ml.model.artifact import SERVING_RAW_SIGNATURE, class_names
 from beam_ml.model.tfjs import MODEL_FILE, SIGNATURE_FILE, export_tfjs
 from tests.support.browser import Browser
 from tests.support.paths import PENGUINS_CONFIG, PENGUINS_CSV, ROOT
+from tests.support.serving_checks import eval_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -24,25 +21,6 @@ PAGE_DIR = os.path.join(ROOT, "tests", "support", "tfjs")  # index.html, and `np
 TFJS_BUNDLE = os.path.join(PAGE_DIR, "node_modules", "@tensorflow", "tfjs", "dist", "tf.min.js")
 ROWS = 50
 TOLERANCE = 1e-4
-
-
-def eval_rows(n: int) -> list[dict]:
-    """`n` rows of the penguins that the train job puts in its eval split (hashed as it does), every column present,
-    spread over the file so that each species is there; without the label, floats as the CSV writes them."""
-    config = PipelineConfig.load(PENGUINS_CONFIG, {})
-    files, fmt = resolve_files(PENGUINS_CSV, config.column_types)
-    batch = pa.Table.from_batches([parsed.batch for file in files for chunk in plan_chunks(file, 1 << 30)
-                                   for parsed in chunk.parse(fmt)]).combine_chunks().to_batches()[0]
-    split = HashSplit(tuple(config.split_buckets.items()), key=config.split_key)
-    rows = []
-    for record, index in zip(batch.to_pylist(), split.assign(batch)):
-        if split.names[index] == "eval" and all(record.values()):
-            values = {column: value[0] for column, value in record.items() if column != config.label_key}
-            rows.append({column: value.decode() if isinstance(value, bytes) else
-                         float(f"{value:.7g}") if isinstance(value, float) else value  # float32 back to 40.3
-                         for column, value in values.items()})
-    assert len(rows) >= n
-    return [rows[i * len(rows) // n] for i in range(n)]
 
 
 def saved_model_outputs(model_dir: str, rows: list[dict]) -> np.ndarray:
@@ -74,7 +52,7 @@ def test_the_export_is_a_graph_model_with_what_a_page_feeds_it(tfjs_export):
     with open(os.path.join(written["out_dir"], SIGNATURE_FILE)) as f:
         signature = json.load(f)
     assert signature == written["signature"]
-    assert set(signature["inputs"]) == set(eval_rows(1)[0])  # every raw column but the label
+    assert set(signature["inputs"]) == set(eval_rows(PENGUINS_CONFIG, PENGUINS_CSV, 1)[0])  # every raw column but the label
     assert signature["inputs"]["year"] == {"name": "year:0", "dtype": "int32", "saved_model_dtype": "int64"}
     assert signature["inputs"]["island"]["dtype"] == "string"
     assert signature["inputs"]["bill_length_mm"]["dtype"] == "float32"
@@ -86,7 +64,7 @@ def test_the_export_is_a_graph_model_with_what_a_page_feeds_it(tfjs_export):
 def test_tfjs_in_headless_chromium_predicts_as_the_saved_model_offline(tfjs_export, tmp_path, backend):
     model_dir, written = tfjs_export
     assert os.path.exists(TFJS_BUNDLE), "no @tensorflow/tfjs: `make test` installs it (npm ci in tests/support/tfjs)"
-    rows = eval_rows(ROWS)
+    rows = eval_rows(PENGUINS_CONFIG, PENGUINS_CSV, ROWS)
     site = tmp_path / "site"
     shutil.copytree(written["out_dir"], site / "model")
     shutil.copy(os.path.join(PAGE_DIR, "index.html"), site)
