@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence, TextIO
 
 from beam_ml.core.console import progress_line
 from beam_ml.report.charts import number_text
-from beam_ml.report.page import fairness_of, lite_text
+from beam_ml.report.page import fairness_of, infra_text, lite_text
 from beam_ml.report.read import read_slices, reused_stages
 
 _COUNT_NAMES = {"dead_letter": "dead letters"}
@@ -54,20 +54,10 @@ def stage_line(stage: str, took: Optional[float], record: dict) -> str:
         detail = "statistics, schema and validation: " + (f"{len(anomalies)} anomalies" if anomalies
                                                             else "no anomalies")
     elif stage == "servable":
-        detail = _infra_text(record.get("infra_validation"))
+        detail = infra_text(record.get("infra_validation"))
     elif stage == "tflite" and record.get("tflite"):
         detail = lite_text(record["tflite"])
     return progress_line(stage, detail, None if stage == "started" else took)
-
-
-def _infra_text(result: Optional[dict]) -> str:
-    if result is None:
-        return "skipped: the model is not blessed"
-    if not result.get("ok"):
-        return f"FAILED, not pushed: {result.get('error')}"
-    latency = result.get("latency_ms") or {}
-    return (f"loaded in a fresh process in {result.get('load_seconds', 0):.2f} s, warm-up answered in "
-            f"{latency.get('max', 0):.0f} ms, peak memory {result.get('peak_rss_mb', 0):.0f} MB")
 
 
 class StageWatcher:

@@ -514,6 +514,23 @@ def _histogram(values: list[float], buckets: int = 20) -> tuple[list[int], list[
     return counts, [low + i * width for i in range(buckets + 1)]
 
 
+def infra_text(result: Optional[dict]) -> str:
+    """Infra validation (`beam_ml.model.infra`) in a line: where the model was loaded, how long its warm-up
+    requests took, the memory; or why it failed."""
+    if result is None:
+        return "skipped: the model is not blessed"
+    if not result.get("ok"):
+        return f"failed, not pushed: {result.get('error')}"
+    latency = result.get("latency_ms") or {}
+    if result.get("server"):
+        return (f"served by {os.path.basename(result['server'])}: loaded in {number_text(result.get('load_seconds'))}"
+                f" s, warm-up answered over gRPC in {number_text((latency.get('grpc') or {}).get('max'))} ms and REST"
+                f" in {number_text((latency.get('rest') or {}).get('max'))} ms, server peak memory "
+                f"{number_text(result.get('peak_rss_mb'))} MB")
+    return (f"loaded in a fresh process in {result.get('load_seconds', 0):.2f} s, warm-up answered in "
+            f"{latency.get('max', 0):.0f} ms, peak memory {result.get('peak_rss_mb', 0):.0f} MB")
+
+
 def lite_text(result: dict) -> str:
     """The TFLite export in a line: each variant's size and difference from the SavedModel, and its metrics."""
     if result.get("error"):
@@ -545,12 +562,8 @@ def _model(facts: RunFacts) -> str:
         parts.append(f"<p>Model: <code>{escaped(m['model_dir'])}</code></p>")
     infra = m.get("infra_validation")
     if infra:
-        latency = infra.get("latency_ms") or {}
-        parts.append(f'<p class="{"good" if infra.get("ok") else "bad"}">Infra validation: ' + (
-            f"loaded in a fresh process in {number_text(infra.get('load_seconds'))} s, its TF Serving warm-up "
-            f"request answered in {number_text(latency.get('max'))} ms, peak memory "
-            f"{number_text(infra.get('peak_rss_mb'))} MB." if infra.get("ok") else
-            f"failed: {escaped(infra.get('error'))}.") + "</p>")
+        parts.append(f'<p class="{"good" if infra.get("ok") else "bad"}">Infra validation: '
+                     f"{escaped(infra_text(infra))}.</p>")
     lite = m.get("tflite")
     if lite:
         parts.append(f'<p class="{"good" if lite.get("within_bound") else "bad"}">TFLite: '

@@ -3,13 +3,14 @@ the warm-up file in its own format, the model config its parser reads, and infra
 import base64
 import hashlib
 import os
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from beam_ml.model import serving
-from beam_ml.model.infra import validate_here, validate_in_fresh_process
+from beam_ml.model.infra import MODEL_SERVER_ENV, validate_here, validate_in_fresh_process, validate_servable
 
 TYPES = {"island": "string", "mass": "float", "year": "int"}
 
@@ -116,3 +117,37 @@ def test_infra_validation_answers_the_warmup_requests_in_a_fresh_process(model_d
     assert "no warm-up requests" in validate_here(unwarmed)["error"]
     broken = validate_in_fresh_process(str(tmp_path / "nothing-here"))
     assert broken["ok"] is False and broken["error"]
+
+
+class _LabelRequired(tf.Module):
+    """A serving_default that needs the label, which clients' requests (and the warm-up requests) lack."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(self, examples):
+        species = tf.io.parse_example(examples, {"species": tf.io.FixedLenFeature([], tf.string)})["species"]
+        return {"outputs": tf.strings.length(species)}
+
+
+@pytest.fixture
+def stand_in_model_server(tmp_path, monkeypatch) -> str:
+    """tests/support/model_server.py as `tensorflow_model_server`, named by $BEAM_ML_MODEL_SERVER."""
+    script = tmp_path / "tensorflow_model_server"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m tests.support.model_server "$@"\n')
+    script.chmod(0o755)
+    monkeypatch.setenv(MODEL_SERVER_ENV, str(script))
+    return str(script)
+
+
+def test_where_tf_serving_is_installed_infra_validation_asks_it_over_grpc_and_rest(model_dir, tmp_path,
+                                                                                   stand_in_model_server):
+    serving.write_warmup_requests(model_dir, serving.serialized_examples(ROWS, TYPES), "penguins")
+    result = validate_servable(model_dir)
+    assert result["ok"] is True and result["server"] == stand_in_model_server and result["requests"] == 1
+    assert result["load_seconds"] > 0 and result["peak_rss_mb"] > 100
+    assert result["latency_ms"]["grpc"]["max"] > 0 and result["latency_ms"]["rest"]["max"] > 0
+    broken = str(tmp_path / "broken" / "1")
+    module = _LabelRequired()
+    tf.saved_model.save(module, broken, signatures={"serving_default": module.serve_examples})
+    serving.write_warmup_requests(broken, serving.serialized_examples(ROWS, TYPES), "penguins")
+    refused = validate_servable(broken)
+    assert refused["ok"] is False and "did not load the model" in refused["error"] and "species" in refused["error"]

@@ -290,12 +290,12 @@ def test_the_model_section_says_whether_the_model_was_servable_and_why_not():
                 "infra_validation": {"ok": True, "load_seconds": 0.46, "latency_ms": {"max": 117.0, "mean": 117.0},
                                      "peak_rss_mb": 1059.6, "requests": 1}}
     page = render(RunFacts("runs/t", servable, [], {}, [], {}, [], [], [], {}, [], None))
-    assert ('Infra validation: loaded in a fresh process in 0.46 s, its TF Serving warm-up request answered in '
-            '117 ms, peak memory 1060 MB.') in page
+    assert ('Infra validation: loaded in a fresh process in 0.46 s, warm-up answered in 117 ms, peak memory '
+            '1060 MB.') in page
     refused = {**servable, "pushed_model_dir": None, "push": f"infra validation failed: {HOSTILE}",
                "infra_validation": {"ok": False, "requests": 0, "error": f"InvalidArgumentError: {HOSTILE}"}}
     page = render(RunFacts("runs/t", refused, [], {}, [], {}, [], [], [], {}, [], None))
-    assert '<p class="bad">Infra validation: failed: InvalidArgumentError: &lt;script&gt;' in page
+    assert '<p class="bad">Infra validation: failed, not pushed: InvalidArgumentError: &lt;script&gt;' in page
     assert "Not pushed: infra validation failed" in page and "<script" not in page
     flagged = {**servable, "tflite": {"variants": [], "error": f"ConverterError: {HOSTILE}", "within_bound": False,
                                       "refusal": None}}
