@@ -8,12 +8,15 @@ STAMP := $(VENV)/.installed
 EMU_VENV := .venv-emu
 EMU_STAMP := $(EMU_VENV)/.installed
 
+KFP_VENV := .venv-kfp
+KFP_STAMP := $(KFP_VENV)/.installed
+
 TFJS_VENV := .venv-tfjs
 TFJS_STAMP := $(TFJS_VENV)/.installed
 TFJS_PAGE := tests/support/tfjs
 TFJS_NPM_STAMP := $(TFJS_PAGE)/node_modules/.installed
 
-.PHONY: setup emulators tfjs demo test test-fast benchmark clean
+.PHONY: setup emulators kfp tfjs demo test test-fast benchmark clean
 
 setup: $(STAMP)
 
@@ -40,6 +43,17 @@ $(EMU_STAMP): tests/support/requirements-emulators.txt
 	  "from duckdb_extensions import import_extension; import_extension('spatial'); import_extension('avro')"
 	touch $(EMU_STAMP)
 
+# Kubeflow Pipelines' SDK (`python -m beam_ml.kfp`) in its own venv: kfp 2.14+ needs a protobuf that Beam rejects
+# (requirements-kfp.txt says which). beam_ml.kfp needs only kfp: it runs from the checkout, and its components run
+# the jobs with the main venv's interpreter (locally) or the image's.
+kfp: $(KFP_STAMP)
+
+$(KFP_STAMP): requirements-kfp.txt setup.py
+	$(PYTHON) -m venv $(KFP_VENV)
+	$(KFP_VENV)/bin/python -m pip install --quiet -r requirements-kfp.txt
+	$(KFP_VENV)/bin/python -m pip check
+	touch $(KFP_STAMP)
+
 # The TF.js converter (`python -m beam_ml.model.tfjs`) in its own venv: tensorflowjs needs a packaging version that
 # google-cloud-bigquery in the main venv rejects (requirements-tfjs.txt says which).
 tfjs: $(TFJS_STAMP)
@@ -58,7 +72,7 @@ $(TFJS_NPM_STAMP): $(TFJS_PAGE)/package.json $(TFJS_PAGE)/package-lock.json
 demo: setup
 	$(PY) -m jobs.train_pipeline --config examples/penguins/config.yaml
 
-test: setup emulators tfjs $(TFJS_NPM_STAMP)
+test: setup emulators kfp tfjs $(TFJS_NPM_STAMP)
 	$(PY) -m pytest -q tests
 
 # Under 2 minutes on 2 cores: tests/unit without the tests that start a server or train a model (markers set by

@@ -56,6 +56,10 @@ class JobConfig:
     flags, its `--help`, its Flex Template parameters and the checks below.
     """
 
+    # Groups of options that name one thing in different ways (a model by its serving dir or its directory): an
+    # override of one replaces the config file's other, so a flag can point a config file's job elsewhere.
+    ALTERNATIVES: tuple[tuple[str, ...], ...] = ()
+
     @classmethod
     def load(cls, path: Optional[str], overrides: Mapping[str, Any]):
         """Reads a YAML file (optional) and applies overrides (flag values, strings or parsed); validates all."""
@@ -68,7 +72,12 @@ class JobConfig:
             if not isinstance(loaded, dict):
                 raise ConfigError("config", f"{path} must hold a mapping of option names to values")
             values.update(loaded)
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        for group in cls.ALTERNATIVES:
+            if any(name in given for name in group):
+                for name in group:
+                    values.pop(name, None)
+        values.update(given)
         known = {f.name for f in dataclasses.fields(cls)}
         for name in values:
             if name not in known:

@@ -16,6 +16,8 @@ from beam_ml.core.errors import ConfigError
 class PredictConfig(SourceConfig):
     """One batch prediction run: which data (the `SourceConfig` options), which model, where the predictions go."""
 
+    ALTERNATIVES = (("serving_dir", "model_dir"),)
+
     key_column: str = option(None, required=True, regex=COLUMN_NAME_REGEX,
                              help="Column that identifies a row; each prediction is written with its value.")
     output_dir: str = option(None, required=True, regex=r"^\S+$",

@@ -79,6 +79,11 @@ def copy_tree(src: str, dst: str, last: Optional[str] = None, skip: tuple[str, .
             copy_file(os.path.join(src, rel), os.path.join(dst, rel))
 
 
+def exists(path: str) -> bool:
+    import tensorflow as tf
+    return tf.io.gfile.exists(path)
+
+
 def read_text(path: str) -> str:
     import tensorflow as tf
     with tf.io.gfile.GFile(path) as f:

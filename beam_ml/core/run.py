@@ -108,6 +108,11 @@ class RunManifest:
         return record
 
 
+def new_run_id() -> str:
+    """A run's default id: UTC time plus a random suffix (sortable, unique across concurrent launches)."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
 @dataclasses.dataclass(frozen=True)
 class RunContext:
     """One run of a job: its id, its directory (new: nothing else writes there), when it started and the options it
@@ -134,7 +139,7 @@ class RunContext:
         problem = fileutil.unwritable_reason(output_dir)
         if problem:
             raise ConfigError("output_dir", f"cannot write runs to {output_dir}: {problem}")
-        run_id = run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+        run_id = run_id or new_run_id()
         run_dir = os.path.join(output_dir, run_id)
         if tf.io.gfile.exists(run_dir):
             raise ConfigError("run_id", f"{run_dir} already exists; each run needs its own directory")

@@ -14,7 +14,7 @@ from beam_ml.core.errors import ConfigError
 
 
 def add_config_flags(parser: argparse.ArgumentParser, config: type[JobConfig]) -> None:
-    """`--config FILE`, `--validate_only`, the console switches `--verbose` and `--json`, and one flag per field of
+    """`--config FILE`, `--validate_only`, `--wait`, the console switches `--verbose` and `--json`, and one flag per field of
     `config` (a flag overrides the file).
 
     Jobs share flag names (`--input`, `--output_dir`, ...) with the same meaning, and Beam registers every job's
@@ -24,6 +24,9 @@ def add_config_flags(parser: argparse.ArgumentParser, config: type[JobConfig]) -
     _add_once(parser, "--validate_only", default=False, nargs="?", const="true", type=_true_or_false,
               help="Check the options, config and inputs, print the resolved plan and exit without building "
                    "or running the pipeline.")
+    _add_once(parser, "--wait", default=False, nargs="?", const="true", type=_true_or_false,
+              help="On Dataflow, wait for the job to end and report it as a local run does (a scheduler's step); "
+                   "by default a Dataflow launch returns once the job is submitted, as a Flex Template must.")
     _add_once(parser, "--verbose", default=False, nargs="?", const="true", type=_true_or_false,
               help="Show Beam's and TensorFlow's log messages (hidden by default: the job prints a line per stage).")
     _add_once(parser, "--json", default=False, nargs="?", const="true", type=_true_or_false,

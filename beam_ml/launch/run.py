@@ -2,8 +2,8 @@
 
 Exit codes: 0 success, 1 the run failed (its run record says why), 2 a bad option (nothing was started), 130 the
 run was stopped (Ctrl-C or SIGTERM: its record says `cancelled`).
-On Dataflow the entry returns right after submitting, as a Flex Template launcher must; on local runners it
-waits for the run and reports its outcome.
+On Dataflow the entry returns right after submitting, as a Flex Template launcher must (unless `--wait`: a
+scheduler's step); on local runners it waits for the run and reports its outcome.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from beam_ml.core import fileutil
 from beam_ml.core.errors import ConfigError
 from beam_ml.core.layout import RunLayout
 from beam_ml.core.redact import clipped
@@ -87,13 +88,13 @@ def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[Pip
     try:
         pipeline = beam.Pipeline(options=options)
         _ = pipeline | graph(run_plan)
-        if is_dataflow(options):  # a Flex Template launcher must return once the job is submitted
+        if is_dataflow(options) and not job_options.wait:  # a Flex Template launcher must return once submitted
             pipeline.run()
             print(f"submitted; run record will be at {manifest.path}")
             return 0
         # local_run: the local runner's per-bundle cost, collector stalls (see beam_ml.core.runtime)
         progress_out = sys.stderr if job_options.json else sys.stdout  # --json: stdout is for scripts
-        with local_run(), StageWatcher(lambda: read_manifest(run_plan.run.run_dir), out=progress_out), \
+        with (contextlib.nullcontext() if is_dataflow(options) else local_run()), StageWatcher(lambda: read_manifest(run_plan.run.run_dir), out=progress_out), \
                 stop_signals_interrupt():
             pipeline.run().wait_until_finish()
     except KeyboardInterrupt:  # stopped (Ctrl-C, or SIGTERM from a supervisor): a streaming job ends this way
@@ -116,7 +117,7 @@ def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[Pip
     except Exception as e:  # the run succeeded: a summary that cannot be read (a storage hiccup) does not change that
         print(f"succeeded; the summary cannot be shown: {type(e).__name__}: {clipped(str(e))}")
     report = RunLayout(run_plan.run.run_dir).report_file
-    if _exists(report):  # written by the job's last step
+    if fileutil.exists(report):  # written by the job's last step
         print(f"report: {report}")
     print(f"run record: {manifest.path}")
     return 0
@@ -181,11 +182,6 @@ def failed_step(error: Exception) -> Optional[str]:
 
 def is_dataflow(options: PipelineOptions) -> bool:
     return "dataflow" in str(options.view_as(StandardOptions).runner or "").lower()
-
-
-def _exists(path: str) -> bool:
-    import tensorflow as tf
-    return tf.io.gfile.exists(path)
 
 
 def exit_now(code: int) -> None:

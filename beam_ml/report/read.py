@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
+from beam_ml.core import fileutil
 from beam_ml.core.layout import RunLayout
 from beam_ml.lineage.store import STAGE_NAMES
 
@@ -24,12 +25,8 @@ def _gfile():
     return tf.io.gfile
 
 
-def _exists(path: str) -> bool:
-    return _gfile().exists(path)
-
-
 def _read_bytes(path: str) -> Optional[bytes]:
-    if not _exists(path):
+    if not fileutil.exists(path):
         return None
     with _gfile().GFile(path, "rb") as f:
         return f.read()
@@ -241,7 +238,7 @@ def read_signatures(model_dir: str) -> dict[str, dict[str, dict[str, str]]]:
 
 def read_dead_letters(path: str, limit: int = 5) -> list[dict]:
     """The first `limit` dead letters of a JSON Lines file (WriteDeadLetters' format)."""
-    if not _exists(path):
+    if not fileutil.exists(path):
         return []
     found = []
     with _gfile().GFile(path) as f:

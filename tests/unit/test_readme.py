@@ -23,7 +23,7 @@ def readme_commands() -> list[str]:
         text = re.sub(r"\\\n\s*", " ", block)
         for line in text.splitlines():
             line = line.split("  #")[0].strip()
-            if line.startswith((".venv/bin/python -m", "python -m", "make ")):
+            if line.startswith((".venv/bin/python -m", ".venv-kfp/bin/python -m", "python -m", "make ")):
                 commands.append(line)
     return commands
 

@@ -118,6 +118,18 @@ def test_a_boolean_option_takes_true_or_false_and_names_itself_otherwise():
         PredictConfig.load(None, {**base, "allow_missing_features": "maybe"})
 
 
+def test_a_model_dir_flag_replaces_the_config_files_serving_dir_and_both_flags_are_refused(tmp_path):
+    """A scheduler (the KFP component) points a prediction config at the model it was handed."""
+    from beam_ml.config.predict import PredictConfig
+    config = tmp_path / "predict.yaml"
+    config.write_text("input: x.csv\nkey_column: id\nserving_dir: serving/p\noutput_dir: o\n")
+    assert PredictConfig.load(str(config), {}).serving_dir == "serving/p"
+    chosen = PredictConfig.load(str(config), {"model_dir": "m/1", "serving_dir": None})
+    assert (chosen.model_dir, chosen.serving_dir) == ("m/1", None)
+    with pytest.raises(ConfigError, match="^--model_dir: give exactly one of"):
+        PredictConfig.load(str(config), {"model_dir": "m/1", "serving_dir": "serving/q"})
+
+
 @pytest.mark.parametrize("option, value", [("subscription", "projects/P/subscriptions/telemetry"),
                                            ("alerts_topic", "projects/x/topics/alerts")])
 def test_a_pubsub_path_whose_project_beam_would_reject_fails_at_launch(option, value):

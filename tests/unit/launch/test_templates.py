@@ -13,8 +13,9 @@ from tests.support.jobs import job_args
 
 OPTIONS = {"train_pipeline": TrainPipelineOptions, "batch_predict": BatchPredictOptions,
            "detect_anomalies": DetectAnomaliesOptions}
-# --validate_only is a pre-flight switch, --verbose and --json console switches: not launch parameters
-NOT_PARAMETERS = {"help", "validate_only", "verbose", "json"}
+# --validate_only is a pre-flight switch, --wait a scheduler's, --verbose and --json console switches: not launch
+# parameters (a Flex Template launcher must return once the job is submitted)
+NOT_PARAMETERS = {"help", "validate_only", "wait", "verbose", "json"}
 
 
 @pytest.mark.parametrize("template", JOBS, ids=lambda t: t.job)
