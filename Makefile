@@ -11,12 +11,15 @@ EMU_STAMP := $(EMU_VENV)/.installed
 KFP_VENV := .venv-kfp
 KFP_STAMP := $(KFP_VENV)/.installed
 
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
+
 TFJS_VENV := .venv-tfjs
 TFJS_STAMP := $(TFJS_VENV)/.installed
 TFJS_PAGE := tests/support/tfjs
 TFJS_NPM_STAMP := $(TFJS_PAGE)/node_modules/.installed
 
-.PHONY: setup emulators kfp tfjs demo test test-fast benchmark clean
+.PHONY: setup emulators kfp airflow tfjs demo test test-fast benchmark clean
 
 setup: $(STAMP)
 
@@ -54,6 +57,16 @@ $(KFP_STAMP): requirements-kfp.txt setup.py
 	$(KFP_VENV)/bin/python -m pip check
 	touch $(KFP_STAMP)
 
+# Apache Airflow 3 with the Google and Beam providers, for examples/airflow, in its own venv: its pins collide with the
+# package's (requirements-airflow.txt says which); its tasks run the jobs with the package venv's interpreter.
+airflow: $(AIRFLOW_STAMP)
+
+$(AIRFLOW_STAMP): requirements-airflow.txt
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -r requirements-airflow.txt
+	$(AIRFLOW_VENV)/bin/python -m pip check
+	touch $(AIRFLOW_STAMP)
+
 # The TF.js converter (`python -m beam_ml.model.tfjs`) in its own venv: tensorflowjs needs a packaging version that
 # google-cloud-bigquery in the main venv rejects (requirements-tfjs.txt says which).
 tfjs: $(TFJS_STAMP)
@@ -72,7 +85,7 @@ $(TFJS_NPM_STAMP): $(TFJS_PAGE)/package.json $(TFJS_PAGE)/package-lock.json
 demo: setup
 	$(PY) -m jobs.train_pipeline --config examples/penguins/config.yaml
 
-test: setup emulators kfp tfjs $(TFJS_NPM_STAMP)
+test: setup emulators kfp airflow tfjs $(TFJS_NPM_STAMP)
 	$(PY) -m pytest -q tests
 
 # Under 2 minutes on 2 cores: tests/unit without the tests that start a server or train a model (markers set by
