@@ -38,10 +38,29 @@ def write_json(path: str, value: Any) -> None:
     write_bytes(path, json_bytes(value))
 
 
+def tensorflow_reaches(path: str) -> bool:
+    """Whether TensorFlow's file API has the filesystem of `path` here: local and gs:// paths, not s3:// (Beam's
+    own filesystems read that)."""
+    if "://" not in path:
+        return True
+    import tensorflow as tf
+    try:
+        tf.io.gfile.exists(path)
+    except tf.errors.UnimplementedError:
+        return False
+    return True
+
+
 def unwritable_reason(path: str) -> Optional[str]:
-    """Why a local directory cannot be written (or created) at `path`, or None: it is a file, sits under a file, or
-    its nearest existing directory is not writable. A remote path (gs://) is not checked: that needs a write."""
+    """Why a directory cannot be written (or created) at `path`, or None: a local one is a file, sits under a file,
+    or its nearest existing directory is not writable; a remote one is on a filesystem TensorFlow's file API (which
+    writes models, statistics and records) does not have here. Permissions on a remote path are not checked: that
+    needs a write."""
     if "://" in path:
+        if not tensorflow_reaches(path):
+            scheme = path.split("://", 1)[0]
+            return (f"TensorFlow's file API, which writes runs and models, has no {scheme}:// filesystem here "
+                    f"(inputs may be on {scheme}://; outputs go to a local path or gs://)")
         return None
     existing = os.path.abspath(path)
     while not os.path.exists(existing):

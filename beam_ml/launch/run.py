@@ -17,6 +17,7 @@ import sys
 from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beam_ml.core import fileutil
@@ -58,6 +59,9 @@ def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[Pip
     try:
         reject_unknown_flags(argv, options_class)
         options = PipelineOptions(argv)
+        # Filesystems that take options (S3's endpoint and credentials: --s3_* flags, else AWS's environment and
+        # profile) get them before the plan lists inputs; workers get them with the pipeline.
+        FileSystems.set_options(options)
         if streaming:
             options.view_as(StandardOptions).streaming = True
         job_options = options.view_as(options_class)

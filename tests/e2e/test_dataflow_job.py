@@ -81,7 +81,7 @@ def test_the_dockerfile_matches_the_requirements_and_passes_hadolint():
     with open(os.path.join(ROOT, "templates", "Dockerfile")) as f:
         dockerfile = f.read()
     with open(os.path.join(ROOT, "requirements.txt")) as f:
-        beam_version = re.search(r"^apache-beam\[gcp\]==(\S+)$", f.read(), re.M).group(1)
+        beam_version = re.search(r"^apache-beam\[[a-z,]+\]==(\S+)$", f.read(), re.M).group(1)
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     assert f"FROM apache/beam_python{python}_sdk:{beam_version}" in dockerfile
     assert f"python{python.replace('.', '')}-template-launcher-base" in dockerfile

@@ -80,6 +80,16 @@ def start_bq(gcs_root, logdir, home=DUCKDB_HOME):
     _wait_tcp(grpc_port)
     return pr, f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc_port}", t
 
+def start_s3(logdir, check_credentials=False):
+    """moto's S3 API server on loopback; with `check_credentials`, it refuses every key it has not issued (a denied
+    request, as AWS answers an unknown or revoked key)."""
+    port = free_port()
+    env = {"INITIAL_NO_AUTH_ACTION_COUNT": "0"} if check_credentials else {}
+    pr = Proc("s3", [f"{EMU_VENV}/bin/moto_server", "-H", "127.0.0.1", "-p", str(port)], logdir, env=env)
+    t = _wait_http(f"http://127.0.0.1:{port}/moto-api/", pr.p)
+    return pr, f"http://127.0.0.1:{port}", t
+
+
 def start_pubsub(logdir):
     if not os.path.exists(PUBSUB_BIN) or not shutil.which("java"):
         return None, None, None

@@ -21,7 +21,7 @@ from tests.support.pubsub import direct_runner_metrics, pubsub_emulator  # noqa:
 # Worker processes (the multi-processing DirectRunner, the Flex launcher's subprocess) import the tests' modules too.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
 
-SERVER_FIXTURES = {"gcs_emulator", "bq_emulator", "pubsub_emulator", "penguin_databases", "penguin_db"}
+SERVER_FIXTURES = {"gcs_emulator", "s3_server", "bq_emulator", "pubsub_emulator", "penguin_databases", "penguin_db"}
 MODEL_FIXTURES = {"launched_penguins", "trained_telemetry"}
 
 
@@ -71,6 +71,25 @@ def gcs_emulator(tmp_path_factory):
     process, url, _ = emulators.start_gcs(str(data), str(tmp_path_factory.mktemp("gcs_logs")))
     os.environ["STORAGE_EMULATOR_HOST"] = url
     yield {"url": url, "root": str(data / ".cloudstorage")}
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """An S3 API server (moto) for this session, reached through AWS's standard environment (endpoint, keys,
+    region), as boto3 and so Beam's S3 filesystem read it; jobs started as subprocesses inherit it."""
+    from tests.support import emulators
+    process, url, _ = emulators.start_s3(str(tmp_path_factory.mktemp("s3_logs")))
+    aws = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "beam-ml-test-key", "AWS_SECRET_ACCESS_KEY": "beam-ml-test-secret",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    before = {name: os.environ.get(name) for name in aws}
+    os.environ.update(aws)
+    yield {"url": url, **aws}
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     process.stop()
 
 

@@ -10,6 +10,7 @@ from typing import Iterator
 
 import pyarrow as pa
 
+from beam_ml.core import fileutil
 from beam_ml.core.chunks import ParsedChunk
 from beam_ml.core.deadletter import DeadLetter
 from beam_ml.core.records import RecordFormat
@@ -24,10 +25,30 @@ def compression(path: str) -> str:
 
 
 def _record_batches(path: str, size: int = BATCH_RECORDS) -> Iterator[list[bytes]]:
-    """The file's serialized records, `size` at a time (tf.data batches them: no Python call per record)."""
+    """The file's serialized records, `size` at a time: tf.data batches them (no Python call per record) where
+    TensorFlow has the file's filesystem, Beam's filesystems frame them one by one elsewhere (s3://)."""
+    if not fileutil.tensorflow_reaches(path):
+        yield from _beam_record_batches(path, size)
+        return
     import tensorflow as tf
     for batch in tf.data.TFRecordDataset(path, compression_type=compression(path)).batch(size):
         yield batch.numpy().tolist()
+
+
+def _beam_record_batches(path: str, size: int) -> Iterator[list[bytes]]:
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.io.tfrecordio import _TFRecordUtil  # Beam's framing and CRC checks (ReadFromTFRecord's own)
+    kind = CompressionTypes.GZIP if compression(path) else CompressionTypes.UNCOMPRESSED
+    with FileSystems.open(path, compression_type=kind) as f:
+        batch: list[bytes] = []
+        while (record := _TFRecordUtil.read_record(f)) is not None:
+            batch.append(record)
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
 
 def infer_tfrecord_format(path: str, column_types: dict[str, str]) -> RecordFormat:
