@@ -55,6 +55,10 @@ $(KFP_STAMP): requirements-kfp.txt setup.py
 	$(PYTHON) -m venv $(KFP_VENV)
 	$(KFP_VENV)/bin/python -m pip install --quiet -r requirements-kfp.txt
 	$(KFP_VENV)/bin/python -m pip check
+	# The executor the Flex Template image runs components with (templates/Dockerfile: kfp 2.13.0 beside the
+	# package), for the test that runs a compiled component as the image does.
+	$(KFP_VENV)/bin/python -m pip install --quiet --no-deps --target $(KFP_VENV)/image-executor kfp==2.13.0 \
+	  kfp-pipeline-spec==0.6.0 kfp-server-api==2.4.0 docstring_parser==0.18.0
 	touch $(KFP_STAMP)
 
 # Apache Airflow 3 with the Google and Beam providers, for examples/airflow, in its own venv: its pins collide with the

@@ -47,8 +47,10 @@ def train_job(config: str, output_dir: str, serving_dir: str, flags: dict, model
     argv = ["--config", config, "--output_dir", output_dir, "--serving_dir", serving_dir]
     argv += [f"--{name}={value if isinstance(value, str) else json.dumps(value)}" for name, value in flags.items()]
     summary_path = os.path.join(tempfile.mkdtemp(), "summary.json")
-    subprocess.run([python, "-m", "beam_ml.launch.step", "train_pipeline", "--summary_out", summary_path,
-                    "--record_out", run_record.path, "--model_out", model.path, "--", *argv])
+    code = subprocess.run([python, "-m", "beam_ml.launch.step", "train_pipeline", "--summary_out", summary_path,
+                           "--record_out", run_record.path, "--model_out", model.path, "--", *argv]).returncode
+    if not os.path.exists(summary_path):
+        raise RuntimeError(f"{python} -m beam_ml.launch.step exited with {code} before saying how the job went")
     with open(summary_path) as f:
         summary = json.load(f)
     run_record.metadata.update({k: summary.get(k) or "" for k in ("run_id", "status", "run_dir")})
@@ -75,8 +77,10 @@ def predict_job(config: str, output_dir: str, model: Input[Model], flags: dict,
     argv = ["--config", config, "--output_dir", output_dir, "--model_dir", model.path]
     argv += [f"--{name}={value if isinstance(value, str) else json.dumps(value)}" for name, value in flags.items()]
     summary_path = os.path.join(tempfile.mkdtemp(), "summary.json")
-    subprocess.run([python, "-m", "beam_ml.launch.step", "batch_predict", "--summary_out", summary_path,
-                    "--record_out", run_record.path, "--", *argv])
+    code = subprocess.run([python, "-m", "beam_ml.launch.step", "batch_predict", "--summary_out", summary_path,
+                           "--record_out", run_record.path, "--", *argv]).returncode
+    if not os.path.exists(summary_path):
+        raise RuntimeError(f"{python} -m beam_ml.launch.step exited with {code} before saying how the job went")
     with open(summary_path) as f:
         summary = json.load(f)
     run_record.metadata.update({k: summary.get(k) or "" for k in ("run_id", "status", "run_dir")})

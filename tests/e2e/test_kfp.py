@@ -2,7 +2,9 @@
 The compiled pipeline has the golden structure (tasks, condition, artifact types, images, caching off) and loads
 with KFP's own loader; the local run (KFP's local runner: each component in a subprocess, the DirectRunner inside)
 trains penguins, pushes and predicts the 344 unlabelled rows, its artifacts where KFP's executor output says; run
-again on the same data, the training step reuses the first run, pushes nothing, and prediction is skipped."""
+again on the same data, the training step reuses the first run, pushes nothing, and prediction is skipped. The
+compiled training component also runs as the Flex Template image runs it: its own command, with the image's KFP
+executor (kfp 2.13, beside the package) and the package's interpreter as `python3`."""
 import glob
 import json
 import os
@@ -142,3 +144,45 @@ def test_the_readme_local_run_trains_pushes_predicts_and_a_rerun_on_the_same_dat
     assert not os.path.exists(os.path.join(pipeline_dir, "predict-job"))
     assert "predict: skipped (no new model was pushed)" in second.stdout
     assert sorted(os.listdir(tmp_path / "serving" / "penguins")) == [os.path.basename(pushed), "models.config"]
+
+    image = run_component_as_the_image_does(kfp_commands, "train-job", tmp_path, {
+        "config": "examples/penguins/config.yaml", "output_dir": "runs/penguins", "serving_dir": "serving/penguins",
+        "flags": {}})
+    assert image["parameterValues"] == {"Output": False}  # the same data and code: the first run, reused
+    (model,) = image["artifacts"]["model"]["artifacts"]
+    assert model["metadata"]["reused_run"] == record["run_dir"]
+    assert os.path.exists(os.path.join(model["uri"], "saved_model.pb"))
+
+
+def run_component_as_the_image_does(kfp_commands: dict[str, str], task: str, workdir, parameters: dict) -> dict:
+    """Runs the compiled component of `task` from `workdir` by its own command and arguments (KFP's executor input
+    built as a KFP backend builds it), with the image's executor and the package's interpreter; returns its
+    executor output."""
+    ir_path = workdir / "image" / "pipeline.yaml"
+    os.makedirs(ir_path.parent)
+    compile_command = kfp_commands["compile"].replace("--output continuous_training.yaml", f"--output {ir_path}")
+    assert run_readme_command(compile_command, workdir).returncode == 0
+    with open(ir_path) as f:
+        ir = yaml.safe_load(f)
+    component = ir["components"][ir["root"]["dag"]["tasks"][task]["componentRef"]["name"]]
+    container = ir["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
+    out = workdir / "image" / task
+    artifacts = {name: {"artifacts": [{"name": name, "type": spec["artifactType"], "uri": str(out / name),
+                                       "metadata": {}}]}
+                 for name, spec in component["outputDefinitions"].get("artifacts", {}).items()}
+    executor_input = {"inputs": {"parameterValues": parameters},
+                      "outputs": {"parameters": {name: {"outputFile": str(out / name)}
+                                                 for name in component["outputDefinitions"].get("parameters", {})},
+                                  "artifacts": artifacts, "outputFile": str(out / "executor_output.json")}}
+    bin_dir = workdir / "image" / "bin"  # `python3` is the image's interpreter: the package's, here
+    os.makedirs(bin_dir)
+    (bin_dir / "python3").write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
+    os.chmod(bin_dir / "python3", 0o755)
+    args = [json.dumps(executor_input) if arg == "{{$}}" else arg for arg in container["args"]]
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": os.pathsep.join([os.path.join(KFP_VENV, "image-executor"), ROOT])}
+    proc = subprocess.run(container["command"] + args, cwd=workdir, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(out / "executor_output.json") as f:
+        return json.load(f)
