@@ -22,25 +22,33 @@ from beam_ml.core import fileutil
 from beam_ml.core.layout import RunLayout
 from beam_ml.core.run import new_run_id
 from beam_ml.launch.options import BatchPredictOptions, TrainPipelineOptions, reject_unknown_flags
+from beam_ml.launch.run import exit_now
 from beam_ml.report.read import read_manifest
 
 JOB_OPTIONS = {"train_pipeline": TrainPipelineOptions, "batch_predict": BatchPredictOptions}
 
 
-def run_step(job: str, job_argv: Sequence[str], record_out: Optional[str] = None,
-             model_out: Optional[str] = None) -> dict[str, Any]:
-    """Runs `jobs.<job>` with `job_argv` in a subprocess of this interpreter and returns the summary (see the module
-    docstring). A bad option fails here, naming it, before the job starts."""
+def job_argv_for_step(job: str, job_argv: Sequence[str]) -> tuple[list[str], str]:
+    """The job's flags as the step passes them (with `--wait`, and a run id when none is given) and the run's
+    directory. Raises ConfigError naming a bad or unknown option: the job is not started."""
     reject_unknown_flags(job_argv, JOB_OPTIONS[job])
-    config = JOB_OPTIONS[job](list(job_argv)).to_config()  # ConfigError naming the option
+    config = JOB_OPTIONS[job](list(job_argv)).to_config()
     run_id = config.run_id or new_run_id()
     argv = [*job_argv, "--wait"] + ([] if config.run_id else ["--run_id", run_id])
+    return argv, os.path.join(config.output_dir, run_id)
+
+
+def run_step(job: str, argv: Sequence[str], run_dir: str, record_out: Optional[str] = None,
+             model_out: Optional[str] = None) -> dict[str, Any]:
+    """Runs `jobs.<job>` with `argv` (from `job_argv_for_step`) in a subprocess of this interpreter and returns the
+    summary (see the module docstring)."""
     code = subprocess.run([sys.executable, "-m", f"jobs.{job}", *argv]).returncode
-    run_dir = os.path.join(config.output_dir, run_id)
     record = read_manifest(run_dir)
     run_dir = record.get("run_dir") or run_dir  # the record's is absolute
-    summary: dict[str, Any] = {"exit_code": code, "status": record.get("status"), "run_id": run_id,
-                               "run_dir": run_dir, "error": record.get("error")}
+    summary: dict[str, Any] = {
+        "exit_code": code, "status": record.get("status"), "run_id": os.path.basename(run_dir), "run_dir": run_dir,
+        "error": record.get("error") or (None if record else f"the job exited with {code} before writing its "
+                                                              f"record (its output says why)")}
     if record and record_out:
         fileutil.write_json(record_out, record)
     if job == "train_pipeline":
@@ -68,13 +76,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--model_out", help="(train_pipeline) where a copy of the trained model goes")
     args = parser.parse_args(own)
     try:
-        summary = run_step(args.job, job_argv, args.record_out, args.model_out)
-    except Exception as e:  # a bad option or an unreadable config: the job did not start
+        step_argv, run_dir = job_argv_for_step(args.job, job_argv)
+    except Exception as e:  # a bad option or an unreadable config: the job is not started
         summary = {"exit_code": 2, "status": None, "error": f"{type(e).__name__}: {e}"}
         print(f"error: {summary['error']}", file=sys.stderr)
+    else:
+        summary = run_step(args.job, step_argv, run_dir, args.record_out, args.model_out)
     fileutil.write_json(args.summary_out, summary)
     return summary["exit_code"]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
