@@ -83,12 +83,15 @@ def test_the_readme_batch_job_commands_run_as_written(tmp_path):
 def _assert_the_readme_edge_and_browser_exports_work(tmp_path, env: dict) -> None:
     """The README's TFLite conversion of the pushed penguin version, its Python snippet on that file, and the
     version's TF.js export."""
-    [command] = [c for c in readme_commands() if "-m beam_ml.model.lite " in c]
-    words = shlex.split(command)
-    words[0] = sys.executable
-    proc = subprocess.run(words, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, (command, proc.stderr[-3000:])
-    record = json.loads(proc.stdout)
+    def run_readme_command(module: str) -> dict:
+        [command] = [c for c in readme_commands() if f"-m {module} " in c]
+        words = shlex.split(command)
+        words[0] = sys.executable
+        proc = subprocess.run(words, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (command, proc.stderr[-3000:])
+        return json.loads(proc.stdout)
+
+    record = run_readme_command("beam_ml.model.lite")
     assert record["within_bound"] is True and record["rows"] == 10  # the version's warm-up rows
     assert [v["file"] for v in record["variants"]] == ["model.tflite", "model_dynamic.tflite"]
     assert all(os.path.exists(os.path.join(tmp_path, record["model_dir"], v["file"])) for v in record["variants"])
@@ -101,11 +104,6 @@ def _assert_the_readme_edge_and_browser_exports_work(tmp_path, env: dict) -> Non
     exec(snippet, namespace)  # the README's code as a user pastes it
     assert namespace["scores"].shape == (1, 3) and abs(float(namespace["scores"].sum()) - 1) < 1e-4
 
-    [command] = [c for c in readme_commands() if "-m beam_ml.model.tfjs " in c]
-    words = shlex.split(command)
-    words[0] = sys.executable
-    proc = subprocess.run(words, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, (command, proc.stderr[-3000:])
-    written = json.loads(proc.stdout)
+    written = run_readme_command("beam_ml.model.tfjs")
     assert written["model_dir"] == record["model_dir"] and {"model.json", "signature.json"} <= set(written["files"])
     assert written["signature"]["classes"] and written["signature"]["inputs"]["year"]["dtype"] == "int32"

@@ -1,21 +1,16 @@
 """File sources on gs://, against the GCS emulator (Beam's gcsio reaches it via STORAGE_EMULATOR_HOST)."""
-import apache_beam as beam
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.testing.test_pipeline import TestPipeline
-from apache_beam.testing.util import assert_that, equal_to
 
 from beam_ml.config.train import PipelineConfig
 from beam_ml.ingest.files.source import FileSource
-from beam_ml.ingest.read import ReadSplits
 from beam_ml.ingest.resolve import resolve_source
-from beam_ml.ingest.split import HashSplit
 from tests.support.paths import PENGUINS_CONFIG, PENGUINS_CSV
+from tests.support.sources import assert_each_reads_the_penguin_splits
 
 BUCKET = "beam-ml-sources"
-TRAIN_EVAL = HashSplit((("train", 2), ("eval", 1)))
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +40,7 @@ def test_csv_and_parquet_on_gcs_read_like_local_files(bucket):
     parquet = FileSource.resolve(f"{bucket}/parquet/*.parquet", types)
     assert csv.files[0].sha256 == local.files[0].sha256 and csv.fmt == local.fmt
     assert len(parquet.chunks()) == 4 and parquet.fmt.columns == local.fmt.columns
-    expected = {"train": 243, "eval": 101}  # the bundled data's split, as the demo prints it
-    with TestPipeline() as p:
-        for label, source in (("local", local), ("csv", csv), ("parquet", parquet)):
-            out = p | label >> ReadSplits(source, TRAIN_EVAL)
-            assert_that(out.dead_letter, equal_to([]), label=f"{label}NoDeadLetters")
-            for name, count in expected.items():
-                assert_that(out.splits[name] | f"{label}Rows{name}" >> beam.Map(lambda b: b.num_rows)
-                            | f"{label}Sum{name}" >> beam.CombineGlobally(sum), equal_to([count]),
-                            label=f"{label}Count{name}")
+    assert_each_reads_the_penguin_splits({"local": local, "csv": csv, "parquet": parquet})
 
 
 def test_spans_resolve_on_gcs(bucket):

@@ -16,21 +16,18 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
-from apache_beam.testing.util import assert_that, equal_to
 
 from beam_ml.config.train import PipelineConfig
 from beam_ml.core.layout import STATS_FILE, split_dir
 from beam_ml.ingest.files.source import FileSource
 from beam_ml.ingest.read import ReadSplits
 from beam_ml.ingest.resolve import resolve_source
-from beam_ml.ingest.split import HashSplit
 from beam_ml.train.validate import GenerateSplitStatistics
 from tests.support.jobs import run_job
 from tests.support.paths import PENGUINS_CONFIG, PENGUINS_CSV
+from tests.support.sources import SPLITS, TRAIN_EVAL, assert_each_reads_the_penguin_splits
 
 BUCKET = "beam-ml-sources"
-TRAIN_EVAL = HashSplit((("train", 2), ("eval", 1)))
-SPLITS = {"train": 243, "eval": 101}  # the bundled data's split, as the demo prints it
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +70,7 @@ def test_every_file_kind_on_s3_reads_like_local_files(bucket):
                for kind, glob_ in (("csv", "span-2/*.csv"), ("parquet", "*.parquet"), ("jsonl", "*.jsonl.gz"),
                                    ("tfrecord", "*.tfrecord"))}
     assert sources["csv"].files[0].sha256 == local.files[0].sha256 and sources["csv"].fmt == local.fmt
-    with TestPipeline() as p:
-        for label, source in (("local", local), *sources.items()):
-            out = p | label >> ReadSplits(source, TRAIN_EVAL)
-            assert_that(out.dead_letter, equal_to([]), label=f"{label}NoDeadLetters")
-            for name, count in SPLITS.items():
-                assert_that(out.splits[name] | f"{label}Rows{name}" >> beam.Map(lambda b: b.num_rows)
-                            | f"{label}Sum{name}" >> beam.CombineGlobally(sum), equal_to([count]),
-                            label=f"{label}Count{name}")
+    assert_each_reads_the_penguin_splits({"local": local, **sources})
 
 
 def test_csv_on_s3_gives_the_statistics_of_the_local_file(bucket, tmp_path):
