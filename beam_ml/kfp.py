@@ -107,6 +107,7 @@ def continuous_training_pipeline(image: str = DEFAULT_IMAGE):
         trained = train(config=train_config, output_dir=output_dir, serving_dir=serving_dir, flags=train_flags)
         # KFP's cache keys on parameters, not on the data behind a glob: the job's own cache decides what to redo.
         trained.set_display_name("train, evaluate, push").set_caching_options(False)
+        # On the component's single return value: KFP 2.17's local runner never resolves a NamedTuple field here.
         with dsl.If(trained.outputs["Output"] == True, name="pushed"):  # noqa: E712  (a KFP condition)
             predict(config=predict_config, output_dir=predict_output_dir, model=trained.outputs["model"],
                     flags=predict_flags).set_display_name("batch prediction").set_caching_options(False)
