@@ -38,17 +38,23 @@ def write_json(path: str, value: Any) -> None:
     write_bytes(path, json_bytes(value))
 
 
+_TENSORFLOW_SCHEMES: dict[str, bool] = {}  # scheme -> whether TensorFlow's file API has it (asked once a process)
+
+
 def tensorflow_reaches(path: str) -> bool:
     """Whether TensorFlow's file API has the filesystem of `path` here: local and gs:// paths, not s3:// (Beam's
-    own filesystems read that)."""
+    own filesystems read that). The first path of a scheme is probed; the answer holds for the process."""
     if "://" not in path:
         return True
-    import tensorflow as tf
-    try:
-        tf.io.gfile.exists(path)
-    except tf.errors.UnimplementedError:
-        return False
-    return True
+    scheme = path.split("://", 1)[0]
+    if scheme not in _TENSORFLOW_SCHEMES:
+        import tensorflow as tf
+        try:
+            tf.io.gfile.exists(path)
+            _TENSORFLOW_SCHEMES[scheme] = True
+        except tf.errors.UnimplementedError:
+            _TENSORFLOW_SCHEMES[scheme] = False
+    return _TENSORFLOW_SCHEMES[scheme]
 
 
 def unwritable_reason(path: str) -> Optional[str]:
