@@ -13,7 +13,8 @@ from typing import Optional, Sequence
 
 from beam_ml.launch.options import BatchPredictOptions
 from beam_ml.launch.console import quiet_logs
-from beam_ml.launch.run import exit_now, run_job
+from beam_ml.core.runtime import exit_now
+from beam_ml.launch.run import run_job
 from beam_ml.predict.pipeline import BatchPredict
 from beam_ml.predict.plan import PredictPlan, plan_predict
 

@@ -18,7 +18,8 @@ from typing import Optional, Sequence
 
 from beam_ml.launch.options import DetectAnomaliesOptions
 from beam_ml.launch.console import quiet_logs
-from beam_ml.launch.run import exit_now, run_job
+from beam_ml.core.runtime import exit_now
+from beam_ml.launch.run import run_job
 from beam_ml.stream.pipeline import DetectAnomalies
 from beam_ml.stream.plan import DetectPlan, plan_detect
 

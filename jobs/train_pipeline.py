@@ -12,7 +12,8 @@ from typing import Optional, Sequence
 
 from beam_ml.launch.options import TrainPipelineOptions
 from beam_ml.launch.console import quiet_logs
-from beam_ml.launch.run import exit_now, run_job
+from beam_ml.core.runtime import exit_now
+from beam_ml.launch.run import run_job
 from beam_ml.train.cache import ReuseRun
 from beam_ml.train.pipeline import TrainPipeline
 from beam_ml.train.plan import RunPlan, plan_run

@@ -1,5 +1,5 @@
-"""Small file helpers over tf.io.gfile, so the same code writes locally and to gs://; and local paths made
-absolute for workers.
+"""Small file helpers over tf.io.gfile, so the same code writes locally, to gs:// and to s3://; and the paths where a
+job keeps runs and models made ready for workers.
 """
 from __future__ import annotations
 
@@ -7,10 +7,17 @@ import json
 import os
 from typing import Any, Optional
 
+from beam_ml.core import s3
+
 
 def write_bytes(path: str, data: bytes) -> None:
-    """Writes a file whole: to a temporary name, then renamed over the target."""
+    """Writes a file whole: locally to a temporary name, then renamed over the target; on an object store in one
+    upload, which is whole or absent by itself (and tensorflow-io's S3 cannot rename an empty object)."""
     import tensorflow as tf
+    if "://" in path:
+        with tf.io.gfile.GFile(path, "wb") as f:
+            f.write(data)
+        return
     tf.io.gfile.makedirs(os.path.dirname(path))
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
@@ -42,11 +49,14 @@ _TENSORFLOW_SCHEMES: dict[str, bool] = {}  # scheme -> whether TensorFlow's file
 
 
 def tensorflow_reaches(path: str) -> bool:
-    """Whether TensorFlow's file API has the filesystem of `path` here: local and gs:// paths, not s3:// (Beam's
-    own filesystems read that). The first path of a scheme is probed; the answer holds for the process."""
+    """Whether TensorFlow's file API has the filesystem of `path` here: local and gs:// paths; s3:// once a job's
+    run or model path is there (`storage_path`; Beam's own filesystems read inputs on S3 either way). The first path
+    of a scheme is probed; the answer holds for the process."""
     if "://" not in path:
         return True
     scheme = path.split("://", 1)[0]
+    if scheme == "s3":  # not probed: tensorflow-io (which tf.Transform imports) is set up for S3 by `storage_path`
+        return s3.enabled()
     if scheme not in _TENSORFLOW_SCHEMES:
         import tensorflow as tf
         try:
@@ -63,10 +73,12 @@ def unwritable_reason(path: str) -> Optional[str]:
     writes models, statistics and records) does not have here. Permissions on a remote path are not checked: that
     needs a write."""
     if "://" in path:
-        if not tensorflow_reaches(path):
-            scheme = path.split("://", 1)[0]
-            return (f"TensorFlow's file API, which writes runs and models, has no {scheme}:// filesystem here "
-                    f"(inputs may be on {scheme}://; outputs go to a local path or gs://)")
+        scheme = path.split("://", 1)[0]
+        problem = s3.enable() if scheme == "s3" else None
+        if problem or not tensorflow_reaches(path):
+            return (f"TensorFlow's file API, which writes runs and models, has no {scheme}:// filesystem here"
+                    f"{f' ({problem})' if problem else ''} (inputs may be on {scheme}://; outputs go to a local "
+                    f"path, gs:// or s3://)")
         return None
     existing = os.path.abspath(path)
     while not os.path.exists(existing):
@@ -113,6 +125,14 @@ def read_text(path: str) -> str:
     import tensorflow as tf
     with tf.io.gfile.GFile(path) as f:
         return f.read()
+
+
+def storage_path(path: Optional[str]) -> Optional[str]:
+    """A path where a job keeps runs or models, as its workers and TensorFlow use it: a local one made absolute; on
+    s3://, TensorFlow's file API given that filesystem in this process (`beam_ml.core.s3`)."""
+    if path is not None and path.startswith("s3://"):
+        s3.enable()  # a path TensorFlow cannot reach is refused where it is checked (`unwritable_reason`)
+    return absolute(path)
 
 
 def absolute(path: Optional[str]) -> Optional[str]:

@@ -1,19 +1,19 @@
-"""Exclusive ownership across processes and machines, on a local disk and on gs://.
+"""Exclusive ownership across processes and machines, on a local disk, gs:// and s3://.
 
 The primitive is *create only if absent*: on a local file system, a file written whole under a private name and
 hard-linked into place (link fails if the name exists, and the file never appears half-written); on Cloud Storage, an
-upload with the precondition `ifGenerationMatch=0`. Network and FUSE mounts (NFS, gcsfuse) are not supported: their
+upload with the precondition `ifGenerationMatch=0`; on S3, a put with `If-None-Match: *`. Network and FUSE mounts (NFS, gcsfuse) are not supported: their
 hard links and flock are not reliable across machines; give the gs:// path instead of a gcsfuse mount. On it:
 
 - `create_exclusive(path, data)`: claims a name once (a run directory's claim marker).
 - `PathLock`: one holder at a time (one pusher per serving directory). The lock file names its owner, host, pid and
   expiry. A lock past its expiry, or held by a process that no longer runs on this host, is stale and broken by the
-  next acquirer, removing exactly the stale file (on gs:// a delete preconditioned on its generation; locally under
+  next acquirer, removing exactly the stale file (on gs:// a delete preconditioned on its generation, on s3:// on its ETag; locally under
   an advisory lock on the directory, which every remover takes), so two acquirers can never both break a lock and
   both hold it. Release removes the file only if it is still this holder's. The expiry is not renewed: a holder
   must finish within it, and checks `held()` before acting on its ownership (a push publishes nothing once lost).
 
-S3 and other schemes have no exclusive create here: `create_exclusive` and `PathLock` refuse them by name.
+Other schemes have no exclusive create here: `create_exclusive` and `PathLock` refuse them by name.
 
 Example::
 
@@ -131,13 +131,67 @@ class _CloudStorage:
             return False
 
 
+class _S3:
+    """s3://: conditional writes (`If-None-Match: *`) and deletes (`If-Match: <ETag>`), single atomic requests;
+    credentials and endpoint from AWS's standard environment, as Beam's S3 filesystem takes them."""
+
+    def __init__(self):
+        import boto3
+        self._client = boto3.client("s3")
+
+    @staticmethod
+    def _key(path: str) -> tuple[str, str]:
+        bucket, _, key = path[len("s3://"):].partition("/")
+        return bucket, key
+
+    @staticmethod
+    def _status(error: Exception) -> int:
+        return int(getattr(error, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+    def create(self, path: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+        bucket, key = self._key(path)
+        try:
+            self._client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as e:
+            if self._status(e) not in (409, 412):  # 409: a concurrent conditional write to the same key
+                raise
+            found = self.read(path)  # ours, when a retried put's first attempt had landed
+            return found is not None and found[0] == data
+
+    def read(self, path: str) -> Optional[tuple[bytes, Any]]:
+        from botocore.exceptions import ClientError
+        bucket, key = self._key(path)
+        try:
+            answer = self._client.get_object(Bucket=bucket, Key=key)
+        except ClientError as e:
+            if self._status(e) == 404:
+                return None
+            raise
+        return answer["Body"].read(), answer["ETag"]  # the body read is the ETag's: one response
+
+    def delete_if_unchanged(self, path: str, version: Any) -> bool:
+        from botocore.exceptions import ClientError
+        bucket, key = self._key(path)
+        try:
+            self._client.delete_object(Bucket=bucket, Key=key, IfMatch=version)
+            return True
+        except ClientError as e:
+            if self._status(e) in (404, 412):
+                return False
+            raise
+
+
 def _store(path: str):
     scheme = _scheme(path)
     if scheme == "":
         return _LocalFiles()
     if scheme == "gs":
         return _CloudStorage()
-    raise ValueError(f"{path}: no exclusive create for {scheme}:// here (local paths and gs:// have one)")
+    if scheme == "s3":
+        return _S3()
+    raise ValueError(f"{path}: no exclusive create for {scheme}:// here (local paths, gs:// and s3:// have one)")
 
 
 def create_exclusive(path: str, data: bytes) -> bool:

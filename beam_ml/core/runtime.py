@@ -15,7 +15,8 @@ collector's full passes over objects that live as long as the process.
   sees as a stall (readings turn late). `gc.freeze()` after start-up and after a model loads takes them out of the
   collector's passes.
 
-`local_run()` is both, as `beam_ml.launch.run` runs every job on a local runner.
+`local_run()` is both, as `beam_ml.launch.run` runs every job on a local runner. `exit_now()` is how every entry point
+leaves the process.
 
 Example::
 
@@ -28,6 +29,8 @@ import contextlib
 import gc
 import inspect
 import logging
+import os
+import sys
 import threading
 import weakref
 from typing import Callable, Iterator
@@ -111,3 +114,13 @@ def local_run() -> Iterator[None]:
     freeze_long_lived_objects()
     with dofn_signature_cache():
         yield
+
+
+def exit_now(code: int) -> None:
+    """Exits without interpreter teardown, where TensorFlow's function finalizers print spurious "Exception
+    ignored" tracebacks and tensorflow-io's S3 client aborts the process (`beam_ml.core.s3`). All output is flushed
+    first. The jobs and the commands that may reach a run or model on s3:// (step, push, infra, report) leave this
+    way."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -18,9 +18,9 @@ from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
-from beam_ml.core import fileutil
+from beam_ml.core import fileutil, s3
 from beam_ml.core.errors import ConfigError
 from beam_ml.core.layout import RunLayout
 from beam_ml.core.redact import clipped
@@ -68,6 +68,9 @@ def run_job(argv: Sequence[str], *, prog: str, doc: str, options_class: type[Pip
         if job_options.verbose:
             show_logs()
         run_plan = plan(job_options.to_config())
+        if s3.enabled():  # the plan put a run or model path on s3://: workers' TensorFlow needs that filesystem too
+            setup = options.view_as(SetupOptions)
+            setup.beam_plugins = [*(setup.beam_plugins or []), s3.WORKER_PLUGIN]
     except ConfigError as e:
         print(f"error: {clipped(str(e))}", file=sys.stderr)
         return 2
@@ -186,11 +189,3 @@ def failed_step(error: Exception) -> Optional[str]:
 
 def is_dataflow(options: PipelineOptions) -> bool:
     return "dataflow" in str(options.view_as(StandardOptions).runner or "").lower()
-
-
-def exit_now(code: int) -> None:
-    """Exits without interpreter teardown, where TensorFlow's function finalizers print spurious "Exception
-    ignored" tracebacks. All output is flushed first."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)

@@ -22,7 +22,7 @@ from beam_ml.core import fileutil
 from beam_ml.core.layout import RunLayout
 from beam_ml.core.run import new_run_id
 from beam_ml.launch.options import BatchPredictOptions, TrainPipelineOptions, reject_unknown_flags
-from beam_ml.launch.run import exit_now
+from beam_ml.core.runtime import exit_now
 from beam_ml.report.read import read_manifest
 
 JOB_OPTIONS = {"train_pipeline": TrainPipelineOptions, "batch_predict": BatchPredictOptions}

@@ -30,8 +30,9 @@ from typing import Any, Optional, Sequence
 
 import apache_beam as beam
 
-from beam_ml.core.fileutil import copy_tree
+from beam_ml.core.fileutil import copy_tree, storage_path
 from beam_ml.core.redact import clipped
+from beam_ml.core.runtime import exit_now
 
 VALIDATION_TIMEOUT_SECONDS = 600
 MODEL_SERVER_ENV = "BEAM_ML_MODEL_SERVER"
@@ -238,10 +239,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if len(args) != 1:
         print(__doc__, file=sys.stderr)
         return 2
-    result = validate_here(args[0])
+    result = validate_here(storage_path(args[0]))
     print(json.dumps(result, sort_keys=True))
     return 0 if result["ok"] else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -1,14 +1,14 @@
 """Push: publish a blessed model to `<serving_dir>/<version>/` (TF Serving's layout, version = unix time).
 
 One pusher at a time per serving directory: a push holds `<serving_dir>/.push.lock` (`core.lock.PathLock`: an
-exclusive create on a local disk or gs://, naming its owner and expiry) from choosing the version number to
+exclusive create on a local disk, gs:// or s3://, naming its owner and expiry) from choosing the version number to
 publishing it, so concurrent pushes from several processes or machines publish one after another, each complete.
 
 On a local file system a reader never sees a partial version: the model is copied under a hidden
 `.partial-<pid>@<host>-<id>` name (TF Serving only loads numeric directory names) and renamed into place in one step.
 A staging directory is removed only by its owner, or by a later push once it is stale: its process is gone from this
 host, or (a push from another host) it is older than the lock's expiry. A push that outlived its lock publishes
-nothing (LockLost). Object stores (gs://) have no directory rename: the files are copied
+nothing (LockLost). Object stores (gs://, s3://) have no directory rename: the files are copied
 straight into a version directory that did not exist, `saved_model.pb` last, since a SavedModel is only loadable once
 that file exists. There a reader can see the numbered directory before it is complete, and a crashed copy leaves it
 without `saved_model.pb`; `versions()` ignores such directories.
@@ -33,6 +33,7 @@ import apache_beam as beam
 
 from beam_ml.core import fileutil
 from beam_ml.core.lock import LockLost, PathLock, pid_alive
+from beam_ml.core.runtime import exit_now
 from beam_ml.model.artifact import PUSH_RECORD, SAVED_MODEL_FILE, is_saved_model
 from beam_ml.model.serving import model_config
 
@@ -211,7 +212,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     back.add_argument("--to", type=int, default=None, help="the version to serve (default: the one before the newest)")
     args = parser.parse_args(argv)
     try:
-        version_dir = rollback(args.serving_dir, args.to)
+        version_dir = rollback(fileutil.storage_path(args.serving_dir), args.to)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -250,4 +251,4 @@ class PushIfBlessed(beam.DoFn):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

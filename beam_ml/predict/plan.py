@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 
 from beam_ml.config.predict import PredictConfig
 from beam_ml.core.errors import ConfigError
-from beam_ml.core.fileutil import absolute
+from beam_ml.core.fileutil import storage_path
 from beam_ml.core.records import RecordFormat
 from beam_ml.core.run import RunContext, RunManifest
 from beam_ml.ingest.resolve import require_column, resolve_source
@@ -54,7 +54,7 @@ def plan_predict(config: PredictConfig) -> PredictPlan:
     """Resolves the model, inputs and run directory; raises ConfigError naming the offending option."""
     import tensorflow as tf
 
-    config = dataclasses.replace(config, **{name: absolute(getattr(config, name))
+    config = dataclasses.replace(config, **{name: storage_path(getattr(config, name))
                                             for name in ("output_dir", "serving_dir", "model_dir")})
     if config.model_dir:
         if not is_saved_model(config.model_dir):

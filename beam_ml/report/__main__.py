@@ -21,6 +21,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a run directory (holds run_manifest.json)")
     args = parser.parse_args(argv)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA's deprecation notices
+    from beam_ml.core.fileutil import storage_path
     from beam_ml.core.layout import RunLayout
     from beam_ml.lineage.store import record_run_dir
     from beam_ml.report.index import write_index
@@ -29,7 +30,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     code = 0
     output_dirs = set()
     for given in args.run_dirs:
-        run_dir = given.rstrip("/") if "://" in given else os.path.abspath(given)
+        run_dir = storage_path(given.rstrip("/") or given)
         if not tf.io.gfile.exists(RunLayout(run_dir).manifest):
             print(f"error: {given} holds no run record ({os.path.basename(RunLayout(run_dir).manifest)})",
                   file=sys.stderr)
@@ -51,4 +52,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from beam_ml.core.runtime import exit_now
+    exit_now(main())

@@ -8,7 +8,7 @@ from typing import Optional
 
 from beam_ml.config.detect import DetectConfig
 from beam_ml.core.errors import ConfigError
-from beam_ml.core.fileutil import absolute
+from beam_ml.core.fileutil import storage_path
 from beam_ml.core.run import RunContext, RunManifest
 from beam_ml.core.windowing import WindowSpec
 from beam_ml.lineage.store import resolve_store
@@ -57,7 +57,7 @@ def online_detectors(config: DetectConfig) -> tuple[DetectorSpec, ...]:
 
 
 def plan_detect(config: DetectConfig) -> DetectPlan:
-    config = dataclasses.replace(config, **{name: absolute(getattr(config, name))
+    config = dataclasses.replace(config, **{name: storage_path(getattr(config, name))
                                             for name in ("serving_dir", "output_dir", "alerts_dir", "dead_letter_dir")})
     online = online_detectors(config)
     model_dir = None

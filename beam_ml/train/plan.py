@@ -14,7 +14,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from beam_ml.config.train import PipelineConfig
 from beam_ml.core.errors import ConfigError
-from beam_ml.core.fileutil import absolute, unwritable_reason
+from beam_ml.core.fileutil import absolute, storage_path, unwritable_reason
 from beam_ml.core.layout import RunLayout
 from beam_ml.core.records import RecordFormat
 from beam_ml.core.run import RunContext, RunManifest
@@ -105,7 +105,7 @@ class RunPlan:
 
 def plan_run(config: PipelineConfig) -> RunPlan:
     """Resolves and checks everything the graph needs; raises ConfigError naming the offending option."""
-    config = dataclasses.replace(config, **{name: absolute(getattr(config, name))
+    config = dataclasses.replace(config, **{name: storage_path(getattr(config, name))
                                             for name in ("output_dir", "serving_dir", "temp_dir")})
 
     problem = unwritable_reason(config.serving_dir)
