@@ -24,13 +24,15 @@ def encoded_inputs(numeric: Sequence[str], categorical: dict[str, int]) -> tuple
     return inputs, tf_keras.layers.Concatenate()(encoded)
 
 
-def fit_and_export(model: Any, fn_args: FnArgs, tf_transform_output: tft.TFTransformOutput) -> None:
+def fit_and_export(model: Any, fn_args: FnArgs, tf_transform_output: tft.TFTransformOutput) -> dict[str, float]:
     """Fits on the train files (validating on eval) with the `batch_size`, `epochs` and `steps_per_epoch`
-    hyperparameters, then exports the serving model."""
+    hyperparameters, then exports the serving model; returns the last epoch's metrics (`val_` ones on eval), which
+    `run_fn` returns for tuning."""
     hp = fn_args.hyperparameters
     batch_size = int(hp.get("batch_size", 64))
-    model.fit(fn_args.make_dataset(fn_args.train_files, batch_size), epochs=int(hp.get("epochs", 10)),
+    history = model.fit(fn_args.make_dataset(fn_args.train_files, batch_size), epochs=int(hp.get("epochs", 10)),
               steps_per_epoch=int(hp.get("steps_per_epoch", 100)),
               validation_data=fn_args.make_dataset(fn_args.eval_files, batch_size, num_epochs=1, shuffle=False),
               callbacks=[fn_args.epoch_progress()], verbose=0)
     export_serving_model(model, tf_transform_output, fn_args.label, fn_args.serving_model_dir)
+    return {name: float(values[-1]) for name, values in history.history.items()}

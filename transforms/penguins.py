@@ -23,7 +23,7 @@ def preprocessing_fn(inputs: dict) -> dict:
     return outputs
 
 
-def run_fn(fn_args: FnArgs) -> None:
+def run_fn(fn_args: FnArgs) -> dict[str, float]:
     hp = fn_args.hyperparameters
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     inputs, x = encoded_inputs(NUMERIC, {name: tf_transform_output.vocabulary_size_by_name(name) + OOV_BUCKETS
@@ -33,4 +33,4 @@ def run_fn(fn_args: FnArgs) -> None:
     model = tf_keras.Model(inputs, outputs)
     model.compile(optimizer=tf_keras.optimizers.Adam(float(hp.get("learning_rate", 0.01))),
                   loss="sparse_categorical_crossentropy", metrics=["sparse_categorical_accuracy"])
-    fit_and_export(model, fn_args, tf_transform_output)
+    return fit_and_export(model, fn_args, tf_transform_output)

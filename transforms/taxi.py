@@ -32,7 +32,7 @@ def preprocessing_fn(inputs: dict) -> dict:
     return outputs
 
 
-def run_fn(fn_args: FnArgs) -> None:
+def run_fn(fn_args: FnArgs) -> dict[str, float]:
     hp = fn_args.hyperparameters
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     categorical = {name: NUM_BUCKETS + 1 for name in BUCKETIZED}
@@ -44,4 +44,4 @@ def run_fn(fn_args: FnArgs) -> None:
     model = tf_keras.Model(inputs, tf_keras.layers.Dense(1, activation="sigmoid")(x))
     model.compile(optimizer=tf_keras.optimizers.Adam(float(hp.get("learning_rate", 0.001))),
                   loss="binary_crossentropy", metrics=[tf_keras.metrics.AUC(name="auc")])
-    fit_and_export(model, fn_args, tf_transform_output)
+    return fit_and_export(model, fn_args, tf_transform_output)

@@ -10,6 +10,7 @@ from typing import Any, Optional
 from beam_ml.config.base import (
     COLUMN_NAME_REGEX, RUN_ID_REGEX, check_column_types, metadata_password_env_option, metadata_store_option, option)
 from beam_ml.config.source import BATCH_BYTES_HELP, COLUMN_TYPES_HELP, SourceConfig
+from beam_ml.config.tuning import TuningSpec
 from beam_ml.core.errors import ConfigError
 from beam_ml.core.times import parse_time
 
@@ -136,6 +137,14 @@ class PipelineConfig(SourceConfig):
                                  "config and library versions (by default such a run is reused: nothing is "
                                  "recomputed and nothing new is pushed).")
     hyperparameters: dict = option({}, kind="json", help="Hyperparameters passed to run_fn as JSON.")
+    tuning: dict = option({}, kind="json",
+                          help='A hyperparameter search before training, as JSON: {"study": name, "objective": a '
+                               'metric run_fn returns, "direction": "maximize"|"minimize", "trials": 8, '
+                               '"parallelism": 4, "pruning": "median"|"none", "search_space": {"learning_rate": {"low": 0.001, "high": 0.1, '
+                               '"log": true}, "units": {"low": 4, "high": 64, "int": true}, "activation": '
+                               '{"choices": ["relu", "tanh"]}}}. Trials run as parallel steps of the job; the best '
+                               "trial's values (over hyperparameters) train the model; a rerun with the same study "
+                               "continues it; a Keras trial worse than the earlier trials' median stops early.")
     seed: int = option(42, kind="int", regex=r"^[0-9]+$", help="Random seed for training.")
     train_min_ram: str = option("4GB", regex=r"^[0-9]+(\.[0-9]+)?(MB|MiB|GB|GiB)$",
                                 help="Memory the training step needs (a Beam resource hint; Dataflow picks a "
@@ -143,6 +152,11 @@ class PipelineConfig(SourceConfig):
     temp_dir: Optional[str] = option(None, regex=r"^\S+$",
                                      help="Scratch directory for tf.Transform (default: <run dir>/tmp).")
     batch_bytes: int = option(8 << 20, kind="int", regex=r"^[0-9]+$", help=BATCH_BYTES_HELP)
+
+    @property
+    def tuning_spec(self) -> Optional[TuningSpec]:
+        """The validated `tuning` option, None without one."""
+        return TuningSpec.parse(self.tuning, self.seed % 2 ** 31)
 
     def validate(self) -> None:
         """Checks each field and the rules between fields; raises ConfigError naming the option."""
@@ -222,6 +236,7 @@ class PipelineConfig(SourceConfig):
             raise ConfigError("drift_threshold", "must be a positive finite number")
         if not 0 <= self.seed < 2 ** 32:
             raise ConfigError("seed", "must be in [0, 2**32)")
+        _ = self.tuning_spec
         check_column_types(self.column_types)
 
 

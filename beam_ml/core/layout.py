@@ -20,6 +20,12 @@ def runs_index_file(output_dir: str) -> str:
     return os.path.join(output_dir, RUNS_INDEX_FILE)
 
 
+def study_file(output_dir: str, study: str) -> str:
+    """The trials of a hyperparameter study (`beam_ml.train.tuning`): a file in the output directory, shared by its
+    runs (not a directory: `<output_dir>/*/` are the runs)."""
+    return os.path.join(output_dir, f"study-{study}.json")
+
+
 def split_dir(base: str, split: str) -> str:
     return os.path.join(base, f"Split-{split}")
 
@@ -68,6 +74,11 @@ class RunLayout:
     @property
     def serving_model(self) -> str:
         return self._path("model", "serving")
+
+    @property
+    def tuning(self) -> str:
+        """Where each tuning trial of the run trains (`trial-<number>/`)."""
+        return self._path("tuning")
 
     @property
     def model_logs(self) -> str:

@@ -5,7 +5,9 @@ Beam's own S3 filesystem (`apache-beam[aws]`) reads the inputs and writes Beam's
 the transform graph and records through `tf.io.gfile`, which has s3:// only with tensorflow-io's filesystem plugin.
 `enable()` loads it, configured from AWS's standard environment as boto3 reads it: `AWS_ENDPOINT_URL_S3` or
 `AWS_ENDPOINT_URL` becomes tensorflow-io's `S3_ENDPOINT` (and an http:// one `S3_USE_HTTPS=0`), `AWS_DEFAULT_REGION`
-its `AWS_REGION`; keys, session tokens and profiles are read by the AWS SDK itself.
+its `AWS_REGION`; keys, session tokens and profiles are read by the AWS SDK itself. (tf.Transform imports
+tensorflow-io whenever it is installed; beam_ml has TensorFlow use S3 only after `enable()`, for run and model paths:
+inputs on S3 are read by Beam's filesystem either way.)
 
 Beam 2.66's S3 uploader completes an empty file's multipart upload with no part, which S3 refuses (MalformedXML: a
 multipart upload needs one part, and an empty last part is allowed), so an empty dead-letter file failed the run.

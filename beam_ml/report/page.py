@@ -546,6 +546,33 @@ def lite_text(result: dict) -> str:
     return "; ".join(parts) + f" on {result.get('rows')} eval rows" + verdict
 
 
+def _tuning(facts: RunFacts) -> str:
+    """The hyperparameter study's trials (`beam_ml.train.tuning`), best first, this run's marked; '' without
+    tuning."""
+    tuning = facts.manifest.get("tuning")
+    if not tuning:
+        return ""
+    best, run_id = tuning["best"], facts.manifest.get("run_id")
+    sign = -1 if tuning["direction"] == "maximize" else 1
+    trials = sorted(tuning["trials"], key=lambda t: (t["state"] != "complete", sign * (t["value"] or 0), t["number"]))
+    names = sorted({name for t in trials for name in t["params"]})
+    rows = [(f"<b>{t['number']}</b>" if t["number"] == best["number"] else str(t["number"]),
+             *(escaped(_short_value(t["params"].get(name))) for name in names),
+             escaped(f"{t['value']:.6g}") if t["state"] == "complete" else
+             f'<span class="muted">pruned at epoch {escaped(t.get("pruned_at_epoch"))}</span>'
+             if t["state"] == "pruned" else f'<span class="bad">{escaped(t["state"])}: {escaped(t.get("error", ""))}</span>',
+             escaped(f"{t['seconds']:.1f} s"), escaped(t["run_id"] + (" (this run)" if t["run_id"] == run_id else "")))
+            for t in trials]
+    text = (f"<p>Study <code>{escaped(tuning['study'])}</code>: {len(trials)} trials ({tuning['new_trials']} in this "
+            f"run), {escaped(tuning['direction'])} <code>{escaped(tuning['objective'])}</code>. The model was trained "
+            f"with trial {best['number']}'s values.</p>")
+    return _section("tuning", "Tuning", text + _table(("trial", *names, tuning["objective"], "time", "run"), rows))
+
+
+def _short_value(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _model(facts: RunFacts) -> str:
     m = facts.manifest
     parts = []
@@ -598,7 +625,8 @@ def render(facts: RunFacts) -> str:
     title = f"{m.get('job', 'run')} {m.get('run_id', os.path.basename(facts.run_dir))}"
     sections = [_overview(facts)]
     if m.get("job") == "train_pipeline":
-        sections += [_data(facts), _validation(facts), _evaluation(facts), _fairness(facts), _model(facts)]
+        sections += [_data(facts), _validation(facts), _tuning(facts), _evaluation(facts), _fairness(facts),
+                     _model(facts)]
     elif m.get("job") == "batch_predict":
         sections += [_predictions(facts)]
     elif m.get("job") == "detect_anomalies":

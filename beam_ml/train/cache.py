@@ -9,7 +9,8 @@ Each stage has a key, a hash of what it reads and of its upstream stage's key, r
               versions of the stack, and beam_ml's own sources when it runs from a checkout
     transform data + the sources of the user module and of the code it imports that is not an installed package
               (`module_sources`) + the windowing settings
-    train     transform + label, hyperparameters, seed
+    train     transform + label, hyperparameters, seed, tuning (and the study's trials when it has all it asks
+              for; a run that adds trials trains anew)
     judging   train + the evaluation settings (metrics, slices, thresholds, fairness)
     evaluate  judging + the baseline model it is judged against
 
@@ -52,7 +53,7 @@ DATA_FIELDS = ("column_types", "allow_non_finite", "batch_bytes", "split_buckets
                "split_time_cutoffs", "input_splits", "spans", "input_version", "anomaly_policy", "drift_threshold",
                "leakage_key")
 TRANSFORM_FIELDS = ("module", "window_key", "window_time_key", "window_length", "window_stride", "window_max_gap")
-TRAIN_FIELDS = ("label_key", "hyperparameters", "seed")
+TRAIN_FIELDS = ("label_key", "hyperparameters", "seed", "tuning")
 # (The fairness bounds only word the report.)
 EVALUATE_FIELDS = ("eval_metrics", "eval_slices", "eval_thresholds", "eval_change_thresholds", "fairness_features",
                    "label_set_changed", "infra_validation", "warmup_rows", "export_tflite", "tflite_quantization",
@@ -155,15 +156,17 @@ def module_sources(user_module: Any) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def cache_keys(config: Any, inputs: list[dict], module: Any, baseline_model: Optional[str]) -> Optional[dict]:
-    """The stage keys of a run (see the module's docstring), or None when its inputs have no fingerprint."""
+def cache_keys(config: Any, inputs: list[dict], module: Any, baseline_model: Optional[str],
+               tuned_from: Any = None) -> Optional[dict]:
+    """The stage keys of a run (see the module's docstring), or None when its inputs have no fingerprint.
+    `tuned_from`: with tuning, what the tuned hyperparameters come from (the study's trials)."""
     if not inputs or any(not i.get("sha256") for i in inputs):
         return None
     settings = config.to_dict()
     data = _hash("data", [(i.get("path"), i["sha256"]) for i in inputs], {f: settings.get(f) for f in DATA_FIELDS},
                  _file_hash(config.schema), _file_hash(config.drift_baseline), package_versions(), library_sources())
     transform = _hash("transform", data, {f: settings.get(f) for f in TRANSFORM_FIELDS}, module_sources(module))
-    train = _hash("train", transform, {f: settings.get(f) for f in TRAIN_FIELDS})
+    train = _hash("train", transform, {f: settings.get(f) for f in TRAIN_FIELDS}, tuned_from)
     judging = _hash("judging", train, {f: settings.get(f) for f in EVALUATE_FIELDS})
     return {"data": data, "transform": transform, "train": train, "judging": judging,
             "evaluate": _hash("evaluate", judging, baseline_model)}

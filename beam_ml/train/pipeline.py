@@ -1,5 +1,5 @@
-"""The training job as one composite PTransform: ingest → validate → transform → train → evaluate → infra-validate
-(and TFLite export, when asked) → push, and the run record.
+"""The training job as one composite PTransform: ingest → validate → transform → (tune →) train → evaluate →
+infra-validate (and TFLite export, when asked) → push, and the run record.
 
 `TrainPipeline(plan)` (the plan from `beam_ml.train.plan.plan_run`) wires the stages; each stage is its own reusable
 PTransform. Data flows between them as Arrow RecordBatches, never as one Python dict per row.
@@ -29,6 +29,7 @@ from beam_ml.train.labels import CheckLabels
 from beam_ml.train.leakage import CheckLeakage
 from beam_ml.train.plan import RunPlan
 from beam_ml.train.trainer import FnArgs, TrainModel
+from beam_ml.train.tuning import TuneHyperparameters, best_hyperparameters
 from beam_ml.train.transform import Transformed, TransformSplits, transformed_files
 from beam_ml.train.validate import (GenerateSplitStatistics, Validation, ValidateSplits, read_anomaly_records,
                                     read_schema)
@@ -119,10 +120,11 @@ class WriteRunManifest(beam.DoFn):
         self._not_pushed = not_pushed
 
     def process(self, _, counts: dict, anomalies: list, evaluation: dict, pushed: list, leakage: list,
-                infra: list, lite: list):
+                infra: list, lite: list, tuning: list):
         not_pushed = self._not_pushed or (push_refusal(infra, lite) if evaluation["blessed"] else None)
         yield self._manifest.write(
             "succeeded", counts=counts, anomalies=anomalies, metrics=evaluation["metrics"],
+            **({"tuning": tuning[0]} if tuning else {}),
             blessed=evaluation["blessed"], threshold_failures=evaluation["failures"],
             pushed_model_dir=pushed[0] if pushed else None, leakage=leakage[0] if leakage else None,
             infra_validation=infra[0] if infra else None, **({"tflite": lite[0]} if lite else {}),
@@ -191,21 +193,32 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
             transformed = examples | "Transform" >> TransformSplits(
                 plan.module.load().preprocessing_fn, plan.fmt, layout.transform, plan.temp_dir)
 
+        fn_args = FnArgs(train_files=(), eval_files=(), transform_output=layout.transform,
+                         schema_path=layout.schema_file,
+                         serving_model_dir=plan.serving_model_dir,
+                         model_run_dir=layout.model_logs, label=config.label_key,
+                         hyperparameters=config.hyperparameters, seed=config.seed,
+                         windowing=None if spec is None else {**spec.to_dict(), "label": config.label_key})
+        ready = {"transform_fn": transformed.transform_fn, "checked": checked, "schema": validation.schema}
+        tuning_spec = config.tuning_spec
+        if tuning_spec:  # the study's remaining trials (none when the train stage is reused: its study is done)
+            tuning = (pbegin | "Tune" >> TuneHyperparameters(
+                          plan.module, fn_args, tuning_spec, plan.study_path, list(plan.study_trials),
+                          plan.run.run_id, layout.tuning, transformed.files["train"], transformed.files["eval"],
+                          after=ready, min_ram=config.train_min_ram)
+                      | "RecordTuned" >> beam.ParDo(RecordProgress(manifest, "tuned", "tuning")))
+        else:
+            tuning = pbegin | "NoTuning" >> beam.Create([])
         if "train" in reused:  # the same model: copied once the data passed its checks
             model_dir = (pbegin | "ReuseTrain" >> ReuseStage("train", reused["train"], run_dir,
                                                              after={"checked": checked})
                          | "ModelDir" >> beam.Map(lambda copy_dir: RunLayout(copy_dir).serving_model))
         else:
-            fn_args = FnArgs(train_files=(), eval_files=(), transform_output=layout.transform,
-                             schema_path=layout.schema_file,
-                             serving_model_dir=plan.serving_model_dir,
-                             model_run_dir=layout.model_logs, label=config.label_key,
-                             hyperparameters=config.hyperparameters, seed=config.seed,
-                             windowing=None if spec is None else {**spec.to_dict(), "label": config.label_key})
+            tuned = (tuning | "TunedHyperparameters" >> beam.Map(best_hyperparameters, config.hyperparameters)
+                     if tuning_spec else None)
             model_dir = pbegin | "Train" >> TrainModel(
-                plan.module, fn_args, transformed.files["train"], transformed.files["eval"],
-                after={"transform_fn": transformed.transform_fn, "checked": checked,
-                       "schema": validation.schema}, min_ram=config.train_min_ram)
+                plan.module, fn_args, transformed.files["train"], transformed.files["eval"], after=ready,
+                min_ram=config.train_min_ram, hyperparameters=tuned)
         warmup = examples["eval"] | "WarmupSample" >> ExampleSample(config.warmup_rows, without=config.label_key)
         model_dir = (model_dir
                      | "WriteWarmupRequests" >> beam.Map(with_warmup_requests, beam.pvalue.AsSingleton(warmup),
@@ -251,7 +264,7 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
                        anomalies=beam.pvalue.AsSingleton(validation.anomalies),
                        evaluation=beam.pvalue.AsSingleton(evaluation), pushed=beam.pvalue.AsList(pushed),
                        leakage=beam.pvalue.AsList(leakage), infra=beam.pvalue.AsList(infra),
-                       lite=beam.pvalue.AsList(lite)))
+                       lite=beam.pvalue.AsList(lite), tuning=beam.pvalue.AsList(tuning)))
         _ = written | "WriteReport" >> beam.Map(lambda unused_record: publish_run(run_dir))
         return TrainOutputs(batches, ingested.dead_letter, counts, validation.anomalies, model_dir, evaluation,
                             pushed, written)

@@ -15,7 +15,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 from beam_ml.config.train import PipelineConfig
 from beam_ml.core.errors import ConfigError
 from beam_ml.core.fileutil import absolute, storage_path, unwritable_reason
-from beam_ml.core.layout import RunLayout
+from beam_ml.core.layout import RunLayout, study_file
 from beam_ml.core.records import RecordFormat
 from beam_ml.core.run import RunContext, RunManifest
 from beam_ml.core.times import parse_time
@@ -30,6 +30,7 @@ from beam_ml.train import user_module
 from beam_ml.report.read import run_records
 from beam_ml.train.cache import cache_keys, model_is_serving, reusable_run, reusable_stages
 from beam_ml.train.evaluate import build_eval_config
+from beam_ml.train.tuning import load_study, rounds
 from beam_ml.train.validate import load_drift_baseline
 
 # What the run record holds before the run computes it (a run that fails early keeps these).
@@ -54,6 +55,8 @@ class RunPlan:
     reused_stages: dict = dataclasses.field(default_factory=dict)  # {stage: the earlier run's record} (cache.py)
     # The reused model is the one serving now: blessed or not, it is not pushed again (not a new version).
     reused_serving_model: bool = False
+    study_path: Optional[str] = None  # with tuning: the study's file (beam_ml.train.tuning), and its trials so far
+    study_trials: tuple = ()
     launch_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
@@ -161,9 +164,18 @@ def plan_run(config: PipelineConfig) -> RunPlan:
             drift_baseline = load_drift_baseline(config.drift_baseline)
         except Exception as e:
             raise ConfigError("drift_baseline", f"cannot read statistics from {config.drift_baseline}: {e}") from e
+    tuning = config.tuning_spec
+    study_path = study_file(config.output_dir, tuning.study) if tuning else None
+    try:
+        study_trials = load_study(study_path) if tuning else []
+    except Exception as e:
+        raise ConfigError("tuning", f"cannot read study {tuning.study!r} at {study_path}: {e}") from e
     run = RunContext.start("train_pipeline", config.output_dir, config.run_id, config.to_dict())
     baseline_model = latest_model(config.serving_dir)
-    keys = cache_keys(config, resolved.source.describe(), module, baseline_model)
+    # The model depends on the study's trials: those it has, when it is done; when trials remain, on this run's.
+    trained_from = (None if not tuning else [(t["number"], t["params"], t["value"]) for t in study_trials]
+                    if not rounds(tuning, len(study_trials)) else f"the new trials of run {run.run_id}")
+    keys = cache_keys(config, resolved.source.describe(), module, baseline_model, trained_from)
     records = [] if config.no_cache else run_records(config.output_dir)
     reused_run = reusable_run(records, keys, baseline_model)
     reused_stages = {} if reused_run else reusable_stages(records, keys)  # the whole run, or stages
@@ -171,7 +183,8 @@ def plan_run(config: PipelineConfig) -> RunPlan:
     return RunPlan(config=config, run=run, source=resolved.source, schema=schema, drift_baseline=drift_baseline,
                    baseline_model=baseline_model, module=module, span_selection=resolved.span_selection,
                    cache_keys=keys, reused_run=reused_run, reused_stages=reused_stages,
-                   reused_serving_model=bool(trained_by) and model_is_serving(records, trained_by, baseline_model))
+                   reused_serving_model=bool(trained_by) and model_is_serving(records, trained_by, baseline_model),
+                   study_path=study_path, study_trials=tuple(study_trials))
 
 
 def _check_windowing(fmt: RecordFormat, config: PipelineConfig) -> None:

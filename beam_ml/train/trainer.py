@@ -1,7 +1,9 @@
 """Train: run the user's `run_fn(fn_args)` inside a DoFn, once the transform outputs exist.
 
 Contract of the user module (in the spirit of TFX's Trainer): `run_fn(fn_args: FnArgs)` trains a tf_keras model
-and exports it to `fn_args.serving_model_dir` (`beam_ml.model.export.export_serving_model` does the export).
+and exports it to `fn_args.serving_model_dir` (`beam_ml.model.export.export_serving_model` does the export). It may
+return its metrics ({name: value}, e.g. the last epoch's validation metrics): hyperparameter tuning
+(`beam_ml.train.tuning`) takes its objective from them.
 `fn_args.make_dataset(...)` is the tf.data factory over the transformed examples.
 """
 from __future__ import annotations
@@ -34,6 +36,9 @@ class FnArgs:
     hyperparameters: dict = dataclasses.field(default_factory=dict)
     seed: int = 42
     windowing: Optional[dict] = None  # examples are windows of a key's rows (`WindowSpec.to_dict()` fields)
+    trial_number: Optional[int] = None  # a tuning trial's (`beam_ml.train.tuning`): run_fn returns its metrics
+    # A tuning trial's early stopping: `report(epoch, metrics)` says whether to stop (`beam_ml.train.tuning.Pruning`)
+    pruning: Optional[Any] = None
 
     def make_dataset(self, files: Sequence[str], batch_size: int, num_epochs: Optional[int] = None,
                      shuffle: bool = True, shuffle_buffer: int = 10_000) -> Any:
@@ -62,11 +67,17 @@ class FnArgs:
 
     def epoch_progress(self, lines: int = 5) -> Any:
         """A tf_keras callback that prints about `lines` progress lines (epoch, loss and metrics) in the job's
-        console format: pass it to `fit(..., callbacks=[fn_args.epoch_progress()], verbose=0)`."""
+        console format: pass it to `fit(..., callbacks=[fn_args.epoch_progress()], verbose=0)`. In a tuning trial it
+        prints nothing (the rounds are reported) and stops training when the trial is pruned."""
         import tf_keras
+        trial, pruning = self.trial_number is not None, self.pruning
 
         class EpochProgress(tf_keras.callbacks.Callback):
             def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+                if trial:
+                    if pruning is not None and pruning.report(epoch, logs or {}):
+                        self.model.stop_training = True
+                    return
                 epochs = self.params.get("epochs") or 1
                 if (epoch + 1) % max(1, -(-epochs // lines)) and epoch + 1 != epochs:
                     return
@@ -98,12 +109,16 @@ class RunTrainer(beam.DoFn):
         self._module = module
         self._fn_args = fn_args
 
-    def process(self, _, train_files: list[str], eval_files: list[str], **ready: Any):
-        """`ready` side inputs only order this step after its prerequisites (transform, validation)."""
+    def process(self, _, train_files: list[str], eval_files: list[str], hyperparameters: Optional[dict] = None,
+                **ready: Any):
+        """`hyperparameters`, when given, replace fn_args' (the tuned ones); `ready` side inputs only order this
+        step after its prerequisites (transform, validation)."""
         import tensorflow as tf
 
         fn_args = dataclasses.replace(self._fn_args, train_files=tuple(sorted(train_files)),
-                                      eval_files=tuple(sorted(eval_files)))
+                                      eval_files=tuple(sorted(eval_files)),
+                                      hyperparameters=self._fn_args.hyperparameters if hyperparameters is None
+                                      else hyperparameters)
         if tf.io.gfile.exists(fn_args.serving_model_dir):  # a retried bundle starts clean
             tf.io.gfile.rmtree(fn_args.serving_model_dir)
         set_seeds(fn_args.seed)
@@ -130,8 +145,10 @@ class TrainModel(beam.PTransform[beam.pvalue.PBegin, beam.PCollection[str]]):
     """
 
     def __init__(self, module: user_module.UserModule, fn_args: FnArgs, train_files: beam.PCollection,
-                 eval_files: beam.PCollection, after: dict[str, beam.PCollection], min_ram: str = "4GB"):
+                 eval_files: beam.PCollection, after: dict[str, beam.PCollection], min_ram: str = "4GB",
+                 hyperparameters: Optional[beam.PCollection] = None):
         super().__init__()
+        self._hyperparameters = hyperparameters  # a singleton: the tuned hyperparameters, known only when run
         self._min_ram = min_ram
         self._module = module
         self._fn_args = fn_args
@@ -144,5 +161,7 @@ class TrainModel(beam.PTransform[beam.pvalue.PBegin, beam.PCollection[str]]):
                 | "Trigger" >> beam.Create([None])
                 | "RunFn" >> beam.ParDo(RunTrainer(self._module, self._fn_args),
                                         beam.pvalue.AsList(self._train_files), beam.pvalue.AsList(self._eval_files),
+                                        **({} if self._hyperparameters is None else
+                                           {"hyperparameters": beam.pvalue.AsSingleton(self._hyperparameters)}),
                                         **{k: beam.pvalue.AsList(v) for k, v in self._after.items()}
                                         ).with_resource_hints(min_ram=self._min_ram))

@@ -75,6 +75,17 @@ def test_dry_run_translation_has_every_stage_and_no_network(tmp_path):
     assert out["train_hints"] == {"beam:resources:min_ram_bytes:v1": "6000000000"}
 
 
+def test_a_tuned_run_translates_with_a_step_per_round_of_trials(tmp_path):
+    tuning = {"study": "s", "objective": "val_loss", "direction": "minimize", "trials": 6, "parallelism": 4,
+              "search_space": {"hidden_units": {"low": 4, "high": 32, "int": True}}}
+    out = _translate("train_pipeline", ["--config", PENGUINS_CONFIG, "--output_dir", str(tmp_path / "runs"),
+                                        "--serving_dir", str(tmp_path / "serving"), "--tuning", json.dumps(tuning)])
+    for stage in ["Ask0", "Spread0", "Trial0", "Save0", "Ask1", "Trial1", "Save1", "Summary"]:
+        assert f"TrainPipeline/Tune/{stage}" in out["transforms"], stage
+    assert "TrainPipeline/Tune/Trial2" not in out["transforms"]  # 6 trials: rounds of 4 and 2
+    assert {"TrainPipeline/TunedHyperparameters", "TrainPipeline/Train/RunFn"} <= set(out["transforms"])
+
+
 def test_batch_predict_dry_run_translation_has_every_stage_and_no_network(tmp_path, launched_penguins):
     bucket, _ = launched_penguins
     out = _translate("batch_predict", ["--input", os.path.join(ROOT, "examples", "penguins", "unlabelled", "*.csv"),
