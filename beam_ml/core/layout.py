@@ -81,6 +81,11 @@ class RunLayout:
         return self._path("tuning")
 
     @property
+    def hyperparameters_file(self) -> str:
+        """The tuned hyperparameters the model trained with, and the trial they come from (TFX's Tuner output)."""
+        return self._path("tuning", "hyperparameters.json")
+
+    @property
     def model_logs(self) -> str:
         return self._path("model", "logs")
 

@@ -11,7 +11,9 @@ on disk:
     context  beam_ml.Pipeline (the output directory) ── beam_ml.Run (the run directory, with its record's fields)
     train_pipeline    Validate   data files ──▶ ExampleStatistics, Schema, ExampleAnomalies
                       Transform  data files, Schema ──▶ TransformGraph
-                      Train      TransformGraph, Schema ──▶ Model
+                      Tune       TransformGraph, Schema ──▶ HyperParameters (a run with `tuning`: the study, the
+                                 best trial and its values)
+                      Train      TransformGraph, Schema, HyperParameters ──▶ Model
                       Evaluate   Model, data files, the baseline PushedModel ──▶ ModelEvaluation
                       Push       Model, ModelEvaluation ──▶ PushedModel
     batch_predict     Predict    data files, the PushedModel (or Model) ──▶ beam_ml.Predictions, beam_ml.DeadLetters
@@ -64,9 +66,11 @@ class Step(NamedTuple):
         return f"beam_ml.{self.name}"
 
 
+TUNE = Step("Tune", "tuned", ("transform_graph", "schema"), ("hyperparameters",))  # a run with `tuning` only
 STAGES = (Step("Validate", "data checked", ("data",), ("statistics", "schema", "anomalies")),
           Step("Transform", "trained", ("data", "schema"), ("transform_graph",)),
-          Step("Train", "trained", ("transform_graph", "schema"), ("model",)),
+          TUNE,
+          Step("Train", "trained", ("transform_graph", "schema", "hyperparameters"), ("model",)),
           Step("Evaluate", "evaluated", ("model", "data", "baseline"), ("evaluation",)),
           Step("Push", "succeeded", ("model", "evaluation"), ("pushed",)))
 STAGE_NAMES = tuple(step.name.lower() for step in STAGES)  # as the run record names them (`reused_stages`)
@@ -74,7 +78,8 @@ STAGE_NAMES = tuple(step.name.lower() for step in STAGES)  # as the run record n
 PREDICT = Step("Predict", "succeeded", ("data", "pushed", "model"), ("predictions", "dead_letter"))
 DETECT = Step("Detect", "succeeded", ("pushed", "model"), ("alerts", "dead_letter"))
 ARTIFACT_TYPES = {"data": DATA, "statistics": "ExampleStatistics", "schema": "Schema",
-                  "anomalies": "ExampleAnomalies", "transform_graph": "TransformGraph", "model": "Model",
+                  "anomalies": "ExampleAnomalies", "transform_graph": "TransformGraph",
+                  "hyperparameters": "HyperParameters", "model": "Model",
                   "evaluation": "ModelEvaluation", "pushed": "PushedModel", "baseline": "PushedModel",
                   "predictions": "beam_ml.Predictions", "alerts": "beam_ml.Alerts",
                   "dead_letter": "beam_ml.DeadLetters"}
@@ -170,6 +175,7 @@ def _train_artifacts(record: dict) -> dict[str, list[dict]]:
                       "schema": (layout("validate").schema_file, {}),
                       "anomalies": (layout("validate").anomalies, {"count": len(record.get("anomalies") or [])}),
                       "transform_graph": (os.path.join(layout("transform").transform, "transform_fn"), {}),
+                      "hyperparameters": (RunLayout(run_dir).hyperparameters_file, _tuned(record.get("tuning"))),
                       "model": (layout("train").serving_model, {}),
                       "evaluation": (layout("evaluate").evaluation, {"blessed": record.get("blessed"),
                                                                      "metrics": record.get("metrics") or {}})})
@@ -177,6 +183,16 @@ def _train_artifacts(record: dict) -> dict[str, list[dict]]:
         if record.get(field):
             found[role] = [_version(record[field])]
     return found
+
+
+def _tuned(tuning: Optional[dict]) -> dict:
+    """The tuned hyperparameters' properties: the study, its size and the trial they come from."""
+    if not tuning:
+        return {}
+    best = tuning["best"]
+    return {"study": tuning["study"], "objective": tuning["objective"], "trials": len(tuning["trials"]),
+            "new_trials": tuning["new_trials"], "best_trial": best["number"], "best_value": best["value"],
+            "params": best["params"]}
 
 
 def _used_model(record: dict, field: str) -> dict[str, list[dict]]:
@@ -271,7 +287,7 @@ def record_run(store: Any, record: dict) -> Optional[int]:
     from ml_metadata.proto import metadata_store_pb2 as pb
     if record.get("status") not in ("succeeded", "failed", "cancelled") or record.get("job") not in JOBS:
         return None
-    steps = JOBS[record["job"]].steps
+    steps = tuple(step for step in JOBS[record["job"]].steps if step != TUNE or record.get("tuning"))
     run_dir = record["run_dir"]
     existing = store.get_context_by_type_and_name(RUN_CONTEXT, run_dir)
     if existing is not None:

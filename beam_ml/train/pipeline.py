@@ -29,7 +29,7 @@ from beam_ml.train.labels import CheckLabels
 from beam_ml.train.leakage import CheckLeakage
 from beam_ml.train.plan import RunPlan
 from beam_ml.train.trainer import FnArgs, TrainModel
-from beam_ml.train.tuning import TuneHyperparameters, best_hyperparameters
+from beam_ml.train.tuning import TuneHyperparameters, write_hyperparameters
 from beam_ml.train.transform import Transformed, TransformSplits, transformed_files
 from beam_ml.train.validate import (GenerateSplitStatistics, Validation, ValidateSplits, read_anomaly_records,
                                     read_schema)
@@ -214,7 +214,8 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
                                                              after={"checked": checked})
                          | "ModelDir" >> beam.Map(lambda copy_dir: RunLayout(copy_dir).serving_model))
         else:
-            tuned = (tuning | "TunedHyperparameters" >> beam.Map(best_hyperparameters, config.hyperparameters)
+            tuned = (tuning | "TunedHyperparameters" >> beam.Map(write_hyperparameters, config.hyperparameters,
+                                                                  layout.hyperparameters_file)
                      if tuning_spec else None)
             model_dir = pbegin | "Train" >> TrainModel(
                 plan.module, fn_args, transformed.files["train"], transformed.files["eval"], after=ready,

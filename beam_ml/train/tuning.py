@@ -284,3 +284,13 @@ class TuneHyperparameters(beam.PTransform[beam.pvalue.PBegin, beam.PCollection[d
 def best_hyperparameters(tuning: Optional[dict], base: dict) -> dict:
     """The hyperparameters the model trains with: `base` updated by the best trial's parameters."""
     return {**base, **(tuning["best"]["params"] if tuning else {})}
+
+
+def write_hyperparameters(tuning: dict, base: dict, path: str) -> dict:
+    """The tuned hyperparameters (`best_hyperparameters`), written to `path` (`RunLayout.hyperparameters_file`)
+    with the study and the trial they come from; returns them."""
+    hyperparameters = best_hyperparameters(tuning, base)
+    fileutil.write_json(path, {"hyperparameters": hyperparameters, "study": tuning["study"],
+                               "objective": tuning["objective"], "trials": len(tuning["trials"]),
+                               "best_trial": tuning["best"]})
+    return hyperparameters

@@ -4,6 +4,7 @@ import json
 
 import tensorflow as tf
 
+from beam_ml.lineage.store import open_store
 from tests.support.jobs import job_args, run_job
 
 TUNING = {"study": "penguins-width", "objective": "val_sparse_categorical_accuracy", "trials": 8, "parallelism": 4,
@@ -35,6 +36,11 @@ def test_eight_trials_in_rounds_of_four_and_the_best_one_trains_the_model(tmp_pa
     assert record["blessed"] and "tuned" in [s["stage"] for s in record["stages"]]
     with open(tmp_path / "runs" / "study-penguins-width.json") as f:
         assert json.load(f)["trials"] == trials
+    with open(tmp_path / "runs" / "tuned" / "tuning" / "hyperparameters.json") as f:
+        assert json.load(f)["hyperparameters"] == {**QUICK, **best["params"]}
+    store = open_store(str(tmp_path / "runs" / "metadata.sqlite"))
+    [artifact] = store.get_artifacts_by_type("HyperParameters")
+    assert artifact.custom_properties["best_trial"].int_value == best["number"]
     with open(tmp_path / "runs" / "tuned" / "report" / "index.html") as f:
         page = f.read()
     assert '<section id="tuning">' in page and "8 trials (8 in this run)" in page

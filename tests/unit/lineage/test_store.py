@@ -316,3 +316,30 @@ def test_an_input_without_a_fingerprint_is_a_new_artifact_in_every_run(tmp_path)
     data = store.get_artifacts_by_type("beam_ml.Data")
     assert sorted((a.uri, a.custom_properties["version"].string_value, a.external_id) for a in data) == [
         ("p:d.penguins", "v1", ""), ("p:d.penguins", "v2", "")]
+
+
+def test_a_tuned_run_has_a_tune_step_whose_hyperparameters_the_training_read(tmp_path):
+    store = open_store(str(tmp_path / "metadata.sqlite"))
+    plain = _run(tmp_path, "plain", "aaa", "2026-01-01T00:00:00+00:00")
+    tuned = _run(tmp_path, "tuned", "aaa", "2026-01-02T00:00:00+00:00", stages=[*STAGES[:3], "tuned", *STAGES[3:]])
+    best = {"number": 3, "value": 0.97, "params": {"units": 24}}
+    tuned["tuning"] = {"study": "penguins", "objective": "val_accuracy", "direction": "maximize", "new_trials": 8,
+                       "trials": [best] * 8, "best": best}
+    path = RunLayout(tuned["run_dir"]).hyperparameters_file
+    os.makedirs(os.path.dirname(path))
+    open(path, "w").write(json.dumps({"hyperparameters": {"units": 24}}))
+    record_run(store, plain)
+    record_run(store, tuned)
+    [tune] = store.get_executions_by_type("beam_ml.Tune")  # none for the run without tuning
+    assert tune.last_known_state == pb.Execution.COMPLETE
+    [hyperparameters] = store.get_artifacts_by_type("HyperParameters")
+    assert hyperparameters.uri == path
+    properties = {k: v.string_value or v.int_value or v.double_value for k, v in
+                  hyperparameters.custom_properties.items()}
+    assert properties["study"] == "penguins" and properties["best_trial"] == 3 and properties["trials"] == 8
+    assert properties["best_value"] == 0.97 and json.loads(properties["params"]) == {"units": 24}
+    events = store.get_events_by_artifact_ids([hyperparameters.id])
+    by_kind = {event.type: store.get_executions_by_id([event.execution_id])[0].type_id for event in events}
+    types = {t.id: t.name for t in store.get_execution_types()}
+    assert {kind: types[type_id] for kind, type_id in by_kind.items()} == {
+        pb.Event.OUTPUT: "beam_ml.Tune", pb.Event.INPUT: "beam_ml.Train"}
