@@ -70,12 +70,12 @@ class FnArgs:
         console format: pass it to `fit(..., callbacks=[fn_args.epoch_progress()], verbose=0)`. In a tuning trial it
         prints nothing (the rounds are reported) and stops training when the trial is pruned."""
         import tf_keras
-        trial, pruning = self.trial_number is not None, self.pruning
+        pruning = self.pruning  # set in every tuning trial
 
         class EpochProgress(tf_keras.callbacks.Callback):
             def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
-                if trial:
-                    if pruning is not None and pruning.report(epoch, logs or {}):
+                if pruning is not None:
+                    if pruning.report(epoch, logs or {}):
                         self.model.stop_training = True
                     return
                 epochs = self.params.get("epochs") or 1

@@ -281,9 +281,9 @@ class TuneHyperparameters(beam.PTransform[beam.pvalue.PBegin, beam.PCollection[d
         return trials | "Summary" >> beam.Map(summary, spec, sum(sizes))
 
 
-def best_hyperparameters(tuning: Optional[dict], base: dict) -> dict:
+def best_hyperparameters(tuning: dict, base: dict) -> dict:
     """The hyperparameters the model trains with: `base` updated by the best trial's parameters."""
-    return {**base, **(tuning["best"]["params"] if tuning else {})}
+    return {**base, **tuning["best"]["params"]}
 
 
 def write_hyperparameters(tuning: dict, base: dict, path: str) -> dict:
