@@ -78,7 +78,8 @@ class DetectConfig(JobConfig):
                                           help="Directory for incident files (JSON Lines per file_window).")
     incident_gap: float = option(300.0, kind="float", regex=r"^[0-9.]+$",
                                  help="Seconds of event time without an alert after which a sensor's incident "
-                                      "closes; alerts closer together are one incident.")
+                                      "closes; alerts closer together are one incident. The close is sent once the "
+                                      "watermark is past it by allowed_lateness plus 60 s (a late alert still joins).")
     incident_update_every: float = option(60.0, kind="float", regex=r"^[0-9.]+$",
                                           help="At most one update of an incident (a higher peak) per this many "
                                                "seconds of event time.")

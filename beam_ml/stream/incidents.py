@@ -2,9 +2,11 @@
 updated when its peak has risen (at most once per `update_every` seconds of event time: the rate limit that keeps a
 long anomaly from paging forty times) and closed when the sensor has had no alert for `gap` seconds.
 
-Data contract: `GroupIncidents(gap, update_every)`: PCollection[Alert] → PCollection[Incident] (`open`, `update`,
-`close` events, from the alerts in event-time order; an incident closes when the watermark passes `gap` seconds
-after its latest alert). `WriteIncidents(topic,
+Data contract: `GroupIncidents(gap, update_every, allowed_lateness)`: PCollection[Alert] → PCollection[Incident]
+(`open`, `update`, `close` events, from the alerts in event-time order; an incident closes when the watermark passes
+`gap` + `allowed_lateness` seconds after its latest alert: an alert may reach the tracker behind the watermark, as
+the local runner's watermark does not wait for timer output, and one that comes within `gap` of the incident still
+joins it; one later than that opens a new incident). `WriteIncidents(topic,
 files_dir, ...)`: PCollection[Incident] → Pub/Sub messages (JSON, attributes `sensor_id` and `event`) and/or JSON
 Lines files per event-time window (`incidents-<window>-pane-<i>-...jsonl`). The rules are the plain class
 `IncidentTracker`; the DoFn only keeps it in keyed state and sets the closing timer.
@@ -72,15 +74,15 @@ class IncidentTracker:
 class TrackIncidents(beam.DoFn):
     """(sensor, Alert) → Incident events, the sensor's `IncidentTracker` in keyed state. Alerts wait in a buffer until
     the watermark reaches them, then go to the tracker in event-time order (windows released together arrive in no
-    particular order); an event-time timer `gap` after the latest alert closes the incident."""
+    particular order); an event-time timer `gap` + `allowed_lateness` after the latest alert closes the incident."""
 
     TRACKER = ReadModifyWriteStateSpec("tracker", PickleCoder())
     WAITING = BagStateSpec("waiting", PickleCoder())
     FLUSH_TIMER = TimerSpec("flush", TimeDomain.WATERMARK)
     CLOSE_TIMER = TimerSpec("close", TimeDomain.WATERMARK)
 
-    def __init__(self, gap: float, update_every: float):
-        self._gap, self._update_every = gap, update_every
+    def __init__(self, gap: float, update_every: float, allowed_lateness: float = 0.0):
+        self._gap, self._update_every, self._lateness = gap, update_every, allowed_lateness
 
     def process(self, element, timestamp=beam.DoFn.TimestampParam, waiting=beam.DoFn.StateParam(WAITING),
                 flush=beam.DoFn.TimerParam(FLUSH_TIMER)):
@@ -97,7 +99,7 @@ class TrackIncidents(beam.DoFn):
         for alert in alerts:
             yield from state.add(alert)
         tracker.write(state)
-        close.set(Timestamp.of(float(fired) + self._gap))
+        close.set(Timestamp.of(float(fired) + self._gap + self._lateness))
 
     @on_timer(CLOSE_TIMER)
     def on_close(self, tracker=beam.DoFn.StateParam(TRACKER)):
@@ -112,18 +114,18 @@ class GroupIncidents(beam.PTransform[beam.PCollection[Alert], beam.PCollection[I
 
     Example::
 
-        incidents = alerts | GroupIncidents(gap=300, update_every=60)
+        incidents = alerts | GroupIncidents(gap=300, update_every=60, allowed_lateness=60)
     """
 
-    def __init__(self, gap: float, update_every: float):
+    def __init__(self, gap: float, update_every: float, allowed_lateness: float = 0.0):
         super().__init__()
-        self._gap, self._update_every = gap, update_every
+        self._gap, self._update_every, self._lateness = gap, update_every, allowed_lateness
 
     def expand(self, alerts: beam.PCollection[Alert]) -> beam.PCollection[Incident]:
         return (alerts
                 | "Global" >> beam.WindowInto(window.GlobalWindows())  # a sensor's state spans scoring's windows
                 | "BySensor" >> beam.Map(lambda alert: (alert.sensor_id, alert))
-                | "Track" >> beam.ParDo(TrackIncidents(self._gap, self._update_every)))
+                | "Track" >> beam.ParDo(TrackIncidents(self._gap, self._update_every, self._lateness)))
 
 
 def incident_to_json(incident: Incident) -> str:

@@ -27,7 +27,8 @@ from beam_ml.stream.sinks import WriteAlerts, WriteStreamingDeadLetters
 from beam_ml.stream.verdicts import ToAlerts, Vote
 
 # How long after the watermark passed an alert's or dead letter's file window it is still written (a later pane: a
-# new file). Scoring takes time, and the local runner's watermark does not wait for timer output.
+# new file), and an incident stays open for a late alert. Scoring takes time, and the local runner's watermark does
+# not wait for timer output.
 SINK_LATENESS_MARGIN = 60.0
 
 
@@ -96,7 +97,8 @@ class DetectAnomalies(beam.PTransform[beam.pvalue.PBegin, Detections]):
         written = alerts | "WriteAlerts" >> WriteAlerts(config.alerts_topic, config.alerts_table, config.alerts_dir,
                                                         file_window=config.file_window, allowed_lateness=sink_lateness)
         if config.incidents_topic or config.incidents_dir:
-            _ = (alerts | "Incidents" >> GroupIncidents(config.incident_gap, config.incident_update_every)
+            _ = (alerts | "Incidents" >> GroupIncidents(config.incident_gap, config.incident_update_every,
+                                                        sink_lateness)
                  | "WriteIncidents" >> WriteIncidents(config.incidents_topic, config.incidents_dir,
                                                       config.file_window, sink_lateness))
         late = windowed.late | "LateToDeadLetters" >> beam.Map(late_dead_letter, config.subscription, lateness)

@@ -58,3 +58,20 @@ def test_a_two_minute_anomaly_is_one_incident_not_forty_alerts():
         ("s2", "open", 1, 8.0), ("s2", "close", 2, 9.0),
         ("s1", "open", 1, 2.0), ("s1", "close", 1, 2.0)]))
     p.run().wait_until_finish()
+
+
+def test_an_alert_behind_the_watermark_within_the_lateness_still_joins_its_incident():
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    stream = (TestStream().advance_watermark_to(0)
+              .add_elements([beam.window.TimestampedValue(_alert("s", 1000, 2.0), 1000)])
+              .advance_watermark_to(1070)  # past the gap (60 s), not past gap + lateness (90 s)
+              .add_elements([beam.window.TimestampedValue(_alert("s", 1003, 3.0), 1003)])  # late, as a timer's output
+              .advance_watermark_to(1200)
+              .advance_watermark_to_infinity())
+    p = TestPipeline(options=options)
+    incidents = (p | stream.with_output_types(Alert)
+                 | GroupIncidents(gap=60, update_every=60, allowed_lateness=30))
+    assert_that(incidents | beam.Map(lambda i: (i.event, i.alerts, i.peak_score, i.end)),
+                equal_to([("open", 1, 2.0, 1000), ("close", 2, 3.0, 1003)]))
+    p.run().wait_until_finish()
