@@ -127,6 +127,12 @@ def read_text(path: str) -> str:
         return f.read()
 
 
+def read_bytes(path: str) -> bytes:
+    import tensorflow as tf
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read()
+
+
 def storage_path(path: Optional[str]) -> Optional[str]:
     """A path where a job keeps runs or models, as its workers and TensorFlow use it: a local one made absolute; on
     s3://, TensorFlow's file API given that filesystem in this process (`beam_ml.core.s3`)."""

@@ -1,6 +1,10 @@
 """What a model directory holds: the one place that spells out its signatures, asset paths and files.
 
-A model is a SavedModel (`saved_model.pb`) with these signatures (`beam_ml.model.export` writes them):
+A model is a TensorFlow SavedModel, or a scikit-learn or XGBoost model beside the tf.Transform graph it was trained
+after (`beam_ml.model.estimators` describes that layout; `model_framework` tells which). Each framework has a file
+that is written last (`MODEL_FILES`): a directory is a complete model once that file exists.
+
+A TensorFlow model is a SavedModel (`saved_model.pb`) with these signatures (`beam_ml.model.export` writes them):
   * `serving_default` (`SERVING_SIGNATURE`): serialized tf.Example (raw features, label optional) →
     `{"outputs": predictions}` (`OUTPUT_KEY`, what TFMA evaluates; a model with several named outputs returns them
     all);
@@ -25,6 +29,9 @@ from beam_ml.core.records import TFMD_TYPES, RecordFormat
 from beam_ml.core.windowing import SensorWindow, WindowSpec, windows_record_batch
 
 SAVED_MODEL_FILE = "saved_model.pb"
+TENSORFLOW, SKLEARN, XGBOOST = "tensorflow", "sklearn", "xgboost"
+FRAMEWORKS = (TENSORFLOW, SKLEARN, XGBOOST)
+MODEL_FILES = {TENSORFLOW: SAVED_MODEL_FILE, SKLEARN: "model.joblib", XGBOOST: "model.bst"}
 SERVING_SIGNATURE = "serving_default"
 TRANSFORM_FEATURES_SIGNATURE = "transform_features"
 TRANSFORMED_LABEL_SIGNATURE = "transformed_label"
@@ -34,6 +41,19 @@ RAW_SCHEMA = os.path.join("assets.extra", "raw_schema.pbtxt")
 WINDOWING_ASSET = os.path.join("assets.extra", "windowing.json")
 PUSH_RECORD = os.path.join("assets.extra", "beam_ml_push.json")
 LABELS_RECORD = os.path.join("assets.extra", "labels.json")
+MODEL_INFO = os.path.join("assets.extra", "beam_ml_model.json")  # a scikit-learn or XGBoost model's features
+
+
+def model_framework(model_dir: str) -> Optional[str]:
+    """`TENSORFLOW`, `SKLEARN` or `XGBOOST`: the framework whose model file `model_dir` holds; None if none."""
+    import tensorflow as tf
+    return next((framework for framework, name in MODEL_FILES.items()
+                 if tf.io.gfile.exists(os.path.join(model_dir, name))), None)
+
+
+def is_model(model_dir: str) -> bool:
+    """Whether `model_dir` holds a complete model of any framework."""
+    return model_framework(model_dir) is not None
 
 
 def is_saved_model(model_dir: str) -> bool:
@@ -86,6 +106,13 @@ def class_names(model_dir: str) -> Optional[tuple[str, ...]]:
     record = read_labels_record(model_dir)
     classes = (record or {}).get("classes")
     return tuple(str(c) for c in classes) if classes else None
+
+
+def predicted_class(scores: Sequence[float], classes: Optional[Sequence[str]]) -> Optional[str]:
+    """The name of a classifier's highest output, or None when `scores` are not one per class name."""
+    if not classes or not scores or len(scores) != len(classes):
+        return None
+    return classes[max(range(len(scores)), key=scores.__getitem__)]
 
 
 def serving_features(signatures) -> Optional[tuple[str, ...]]:

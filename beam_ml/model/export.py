@@ -9,6 +9,7 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from beam_ml.core import fileutil
 from beam_ml.model.artifact import (
     OUTPUT_KEY,
     RAW_SCHEMA,
@@ -68,6 +69,9 @@ def serving_signatures(model: Any, tf_transform_output: tft.TFTransformOutput, l
 def export_serving_model(model: Any, tf_transform_output: tft.TFTransformOutput, label: str, path: str) -> None:
     """Saves `model` as a SavedModel at `path` with those signatures and the raw schema."""
     model.save(path, save_format="tf", signatures=serving_signatures(model, tf_transform_output, label))
-    tf.io.gfile.makedirs(os.path.join(path, os.path.dirname(RAW_SCHEMA)))
-    with tf.io.gfile.GFile(os.path.join(path, RAW_SCHEMA), "w") as f:
-        f.write(str(tf_transform_output.raw_metadata.schema))
+    write_raw_schema(tf_transform_output, path)
+
+
+def write_raw_schema(tf_transform_output: tft.TFTransformOutput, model_dir: str) -> None:
+    """The raw schema the model was trained on, in its `assets.extra/` (what batch prediction parses input with)."""
+    fileutil.write_text(os.path.join(model_dir, RAW_SCHEMA), str(tf_transform_output.raw_metadata.schema))

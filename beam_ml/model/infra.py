@@ -10,7 +10,8 @@ and custom code that training had loaded. This checks the model against TensorFl
 environment. Where TF Serving itself is on the machine (`tensorflow_model_server` on PATH, or the binary
 $BEAM_ML_MODEL_SERVER names), the check runs against it instead (`validate_on_model_server`): the server loads the
 model as it would in production (its own warm-up included), then each warm-up request is sent over gRPC and over
-REST, and both answers must agree.
+REST, and both answers must agree. A scikit-learn or XGBoost model is loaded in the fresh process with its transform
+graph (`beam_ml.model.estimators`) and scores the rows of the same warm-up requests.
 """
 from __future__ import annotations
 
@@ -45,22 +46,33 @@ def validate_here(model_dir: str) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from beam_ml.model.serving import answer_grpc, read_warmup_requests
+    from beam_ml.model.artifact import TENSORFLOW, model_framework
+    from beam_ml.model.estimators import EstimatorModel
+    from beam_ml.model.serving import EXAMPLES_INPUT, answer_grpc, read_warmup_requests
     result: dict = {"ok": False, "requests": 0}
     try:
         requests = read_warmup_requests(model_dir)
         if not requests:
             raise ValueError("the model has no warm-up requests (assets.extra/tf_serving_warmup_requests)")
         start = time.perf_counter()
-        signatures = tf.saved_model.load(model_dir).signatures
+        if model_framework(model_dir) == TENSORFLOW:
+            signatures = tf.saved_model.load(model_dir).signatures
+
+            def answer(request) -> dict:
+                return {name: tf.make_ndarray(tensor)
+                        for name, tensor in answer_grpc(signatures, request).outputs.items()}
+        else:
+            model = EstimatorModel(model_dir)
+
+            def answer(request) -> dict:
+                return {"scores": model.predict_examples(tf.make_ndarray(request.inputs[EXAMPLES_INPUT]).tolist())}
         result["load_seconds"] = round(time.perf_counter() - start, 3)
         latencies = []
         for request in requests:
             start = time.perf_counter()
-            response = answer_grpc(signatures, request)
+            outputs = answer(request)
             latencies.append((time.perf_counter() - start) * 1000)
-            for name, tensor in response.outputs.items():
-                values = tf.make_ndarray(tensor)
+            for name, values in outputs.items():
                 if values.dtype.kind == "f" and not np.isfinite(values).all():
                     raise ValueError(f"output {name!r} has non-finite values")
             result["requests"] += 1
@@ -95,8 +107,10 @@ def model_server() -> Optional[str]:
 
 
 def validate_servable(model_dir: str) -> dict:
-    """`validate_on_model_server` where TF Serving is on the machine, else `validate_in_fresh_process`."""
-    binary = model_server()
+    """`validate_on_model_server` for a TensorFlow model where TF Serving is on the machine, else
+    `validate_in_fresh_process`."""
+    from beam_ml.model.artifact import TENSORFLOW, model_framework
+    binary = model_server() if model_framework(model_dir) == TENSORFLOW else None
     return validate_on_model_server(model_dir, binary) if binary else validate_in_fresh_process(model_dir)
 
 

@@ -3,15 +3,17 @@
 One pusher at a time per serving directory: a push holds `<serving_dir>/.push.lock` (`core.lock.PathLock`: an
 exclusive create on a local disk, gs:// or s3://, naming its owner and expiry) from choosing the version number to
 publishing it, so concurrent pushes from several processes or machines publish one after another, each complete.
+A version is a model of any framework (`beam_ml.model.artifact`); TF Serving serves the TensorFlow ones.
 
 On a local file system a reader never sees a partial version: the model is copied under a hidden
 `.partial-<pid>@<host>-<id>` name (TF Serving only loads numeric directory names) and renamed into place in one step.
 A staging directory is removed only by its owner, or by a later push once it is stale: its process is gone from this
 host, or (a push from another host) it is older than the lock's expiry. A push that outlived its lock publishes
 nothing (LockLost). Object stores (gs://, s3://) have no directory rename: the files are copied
-straight into a version directory that did not exist, `saved_model.pb` last, since a SavedModel is only loadable once
-that file exists. There a reader can see the numbered directory before it is complete, and a crashed copy leaves it
-without `saved_model.pb`; `versions()` ignores such directories.
+straight into a version directory that did not exist, the model file (`saved_model.pb`, `model.joblib` or
+`model.bst`) last, since a model is only loadable once that file exists. There a reader can see the numbered
+directory before it is complete, and a crashed copy leaves it without its model file; `versions()` ignores such
+directories.
 
 Each pushed version carries `assets.extra/beam_ml_push.json` (a push id unique to the launch, and the source model;
 TF Serving ignores `assets.extra`), so a push retried by the runner after it had succeeded returns the version
@@ -34,7 +36,7 @@ import apache_beam as beam
 from beam_ml.core import fileutil
 from beam_ml.core.lock import LockLost, PathLock, pid_alive
 from beam_ml.core.runtime import exit_now
-from beam_ml.model.artifact import PUSH_RECORD, SAVED_MODEL_FILE, is_saved_model
+from beam_ml.model.artifact import MODEL_FILES, PUSH_RECORD, TENSORFLOW, is_model, model_framework
 from beam_ml.model.serving import model_config
 
 PARTIAL_PREFIX = ".partial-"
@@ -51,7 +53,7 @@ def versions(serving_dir: str) -> list[int]:
     found = []
     for name in tf.io.gfile.listdir(serving_dir):
         name = name.rstrip("/")
-        if name.isdigit() and is_saved_model(os.path.join(serving_dir, name)):
+        if name.isdigit() and is_model(os.path.join(serving_dir, name)):
             found.append(int(name))
     return sorted(found)
 
@@ -95,9 +97,9 @@ def _write_push_record(version_dir: str, record: dict) -> None:
 
 
 def _copy_tree(src: str, dst: str) -> None:
-    """Copies every file of `src` under `dst`, `saved_model.pb` last (a server sees a version when it appears),
-    but a push record (`src`, a pushed version being rolled back to, has its own: the copy gets a new one)."""
-    fileutil.copy_tree(src, dst, last=SAVED_MODEL_FILE, skip=(PUSH_RECORD,))
+    """Copies every file of `src` under `dst`, its model file last (a server sees a version when it appears), but a
+    push record (`src`, a pushed version being rolled back to, has its own: the copy gets a new one)."""
+    fileutil.copy_tree(src, dst, last=MODEL_FILES[model_framework(src) or TENSORFLOW], skip=(PUSH_RECORD,))
 
 
 def push_model(model_dir: str, serving_dir: str, push_id: str, lock_ttl_seconds: float = PUSH_LOCK_TTL_SECONDS,
@@ -127,7 +129,7 @@ def _copy_into_new_version(model_dir: str, serving_dir: str, version: int, recor
     while tf.io.gfile.exists(os.path.join(serving_dir, str(version))):  # a crashed copy's incomplete directory
         version += 1
     target = os.path.join(serving_dir, str(version))
-    _write_push_record(target, record)  # before saved_model.pb makes the version visible
+    _write_push_record(target, record)  # before the model file makes the version visible
     _copy_tree(model_dir, target)
     return target
 
@@ -233,7 +235,7 @@ def push_refusal(infra: Sequence[Optional[dict]] = (), lite: Sequence[dict] = ()
 class PushIfBlessed(beam.DoFn):
     """Pushes the model when the evaluation blessed it and no check before push refused it (`push_refusal` of the
     `infra` and `lite` side inputs, each empty when its check did not run); emits the pushed path or None. The
-    serving directory gets TF Serving's model config (`models.config`) beside its versions."""
+    serving directory of a TensorFlow model gets TF Serving's model config (`models.config`) beside its versions."""
 
     def __init__(self, serving_dir: str, push_id: str):
         self._serving_dir = serving_dir
@@ -245,8 +247,9 @@ class PushIfBlessed(beam.DoFn):
             yield None
             return
         pushed = push_model(model_dir, self._serving_dir, self._push_id)
-        fileutil.write_text(os.path.join(self._serving_dir, MODEL_CONFIG_FILE),
-                            model_config(os.path.basename(self._serving_dir.rstrip("/")), self._serving_dir))
+        if model_framework(pushed) == TENSORFLOW:
+            fileutil.write_text(os.path.join(self._serving_dir, MODEL_CONFIG_FILE),
+                                model_config(os.path.basename(self._serving_dir.rstrip("/")), self._serving_dir))
         yield pushed
 
 

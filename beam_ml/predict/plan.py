@@ -17,7 +17,7 @@ from beam_ml.ingest.resolve import require_column, resolve_source
 from beam_ml.ingest.source import Source
 from beam_ml.lineage.store import resolve_store
 from beam_ml.model.artifact import (
-    SERVING_SIGNATURE, class_names, is_saved_model, raw_column_types, serving_features)
+    OUTPUT_KEY, SERVING_SIGNATURE, TENSORFLOW, class_names, model_framework, raw_column_types, serving_features)
 from beam_ml.model.push import latest_model, pushed_from
 
 
@@ -33,6 +33,7 @@ class PredictPlan:
     bigquery_schema: Optional[dict] = None
     classes: Optional[tuple[str, ...]] = None
     pushed_from: Optional[str] = None  # the training run's model that model_dir, a pushed version, is a copy of
+    framework: str = TENSORFLOW  # the model's (beam_ml.model.artifact.model_framework)
 
     @property
     def fmt(self) -> RecordFormat:
@@ -57,8 +58,9 @@ def plan_predict(config: PredictConfig) -> PredictPlan:
     config = dataclasses.replace(config, **{name: storage_path(getattr(config, name))
                                             for name in ("output_dir", "serving_dir", "model_dir")})
     if config.model_dir:
-        if not is_saved_model(config.model_dir):
-            raise ConfigError("model_dir", f"no SavedModel at {config.model_dir}")
+        if model_framework(config.model_dir) is None:
+            raise ConfigError("model_dir", f"no model at {config.model_dir} (no SavedModel, model.joblib or "
+                                           f"model.bst)")
         model_dir = config.model_dir
     else:
         model_dir = latest_model(config.serving_dir)
@@ -72,8 +74,16 @@ def plan_predict(config: PredictConfig) -> PredictPlan:
     model_types = raw_column_types(model_dir) or {}
     source = resolve_source(config, {**model_types, **config.column_types}).source
     require_column(source.fmt, config.key_column, "key_column")
-    signatures = tf.saved_model.load(model_dir).signatures
-    missing = [f for f in serving_features(signatures) or () if f not in source.fmt.columns]
+    framework = model_framework(model_dir)
+    if framework == TENSORFLOW:
+        signatures = tf.saved_model.load(model_dir).signatures
+        features, outputs = serving_features(signatures), signatures[SERVING_SIGNATURE].structured_outputs
+    else:  # the raw columns the transform graph reads, but the label
+        from beam_ml.model.estimators import read_model_info
+        label = read_model_info(model_dir)["label"]
+        features = tuple(sorted(c for c in model_types if c != label))
+        outputs = {OUTPUT_KEY: tf.TensorSpec([None, None], tf.float32)}
+    missing = [f for f in features or () if f not in source.fmt.columns]
     if missing and not config.allow_missing_features:
         raise ConfigError("input", f"lacks the model's features {missing} (its columns: "
                                    f"{', '.join(source.fmt.columns)}); give --allow_missing_features true to predict "
@@ -81,16 +91,16 @@ def plan_predict(config: PredictConfig) -> PredictPlan:
     run = RunContext.start("batch_predict", config.output_dir, config.run_id, config.to_dict())
     classes = class_names(model_dir)
     return PredictPlan(config=config, run=run, model_dir=model_dir, source=source, classes=classes,
-                       bigquery_schema=bigquery_schema(signatures, classes) if config.bigquery_table else None,
-                       pushed_from=source_model)
+                       bigquery_schema=bigquery_schema(outputs, classes) if config.bigquery_table else None,
+                       pushed_from=source_model, framework=framework)
 
 
-def bigquery_schema(signatures, classes: Optional[Sequence[str]] = None) -> dict:
-    """`key:STRING` plus one REPEATED column per output of a loaded model's serving signature (and `class:STRING`
-    for a classifier whose class names are known), as a TableSchema dict."""
+def bigquery_schema(outputs: dict, classes: Optional[Sequence[str]] = None) -> dict:
+    """`key:STRING` plus one REPEATED column per output of a model (its serving signature's
+    `structured_outputs`: {name: TensorSpec}) and `class:STRING` for a classifier whose class names are known, as a
+    TableSchema dict."""
     import tensorflow as tf
 
-    outputs = signatures[SERVING_SIGNATURE].structured_outputs
     kinds = {tf.string: "STRING", tf.bool: "BOOLEAN"}
     fields = [{"name": "key", "type": "STRING", "mode": "REQUIRED"}]
     for name, spec in sorted(outputs.items()):

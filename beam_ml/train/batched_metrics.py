@@ -546,8 +546,10 @@ def _EvaluateBatched(extracts: beam.PCollection, eval_config: tfma.EvalConfig) -
     }
 
 
-def BatchedMetricsEvaluator(eval_config: tfma.EvalConfig) -> tfma.evaluators.Evaluator:  # pylint: disable=invalid-name
-    """A TFMA Evaluator over batched extracts (TFMA's extractors without unbatching and slice keys).
+def BatchedMetricsEvaluator(eval_config: tfma.EvalConfig,  # pylint: disable=invalid-name
+                            run_after: str = "ExtractPredictions") -> tfma.evaluators.Evaluator:
+    """A TFMA Evaluator over batched extracts (TFMA's extractors without unbatching and slice keys), run after the
+    extractor `run_after` (the last of them).
 
     Example::
 
@@ -555,7 +557,7 @@ def BatchedMetricsEvaluator(eval_config: tfma.EvalConfig) -> tfma.evaluators.Eva
         config = model_eval_lib._update_eval_config_with_defaults(eval_config, models)
         if unsupported_reason(config) is None:
             tfma.ExtractEvaluateAndWriteResults(..., extractors=<TFMA's minus Unbatch and SliceKeys>,
-                                                evaluators=[BatchedMetricsEvaluator(config)])
+                                                evaluators=[BatchedMetricsEvaluator(config, extractors[-1].stage_name)])
     """
-    return tfma.evaluators.Evaluator(stage_name="EvaluateMetricsPlotsAndValidations", run_after="ExtractPredictions",
+    return tfma.evaluators.Evaluator(stage_name="EvaluateMetricsPlotsAndValidations", run_after=run_after,
                                      ptransform=_EvaluateBatched(eval_config))  # pylint: disable=no-value-for-parameter

@@ -45,7 +45,7 @@ import apache_beam as beam
 from beam_ml.core.fileutil import copy_tree
 from beam_ml.core.layout import RunLayout
 from beam_ml.core.run import RunManifest, package_versions
-from beam_ml.model.artifact import is_saved_model
+from beam_ml.model.artifact import is_model
 from beam_ml.report.publish import publish_run
 
 # The config fields each stage reads (besides its upstream stage's key).
@@ -228,7 +228,7 @@ def _outputs_complete(stage: str, record: dict) -> bool:
     if stage == "transform":
         return tf.io.gfile.exists(os.path.join(layout.transform, "transform_fn")) and \
             all(transformed_files(layout.transform, s) for s in splits)
-    return is_saved_model(layout.serving_model)
+    return is_model(layout.serving_model)
 
 
 def model_is_serving(records: list[dict], trained_by: str, baseline_model: Optional[str]) -> bool:

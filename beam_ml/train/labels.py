@@ -27,7 +27,9 @@ import pyarrow.compute as pc
 
 from beam_ml.core import fileutil
 from beam_ml.model.artifact import (
-    LABELS_RECORD, OUTPUT_KEY, SERVING_SIGNATURE, TRANSFORMED_LABEL_SIGNATURE, read_labels_record)
+    LABELS_RECORD, OUTPUT_KEY, SERVING_SIGNATURE, TENSORFLOW, TRANSFORMED_LABEL_SIGNATURE, model_framework,
+    read_labels_record)
+from beam_ml.model.estimators import EstimatorModel
 
 MAX_CLASSES = 100
 
@@ -144,26 +146,38 @@ def label_failures(label: str, candidate: dict, baseline: Optional[dict], label_
 
 def _model_facts(model_dir: str, label: str, rows: dict[Any, pa.RecordBatch]) -> tuple[Optional[list], list]:
     """(class names in output order, or None; the outputs' shape) of the exported model."""
-    import tensorflow as tf
     from tfx_bsl.coders import example_coder
-
-    model = tf.saved_model.load(model_dir)
-    shape = model.signatures[SERVING_SIGNATURE].structured_outputs[OUTPUT_KEY].shape.as_list()
-    if not rows or None in rows or TRANSFORMED_LABEL_SIGNATURE not in model.signatures:
-        return None, shape
     values = list(rows)
     encoder = example_coder.RecordBatchToExamplesEncoder()
     examples = [encoder.encode(rows[v])[0] for v in values]
-    transformed = model.signatures[TRANSFORMED_LABEL_SIGNATURE](examples=tf.constant(examples))[label]
-    if isinstance(transformed, tf.SparseTensor):
-        transformed = tf.sparse.to_dense(transformed)
-    indices = tf.reshape(transformed, [-1]).numpy().tolist() if transformed.dtype.is_integer else None
+    if model_framework(model_dir) == TENSORFLOW:
+        shape, indices = _saved_model_facts(model_dir, label, examples)
+    else:
+        model = EstimatorModel(model_dir)
+        shape, indices = None, None
+        if examples:  # (none for a float label)
+            shape = [None, model.predict_examples(examples).shape[1]]
+            transformed = model.transform_examples(examples, with_label=True)[label]
+            indices = transformed.reshape(-1).tolist() if transformed.dtype.kind in "iu" else None
     if indices is None or len(indices) != len(values) or sorted(indices) != list(range(len(values))):
         return None, shape  # not a class index over exactly these values
     classes = [None] * len(values)
     for value, index in zip(values, indices):
         classes[index] = value
     return classes, shape
+
+
+def _saved_model_facts(model_dir: str, label: str, examples: list[bytes]) -> tuple[list, Optional[list]]:
+    """(the outputs' shape, the transformed label of each example as a list of ints or None) of a SavedModel."""
+    import tensorflow as tf
+    model = tf.saved_model.load(model_dir)
+    shape = model.signatures[SERVING_SIGNATURE].structured_outputs[OUTPUT_KEY].shape.as_list()
+    if not examples or TRANSFORMED_LABEL_SIGNATURE not in model.signatures:
+        return shape, None
+    transformed = model.signatures[TRANSFORMED_LABEL_SIGNATURE](examples=tf.constant(examples))[label]
+    if isinstance(transformed, tf.SparseTensor):
+        transformed = tf.sparse.to_dense(transformed)
+    return shape, tf.reshape(transformed, [-1]).numpy().tolist() if transformed.dtype.is_integer else None
 
 
 class JudgeLabels(beam.DoFn):

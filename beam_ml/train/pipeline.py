@@ -219,7 +219,7 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
                      if tuning_spec else None)
             model_dir = pbegin | "Train" >> TrainModel(
                 plan.module, fn_args, transformed.files["train"], transformed.files["eval"], after=ready,
-                min_ram=config.train_min_ram, hyperparameters=tuned)
+                min_ram=config.train_min_ram, hyperparameters=tuned, framework=plan.framework)
         warmup = examples["eval"] | "WarmupSample" >> ExampleSample(config.warmup_rows, without=config.label_key)
         model_dir = (model_dir
                      | "WriteWarmupRequests" >> beam.Map(with_warmup_requests, beam.pvalue.AsSingleton(warmup),
@@ -229,7 +229,8 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
         eval_config = build_eval_config(config.label_key, config.eval_metrics, config.eval_slices,
                                         config.eval_thresholds, config.eval_change_thresholds,
                                         with_baseline=plan.baseline_model is not None,
-                                        fairness_features=config.fairness_features)
+                                        fairness_features=config.fairness_features,
+                                        materialized=plan.materialized_evaluation)
         keyed_examples = ingested.split_batches if spec is None else (
             [examples[name] | f"Key{name.title()}" >> beam.Map(lambda batch, name=name: (name, batch))
              for name in splits] | "KeyedWindows" >> beam.Flatten())
@@ -237,7 +238,7 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
             config.label_key, model_dir, plan.baseline_model, config.label_set_changed)
         evaluation = ({"examples": examples["eval"], "model": model_dir, "guards": label_failures}
                       | "Evaluate" >> EvaluateModel(eval_config, plan.serving_model_dir, plan.baseline_model,
-                                                    layout.evaluation, plan.fmt)
+                                                    layout.evaluation, plan.fmt, plan.materialized_evaluation)
                       | "RecordEvaluated" >> beam.ParDo(RecordProgress(manifest, "evaluated")))
 
         not_pushed = (f"its model, taken over from run {plan.reused_stages['train'].get('run_id')}, is the one "

@@ -25,11 +25,13 @@ from beam_ml.ingest.resolve import require_column, resolve_source
 from beam_ml.ingest.source import Source
 from beam_ml.ingest.split import GivenSplit, HashSplit, Split, TimeSplit
 from beam_ml.lineage.store import check_store
+from beam_ml.model.artifact import TENSORFLOW, model_framework
 from beam_ml.model.push import latest_model
 from beam_ml.train import user_module
 from beam_ml.report.read import run_records
 from beam_ml.train.cache import cache_keys, model_is_serving, reusable_run, reusable_stages
 from beam_ml.train.evaluate import build_eval_config
+from beam_ml.train.trainer import module_framework
 from beam_ml.train.tuning import load_study, rounds
 from beam_ml.train.validate import load_drift_baseline
 
@@ -57,7 +59,15 @@ class RunPlan:
     reused_serving_model: bool = False
     study_path: Optional[str] = None  # with tuning: the study's file (beam_ml.train.tuning), and its trials so far
     study_trials: tuple = ()
+    framework: str = TENSORFLOW  # what the module's run_fn trains (its FRAMEWORK)
     launch_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def materialized_evaluation(self) -> bool:
+        """Whether evaluation scores the models itself (`beam_ml.train.evaluate.AddPredictions`): the candidate or
+        the baseline is not a TensorFlow model."""
+        return self.framework != TENSORFLOW or (
+            self.baseline_model is not None and model_framework(self.baseline_model) != TENSORFLOW)
 
     @property
     def fmt(self) -> RecordFormat:
@@ -144,6 +154,13 @@ def plan_run(config: PipelineConfig) -> RunPlan:
     except ValueError as e:
         raise ConfigError("module", str(e)) from e
     _check_preprocessing_inputs(module.load(), fmt, config)
+    try:
+        framework = module_framework(module.load())
+    except ValueError as e:
+        raise ConfigError("module", f"{config.module}: {e}") from e
+    if framework != TENSORFLOW and config.export_tflite:
+        raise ConfigError("export_tflite", f"{config.module} trains a {framework} model (FRAMEWORK); TFLite takes "
+                                           f"TensorFlow models only")
     module_length = getattr(module.load(), "WINDOW_LENGTH", None)
     if module_length is not None and module_length != config.window_length:
         raise ConfigError("window_length", f"{config.module} models windows of WINDOW_LENGTH={module_length} rows, "
@@ -184,7 +201,7 @@ def plan_run(config: PipelineConfig) -> RunPlan:
                    baseline_model=baseline_model, module=module, span_selection=resolved.span_selection,
                    cache_keys=keys, reused_run=reused_run, reused_stages=reused_stages,
                    reused_serving_model=bool(trained_by) and model_is_serving(records, trained_by, baseline_model),
-                   study_path=study_path, study_trials=tuple(study_trials))
+                   study_path=study_path, study_trials=tuple(study_trials), framework=framework)
 
 
 def _check_windowing(fmt: RecordFormat, config: PipelineConfig) -> None:

@@ -1,10 +1,14 @@
 """Train: run the user's `run_fn(fn_args)` inside a DoFn, once the transform outputs exist.
 
-Contract of the user module (in the spirit of TFX's Trainer): `run_fn(fn_args: FnArgs)` trains a tf_keras model
-and exports it to `fn_args.serving_model_dir` (`beam_ml.model.export.export_serving_model` does the export). It may
-return its metrics ({name: value}, e.g. the last epoch's validation metrics): hyperparameter tuning
+Contract of the user module (in the spirit of TFX's Trainer): `run_fn(fn_args: FnArgs)` trains a model and exports
+it to `fn_args.serving_model_dir`:
+  * a tf_keras model (the default), exported by `beam_ml.model.export.export_serving_model`; `fn_args.make_dataset`
+    is the tf.data factory over the transformed examples;
+  * a scikit-learn or XGBoost model, when the module says so with `FRAMEWORK = "sklearn"` (or `"xgboost"`), exported
+    by `beam_ml.model.estimators.export_sklearn` (`export_xgboost`); `fn_args.arrays(files)` gives the transformed
+    examples as numpy arrays.
+It may return its metrics ({name: value}, e.g. the last epoch's validation metrics): hyperparameter tuning
 (`beam_ml.train.tuning`) takes its objective from them.
-`fn_args.make_dataset(...)` is the tf.data factory over the transformed examples.
 """
 from __future__ import annotations
 
@@ -15,11 +19,25 @@ from typing import Any, Optional, Sequence
 import apache_beam as beam
 
 from beam_ml.core.console import progress_line
-from beam_ml.model.artifact import is_saved_model, signature_problems, write_windowing
+from beam_ml.model.artifact import (FRAMEWORKS, MODEL_FILES, TENSORFLOW, model_framework, signature_problems,
+                                    write_windowing)
 from beam_ml.train import user_module
 
-EXPORT_HINT = ("export it with beam_ml.model.export.export_serving_model(model, tf_transform_output, fn_args.label, "
-               "fn_args.serving_model_dir), which adds the signatures they need")
+EXPORT_HINTS = {
+    "tensorflow": "export it with beam_ml.model.export.export_serving_model(model, tf_transform_output, fn_args.label, "
+                  "fn_args.serving_model_dir), which adds the signatures they need",
+    "sklearn": "export it with beam_ml.model.estimators.export_sklearn(model, fn_args)",
+    "xgboost": "export it with beam_ml.model.estimators.export_xgboost(model, fn_args)",
+}
+
+
+def module_framework(module: Any) -> str:
+    """The framework a user module's `run_fn` trains: its `FRAMEWORK` (default "tensorflow"); ValueError for one
+    that is not known."""
+    framework = getattr(module, "FRAMEWORK", TENSORFLOW)
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"FRAMEWORK = {framework!r} is not one of {', '.join(FRAMEWORKS)}")
+    return framework
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +83,25 @@ class FnArgs:
                 .prefetch(tf.data.AUTOTUNE))
 
 
+    def arrays(self, files: Sequence[str]) -> tuple[Any, Any]:
+        """(x, y): the transformed examples of `files` as numpy arrays, for a scikit-learn or XGBoost model: `x` the
+        features side by side (float32 [rows, columns], columns named by `feature_names`), `y` the transformed label
+        (a class index for a vocabulary-encoded label)."""
+        import tensorflow_transform as tft
+
+        from beam_ml.model.estimators import feature_layout, feature_matrix, read_transformed
+        output = tft.TFTransformOutput(self.transform_output)
+        examples = read_transformed(files, output)
+        return feature_matrix(examples, feature_layout(output, self.label)), examples[self.label].reshape(-1)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The names of the columns of `arrays`' x (a feature `f` of width n > 1 gives `f[0]` … `f[n-1]`)."""
+        import tensorflow_transform as tft
+
+        from beam_ml.model.estimators import feature_layout, feature_names
+        return feature_names(feature_layout(tft.TFTransformOutput(self.transform_output), self.label))
+
     def epoch_progress(self, lines: int = 5) -> Any:
         """A tf_keras callback that prints about `lines` progress lines (epoch, loss and metrics) in the job's
         console format: pass it to `fit(..., callbacks=[fn_args.epoch_progress()], verbose=0)`. In a tuning trial it
@@ -105,9 +142,10 @@ def set_seeds(seed: int) -> None:
 class RunTrainer(beam.DoFn):
     """Calls the module's `run_fn` once per input element; emits the exported model directory."""
 
-    def __init__(self, module: user_module.UserModule, fn_args: FnArgs):
+    def __init__(self, module: user_module.UserModule, fn_args: FnArgs, framework: str = TENSORFLOW):
         self._module = module
         self._fn_args = fn_args
+        self._framework = framework
 
     def process(self, _, train_files: list[str], eval_files: list[str], hyperparameters: Optional[dict] = None,
                 **ready: Any):
@@ -123,16 +161,25 @@ class RunTrainer(beam.DoFn):
             tf.io.gfile.rmtree(fn_args.serving_model_dir)
         set_seeds(fn_args.seed)
         self._module.load().run_fn(fn_args)
-        if not is_saved_model(fn_args.serving_model_dir):
-            raise RuntimeError(f"run_fn of {self._module.spec} exported no SavedModel to {fn_args.serving_model_dir}"
-                               f"; {EXPORT_HINT}")
-        problems = signature_problems(fn_args.serving_model_dir)
-        if problems:  # found now, not as a missing tensor deep inside TFMA
-            raise RuntimeError(f"run_fn of {self._module.spec} exported a model that evaluation and serving cannot "
-                               f"use: {'; '.join(problems)}; {EXPORT_HINT}")
+        check_export(self._module.spec, self._framework, fn_args.serving_model_dir)
         if fn_args.windowing:  # how to cut windows goes with the model, for whoever serves it on a stream
             write_windowing(fn_args.serving_model_dir, fn_args.windowing)
         yield fn_args.serving_model_dir
+
+
+def check_export(spec: str, framework: str, model_dir: str) -> None:
+    """RuntimeError unless `run_fn` of module `spec` exported a `framework` model to `model_dir` that evaluation
+    and serving can use (found now, not as a missing tensor deep inside TFMA)."""
+    exported = model_framework(model_dir)
+    hint = EXPORT_HINTS[framework]
+    if exported != framework:
+        found = f"a {exported} model" if exported else "nothing"
+        raise RuntimeError(f"run_fn of {spec} (FRAMEWORK {framework!r}) exported {found} to {model_dir}, no "
+                           f"{MODEL_FILES[framework]}; {hint}")
+    problems = signature_problems(model_dir) if framework == TENSORFLOW else []
+    if problems:
+        raise RuntimeError(f"run_fn of {spec} exported a model that evaluation and serving cannot use: "
+                           f"{'; '.join(problems)}; {hint}")
 
 
 class TrainModel(beam.PTransform[beam.pvalue.PBegin, beam.PCollection[str]]):
@@ -146,8 +193,9 @@ class TrainModel(beam.PTransform[beam.pvalue.PBegin, beam.PCollection[str]]):
 
     def __init__(self, module: user_module.UserModule, fn_args: FnArgs, train_files: beam.PCollection,
                  eval_files: beam.PCollection, after: dict[str, beam.PCollection], min_ram: str = "4GB",
-                 hyperparameters: Optional[beam.PCollection] = None):
+                 hyperparameters: Optional[beam.PCollection] = None, framework: str = TENSORFLOW):
         super().__init__()
+        self._framework = framework
         self._hyperparameters = hyperparameters  # a singleton: the tuned hyperparameters, known only when run
         self._min_ram = min_ram
         self._module = module
@@ -159,7 +207,7 @@ class TrainModel(beam.PTransform[beam.pvalue.PBegin, beam.PCollection[str]]):
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection[str]:
         return (pbegin
                 | "Trigger" >> beam.Create([None])
-                | "RunFn" >> beam.ParDo(RunTrainer(self._module, self._fn_args),
+                | "RunFn" >> beam.ParDo(RunTrainer(self._module, self._fn_args, self._framework),
                                         beam.pvalue.AsList(self._train_files), beam.pvalue.AsList(self._eval_files),
                                         **({} if self._hyperparameters is None else
                                            {"hyperparameters": beam.pvalue.AsSingleton(self._hyperparameters)}),
