@@ -15,7 +15,7 @@ from beam_ml.core.errors import ConfigError
 PUBSUB_PROJECT = r"[a-z][-a-z0-9:.]{4,61}[a-z0-9]"
 PUBSUB_TOPIC_REGEX = rf"^projects/{PUBSUB_PROJECT}/topics/[^/\s]+$"
 PUBSUB_SUBSCRIPTION_REGEX = rf"^projects/{PUBSUB_PROJECT}/subscriptions/[^/\s]+$"
-DETECTORS = ("model", "context", "zscore", "robust_zscore", "iqr")
+DETECTORS = ("model", "context", "pca", "zscore", "robust_zscore", "iqr")
 _DETECTOR = "(" + "|".join(DETECTORS) + r")(:[0-9]+(\.[0-9]+)?)?"
 DETECTOR_REGEX = f"^{_DETECTOR}(,{_DETECTOR})*$"
 
@@ -31,10 +31,11 @@ class DetectConfig(JobConfig):
     detector: str = option("model", regex=DETECTOR_REGEX,
                            help="What scores each window: model (the pushed window model, see serving_dir), context "
                                 "(beam_ml's online detector: sequence memory, time-of-day profile, anomaly "
-                                "likelihood), or Beam's online detectors zscore, robust_zscore, iqr (one per channel, "
+                                "likelihood), pca (PCA T²+Q over all channels, fitted on each sensor's first 400 "
+                                "readings), or Beam's online detectors zscore, robust_zscore, iqr (one per channel, "
                                 "apache_beam.ml.anomaly). Several, comma-separated, are an ensemble that votes (see "
                                 "vote). An online detector may carry its alert threshold, e.g. zscore:4 (defaults: "
-                                "context 0.5, zscore and robust_zscore 3, iqr 1.5).")
+                                "context 0.5, pca 1, zscore and robust_zscore 3, iqr 1.5).")
     vote: str = option("any", kind="choice", regex=r"^(any|majority|all)$",
                        help="How an ensemble's verdicts on a window make an alert: any member alerting, a majority, "
                             "or all of them.")

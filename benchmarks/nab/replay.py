@@ -62,7 +62,8 @@ class DataFile:
 
 @dataclasses.dataclass(frozen=True)
 class Series:
-    """A data file's rows: timestamps as written, unix seconds, values."""
+    """A data file's rows: timestamps as written, unix seconds, values ([rows], or [rows, channels] for a
+    multivariate sensor)."""
 
     timestamps: tuple[str, ...]
     seconds: np.ndarray
@@ -137,15 +138,17 @@ def arrivals(series: Mapping[str, Series]) -> list[tuple[float, str, int]]:
                   for i, arrived in enumerate(np.maximum.accumulate(s.seconds)))
 
 
-def build(pipeline, series: Mapping[str, Series], config, window_length: int, chunk: int, token: str) -> None:
-    """The replay graph: every series as one sensor through WindowPerSensor, then our detector and Beam's ZScore;
-    results, and the readings set apart as late or duplicate, go to the in-process `_COLLECTED[token]`."""
+def build(pipeline, series: Mapping[str, Series], config, window_length: int, chunk: int, token: str,
+          zscore: bool = True) -> None:
+    """The replay graph: every series as one sensor through WindowPerSensor, then our detector (`config`, a
+    `DetectorSpec` with a `name`) and, with `zscore`, Beam's ZScore; results, and the readings set apart as late or
+    duplicate, go to the in-process `_COLLECTED[token]`."""
     readings = arrivals(series)
     stream = TestStream()
     for start in range(0, len(readings), chunk):
         part = readings[start:start + chunk]
         stream = stream.add_elements([beam.window.TimestampedValue(
-            (key, Reading(key, float(series[key].seconds[i]), (float(series[key].values[i]),))),
+            (key, Reading(key, float(series[key].seconds[i]), tuple(np.atleast_1d(series[key].values[i]).tolist()))),
             float(series[key].seconds[i])) for _, key, i in part])
         stream = stream.advance_watermark_to(part[-1][0] + 1e-3)
     stream = stream.advance_watermark_to_infinity()
@@ -159,6 +162,8 @@ def build(pipeline, series: Mapping[str, Series], config, window_length: int, ch
     _ = (windows
          | "Detect" >> ScoreWindows(config)
          | "CollectDetector" >> beam.ParDo(_Collect(token, config.name)))
+    if not zscore:
+        return
     _ = (windows
          | "LastReading" >> beam.Map(zscore_input)
          | "BeamZScore" >> AnomalyDetection(ZScore(features=["value"]))
@@ -211,15 +216,17 @@ class Replayed:
         self.set_apart.update(other.set_apart)
 
 
-def detect(series: Mapping[str, Series], config, window_length: int = 8, chunk: int = 500) -> Replayed:
-    """The scores of every series, from one streaming replay in this process."""
+def detect(series: Mapping[str, Series], config, window_length: int = 8, chunk: int = 500,
+           zscore: bool = True) -> Replayed:
+    """The scores of every series, from one streaming replay in this process (Beam's ZScore too, with `zscore`)."""
     token = uuid.uuid4().hex
     options = PipelineOptions(["--runner=DirectRunner"])
     options.view_as(StandardOptions).streaming = True
     with memoized_dofn_inspection(), beam.Pipeline(options=options) as pipeline:
-        build(pipeline, series, config, window_length, chunk, token)
+        build(pipeline, series, config, window_length, chunk, token, zscore)
     collected = _COLLECTED.pop(token, [])
-    scores = {name: {key: np.zeros(len(s.values)) for key, s in series.items()} for name in (config.name, ZSCORE)}
+    scores = {name: {key: np.zeros(len(s.values)) for key, s in series.items()}
+              for name in (config.name, *([ZSCORE] if zscore else []))}
     set_apart = {key: {LATE: 0, DUPLICATE: 0} for key in series}
     row_of: dict[str, dict[float, int]] = {}
     for key, s in series.items():  # a time that repeats is one reading to the streaming path: its first row

@@ -7,16 +7,19 @@ from typing import Optional
 
 from beam_ml.stream.detectors.base import DetectorSpec
 from beam_ml.stream.detectors.context import DetectorConfig
+from beam_ml.stream.detectors.pca import PcaSpec
 from beam_ml.stream.detectors.univariate import BEAM_DETECTORS, BeamDetectorSpec
 
-ONLINE_DETECTORS = ("context", *BEAM_DETECTORS)
+ONLINE_DETECTORS = ("context", "pca", *BEAM_DETECTORS)
 
 
 def online_detector(name: str, threshold: Optional[float] = None) -> DetectorSpec:
-    """The spec of an online detector by name: "context" or one of `BEAM_DETECTORS`; its default threshold unless
-    `threshold` is given. ValueError for an unknown name or a bad threshold."""
+    """The spec of an online detector by name: "context", "pca" or one of `BEAM_DETECTORS`; its default threshold
+    unless `threshold` is given. ValueError for an unknown name or a bad threshold."""
     if name == "context":
         return DetectorConfig() if threshold is None else DetectorConfig(threshold=threshold)
+    if name == "pca":
+        return PcaSpec() if threshold is None else PcaSpec(alert_at=threshold)
     if name not in BEAM_DETECTORS:
         raise ValueError(f"unknown online detector {name!r}: one of {', '.join(ONLINE_DETECTORS)}")
     return BeamDetectorSpec(name, threshold)

@@ -1,0 +1,121 @@
+"""SKAB: multivariate outlier detection through the streaming path, scored as the Skoltech Anomaly Benchmark's
+leaderboard scores it.
+
+    python -m benchmarks.skab [--data ../shared/data/skab] [--workers 2]
+
+Every `<folder>/<n>.csv` under --data that has labels (`anomaly`, `changepoint`; `;`-separated, 8 channels at 1 Hz) is
+one machine. Its readings are replayed as the machine sends them (`benchmarks.nab.replay`: a TestStream, one key
+per file) through the streaming job's own transforms: `WindowPerSensor(length=1)` → `ScoreWindows(PcaSpec())`, the
+PCA T²+Q detector (`beam_ml.stream.detectors.pca`), which fits on each file's first 400 readings as SKAB's protocol
+says and then scores online. A reading alerts when its score reaches the detector's threshold (1). Over the scored
+rows of all files (those after the first 400): F1 of the `anomaly` label, FAR (% of normal rows flagged) and MAR (%
+of anomalous rows missed), next to the leaderboard's published numbers (all 34 files of SKAB).
+
+The anomaly-free file (no labels) is not scored: SKAB's outlier leaderboard scores the files with faults.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from beam_ml.stream.detectors.pca import PcaSpec
+from benchmarks.common import ROOT, environment
+from benchmarks.nab.replay import DataFile, Series, balanced_groups, detect, unix_seconds
+
+SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data", "skab")
+LABELS = ("anomaly", "changepoint")
+# The outlier leaderboard as ../shared/data/README.md quotes it (all 34 files of SKAB): detector → (F1, FAR %, MAR %),
+# None where it gives no figure.
+PUBLISHED = {"Conv-AE": (0.78, 13.6, 28.0), "MSET": (0.78, None, None), "PCA T²+Q": (0.76, None, None),
+             "LSTM-AE": (0.74, None, None), "T-squared": (0.66, None, None), "Isolation forest": (0.29, None, None)}
+
+
+def read_skab(path: str) -> tuple[Series, np.ndarray]:
+    """A SKAB file: its readings as a multivariate `Series` and its `anomaly` labels (0/1 per row)."""
+    with open(path) as f:
+        header = f.readline().strip().split(";")
+        rows = [line.strip().split(";") for line in f if line.strip()]
+    if header[0] != "datetime" or not set(LABELS) <= set(header):
+        raise ValueError(f"{path}: header {header} lacks datetime or the labels {LABELS}")
+    channels = [i for i, name in enumerate(header) if name not in ("datetime", *LABELS)]
+    timestamps = tuple(row[0] for row in rows)
+    values = np.array([[float(row[i]) for i in channels] for row in rows])
+    anomaly = np.array([float(row[header.index("anomaly")]) for row in rows]).astype(int)
+    return Series(timestamps, np.array([unix_seconds(t) for t in timestamps]), values), anomaly
+
+
+def labelled_files(data_dir: str) -> list[DataFile]:
+    files = []
+    for path in sorted(glob.glob(os.path.join(data_dir, "*", "*.csv"))):
+        with open(path) as f:
+            if "anomaly" in f.readline():
+                files.append(DataFile(os.path.basename(os.path.dirname(path)), os.path.basename(path), path))
+    if not files:
+        raise ValueError(f"no labelled <folder>/<n>.csv under {data_dir}")
+    return files
+
+
+def outlier_metrics(labels: Sequence[np.ndarray], alerts: Sequence[np.ndarray]) -> tuple[float, float, float]:
+    """(F1, FAR %, MAR %) over all rows of all files, as SKAB's leaderboard computes them."""
+    y, p = np.concatenate(labels).astype(bool), np.concatenate(alerts).astype(bool)
+    tp, fp, fn = int((y & p).sum()), int((~y & p).sum()), int((y & ~p).sum())
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+    return f1, 100.0 * fp / max(int((~y).sum()), 1), 100.0 * fn / max(int(y.sum()), 1)
+
+
+def _detect_group(files: Sequence[DataFile], spec: PcaSpec) -> dict[str, np.ndarray]:
+    series = {f.relative: read_skab(f.path)[0] for f in files}
+    return detect(series, spec, window_length=1, chunk=100, zscore=False).scores[spec.name]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=SHARED, help="folder of <folder>/<n>.csv SKAB files")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="replay processes")
+    args = parser.parse_args(argv)
+    files = labelled_files(args.data)
+    spec = PcaSpec()
+
+    start = time.perf_counter()
+    scores: dict[str, np.ndarray] = {}
+    if args.workers <= 1:
+        scores = _detect_group(files, spec)
+    else:
+        import concurrent.futures
+        import multiprocessing
+        sizes = {f.relative: os.path.getsize(f.path) for f in files}
+        with concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) \
+                as pool:
+            for part in pool.map(_detect_group, balanced_groups(files, sizes, args.workers),
+                                 [spec] * args.workers):
+                scores.update(part)
+    seconds = time.perf_counter() - start
+    labels, alerts, rows = [], [], 0
+    for f in files:
+        _, anomaly = read_skab(f.path)
+        rows += len(anomaly)
+        labels.append(anomaly[spec.fit_readings:])
+        alerts.append(scores[f.relative][spec.fit_readings:] >= 1.0)
+    f1, far, mar = outlier_metrics(labels, alerts)
+
+    print(f"\nSKAB outliers: {len(files)} files, {rows:,} rows ({sum(len(a) for a in labels):,} scored after the "
+          f"first {spec.fit_readings} of each), {args.data}")
+    print("| detector | F1 | FAR % | MAR % | files |")
+    print("|---|---:|---:|---:|---|")
+    print(f"| beam_ml PCA T²+Q (streaming, {spec.name}) | {f1:.3f} | {far:.2f} | {mar:.2f} | these {len(files)} |")
+    for name, figures in PUBLISHED.items():
+        print(f"| {name} (published) | " + " | ".join("—" if x is None else f"{x:g}" for x in figures)
+              + " | SKAB's 34 |")
+    print(f"replay {seconds:.1f} s with {args.workers} worker process(es)")
+    print(environment(f"DirectRunner (streaming, TestStream) × {args.workers} processes"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
