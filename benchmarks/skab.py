@@ -9,7 +9,10 @@ per file) through the streaming job's own transforms: `WindowPerSensor(length=1)
 PCA T²+Q detector (`beam_ml.stream.detectors.pca`), which fits on each file's first 400 readings as SKAB's protocol
 says and then scores online. A reading alerts when its score reaches the detector's threshold (1). Over the scored
 rows of all files (those after the first 400): F1 of the `anomaly` label, FAR (% of normal rows flagged) and MAR (%
-of anomalous rows missed), next to the leaderboard's published numbers (all 34 files of SKAB).
+of anomalous rows missed), next to the leaderboard's published numbers (all 34 files of SKAB). The changepoint
+problem is scored as SKAB scores it, with NAB's rules (`benchmarks.nab.scoring`, its three profiles) on windows of
+`--changepoint_window` seconds after each `changepoint` (overlapping windows merged); as in SKAB's baselines, the
+detected changepoints are the rows where the alert series changes (an alert starts or ends).
 
 The anomaly-free file (no labels) is not scored: SKAB's outlier leaderboard scores the files with faults.
 """
@@ -27,6 +30,7 @@ import numpy as np
 from beam_ml.stream.detectors.pca import PcaSpec
 from benchmarks.common import ROOT, environment
 from benchmarks.nab.replay import DataFile, Series, balanced_groups, detect, unix_seconds
+from benchmarks.nab.scoring import PROFILES, label_file, normalised, sweep
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data", "skab")
 LABELS = ("anomaly", "changepoint")
@@ -34,10 +38,12 @@ LABELS = ("anomaly", "changepoint")
 # None where it gives no figure.
 PUBLISHED = {"Conv-AE": (0.78, 13.6, 28.0), "MSET": (0.78, None, None), "PCA T²+Q": (0.76, None, None),
              "LSTM-AE": (0.74, None, None), "T-squared": (0.66, None, None), "Isolation forest": (0.29, None, None)}
+PUBLISHED_CHANGEPOINT = 32.4  # the best standard NAB score on SKAB's changepoints (MSCRED), as the README quotes
 
 
-def read_skab(path: str) -> tuple[Series, np.ndarray]:
-    """A SKAB file: its readings as a multivariate `Series` and its `anomaly` labels (0/1 per row)."""
+def read_skab(path: str) -> tuple[Series, np.ndarray, np.ndarray]:
+    """A SKAB file: its readings as a multivariate `Series`, its `anomaly` labels (0/1 per row) and the rows of its
+    changepoints."""
     with open(path) as f:
         header = f.readline().strip().split(";")
         rows = [line.strip().split(";") for line in f if line.strip()]
@@ -47,7 +53,8 @@ def read_skab(path: str) -> tuple[Series, np.ndarray]:
     timestamps = tuple(row[0] for row in rows)
     values = np.array([[float(row[i]) for i in channels] for row in rows])
     anomaly = np.array([float(row[header.index("anomaly")]) for row in rows]).astype(int)
-    return Series(timestamps, np.array([unix_seconds(t) for t in timestamps]), values), anomaly
+    changepoints = np.flatnonzero([float(row[header.index("changepoint")]) for row in rows])
+    return Series(timestamps, np.array([unix_seconds(t) for t in timestamps]), values), anomaly, changepoints
 
 
 def labelled_files(data_dir: str) -> list[DataFile]:
@@ -69,6 +76,37 @@ def outlier_metrics(labels: Sequence[np.ndarray], alerts: Sequence[np.ndarray]) 
     return f1, 100.0 * fp / max(int((~y).sum()), 1), 100.0 * fn / max(int(y.sum()), 1)
 
 
+def changepoint_windows(times: np.ndarray, changepoints: Sequence[int], seconds: float
+                        ) -> list[tuple[np.datetime64, np.datetime64]]:
+    """[start, start + seconds] after each changepoint row, overlapping ones merged."""
+    merged: list[list[np.datetime64]] = []
+    for row in sorted(changepoints):
+        start, end = times[row], times[row] + np.timedelta64(int(seconds), "s")
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(a, b) for a, b in merged]
+
+
+def alert_edges(alerts: np.ndarray) -> np.ndarray:
+    """1.0 where an alert series changes (an alert starts or ends), else 0.0: the detected changepoints."""
+    return np.abs(np.diff(alerts.astype(float), prepend=0.0))
+
+
+def changepoint_scores(files: Sequence[tuple[str, np.ndarray, Sequence[tuple], np.ndarray]]) -> dict[str, float]:
+    """NAB's normalised score per profile for (name, times, windows, detected changepoints 0/1) of each file."""
+    out = {}
+    for name, profile in PROFILES.items():
+        pairs = []
+        for relative, times, windows, scores in files:
+            labelled, scorable = label_file(relative, times, windows, profile)
+            pairs.append((labelled, scores[scorable]))
+        _, raw = sweep(pairs, profile)
+        out[name] = normalised(raw, [labelled for labelled, _ in pairs], profile)
+    return out
+
+
 def _detect_group(files: Sequence[DataFile], spec: PcaSpec) -> dict[str, np.ndarray]:
     series = {f.relative: read_skab(f.path)[0] for f in files}
     return detect(series, spec, window_length=1, chunk=100, zscore=False).scores[spec.name]
@@ -78,6 +116,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=SHARED, help="folder of <folder>/<n>.csv SKAB files")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="replay processes")
+    parser.add_argument("--changepoint_window", type=float, default=60.0, help="seconds after each changepoint")
     args = parser.parse_args(argv)
     files = labelled_files(args.data)
     spec = PcaSpec()
@@ -96,13 +135,17 @@ def main(argv=None) -> int:
                                  [spec] * args.workers):
                 scores.update(part)
     seconds = time.perf_counter() - start
-    labels, alerts, rows = [], [], 0
+    labels, alerts, rows, changepoint_files = [], [], 0, []
     for f in files:
-        _, anomaly = read_skab(f.path)
+        series, anomaly, changepoints = read_skab(f.path)
         rows += len(anomaly)
         labels.append(anomaly[spec.fit_readings:])
         alerts.append(scores[f.relative][spec.fit_readings:] >= 1.0)
+        times = np.array([np.datetime64(t.replace(" ", "T"), "s") for t in series.timestamps])
+        changepoint_files.append((f.relative, times, changepoint_windows(times, changepoints, args.changepoint_window),
+                                  alert_edges(scores[f.relative] >= 1.0)))
     f1, far, mar = outlier_metrics(labels, alerts)
+    nab = changepoint_scores(changepoint_files)
 
     print(f"\nSKAB outliers: {len(files)} files, {rows:,} rows ({sum(len(a) for a in labels):,} scored after the "
           f"first {spec.fit_readings} of each), {args.data}")
@@ -112,6 +155,11 @@ def main(argv=None) -> int:
     for name, figures in PUBLISHED.items():
         print(f"| {name} (published) | " + " | ".join("—" if x is None else f"{x:g}" for x in figures)
               + " | SKAB's 34 |")
+    print(f"\nSKAB changepoints (NAB's rules, {args.changepoint_window:g} s windows after each changepoint):")
+    print("| detector | " + " | ".join(PROFILES) + " |")
+    print("|---|" + "---:|" * len(PROFILES))
+    print(f"| beam_ml PCA T²+Q (streaming, {spec.name}) | " + " | ".join(f"{nab[p]:.1f}" for p in PROFILES) + " |")
+    print(f"| MSCRED (published, best standard) | {PUBLISHED_CHANGEPOINT:g} | — | — |")
     print(f"replay {seconds:.1f} s with {args.workers} worker process(es)")
     print(environment(f"DirectRunner (streaming, TestStream) × {args.workers} processes"))
     return 0

@@ -60,10 +60,12 @@ def test_the_skab_command_line_scores_a_corpus_laid_out_like_skab(tmp_path, caps
         values = _machine(700, seed=10 + n)
         anomaly = np.zeros(700, dtype=int)
         anomaly[520:600] = 1
+        changepoint = np.zeros(700, dtype=int)
+        changepoint[[520, 600]] = 1
         values[520:600, 2] += 2.0  # pressure breaks away
         lines = ["datetime;A;B;Pressure;D;anomaly;changepoint"]
         lines += [f"{str(start + np.timedelta64(i, 's')).replace('T', ' ')};" + ";".join(f"{v:.5f}" for v in row)
-                  + f";{a}.0;0.0" for i, (row, a) in enumerate(zip(values, anomaly))]
+                  + f";{a}.0;{c}.0" for i, (row, a, c) in enumerate(zip(values, anomaly, changepoint))]
         (folder / f"{n}.csv").write_text("\n".join(lines) + "\n")
     (tmp_path / "anomaly-free").mkdir()
     (tmp_path / "anomaly-free" / "anomaly-free.csv").write_text("datetime;A\n2020-01-01 00:00:00;1.0\n")
@@ -73,3 +75,13 @@ def test_the_skab_command_line_scores_a_corpus_laid_out_like_skab(tmp_path, caps
     f1 = float(next(line for line in printed.splitlines() if line.startswith("| beam_ml")).split("|")[2])
     assert f1 > 0.8  # the averaging over 30 readings is late by part of each 80-row fault
     assert outlier_metrics([np.array([1, 1, 0, 0])], [np.array([1, 0, 1, 0])]) == (0.5, 50.0, 50.0)
+    standard = float(next(line for line in printed.splitlines()
+                           if line.startswith("| beam_ml") and line.count("|") == 5).split("|")[2])
+    assert standard > 0  # the alerts' starts and ends fall in the windows after the changepoints
+
+
+def test_detected_changepoints_are_where_the_alerts_start_or_end_and_windows_merge():
+    from benchmarks.skab import alert_edges, changepoint_windows
+    assert alert_edges(np.array([0, 1, 1, 0, 0, 1])).tolist() == [0, 1, 0, 1, 0, 1]
+    times = np.datetime64("2020-01-01T00:00:00") + np.arange(200).astype("timedelta64[s]")
+    assert changepoint_windows(times, [10, 50, 150], 60) == [(times[10], times[110]), (times[150], times[150] + 60)]
