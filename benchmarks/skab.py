@@ -12,7 +12,9 @@ rows of all files (those after the first 400): F1 of the `anomaly` label, FAR (%
 of anomalous rows missed), next to the leaderboard's published numbers (all 34 files of SKAB). The changepoint
 problem is scored as SKAB scores it, with NAB's rules (`benchmarks.nab.scoring`, its three profiles) on windows of
 `--changepoint_window` seconds after each `changepoint` (overlapping windows merged); as in SKAB's baselines, the
-detected changepoints are the rows where the alert series changes (an alert starts or ends).
+detected changepoints are the rows where the alert series changes (an alert starts or ends). Incidents, as the
+streaming job groups alerts (`beam_ml.stream.incidents.IncidentTracker`, `--incident_gap` seconds), are counted too:
+their precision (incidents that overlap a labelled fault) and recall (faults that got an incident).
 
 The anomaly-free file (no labels) is not scored: SKAB's outlier leaderboard scores the files with faults.
 """
@@ -28,6 +30,8 @@ from typing import Sequence
 import numpy as np
 
 from beam_ml.stream.detectors.pca import PcaSpec
+from beam_ml.stream.elements import Alert
+from beam_ml.stream.incidents import IncidentTracker
 from benchmarks.common import ROOT, environment
 from benchmarks.nab.replay import DataFile, Series, balanced_groups, detect, unix_seconds
 from benchmarks.nab.scoring import PROFILES, label_file, normalised, sweep
@@ -89,6 +93,39 @@ def changepoint_windows(times: np.ndarray, changepoints: Sequence[int], seconds:
     return [(a, b) for a, b in merged]
 
 
+def incidents(times: np.ndarray, alerts: np.ndarray, gap: float) -> list[tuple[float, float]]:
+    """(start, end) in unix seconds of each incident the streaming job's tracker makes of one sensor's alert rows."""
+    tracker = IncidentTracker(gap=gap, update_every=float("inf"))
+    found = []
+    for t in times[alerts.astype(bool)]:
+        for event in tracker.add(Alert("machine", float(t), float(t), 1.0, 1.0, "pca")):
+            if event.event == "close":
+                found.append((event.start, event.end))
+    if tracker.incident is not None:
+        closed = tracker.close()
+        found.append((closed.start, closed.end))
+    return found
+
+
+def fault_segments(times: np.ndarray, anomaly: np.ndarray) -> list[tuple[float, float]]:
+    """(start, end) in unix seconds of each run of labelled rows."""
+    edges = np.diff(np.concatenate([[0], anomaly.astype(int), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [(float(times[a]), float(times[b - 1])) for a, b in zip(starts, ends)]
+
+
+def incident_metrics(files: Sequence[tuple[list, list]]) -> tuple[float, float, int]:
+    """(precision, recall, incidents) over (incidents, fault segments) per file: an incident is right when it overlaps
+    a fault, a fault found when an incident overlaps it."""
+    def overlaps(a, b):
+        return a[0] <= b[1] and b[0] <= a[1]
+    made = sum(len(found) for found, _ in files)
+    right = sum(any(overlaps(i, f) for f in faults) for found, faults in files for i in found)
+    faults = sum(len(faults) for _, faults in files)
+    caught = sum(any(overlaps(i, f) for i in found) for found, faults_ in files for f in faults_)
+    return right / made if made else 1.0, caught / faults if faults else 1.0, made
+
+
 def alert_edges(alerts: np.ndarray) -> np.ndarray:
     """1.0 where an alert series changes (an alert starts or ends), else 0.0: the detected changepoints."""
     return np.abs(np.diff(alerts.astype(float), prepend=0.0))
@@ -117,6 +154,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default=SHARED, help="folder of <folder>/<n>.csv SKAB files")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="replay processes")
     parser.add_argument("--changepoint_window", type=float, default=60.0, help="seconds after each changepoint")
+    parser.add_argument("--incident_gap", type=float, default=60.0,
+                        help="seconds without an alert that end an incident")
     args = parser.parse_args(argv)
     files = labelled_files(args.data)
     spec = PcaSpec()
@@ -135,7 +174,7 @@ def main(argv=None) -> int:
                                  [spec] * args.workers):
                 scores.update(part)
     seconds = time.perf_counter() - start
-    labels, alerts, rows, changepoint_files = [], [], 0, []
+    labels, alerts, rows, changepoint_files, incident_files = [], [], 0, [], []
     for f in files:
         series, anomaly, changepoints = read_skab(f.path)
         rows += len(anomaly)
@@ -144,14 +183,20 @@ def main(argv=None) -> int:
         times = np.array([np.datetime64(t.replace(" ", "T"), "s") for t in series.timestamps])
         changepoint_files.append((f.relative, times, changepoint_windows(times, changepoints, args.changepoint_window),
                                   alert_edges(scores[f.relative] >= 1.0)))
+        scored = slice(spec.fit_readings, None)
+        found = incidents(series.seconds[scored], scores[f.relative][scored] >= 1.0, args.incident_gap)
+        incident_files.append((found, fault_segments(series.seconds[scored], anomaly[scored])))
     f1, far, mar = outlier_metrics(labels, alerts)
     nab = changepoint_scores(changepoint_files)
+    precision, recall, made = incident_metrics(incident_files)
 
     print(f"\nSKAB outliers: {len(files)} files, {rows:,} rows ({sum(len(a) for a in labels):,} scored after the "
           f"first {spec.fit_readings} of each), {args.data}")
     print("| detector | F1 | FAR % | MAR % | files |")
     print("|---|---:|---:|---:|---|")
     print(f"| beam_ml PCA T²+Q (streaming, {spec.name}) | {f1:.3f} | {far:.2f} | {mar:.2f} | these {len(files)} |")
+    print(f"incidents (gap {args.incident_gap:g} s): {made}, precision {precision:.2f}, recall {recall:.2f} "
+          f"({sum(len(faults) for _, faults in incident_files)} faults)")
     for name, figures in PUBLISHED.items():
         print(f"| {name} (published) | " + " | ".join("—" if x is None else f"{x:g}" for x in figures)
               + " | SKAB's 34 |")

@@ -75,9 +75,22 @@ def test_the_skab_command_line_scores_a_corpus_laid_out_like_skab(tmp_path, caps
     f1 = float(next(line for line in printed.splitlines() if line.startswith("| beam_ml")).split("|")[2])
     assert f1 > 0.8  # the averaging over 30 readings is late by part of each 80-row fault
     assert outlier_metrics([np.array([1, 1, 0, 0])], [np.array([1, 0, 1, 0])]) == (0.5, 50.0, 50.0)
+    assert "incidents (gap 60 s): 2, precision 1.00, recall 1.00 (2 faults)" in printed  # one per fault
     standard = float(next(line for line in printed.splitlines()
                            if line.startswith("| beam_ml") and line.count("|") == 5).split("|")[2])
     assert standard > 0  # the alerts' starts and ends fall in the windows after the changepoints
+
+
+def test_incidents_group_alerts_within_the_gap_and_are_judged_against_the_faults():
+    from benchmarks.skab import fault_segments, incident_metrics, incidents
+    times = np.arange(100, dtype=float)
+    alerts = np.zeros(100)
+    alerts[[10, 11, 30, 60, 61, 62]] = 1
+    assert incidents(times, alerts, gap=10) == [(10.0, 11.0), (30.0, 30.0), (60.0, 62.0)]
+    anomaly = np.zeros(100)
+    anomaly[55:70] = 1
+    assert fault_segments(times, anomaly) == [(55.0, 69.0)]
+    assert incident_metrics([(incidents(times, alerts, gap=10), fault_segments(times, anomaly))]) == (1 / 3, 1.0, 3)
 
 
 def test_detected_changepoints_are_where_the_alerts_start_or_end_and_windows_merge():
