@@ -372,3 +372,21 @@ def test_replay_helpers_split_files_evenly_and_restore_the_runner_after_a_replay
         assert decorators.get_signature is not before[0]
     assert (decorators.get_signature, transform_evaluator._ParDoEvaluator.__init__) == before
     assert replay.zscore_score(float("nan")) == 0.0 and replay.zscore_score(3.0) == 0.75
+
+
+def test_the_offline_nab_loop_gives_every_row_the_score_the_streaming_replay_gives(tmp_path):
+    from benchmarks.nab import offline, replay
+
+    _write_nab_corpus(str(tmp_path))
+    files = replay.discover(str(tmp_path / "data"))
+    series = {f.relative: replay.read_series(f.path) for f in files}
+    first = series[files[0].relative]
+    seconds = first.seconds.copy()
+    seconds[40] = seconds[39]  # a repeated hour, as two NAB files have
+    series[files[0].relative] = replay.Series(first.timestamps, seconds, first.values)
+    replayed = replay.detect(series, FAST, window_length=4, chunk=25, zscore=False)
+    for key, s in series.items():
+        np.testing.assert_array_equal(offline.offline_scores(s, FAST, window_length=4), replayed.scores[FAST.name][key])
+    windows = replay.read_windows(str(tmp_path / "windows.json"))
+    scores = {f.relative: offline.offline_scores(replay.read_series(f.path), FAST, 4) for f in files}
+    assert offline.nab_scores(files, scores, windows)["standard"] > 90  # as the replay's table says
