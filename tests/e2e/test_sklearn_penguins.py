@@ -154,3 +154,16 @@ def test_tflite_for_a_sklearn_module_fails_at_launch_naming_the_option(tmp_path,
     err = capsys.readouterr().err
     assert "--export_tflite" in err and "sklearn model" in err
     assert not os.path.exists(tmp_path / "runs" / "lite")
+
+
+def test_a_sklearn_model_is_tuned_inside_the_job(tmp_path):
+    tuning = {"study": "penguins-c", "objective": "accuracy", "trials": 4, "parallelism": 2,
+              "search_space": {"C": {"low": 0.001, "high": 100.0, "log": True}}}
+    code, manifest = run_job(*job_args(tmp_path, "tuned", module=MODULE, tuning=json.dumps(tuning)))
+    assert code == 0, manifest.get("error")
+    trials = manifest["tuning"]["trials"]
+    assert len(trials) == 4 and all(t["state"] == "complete" for t in trials)
+    best = manifest["tuning"]["best"]
+    assert best["value"] == max(t["value"] for t in trials)
+    model = joblib.load(os.path.join(manifest["pushed_model_dir"], "model.joblib"))
+    assert model.named_steps["classify"].C == pytest.approx(best["params"]["C"])  # the best trial's C trained it
