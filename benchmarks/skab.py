@@ -33,7 +33,7 @@ from beam_ml.stream.detectors.pca import PcaSpec
 from beam_ml.stream.elements import Alert
 from beam_ml.stream.incidents import IncidentTracker
 from benchmarks.common import ROOT, environment
-from benchmarks.nab.replay import DataFile, Series, balanced_groups, detect, unix_seconds
+from benchmarks.nab.replay import DataFile, Series, detect_all, unix_seconds
 from benchmarks.nab.scoring import PROFILES, label_file, normalised, sweep
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data", "skab")
@@ -144,9 +144,8 @@ def changepoint_scores(files: Sequence[tuple[str, np.ndarray, Sequence[tuple], n
     return out
 
 
-def _detect_group(files: Sequence[DataFile], spec: PcaSpec) -> dict[str, np.ndarray]:
-    series = {f.relative: read_skab(f.path)[0] for f in files}
-    return detect(series, spec, window_length=1, chunk=100, zscore=False).scores[spec.name]
+def skab_series(path: str) -> Series:
+    return read_skab(path)[0]
 
 
 def main(argv=None) -> int:
@@ -161,18 +160,8 @@ def main(argv=None) -> int:
     spec = PcaSpec()
 
     start = time.perf_counter()
-    scores: dict[str, np.ndarray] = {}
-    if args.workers <= 1:
-        scores = _detect_group(files, spec)
-    else:
-        import concurrent.futures
-        import multiprocessing
-        sizes = {f.relative: os.path.getsize(f.path) for f in files}
-        with concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) \
-                as pool:
-            for part in pool.map(_detect_group, balanced_groups(files, sizes, args.workers),
-                                 [spec] * args.workers):
-                scores.update(part)
+    scores = detect_all(files, spec, args.workers, window_length=1, chunk=100, reader=skab_series,
+                        zscore=False).scores[spec.name]
     seconds = time.perf_counter() - start
     labels, alerts, rows, changepoint_files, incident_files = [], [], 0, [], []
     for f in files:

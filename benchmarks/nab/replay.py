@@ -28,7 +28,7 @@ import math
 import multiprocessing
 import os
 import uuid
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -246,8 +246,9 @@ def detect(series: Mapping[str, Series], config, window_length: int = 8, chunk: 
     return Replayed(scores, set_apart)
 
 
-def _detect_files(files: Sequence[DataFile], config, window_length: int, chunk: int):
-    return detect({f.relative: read_series(f.path) for f in files}, config, window_length, chunk)
+def _detect_files(files: Sequence[DataFile], config, window_length: int, chunk: int,
+                  reader: Callable[[str], Series] = read_series, zscore: bool = True) -> Replayed:
+    return detect({f.relative: reader(f.path) for f in files}, config, window_length, chunk, zscore)
 
 
 def balanced_groups(files: Sequence[DataFile], sizes: Mapping[str, int], groups: int) -> list[list[DataFile]]:
@@ -260,16 +261,17 @@ def balanced_groups(files: Sequence[DataFile], sizes: Mapping[str, int], groups:
     return [g for g in out if g]
 
 
-def detect_all(files: Sequence[DataFile], config, workers: int, window_length: int = 8, chunk: int = 500
-               ) -> Replayed:
-    """`detect` over all files, split across `workers` processes (each its own pipeline)."""
+def detect_all(files: Sequence[DataFile], config, workers: int, window_length: int = 8, chunk: int = 500,
+               reader: Callable[[str], Series] = read_series, zscore: bool = True) -> Replayed:
+    """`detect` over all files (read by `reader`, a module-level function), split across `workers` processes (each
+    its own pipeline)."""
     if workers <= 1:
-        return _detect_files(files, config, window_length, chunk)
-    sizes = {f.relative: len(read_series(f.path).values) for f in files}
+        return _detect_files(files, config, window_length, chunk, reader, zscore)
+    sizes = {f.relative: os.path.getsize(f.path) for f in files}
     merged = Replayed({}, {})
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        jobs = [pool.submit(_detect_files, group, config, window_length, chunk)
+        jobs = [pool.submit(_detect_files, group, config, window_length, chunk, reader, zscore)
                 for group in balanced_groups(files, sizes, workers)]
         for job in jobs:
             merged.update(job.result())
