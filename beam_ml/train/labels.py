@@ -157,8 +157,8 @@ def _model_facts(model_dir: str, label: str, rows: dict[Any, pa.RecordBatch]) ->
         shape, indices = None, None
         if examples:  # (none for a float label)
             shape = [None, model.predict_examples(examples).shape[1]]
-            transformed = model.transform_examples(examples, with_label=True)[label]
-            indices = transformed.reshape(-1).tolist() if transformed.dtype.kind in "iu" else None
+            transformed = model.transformed_label(examples)
+            indices = transformed.tolist() if transformed.dtype.kind in "iu" else None
     if indices is None or len(indices) != len(values) or sorted(indices) != list(range(len(values))):
         return None, shape  # not a class index over exactly these values
     classes = [None] * len(values)

@@ -19,15 +19,15 @@ from typing import Any, Optional, Sequence
 import apache_beam as beam
 
 from beam_ml.core.console import progress_line
-from beam_ml.model.artifact import (FRAMEWORKS, MODEL_FILES, TENSORFLOW, model_framework, signature_problems,
-                                    write_windowing)
+from beam_ml.model.artifact import (FRAMEWORKS, MODEL_FILES, SKLEARN, TENSORFLOW, XGBOOST, model_framework,
+                                    signature_problems, write_windowing)
 from beam_ml.train import user_module
 
 EXPORT_HINTS = {
-    "tensorflow": "export it with beam_ml.model.export.export_serving_model(model, tf_transform_output, fn_args.label, "
+    TENSORFLOW: "export it with beam_ml.model.export.export_serving_model(model, tf_transform_output, fn_args.label, "
                   "fn_args.serving_model_dir), which adds the signatures they need",
-    "sklearn": "export it with beam_ml.model.estimators.export_sklearn(model, fn_args)",
-    "xgboost": "export it with beam_ml.model.estimators.export_xgboost(model, fn_args)",
+    SKLEARN: "export it with beam_ml.model.estimators.export_sklearn(model, fn_args)",
+    XGBOOST: "export it with beam_ml.model.estimators.export_xgboost(model, fn_args)",
 }
 
 
