@@ -209,6 +209,12 @@ class EstimatorModel:
         """The transformed label of raw serialized tf.Examples that have one, [rows]."""
         return self.transform_examples(examples, with_label=True)[self.label].reshape(len(examples))
 
+    def label_and_scores(self, examples: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """(transformed label [rows], scores [rows, outputs]) of labelled raw serialized tf.Examples, transformed
+        once."""
+        transformed = self.transform_examples(examples, with_label=True)
+        return transformed[self.label].reshape(len(examples)), self.scores(self.matrix(transformed))
+
     def predict_examples(self, examples: Sequence[bytes]) -> np.ndarray:
         """Scores [rows, outputs] of raw serialized tf.Examples (a label in them is ignored)."""
         if not examples:
@@ -233,6 +239,10 @@ class SavedModelScorer:
         signature = self._loaded.signatures[TRANSFORMED_LABEL_SIGNATURE]
         (label,) = signature(examples=tf.constant(list(examples))).values()
         return _dense(label).reshape(len(examples))
+
+    def label_and_scores(self, examples: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """(transformed label [rows], scores [rows, outputs]) of labelled raw serialized tf.Examples."""
+        return self.transformed_label(examples), self.predict_examples(examples)
 
     def predict_examples(self, examples: Sequence[bytes]) -> np.ndarray:
         import tensorflow as tf

@@ -140,8 +140,8 @@ class AddPredictions(beam.DoFn):
         examples = [row[0] for row in batch.column(batch.schema.get_field_index(tfma.ARROW_INPUT_COLUMN)).to_pylist()]
         columns = {}
         for name in self._dirs:
-            columns[LABEL_COLUMNS[name]] = self._scorer(name).transformed_label(examples)
-            columns[PREDICTION_COLUMNS[name]] = self._scorer(name).predict_examples(examples)
+            columns[LABEL_COLUMNS[name]], columns[PREDICTION_COLUMNS[name]] = self._scorer(name).label_and_scores(
+                examples)
         yield pa.RecordBatch.from_arrays(
             batch.columns + [_float_lists(values) for values in columns.values()], batch.schema.names + list(columns))
 

@@ -156,8 +156,8 @@ def _model_facts(model_dir: str, label: str, rows: dict[Any, pa.RecordBatch]) ->
         model = EstimatorModel(model_dir)
         shape, indices = None, None
         if examples:  # (none for a float label)
-            shape = [None, model.predict_examples(examples).shape[1]]
-            transformed = model.transformed_label(examples)
+            transformed, scores = model.label_and_scores(examples)
+            shape = [None, scores.shape[1]]
             indices = transformed.tolist() if transformed.dtype.kind in "iu" else None
     if indices is None or len(indices) != len(values) or sorted(indices) != list(range(len(values))):
         return None, shape  # not a class index over exactly these values

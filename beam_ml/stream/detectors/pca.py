@@ -9,9 +9,9 @@ then scores each later reading online, without learning further:
      squared prediction error (how far off the components: a broken correlation);
   4. each averaged over the last `smoothing` readings (causal), and divided by its threshold: the `quantile` of the
      same averaged statistic over the fit readings, times `margin`.
-The score is the larger of the two ratios, so the alert threshold is 1 (`alert_at` sets another). Each channel's share of the larger statistic
-(its squared residual for Q, its term of T²) says which channels moved: the channel scores are the score times each
-share over the largest share.
+The score is the larger of the two ratios, so the alert threshold is 1 (`alert_at` sets another). Each channel's
+share of the larger statistic (its squared residual for Q, its term of T²) says which channels moved: the channel
+scores are the score times each share over the largest share.
 The classes hold plain picklable state and no Beam, so they can be tested alone.
 """
 from __future__ import annotations
