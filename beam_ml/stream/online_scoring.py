@@ -36,8 +36,8 @@ class ScoreWindowsFn(beam.DoFn):
         self._scored = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "windows_scored")
 
     def process(self, element, state=beam.DoFn.StateParam(DETECTORS)) -> Iterable[ScoredWindow]:
-        _, window = element
-        detectors = state.read() or [spec.build(len(window.values[0])) for spec in self._specs]
+        sensor, window = element
+        detectors = state.read() or [spec.build(len(window.values[0]), sensor) for spec in self._specs]
         verdicts = []
         for detector in detectors:
             score, channel_scores = detector.score_window(window)

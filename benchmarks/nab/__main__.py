@@ -1,10 +1,11 @@
 """NAB: replays every data file through the streaming detection path, writes NAB results and scores them.
 
     python -m benchmarks.nab [--data ../shared/data/nab/data] [--windows ../shared/data/nab/combined_windows.json]
-                             [--out .bench/nab/results] [--detector contextLikelihood] [--workers N]
+                             [--out .bench/nab/results] [--detector contextLikelihood] [--workers N] [--no_priors]
 
 Each `<category>/<file>.csv` under --data is one sensor; its readings go, as the sensor sends them, through
-`WindowPerSensor(stride=1)` → `ScoreWindows` (our online detector, one configuration for every file), and the same
+`WindowPerSensor(stride=1)` → `ScoreWindows` (our online detector, one configuration for every file, told what NAB's
+detector API tells every detector: the file's value range and probationary period; `--no_priors`: not), and the same
 windows through Beam's own `AnomalyDetection(ZScore)`. Results are written as NAB's `<out>/<detector>/<category>/
 <detector>_<file>.csv` and scored with `benchmarks.nab.scoring` (NAB's rules) for the standard, reward_low_FP_rate
 and reward_low_FN_rate profiles.
@@ -28,10 +29,12 @@ from benchmarks.nab.replay import (
     detect_all,
     discover,
     labels,
+    print_categories,
     read_series,
     read_windows,
     result_path,
     score_results,
+    with_nab_priors,
     write_result,
 )
 from benchmarks.nab.scoring import PROFILES
@@ -47,6 +50,8 @@ def main(argv=None) -> int:
     parser.add_argument("--detector", default=DetectorConfig().name, help="our detector's name in the results")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="replay processes")
     parser.add_argument("--window_length", type=int, default=8, help="WindowPerSensor length (stride is 1)")
+    parser.add_argument("--no_priors", action="store_true",
+                        help="do not tell our detector each file's range and probation (NAB's detector API does)")
     args = parser.parse_args(argv)
     if not args.detector or "_" in args.detector:
         parser.error("--detector must be a non-empty name without '_' (NAB's file naming)")
@@ -56,18 +61,20 @@ def main(argv=None) -> int:
     missing = [f.relative for f in files if f.relative not in windows]
     if missing:
         parser.error(f"--windows has no entry for {missing[:3]}")
+    series = {f.relative: read_series(f.path) for f in files}
     config = DetectorConfig(name=args.detector)
+    if not args.no_priors:
+        config = with_nab_priors(config, series)
 
     start = time.perf_counter()
     replayed = detect_all(files, config, args.workers, args.window_length)
     replay_seconds = time.perf_counter() - start
-    rows = 0
+    rows = sum(len(s.values) for s in series.values())
     for f in files:
-        series = read_series(f.path)
-        rows += len(series.values)
-        label = labels(series, windows[f.relative])
+        label = labels(series[f.relative], windows[f.relative])
         for detector in (config.name, ZSCORE):
-            write_result(result_path(args.out, detector, f), series, replayed.scores[detector][f.relative], label)
+            write_result(result_path(args.out, detector, f), series[f.relative],
+                         replayed.scores[detector][f.relative], label)
     table = {d: score_results(args.out, d, files, windows) for d in (config.name, ZSCORE)}
     total_seconds = time.perf_counter() - start
 
@@ -81,6 +88,7 @@ def main(argv=None) -> int:
     print("|---|" + "---:|" * len(PROFILES))
     for detector, by_profile in table.items():
         print(f"| {detector} | " + " | ".join(f"{by_profile[p].score:.1f}" for p in PROFILES) + " |")
+    print_categories(table)
     print("thresholds: " + "; ".join(f"{d} " + ", ".join(f"{p} {s.threshold:.4f}" for p, s in by_profile.items())
                                      for d, by_profile in table.items()))
     print(f"replay {replay_seconds:.1f} s with {args.workers} worker process(es), total {total_seconds:.1f} s")

@@ -2,7 +2,8 @@
 (`benchmarks.nab.replay`) gives it: for trying detector settings in seconds instead of the replay's tens of minutes.
 A test keeps the two equal row for row on a small corpus; report figures from the replay (`python -m benchmarks.nab`).
 
-    python -m benchmarks.nab.offline [--data ../shared/data/nab/data] [--windows ../shared/data/nab/combined_windows.json]
+    python -m benchmarks.nab.offline [--data ../shared/data/nab/data]
+                                     [--windows ../shared/data/nab/combined_windows.json] [--no_priors]
 
 The loop mirrors `WindowPerSensor(length, stride=1)` → `ScoreWindows` for files whose clock never goes back (NAB's
 repeat a timestamp at most): a reading at a time its sensor already passed is set apart and scores 0; the first full
@@ -15,19 +16,27 @@ import argparse
 import os
 import sys
 import time
-from typing import Mapping, Sequence
 
 import numpy as np
 
 from beam_ml.stream.detectors.base import DetectorSpec
 from beam_ml.stream.detectors.context import DetectorConfig
-from benchmarks.nab.replay import DataFile, Series, _datetime64, discover, read_series, read_windows
-from benchmarks.nab.scoring import PROFILES, label_file, normalised, sweep
+from benchmarks.nab.replay import (
+    Series,
+    _datetime64,
+    discover,
+    print_categories,
+    read_series,
+    read_windows,
+    score_corpus,
+    with_nab_priors,
+)
 
 
-def offline_scores(series: Series, spec: DetectorSpec, window_length: int = 8) -> np.ndarray:
-    """Each row's score, as the streaming replay scores it (see the module docstring)."""
-    detector = spec.build(1)
+def offline_scores(series: Series, spec: DetectorSpec, window_length: int = 8, sensor: str = "") -> np.ndarray:
+    """Each row's score, as the streaming replay scores it (see the module docstring), by `spec`'s detector for
+    `sensor`."""
+    detector = spec.build(1, sensor)
     scores = np.zeros(len(series.values))
     kept = 0  # readings the sensor took
     last, first_window = None, 0.0
@@ -43,35 +52,25 @@ def offline_scores(series: Series, spec: DetectorSpec, window_length: int = 8) -
     return scores
 
 
-def nab_scores(files: Sequence[DataFile], scores: Mapping[str, np.ndarray],
-               windows: Mapping[str, Sequence[tuple[str, str]]]) -> dict[str, float]:
-    """NAB's normalised score per profile of per-row scores {file: scores}."""
-    out = {}
-    times = {f.relative: np.array([_datetime64(t) for t in read_series(f.path).timestamps]) for f in files}
-    for name, profile in PROFILES.items():
-        pairs = []
-        for f in files:
-            labelled, scorable = label_file(f.relative, times[f.relative], [
-                (_datetime64(a), _datetime64(b)) for a, b in windows.get(f.relative, [])], profile)
-            pairs.append((labelled, scores[f.relative][scorable]))
-        _, raw = sweep(pairs, profile)
-        out[name] = normalised(raw, [labelled for labelled, _ in pairs], profile)
-    return out
-
-
 def main(argv=None) -> int:
     from benchmarks.nab.__main__ import SHARED
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=os.path.join(SHARED, "data"))
     parser.add_argument("--windows", default=os.path.join(SHARED, "combined_windows.json"))
     parser.add_argument("--window_length", type=int, default=8)
+    parser.add_argument("--no_priors", action="store_true",
+                        help="do not tell the detector each file's range and probation (NAB's detector API does)")
     args = parser.parse_args(argv)
-    files, windows, spec = discover(args.data), read_windows(args.windows), DetectorConfig()
+    files, windows = discover(args.data), read_windows(args.windows)
     start = time.perf_counter()
-    scores = {f.relative: offline_scores(read_series(f.path), spec, args.window_length) for f in files}
-    table = nab_scores(files, scores, windows)
+    series = {f.relative: read_series(f.path) for f in files}
+    spec = DetectorConfig() if args.no_priors else with_nab_priors(DetectorConfig(), series)
+    scores = {key: offline_scores(s, spec, args.window_length, key) for key, s in series.items()}
+    times = {key: np.array([_datetime64(t) for t in s.timestamps]) for key, s in series.items()}
+    table = score_corpus(files, times, scores, windows)
     print(f"{spec.name} (offline, {len(files)} files, {time.perf_counter() - start:.1f} s): "
-          + ", ".join(f"{profile} {score:.1f}" for profile, score in table.items()))
+          + ", ".join(f"{profile} {score.score:.1f}" for profile, score in table.items()))
+    print_categories({spec.name: table})
     return 0
 
 

@@ -38,10 +38,11 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.testing.test_stream import TestStream
 
 from beam_ml.core.windowing import Reading
+from beam_ml.stream.detectors.context import DetectorConfig, SensorPrior
 from beam_ml.stream.online_scoring import ScoreWindows
 from beam_ml.stream.order import WindowPerSensor
 from benchmarks.common import memoized_dofn_inspection
-from benchmarks.nab.scoring import PROFILES, label_file, normalised, sweep
+from benchmarks.nab.scoring import PROFILES, label_file, normalised, probation_rows, raw_score, sweep
 
 ZSCORE = "beamZScore"  # NAB detector names are camelCase without "_"
 LATE, DUPLICATE = "late", "duplicate"  # readings WindowPerSensor sets apart
@@ -114,6 +115,18 @@ def read_windows(path: str) -> dict[str, list[tuple[str, str]]]:
         return {k: [tuple(w) for w in v] for k, v in json.load(f).items()}
 
 
+def with_nab_priors(config: DetectorConfig, series: Mapping[str, Series]) -> DetectorConfig:
+    """`config` told, for each series, what NAB's detector API (`AnomalyDetector.__init__`) tells every detector:
+    the file's minimum and maximum value (`inputMin`/`inputMax`) and its probationary period (15% of its rows, at
+    most 750), here as the likelihood's learning readings."""
+    priors = {}
+    for key, s in series.items():
+        by_channel = s.values.reshape(len(s.values), -1)
+        priors[key] = SensorPrior(ranges=tuple(zip(by_channel.min(axis=0).tolist(), by_channel.max(axis=0).tolist())),
+                                  learning_readings=max(probation_rows(len(s.values)), 2))
+    return dataclasses.replace(config, sensors=priors)
+
+
 # --- the Beam replay ------------------------------------------------------------------------------------------------
 
 _COLLECTED: dict[str, list] = collections.defaultdict(list)  # run token → (detector, key, end, score): in-process only
@@ -145,12 +158,15 @@ def build(pipeline, series: Mapping[str, Series], config, window_length: int, ch
     duplicate, go to the in-process `_COLLECTED[token]`."""
     readings = arrivals(series)
     stream = TestStream()
+    watermark = -math.inf
     for start in range(0, len(readings), chunk):
         part = readings[start:start + chunk]
         stream = stream.add_elements([beam.window.TimestampedValue(
             (key, Reading(key, float(series[key].seconds[i]), tuple(np.atleast_1d(series[key].values[i]).tolist()))),
             float(series[key].seconds[i])) for _, key, i in part])
-        stream = stream.advance_watermark_to(part[-1][0] + 1e-3)
+        if part[-1][0] + 1e-3 > watermark:  # sensors sharing a clock can end two chunks at the same time
+            watermark = part[-1][0] + 1e-3
+            stream = stream.advance_watermark_to(watermark)
     stream = stream.advance_watermark_to_infinity()
 
     windowed = (pipeline
@@ -326,6 +342,32 @@ class ProfileScore:
     score: float  # normalised: null detector 0, perfect 100
     threshold: float
     raw: float
+    categories: dict[str, float]  # each category's score at the corpus's threshold: normalised, or raw (the
+    # false positives' cost) for a category without windows, where NAB's normalisation is undefined
+
+
+def score_corpus(files: Sequence[DataFile], times: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray],
+                 windows: Mapping[str, Sequence[tuple[str, str]]],
+                 profiles: Iterable[str] = tuple(PROFILES)) -> dict[str, ProfileScore]:
+    """NAB's scores of per-row anomaly scores ({file: rows' datetime64[s] times}, {file: scores}), per profile: one
+    threshold swept over the whole corpus, and each category scored at that threshold, as NAB reports them."""
+    out = {}
+    for name in profiles:
+        profile = PROFILES[name]
+        pairs = {}
+        for f in files:
+            labelled, scorable = label_file(f.relative, times[f.relative], [
+                (_datetime64(a), _datetime64(b)) for a, b in windows.get(f.relative, [])], profile)
+            pairs[f.relative] = (labelled, scores[f.relative][scorable])
+        threshold, raw = sweep(list(pairs.values()), profile)
+        categories = {}
+        for category in sorted({f.category for f in files}):
+            kept = [pairs[f.relative] for f in files if f.category == category]
+            raw_of_category = raw_score(kept, threshold, profile)
+            categories[category] = (normalised(raw_of_category, [p[0] for p in kept], profile)
+                                    if any(p[0].n_windows for p in kept) else raw_of_category)
+        out[name] = ProfileScore(normalised(raw, [p[0] for p in pairs.values()], profile), threshold, raw, categories)
+    return out
 
 
 def score_results(out_dir: str, detector: str, files: Sequence[DataFile],
@@ -333,15 +375,17 @@ def score_results(out_dir: str, detector: str, files: Sequence[DataFile],
                   profiles: Iterable[str] = tuple(PROFILES)) -> dict[str, ProfileScore]:
     """Scores a detector's NAB results files under `out_dir` with our implementation of NAB's rules, per profile."""
     results = {f.relative: read_result(result_path(out_dir, detector, f)) for f in files}
-    out = {}
-    for name in profiles:
-        profile = PROFILES[name]
-        pairs = []
-        for f in files:
-            times, scores = results[f.relative]
-            labelled, scorable = label_file(f.relative, times, [(_datetime64(a), _datetime64(b))
-                                                                for a, b in windows.get(f.relative, [])], profile)
-            pairs.append((labelled, scores[scorable]))
-        threshold, raw = sweep(pairs, profile)
-        out[name] = ProfileScore(normalised(raw, [p[0] for p in pairs], profile), threshold, raw)
-    return out
+    return score_corpus(files, {k: times for k, (times, _) in results.items()},
+                        {k: scores for k, (_, scores) in results.items()}, windows, profiles)
+
+
+def print_categories(tables: Mapping[str, Mapping[str, ProfileScore]]) -> None:
+    """Prints each detector's per-category scores ({detector: {profile: ProfileScore}}) as a markdown table (a
+    category without windows shows its raw score: 0 is no false positive)."""
+    profiles = list(next(iter(tables.values())))
+    print("| category | detector | " + " | ".join(profiles) + " |")
+    print("|---|---|" + "---:|" * len(profiles))
+    for category in next(iter(tables.values()))[profiles[0]].categories:
+        for detector, by_profile in tables.items():
+            print(f"| {category} | {detector} | "
+                  + " | ".join(f"{by_profile[p].categories[category]:.1f}" for p in profiles) + " |")

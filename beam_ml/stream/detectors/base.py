@@ -46,5 +46,6 @@ class DetectorSpec(abc.ABC):
     gets its own detector from `build` when its first window arrives."""
 
     @abc.abstractmethod
-    def build(self, n_channels: int) -> WindowDetector:
-        """A new detector for one sensor with `n_channels` channels (ValueError if it cannot be one)."""
+    def build(self, n_channels: int, sensor: str = "") -> WindowDetector:
+        """A new detector for `sensor`, with `n_channels` channels (ValueError if it cannot be one). A spec may know
+        things about particular sensors (e.g. their value ranges); other sensors, and "", get its defaults."""

@@ -1,7 +1,8 @@
 """beam_ml's context detector (`ContextDetector`, built from a `DetectorConfig`): one `ChannelDetector` per channel,
 learning online, causally, from what it has seen:
-  1. a scale per channel from its first `warmup` readings, which cuts values into bins (values outside that range
-     get bins of their own);
+  1. a scale per channel, which cuts values into bins (values outside it get bins of their own): the channel's known
+     value range when the config has one for the sensor (`SensorPrior`), else the range of its first `warmup`
+     readings;
   2. two raw scores in [0, 1] per reading: how unexpected the bin is after the previous `order` bins at this time of
      day (a variable-order sequence memory, backing off to shorter contexts and to contexts without the time of
      day), and how unexpected it is at this time of day (a time-of-day profile of bins);
@@ -9,15 +10,15 @@ learning online, causally, from what it has seen:
      average; the score is the log-scaled probability that the current average is not from that Gaussian;
   4. a reading outside the range seen so far (by more than `range_tolerance` of it) scores 1.
 The channel's score is the larger of the two likelihoods (or 1), the window's score the largest over its new
-readings and channels. Scores are in [0, 1]. The classes hold plain picklable state and no Beam, so they can be
-tested alone.
+readings and channels. A sensor's `SensorPrior` may also set how many readings its likelihoods learn over. Scores are
+in [0, 1]. The classes hold plain picklable state and no Beam, so they can be tested alone.
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
 import math
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -43,6 +44,41 @@ class LikelihoodConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
+    @classmethod
+    def over(cls, readings: int) -> "LikelihoodConfig":
+        """Learning spread over the first `readings` (at least 2): half to let the raw scores settle, half to
+        estimate their distribution, as Numenta's HTM detector ties both to NAB's probationary period."""
+        if readings < 2:
+            raise ValueError(f"readings must be >= 2, got {readings}")
+        return cls(learning_period=readings // 2, estimation_samples=readings - readings // 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class SensorPrior:
+    """What is known about one sensor before its first reading.
+
+    Args:
+      ranges: each channel's (low, high) value range, e.g. from the sensor's datasheet (NAB's detector API gives
+        every detector the file's minimum and maximum, `inputMin`/`inputMax`). The channel's bins span it from the
+        first reading, instead of the range of its first `warmup` readings. Empty: learnt from the warm-up.
+      learning_readings: readings the anomaly likelihood learns over before it scores (`LikelihoodConfig.over`;
+        NAB gives detectors the probationary period, 15% of the file). 0: the config's `likelihood`.
+
+    Example::
+
+        DetectorConfig(sensors={"pump-7": SensorPrior(ranges=((0.0, 10.0), (-40.0, 125.0)))})
+    """
+
+    ranges: tuple[tuple[float, float], ...] = ()
+    learning_readings: int = 0
+
+    def __post_init__(self):
+        for low, high in self.ranges:
+            if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+                raise ValueError(f"a range must be finite with low <= high, got ({low}, {high})")
+        if self.learning_readings and self.learning_readings < 2:
+            raise ValueError(f"learning_readings must be 0 or >= 2, got {self.learning_readings}")
+
 
 @dataclasses.dataclass(frozen=True)
 class DetectorConfig(DetectorSpec):
@@ -62,6 +98,7 @@ class DetectorConfig(DetectorSpec):
       threshold: a window scoring at least this raises an alert (0.5, Numenta's usual cut on its log scale, is
         within 0.02 of the best threshold for NAB's standard profile on the shared files).
       name: the detector's name in scores and alerts.
+      sensors: `SensorPrior`s by sensor id, for sensors known in advance; others learn everything from their data.
     """
 
     warmup: int = 150
@@ -76,6 +113,7 @@ class DetectorConfig(DetectorSpec):
     likelihood: LikelihoodConfig = LikelihoodConfig()
     threshold: float = 0.5
     name: str = "contextLikelihood"
+    sensors: Mapping[str, SensorPrior] = dataclasses.field(default_factory=dict, hash=False)
 
     def __post_init__(self):
         if self.warmup < 2:
@@ -96,9 +134,11 @@ class DetectorConfig(DetectorSpec):
             raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
         if not self.name:
             raise ValueError("name must not be empty")
+        if not all(isinstance(p, SensorPrior) for p in self.sensors.values()):
+            raise ValueError("sensors must map sensor ids to SensorPriors")
 
-    def build(self, n_channels: int) -> "ContextDetector":
-        return ContextDetector(self, n_channels)
+    def build(self, n_channels: int, sensor: str = "") -> "ContextDetector":
+        return ContextDetector(self, n_channels, self.sensors.get(sensor, SensorPrior()))
 
 
 def tail_probability(x: float, mean: float, stdev: float) -> float:
@@ -281,16 +321,23 @@ class ChannelDetector:
         scores = [detector.update(t, x) for t, x in zip(timestamps, values)]
     """
 
-    def __init__(self, config: DetectorConfig):
+    def __init__(self, config: DetectorConfig, value_range: Optional[tuple[float, float]] = None,
+                 learning_readings: int = 0):
         self._config = config
-        self._warmup: Optional[list] = []
+        self._warmup: Optional[list] = None if value_range else []
         self._low = self._width = 0.0
+        if value_range:
+            self._set_scale(*value_range)
         self._range = RangeGuard(config.range_tolerance)
         self._sequence = SequenceMemory(config.order, config.tolerance, config.context_hours * 3600)
-        self._sequence_likelihood = AnomalyLikelihood(config.likelihood)
+        likelihood = LikelihoodConfig.over(learning_readings) if learning_readings else config.likelihood
+        self._sequence_likelihood = AnomalyLikelihood(likelihood)
         self._season = (TimeOfDayProfile(config.season_hours * 3600, config.tolerance, config.season_min_count)
                         if config.season_hours else None)
-        self._season_likelihood = AnomalyLikelihood(config.likelihood)
+        self._season_likelihood = AnomalyLikelihood(likelihood)
+
+    def _set_scale(self, low: float, high: float) -> None:
+        self._low, self._width = low, (high - low) or max(abs(high), 1.0)
 
     def _bin(self, value: float, bins: int) -> int:
         return int(math.floor((value - self._low) / self._width * bins))
@@ -301,8 +348,7 @@ class ChannelDetector:
             self._warmup.append(value)
             if len(self._warmup) < self._config.warmup:
                 return 0.0
-            low, high = min(self._warmup), max(self._warmup)
-            self._low, self._width = low, (high - low) or max(abs(high), 1.0)
+            self._set_scale(min(self._warmup), max(self._warmup))
             self._warmup = None
             return 0.0
         raw = self._sequence.update(self._bin(value, self._config.bins), timestamp)
@@ -323,10 +369,13 @@ class ContextDetector(WindowDetector):
             score, channel_scores = detector.score_window(window)
     """
 
-    def __init__(self, config: DetectorConfig, n_channels: int):
+    def __init__(self, config: DetectorConfig, n_channels: int, prior: SensorPrior = SensorPrior()):
         super().__init__(n_channels)
+        if prior.ranges and len(prior.ranges) != n_channels:
+            raise ValueError(f"the sensor's prior has {len(prior.ranges)} ranges for {n_channels} channels")
         self.name, self.threshold = config.name, config.threshold
-        self._channels = [ChannelDetector(config) for _ in range(n_channels)]
+        ranges = prior.ranges or (None,) * n_channels
+        self._channels = [ChannelDetector(config, r, prior.learning_readings) for r in ranges]
 
     def update(self, timestamp: float, values: Sequence[float]) -> tuple[float, ...]:
         return tuple(channel.update(timestamp, float(v)) for channel, v in zip(self._channels, values))

@@ -1,6 +1,6 @@
 """PCA T²+Q: a multivariate detector for a sensor whose channels move together (a machine's pressure, current and
 flow). It learns the channels' joint normal behaviour from the sensor's first `fit_readings` readings (they score 0),
-then scores each later reading online, without learning further:
+then scores each later reading online:
   1. each channel is centred on its fit mean and scaled by its fit spread, but never by less than `scale_floor` of
      its mean level (a channel near-constant while fitting, or quantized, would otherwise make every later wobble an
      outlier);
@@ -8,7 +8,11 @@ then scores each later reading online, without learning further:
   3. two statistics per reading: Hotelling's T² (how far along the components, in units of their spread) and Q, the
      squared prediction error (how far off the components: a broken correlation);
   4. each averaged over the last `smoothing` readings (causal), and divided by its threshold: the `quantile` of the
-     same averaged statistic over the fit readings, times `margin`.
+     same averaged statistic over the fit readings, times `margin`; Q's threshold is at least `q_floor` (a few quiet
+     fit minutes would otherwise make a reading that leaves the plane by a fraction of a scale unit an outlier);
+  5. slow drift (a machine warming up over hours) is followed: the centre moves towards each reading that does not
+     alert, with time constant `follow_seconds`. Alerting readings are not learnt, so a fault keeps alerting; a
+     lasting new operating point keeps alerting too, until the sensor is fitted anew.
 The score is the larger of the two ratios, so the alert threshold is 1 (`alert_at` sets another). Each channel's
 share of the larger statistic (its squared residual for Q, its term of T²) says which channels moved: the channel
 scores are the score times each share over the largest share.
@@ -37,9 +41,11 @@ class PcaModel:
     t2_threshold: float
     q_threshold: float
 
-    def statistics(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(T², Q, per-channel T² terms, per-channel squared residuals) of readings [rows, channels]."""
-        z = (values - self.mean) / self.scale
+    def statistics(self, values: np.ndarray, centre: Optional[np.ndarray] = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(T², Q, per-channel T² terms, per-channel squared residuals) of readings [rows, channels], centred on
+        `centre` (default: the fit mean)."""
+        z = (values - (self.mean if centre is None else centre)) / self.scale
         projected = z @ self.components
         residual = z - projected @ self.components.T
         t2_terms = z * ((projected / self.variances) @ self.components.T)  # sums to T² per row
@@ -60,7 +66,8 @@ def fit_pca(values: np.ndarray, spec: "PcaSpec") -> PcaModel:
     model = PcaModel(mean, scale, components, kept_variances, 1.0, 1.0)
     t2, q, _, _ = model.statistics(values)
     thresholds = [float(np.quantile(_trailing_mean(s, spec.smoothing), spec.quantile)) * spec.margin for s in (t2, q)]
-    return dataclasses.replace(model, t2_threshold=max(thresholds[0], 1e-12), q_threshold=max(thresholds[1], 1e-12))
+    return dataclasses.replace(model, t2_threshold=max(thresholds[0], 1e-12),
+                               q_threshold=max(thresholds[1], spec.q_floor, 1e-12))
 
 
 def _trailing_mean(values: np.ndarray, length: int) -> np.ndarray:
@@ -85,6 +92,8 @@ class PcaDetector(WindowDetector):
         self._spec = spec
         self._fit_rows: list[Sequence[float]] = []
         self.model: Optional[PcaModel] = None
+        self._centre: Optional[np.ndarray] = None
+        self._last_time = 0.0
         self._recent: collections.deque = collections.deque(maxlen=spec.smoothing)  # (T², Q, terms, residuals)
 
     def update(self, timestamp: float, values: Sequence[float]) -> tuple[float, ...]:
@@ -93,15 +102,22 @@ class PcaDetector(WindowDetector):
             if len(self._fit_rows) == self._spec.fit_readings:
                 fit = np.array(self._fit_rows)
                 self.model = fit_pca(fit, self._spec)
+                self._centre = self.model.mean
                 t2, q, terms, residuals = self.model.statistics(fit[-self._spec.smoothing:])
                 self._recent.extend(zip(t2, q, terms, residuals))
                 self._fit_rows = []
+            self._last_time = timestamp
             return (0.0,) * self.n_channels
-        (t2,), (q,), (terms,), (residuals,) = self.model.statistics(np.array([values], dtype=float))
+        reading = np.array(values, dtype=float)
+        (t2,), (q,), (terms,), (residuals,) = self.model.statistics(reading[None, :], self._centre)
         self._recent.append((t2, q, terms, residuals))
         t2_ratio = np.mean([r[0] for r in self._recent]) / self.model.t2_threshold
         q_ratio = np.mean([r[1] for r in self._recent]) / self.model.q_threshold
         score = float(max(t2_ratio, q_ratio))
+        if score < self.threshold and self._spec.follow_seconds:
+            weight = 1.0 - np.exp(-max(timestamp - self._last_time, 0.0) / self._spec.follow_seconds)
+            self._centre = self._centre + weight * (reading - self._centre)
+        self._last_time = timestamp
         shares = np.clip(np.mean([r[3] if q_ratio >= t2_ratio else r[2] for r in self._recent], axis=0), 0, None)
         if shares.max() <= 0:
             return (score,) * self.n_channels
@@ -121,9 +137,11 @@ class PcaSpec(DetectorSpec):
     name: str = "pca"
     variance: float = 0.95
     quantile: float = 0.99
-    margin: float = 2.0
+    margin: float = 1.5
     smoothing: int = 30
     scale_floor: float = 0.05
+    q_floor: float = 0.3
+    follow_seconds: float = 300.0
     alert_at: float = 1.0
 
     def __post_init__(self):
@@ -131,6 +149,8 @@ class PcaSpec(DetectorSpec):
             raise ValueError("fit_readings must be >= 2, variance in (0, 1], quantile in (0, 1)")
         if self.margin <= 0 or self.smoothing < 1 or self.scale_floor < 0 or not self.alert_at > 0:
             raise ValueError("margin and alert_at must be > 0, smoothing >= 1, scale_floor >= 0")
+        if self.q_floor < 0 or self.follow_seconds < 0:
+            raise ValueError("q_floor and follow_seconds must be >= 0 (follow_seconds 0: a fixed centre)")
 
-    def build(self, n_channels: int) -> PcaDetector:
+    def build(self, n_channels: int, sensor: str = "") -> PcaDetector:
         return PcaDetector(self, n_channels)

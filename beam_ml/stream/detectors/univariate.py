@@ -87,5 +87,5 @@ class BeamDetectorSpec(DetectorSpec):
         if self.kind not in BEAM_DETECTORS:
             raise ValueError(f"unknown Beam detector {self.kind!r}: one of {', '.join(BEAM_DETECTORS)}")
 
-    def build(self, n_channels: int) -> BeamDetector:
+    def build(self, n_channels: int, sensor: str = "") -> BeamDetector:
         return BeamDetector(self.kind, n_channels, self.threshold, self.warmup)

@@ -21,6 +21,7 @@ from beam_ml.stream.detectors.context import (
     CountTable,
     DetectorConfig,
     LikelihoodConfig,
+    SensorPrior,
     SequenceMemory,
     TimeOfDayProfile,
     log_likelihood,
@@ -116,6 +117,32 @@ def test_channel_detector_state_round_trips_through_pickle_mid_stream():
     half = pickle.loads(pickle.dumps(half))
     got += [half.update(60.0 * (i + 100), v) for i, v in enumerate(values[100:])]
     assert got == expected
+
+
+def test_a_sensor_prior_sets_its_channels_scale_from_the_first_reading_and_its_likelihood_learning():
+    assert LikelihoodConfig.over(11) == LikelihoodConfig(learning_period=5, estimation_samples=6)
+    spec = DetectorConfig(sensors={"pump": SensorPrior(ranges=((0.0, 20.0), (-5.0, 5.0)), learning_readings=40)})
+    known, unknown = spec.build(2, "pump"), spec.build(2, "valve")
+    values = _periodic(120)
+    first_known = known.update(0.0, (values[0], 0.0))
+    assert first_known == (pytest.approx(log_likelihood(0.5)),) * 2  # scored at once: no warm-up
+    assert unknown.update(0.0, (values[0], 0.0)) == (0.0, 0.0)  # learns its range over `warmup` readings first
+    # the likelihood estimates after 40 readings here, after 288 + 100 by default
+    scores = [known.update(60.0 * i, (v, 0.0))[0] for i, v in enumerate(values[1:], start=1)]
+    assert scores[38] == pytest.approx(log_likelihood(0.5)) and scores[40] != pytest.approx(log_likelihood(0.5))
+    with pytest.raises(ValueError, match="2 ranges for 3 channels"):
+        spec.build(3, "pump")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(ranges=((1.0, 0.0),)), "low <= high"), (dict(ranges=((0.0, math.inf),)), "finite"),
+    (dict(learning_readings=1), "learning_readings"),
+])
+def test_a_bad_sensor_prior_is_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SensorPrior(**kwargs)
+    with pytest.raises(ValueError, match="SensorPriors"):
+        DetectorConfig(sensors={"pump": (0.0, 1.0)})
 
 
 def _windows(sensor, values, length=4, channels=1):
@@ -351,6 +378,7 @@ def test_the_nab_command_line_runs_on_any_corpus_laid_out_like_nab(tmp_path, cap
                  "--out", str(tmp_path / "out"), "--workers", "1", "--detector", "ours"]) == 0
     printed = capsys.readouterr().out
     assert "| ours |" in printed and "| beamZScore |" in printed and "apache-beam" in printed
+    assert "| artificial | ours |" in printed and "| real | beamZScore |" in printed  # per-category rows
     assert os.path.exists(tmp_path / "out" / "ours" / "real" / "ours_c.csv")
     with pytest.raises(SystemExit):
         main(["--data", str(tmp_path / "data"), "--windows", str(tmp_path / "windows.json"), "--detector", "a_b"])
@@ -380,13 +408,22 @@ def test_the_offline_nab_loop_gives_every_row_the_score_the_streaming_replay_giv
     _write_nab_corpus(str(tmp_path))
     files = replay.discover(str(tmp_path / "data"))
     series = {f.relative: replay.read_series(f.path) for f in files}
-    first = series[files[0].relative]
+    first_key = files[0].relative
+    first = series[first_key]
     seconds = first.seconds.copy()
     seconds[40] = seconds[39]  # a repeated hour, as two NAB files have
     series[files[0].relative] = replay.Series(first.timestamps, seconds, first.values)
-    replayed = replay.detect(series, FAST, window_length=4, chunk=25, zscore=False)
-    for key, s in series.items():
-        np.testing.assert_array_equal(offline.offline_scores(s, FAST, window_length=4), replayed.scores[FAST.name][key])
+    priors = replay.with_nab_priors(FAST, series).sensors
+    assert priors[first_key].ranges == ((first.values.min(), first.values.max()),)
+    assert priors[first_key].learning_readings == max(2, int(0.15 * len(first.values)))  # NAB's probation
+    by_spec = []
+    for spec in (FAST, replay.with_nab_priors(FAST, series)):  # priors reach each sensor's detector in both
+        replayed = replay.detect(series, spec, window_length=4, chunk=25, zscore=False)
+        for key, s in series.items():
+            np.testing.assert_array_equal(offline.offline_scores(s, spec, 4, key), replayed.scores[FAST.name][key])
+        by_spec.append(replayed.scores[FAST.name])
+    assert all(not np.array_equal(by_spec[0][key], by_spec[1][key]) for key in series)  # the priors changed them
     windows = replay.read_windows(str(tmp_path / "windows.json"))
     scores = {f.relative: offline.offline_scores(replay.read_series(f.path), FAST, 4) for f in files}
-    assert offline.nab_scores(files, scores, windows)["standard"] > 90  # as the replay's table says
+    times = {key: np.array([replay._datetime64(t) for t in s.timestamps]) for key, s in series.items()}
+    assert replay.score_corpus(files, times, scores, windows)["standard"].score > 90  # as the replay's table says

@@ -44,6 +44,20 @@ def test_scores_nothing_while_fitting_little_on_normal_readings_and_names_the_ch
     assert detector.name == "pca" and detector.threshold == 1.0
 
 
+def test_slow_drift_is_followed_while_an_abrupt_fault_of_the_same_size_still_alerts():
+    values = _machine(3000, seed=2)
+    values[:, 3] += np.linspace(0, 8, 3000)  # the temperature creeps up by 8 over the run, as a machine warms
+    values[2400:2500, 3] += 8.0  # then jumps by as much
+    def alerts(spec):
+        detector = spec.build(CHANNELS)
+        return np.array([max(detector.update(float(i), row)) >= 1.0 for i, row in enumerate(values)])
+    followed, fixed = alerts(PcaSpec()), alerts(PcaSpec(follow_seconds=0))
+    assert followed[400:2400].mean() < 0.02 and followed[2430:2500].all()
+    assert fixed[1800:2400].mean() > 0.9  # a centre fixed at the fit mean calls the drift a fault
+    with pytest.raises(ValueError, match="follow_seconds"):
+        PcaSpec(follow_seconds=-1)
+
+
 def test_the_catalog_builds_it_with_its_alert_threshold():
     assert online_detector("pca") == PcaSpec()
     assert online_detector("pca", 1.5).build(3).threshold == 1.5
@@ -71,7 +85,8 @@ def test_the_skab_command_line_scores_a_corpus_laid_out_like_skab(tmp_path, caps
     (tmp_path / "anomaly-free" / "anomaly-free.csv").write_text("datetime;A\n2020-01-01 00:00:00;1.0\n")
     assert main(["--data", str(tmp_path), "--workers", "1"]) == 0
     printed = capsys.readouterr().out
-    assert "SKAB outliers: 2 files, 1,400 rows (600 scored" in printed and "| Conv-AE (published) | 0.78" in printed
+    assert "SKAB outliers: 2 files with faults and 1 without, 1,401 rows (600 scored" in printed
+    assert "| Conv-AE (published) | 0.78" in printed
     f1 = float(next(line for line in printed.splitlines() if line.startswith("| beam_ml")).split("|")[2])
     assert f1 > 0.8  # the averaging over 30 readings is late by part of each 80-row fault
     assert outlier_metrics([np.array([1, 1, 0, 0])], [np.array([1, 0, 1, 0])]) == (0.5, 50.0, 50.0)
