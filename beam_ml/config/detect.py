@@ -43,6 +43,11 @@ class DetectConfig(JobConfig):
                                      help="The telemetry's channels, comma-separated, when no model is among the "
                                           "detectors (a model brings its own channels and windows); each reading is "
                                           "then scored as it is released, in event-time order.")
+    sensor_ranges: Optional[str] = option(None, regex=r"^\S+$",
+                                          help="JSON file of sensors' known value ranges for the context detector, "
+                                               '{"<sensor_id>": {"<channel>": [low, high], ...}, ...} (e.g. from '
+                                               "datasheets): a channel given its range is scored from its first "
+                                               "reading; others learn their range from their first 150 readings.")
     serving_dir: Optional[str] = option(None, regex=r"^\S+$",
                                         help="TF Serving base directory of a window model (trained with "
                                              "--window_key), for the model detector: the newest version scores, and "
@@ -118,6 +123,8 @@ class DetectConfig(JobConfig):
                 raise ConfigError("channels", "is required when no model is among the detectors")
             if self.serving_dir:
                 raise ConfigError("serving_dir", "is only read by the model detector, which --detector leaves out")
+        if self.sensor_ranges and "context" not in names:
+            raise ConfigError("sensor_ranges", "is read by the context detector only: add context to --detector")
         if len(members) == 1 and not self.is_default("vote"):
             raise ConfigError("vote", "applies to an ensemble: give --detector several detectors")
         for name in ("allowed_lateness", "release_every", "model_poll_seconds", "file_window", "incident_gap",

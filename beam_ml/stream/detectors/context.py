@@ -60,7 +60,8 @@ class SensorPrior:
     Args:
       ranges: each channel's (low, high) value range, e.g. from the sensor's datasheet (NAB's detector API gives
         every detector the file's minimum and maximum, `inputMin`/`inputMax`). The channel's bins span it from the
-        first reading, instead of the range of its first `warmup` readings. Empty: learnt from the warm-up.
+        first reading, instead of the range of its first `warmup` readings. Empty, or None for a channel: learnt
+        from the warm-up.
       learning_readings: readings the anomaly likelihood learns over before it scores (`LikelihoodConfig.over`;
         NAB gives detectors the probationary period, 15% of the file). 0: the config's `likelihood`.
 
@@ -69,11 +70,11 @@ class SensorPrior:
         DetectorConfig(sensors={"pump-7": SensorPrior(ranges=((0.0, 10.0), (-40.0, 125.0)))})
     """
 
-    ranges: tuple[tuple[float, float], ...] = ()
+    ranges: tuple[Optional[tuple[float, float]], ...] = ()
     learning_readings: int = 0
 
     def __post_init__(self):
-        for low, high in self.ranges:
+        for low, high in filter(None, self.ranges):
             if not (math.isfinite(low) and math.isfinite(high) and low <= high):
                 raise ValueError(f"a range must be finite with low <= high, got ({low}, {high})")
         if self.learning_readings and self.learning_readings < 2:
