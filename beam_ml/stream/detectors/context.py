@@ -5,9 +5,11 @@ learning online, causally, from what it has seen:
      readings;
   2. two raw scores in [0, 1] per reading: how unexpected the bin is after the previous `order` bins at this time of
      day (a variable-order sequence memory, backing off to shorter contexts and to contexts without the time of
-     day), and how unexpected it is at this time of day (a time-of-day profile of bins);
+     day), and how far it is from what this time of day usually reads (a time-of-day profile: the distance from the
+     bucket's median bin in units of its spread, the same scale at a quiet night and a busy day);
   3. Numenta's anomaly likelihood on each raw score: a Gaussian fitted to the recent history of its short-term
-     average; the score is the log-scaled probability that the current average is not from that Gaussian;
+     average (longer for the profile, whose anomalies last hours); the score is the log-scaled probability that the
+     current average is not from that Gaussian;
   4. a reading outside the range seen so far (by more than `range_tolerance` of it) scores 1.
 The channel's score is the larger of the two likelihoods (or 1), the window's score the largest over its new
 readings and channels. A sensor's `SensorPrior` may also set how many readings its likelihoods learn over. Scores are
@@ -93,7 +95,11 @@ class DetectorConfig(DetectorSpec):
       season_bins: bins over the warm-up range for the time-of-day profile.
       season_hours: width of the time-of-day profile's buckets (0: no profile).
       season_min_count: readings a time-of-day bucket needs before it scores.
-      tolerance: how much a neighbouring bin counts as the predicted one (0 to 1).
+      season_spread: a reading this many median absolute deviations (at least one bin each) from its bucket's median
+        bin scores 1 in the profile (less, in proportion, nearer).
+      season_averaging: readings the profile's likelihood averages its raw scores over (the sequence memory's:
+        `likelihood.averaging_window`).
+      tolerance: how much a neighbouring bin counts as the predicted one in the sequence memory (0 to 1).
       range_tolerance: a reading further than this fraction of the range seen so far outside it scores 1.
       likelihood: the anomaly likelihood's windows.
       threshold: a window scoring at least this raises an alert (0.5, Numenta's usual cut on its log scale, is
@@ -109,6 +115,8 @@ class DetectorConfig(DetectorSpec):
     season_bins: int = 20
     season_hours: float = 2.0
     season_min_count: int = 20
+    season_spread: float = 5.0
+    season_averaging: int = 20
     tolerance: float = 1.0
     range_tolerance: float = 0.05
     likelihood: LikelihoodConfig = LikelihoodConfig()
@@ -125,8 +133,11 @@ class DetectorConfig(DetectorSpec):
             raise ValueError(f"order must be >= 0, got {self.order}")
         if not (0 <= self.context_hours <= 24 and 0 <= self.season_hours <= 24):
             raise ValueError("context_hours and season_hours must be in [0, 24]")
-        if self.season_min_count < 1:
-            raise ValueError(f"season_min_count must be >= 1, got {self.season_min_count}")
+        if self.season_min_count < 1 or self.season_averaging < 1:
+            raise ValueError(f"season_min_count and season_averaging must be >= 1, got {self.season_min_count} and "
+                             f"{self.season_averaging}")
+        if not self.season_spread > 0:
+            raise ValueError(f"season_spread must be > 0, got {self.season_spread}")
         if not 0 <= self.tolerance <= 1:
             raise ValueError(f"tolerance must be in [0, 1], got {self.tolerance}")
         if self.range_tolerance < 0:
@@ -278,11 +289,13 @@ class SequenceMemory:
 
 
 class TimeOfDayProfile:
-    """How unexpected a bin is at this time of day: 1 − its share among the bins seen in the same bucket (neighbours
-    count `tolerance`); 0 until the bucket has `min_count` readings."""
+    """How far a bin is from what this time of day usually reads: its distance from the median bin of the readings
+    seen in the same bucket, in units of `spread` × their median absolute deviation (at least one bin), capped at 1;
+    0 until the bucket has `min_count` readings. A robust z-score per time of day, so a busy daytime bucket and a
+    quiet night one score alike when they read as usual."""
 
-    def __init__(self, bucket_seconds: float, tolerance: float, min_count: int):
-        self._bucket, self._tolerance, self._min_count = bucket_seconds, tolerance, min_count
+    def __init__(self, bucket_seconds: float, spread: float, min_count: int):
+        self._bucket, self._spread, self._min_count = bucket_seconds, spread, min_count
         self._counts: dict[int, dict[int, int]] = {}
 
     def update(self, bin_: int, timestamp: float) -> float:
@@ -290,8 +303,13 @@ class TimeOfDayProfile:
         total = sum(counts.values())
         raw = 0.0
         if total >= self._min_count:
-            seen = counts.get(bin_, 0) + self._tolerance * (counts.get(bin_ - 1, 0) + counts.get(bin_ + 1, 0))
-            raw = 1.0 - min(1.0, seen / total)
+            bins = np.array(sorted(counts))
+            weights = np.array([counts[b] for b in bins])
+            median = bins[np.searchsorted(np.cumsum(weights), total / 2)]
+            deviations = np.abs(bins - median)
+            order = np.argsort(deviations, kind="stable")
+            mad = deviations[order][np.searchsorted(np.cumsum(weights[order]), total / 2)]
+            raw = min(1.0, abs(bin_ - median) / (self._spread * max(mad, 1)))
         counts[bin_] = counts.get(bin_, 0) + 1
         return raw
 
@@ -333,9 +351,10 @@ class ChannelDetector:
         self._sequence = SequenceMemory(config.order, config.tolerance, config.context_hours * 3600)
         likelihood = LikelihoodConfig.over(learning_readings) if learning_readings else config.likelihood
         self._sequence_likelihood = AnomalyLikelihood(likelihood)
-        self._season = (TimeOfDayProfile(config.season_hours * 3600, config.tolerance, config.season_min_count)
+        self._season = (TimeOfDayProfile(config.season_hours * 3600, config.season_spread, config.season_min_count)
                         if config.season_hours else None)
-        self._season_likelihood = AnomalyLikelihood(likelihood)
+        self._season_likelihood = AnomalyLikelihood(dataclasses.replace(
+            likelihood, averaging_window=config.season_averaging))
 
     def _set_scale(self, low: float, high: float) -> None:
         self._low, self._width = low, (high - low) or max(abs(high), 1.0)

@@ -77,13 +77,16 @@ def test_sequence_memory_learns_a_pattern_and_flags_what_breaks_it():
     assert memory.update(3, 0.0) == 1.0  # (4, 1) was always followed by 2
 
 
-def test_time_of_day_profile_flags_a_value_unusual_for_the_hour():
-    profile = TimeOfDayProfile(bucket_seconds=3600, tolerance=0.0, min_count=3)
-    for day in range(5):
-        assert profile.update(1, day * 86400 + 60) >= 0.0
-        profile.update(8, day * 86400 + 7200)
-    assert profile.update(1, 5 * 86400 + 60) == 0.0
-    assert profile.update(8, 6 * 86400 + 60) == 1.0  # 8 is normal at 02:00, never at 00:00
+def test_time_of_day_profile_scores_the_distance_from_the_hours_usual_bin_in_units_of_its_spread():
+    profile = TimeOfDayProfile(bucket_seconds=3600, spread=2.0, min_count=3)
+    for day in range(40):
+        profile.update(1, day * 86400 + 60)  # midnight always reads bin 1
+        profile.update((10, 15, 20, 25, 30)[day % 5], day * 86400 + 7200)  # 02:00: median 20, MAD 5
+    assert profile.update(1, 40 * 86400 + 60) == 0.0
+    assert profile.update(2, 41 * 86400 + 60) == 0.5  # one bin off a quiet hour: 1 / (2 × one bin)
+    assert profile.update(8, 42 * 86400 + 60) == 1.0
+    assert profile.update(25, 40 * 86400 + 7200) == 0.5  # as unusual as bin 2 at midnight: 5 / (2 × 5)
+    assert profile.update(60, 41 * 86400 + 7200) == 1.0
 
 
 def test_channel_detector_scores_a_spike_one():
@@ -168,6 +171,7 @@ def test_context_detector_scores_only_new_readings_and_names_the_top_channel():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(warmup=1), "warmup"), (dict(bins=0), "bins"), (dict(order=-1), "order"),
     (dict(season_hours=25), "season_hours"), (dict(tolerance=2.0), "tolerance"), (dict(name=""), "name"),
+    (dict(season_spread=0), "season_spread"), (dict(season_averaging=0), "season_averaging"),
     (dict(threshold=0.0), "threshold"), (dict(threshold=1.5), "threshold"),
 ])
 def test_bad_configuration_is_refused_at_construction(kwargs, message):
