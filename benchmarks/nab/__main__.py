@@ -29,6 +29,7 @@ from benchmarks.nab.replay import (
     detect_all,
     discover,
     labels,
+    nab_incidents,
     print_categories,
     read_series,
     read_windows,
@@ -50,6 +51,8 @@ def main(argv=None) -> int:
     parser.add_argument("--detector", default=DetectorConfig().name, help="our detector's name in the results")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="replay processes")
     parser.add_argument("--window_length", type=int, default=8, help="WindowPerSensor length (stride is 1)")
+    parser.add_argument("--incident_gap", type=float, default=3600.0,
+                        help="seconds without an alert that end an incident (alerts: rows at the standard threshold)")
     parser.add_argument("--no_priors", action="store_true",
                         help="do not tell our detector each file's range and probation (NAB's detector API does)")
     args = parser.parse_args(argv)
@@ -89,6 +92,11 @@ def main(argv=None) -> int:
     for detector, by_profile in table.items():
         print(f"| {detector} | " + " | ".join(f"{by_profile[p].score:.1f}" for p in PROFILES) + " |")
     print_categories(table)
+    for detector, by_profile in table.items():
+        precision, recall, made = nab_incidents(files, series, replayed.scores[detector], windows,
+                                                by_profile["standard"].threshold, args.incident_gap)
+        print(f"{detector}: {made} incidents at the standard threshold (gap {args.incident_gap:g} s), precision "
+              f"{precision:.2f}, recall {recall:.2f} of {sum(len(windows[f.relative]) for f in files)} windows")
     print("thresholds: " + "; ".join(f"{d} " + ", ".join(f"{p} {s.threshold:.4f}" for p, s in by_profile.items())
                                      for d, by_profile in table.items()))
     print(f"replay {replay_seconds:.1f} s with {args.workers} worker process(es), total {total_seconds:.1f} s")

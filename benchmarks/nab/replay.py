@@ -42,6 +42,7 @@ from beam_ml.stream.detectors.context import DetectorConfig, SensorPrior
 from beam_ml.stream.online_scoring import ScoreWindows
 from beam_ml.stream.order import WindowPerSensor
 from benchmarks.common import memoized_dofn_inspection
+from benchmarks.incidents import incident_metrics, incidents
 from benchmarks.nab.scoring import PROFILES, label_file, normalised, probation_rows, raw_score, sweep
 
 ZSCORE = "beamZScore"  # NAB detector names are camelCase without "_"
@@ -368,6 +369,20 @@ def score_corpus(files: Sequence[DataFile], times: Mapping[str, np.ndarray], sco
                                     if any(p[0].n_windows for p in kept) else raw_of_category)
         out[name] = ProfileScore(normalised(raw, [p[0] for p in pairs.values()], profile), threshold, raw, categories)
     return out
+
+
+def nab_incidents(files: Sequence[DataFile], series: Mapping[str, Series], scores: Mapping[str, np.ndarray],
+                  windows: Mapping[str, Sequence[tuple[str, str]]], threshold: float, gap: float
+                  ) -> tuple[float, float, int]:
+    """(precision, recall, incidents): the rows scoring at least `threshold` after each file's probation, grouped
+    into incidents as the streaming job groups alerts (`gap` seconds), judged against NAB's windows."""
+    per_file = []
+    for f in files:
+        s = series[f.relative]
+        scored = np.arange(len(s.values)) >= probation_rows(len(s.values))
+        found = incidents(s.seconds[scored], scores[f.relative][scored] >= threshold, gap)
+        per_file.append((found, [(unix_seconds(a), unix_seconds(b)) for a, b in windows.get(f.relative, [])]))
+    return incident_metrics(per_file)
 
 
 def score_results(out_dir: str, detector: str, files: Sequence[DataFile],

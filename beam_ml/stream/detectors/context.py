@@ -99,6 +99,8 @@ class DetectorConfig(DetectorSpec):
         bin scores 1 in the profile (less, in proportion, nearer).
       season_averaging: readings the profile's likelihood averages its raw scores over (the sequence memory's:
         `likelihood.averaging_window`).
+      weekly: the profile learns each day of the week, and weekdays apart from weekends, where the series is long
+        enough (`TimeOfDayProfile`).
       tolerance: how much a neighbouring bin counts as the predicted one in the sequence memory (0 to 1).
       range_tolerance: a reading further than this fraction of the range seen so far outside it scores 1.
       likelihood: the anomaly likelihood's windows.
@@ -117,6 +119,7 @@ class DetectorConfig(DetectorSpec):
     season_min_count: int = 20
     season_spread: float = 5.0
     season_averaging: int = 20
+    weekly: bool = True
     tolerance: float = 1.0
     range_tolerance: float = 0.05
     likelihood: LikelihoodConfig = LikelihoodConfig()
@@ -288,29 +291,45 @@ class SequenceMemory:
         return raw
 
 
+def day_kinds(timestamp: float) -> tuple[int, int]:
+    """(day of week, 0 Monday to 6 Sunday; 7 for a weekday, 8 for Saturday or Sunday) of a unix time in UTC."""
+    day = int((timestamp // DAY_SECONDS + 3) % 7)  # 1970-01-01 was a Thursday
+    return day, 8 if day >= 5 else 7
+
+
 class TimeOfDayProfile:
     """How far a bin is from what this time of day usually reads: its distance from the median bin of the readings
     seen in the same bucket, in units of `spread` × their median absolute deviation (at least one bin), capped at 1;
     0 until the bucket has `min_count` readings. A robust z-score per time of day, so a busy daytime bucket and a
-    quiet night one score alike when they read as usual."""
+    quiet night one score alike when they read as usual.
 
-    def __init__(self, bucket_seconds: float, spread: float, min_count: int):
-        self._bucket, self._spread, self._min_count = bucket_seconds, spread, min_count
-        self._counts: dict[int, dict[int, int]] = {}
+    With `weekly`, the readings of the same bucket on the same day of the week are the profile once they are
+    `min_count`, else those of the same kind of day (weekday or weekend) if they are, else those of every day: a week
+    is learnt where the series is long enough, and nothing is lost where it is not.
+    """
+
+    def __init__(self, bucket_seconds: float, spread: float, min_count: int, weekly: bool = False):
+        self._bucket, self._spread, self._min_count, self._weekly = bucket_seconds, spread, min_count, weekly
+        self._counts: dict[tuple[int, int], dict[int, int]] = {}
 
     def update(self, bin_: int, timestamp: float) -> float:
-        counts = self._counts.setdefault(int((timestamp % DAY_SECONDS) // self._bucket), {})
-        total = sum(counts.values())
+        bucket = int((timestamp % DAY_SECONDS) // self._bucket)
+        days = (*day_kinds(timestamp), -1) if self._weekly else (-1,)
+        profiles = [self._counts.setdefault((day, bucket), {}) for day in days]
         raw = 0.0
-        if total >= self._min_count:
-            bins = np.array(sorted(counts))
-            weights = np.array([counts[b] for b in bins])
-            median = bins[np.searchsorted(np.cumsum(weights), total / 2)]
-            deviations = np.abs(bins - median)
-            order = np.argsort(deviations, kind="stable")
-            mad = deviations[order][np.searchsorted(np.cumsum(weights[order]), total / 2)]
-            raw = min(1.0, abs(bin_ - median) / (self._spread * max(mad, 1)))
-        counts[bin_] = counts.get(bin_, 0) + 1
+        for counts in profiles:  # the most specific one with enough readings
+            total = sum(counts.values())
+            if total >= self._min_count:
+                bins = np.array(sorted(counts))
+                weights = np.array([counts[b] for b in bins])
+                median = bins[np.searchsorted(np.cumsum(weights), total / 2)]
+                deviations = np.abs(bins - median)
+                order = np.argsort(deviations, kind="stable")
+                mad = deviations[order][np.searchsorted(np.cumsum(weights[order]), total / 2)]
+                raw = min(1.0, abs(bin_ - median) / (self._spread * max(mad, 1)))
+                break
+        for counts in profiles:
+            counts[bin_] = counts.get(bin_, 0) + 1
         return raw
 
 
@@ -351,8 +370,8 @@ class ChannelDetector:
         self._sequence = SequenceMemory(config.order, config.tolerance, config.context_hours * 3600)
         likelihood = LikelihoodConfig.over(learning_readings) if learning_readings else config.likelihood
         self._sequence_likelihood = AnomalyLikelihood(likelihood)
-        self._season = (TimeOfDayProfile(config.season_hours * 3600, config.season_spread, config.season_min_count)
-                        if config.season_hours else None)
+        self._season = (TimeOfDayProfile(config.season_hours * 3600, config.season_spread, config.season_min_count,
+                                         config.weekly) if config.season_hours else None)
         self._season_likelihood = AnomalyLikelihood(dataclasses.replace(
             likelihood, averaging_window=config.season_averaging))
 

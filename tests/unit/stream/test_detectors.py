@@ -24,6 +24,7 @@ from beam_ml.stream.detectors.context import (
     SensorPrior,
     SequenceMemory,
     TimeOfDayProfile,
+    day_kinds,
     log_likelihood,
     tail_probability,
 )
@@ -87,6 +88,24 @@ def test_time_of_day_profile_scores_the_distance_from_the_hours_usual_bin_in_uni
     assert profile.update(8, 42 * 86400 + 60) == 1.0
     assert profile.update(25, 40 * 86400 + 7200) == 0.5  # as unusual as bin 2 at midnight: 5 / (2 × 5)
     assert profile.update(60, 41 * 86400 + 7200) == 1.0
+
+
+def test_a_weekly_profile_learns_weekends_apart_once_it_has_seen_enough_of_them():
+    noon = 12 * 3600
+    weekly, daily = (TimeOfDayProfile(3600, spread=2.0, min_count=3, weekly=w) for w in (True, False))
+    monday = 4  # 1970-01-05
+    assert day_kinds(monday * 86400 + noon) == (0, 7) and day_kinds((monday + 6) * 86400) == (6, 8)
+    for day in range(monday, monday + 28):  # four weeks: busy weekday noons (bin 8), quiet weekend ones (bin 1)
+        for profile in (weekly, daily):
+            profile.update(1 if day_kinds(day * 86400)[0] >= 5 else 8, day * 86400 + noon)
+    saturday = monday + 28 + 5
+    assert weekly.update(1, saturday * 86400 + noon) == 0.0  # as Saturdays are
+    assert daily.update(1, saturday * 86400 + noon) == 1.0  # every day together: noon is busy
+    assert weekly.update(1, (monday + 35) * 86400 + noon) == 1.0  # a quiet Monday is not as Mondays are
+    early = TimeOfDayProfile(3600, spread=2.0, min_count=3, weekly=True)
+    for day in range(monday, monday + 3):
+        early.update(8, day * 86400 + noon)
+    assert early.update(8, (monday + 5) * 86400 + noon) == 0.0  # no Saturday seen yet: every day's profile
 
 
 def test_channel_detector_scores_a_spike_one():
@@ -383,6 +402,8 @@ def test_the_nab_command_line_runs_on_any_corpus_laid_out_like_nab(tmp_path, cap
     printed = capsys.readouterr().out
     assert "| ours |" in printed and "| beamZScore |" in printed and "apache-beam" in printed
     assert "| artificial | ours |" in printed and "| real | beamZScore |" in printed  # per-category rows
+    assert "ours: 2 incidents at the standard threshold (gap 3600 s), precision 1.00, recall 1.00 of 2 windows" \
+        in printed  # one incident per spike, nothing else
     assert os.path.exists(tmp_path / "out" / "ours" / "real" / "ours_c.csv")
     with pytest.raises(SystemExit):
         main(["--data", str(tmp_path / "data"), "--windows", str(tmp_path / "windows.json"), "--detector", "a_b"])

@@ -97,7 +97,7 @@ def test_the_skab_command_line_scores_a_corpus_laid_out_like_skab(tmp_path, caps
 
 
 def test_incidents_group_alerts_within_the_gap_and_are_judged_against_the_faults():
-    from benchmarks.skab import fault_segments, incident_metrics, incidents
+    from benchmarks.incidents import fault_segments, incident_metrics, incidents
     times = np.arange(100, dtype=float)
     alerts = np.zeros(100)
     alerts[[10, 11, 30, 60, 61, 62]] = 1
