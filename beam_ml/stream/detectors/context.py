@@ -303,23 +303,32 @@ class TimeOfDayProfile:
     0 until the bucket has `min_count` readings. A robust z-score per time of day, so a busy daytime bucket and a
     quiet night one score alike when they read as usual.
 
-    With `weekly`, the readings of the same bucket on the same day of the week are the profile once they are
-    `min_count`, else those of the same kind of day (weekday or weekend) if they are, else those of every day: a week
-    is learnt where the series is long enough, and nothing is lost where it is not.
+    With `weekly`, the readings of the same bucket on the same day of the week are the profile once they come from
+    `WEEKLY_MIN_WEEKS` earlier weeks (and are `min_count`), else those of the same kind of day (weekday or weekend)
+    if they do, else those of every day: a week is learnt where the series is long enough, and nothing is lost where
+    it is not.
     """
+
+    WEEKLY_MIN_WEEKS = 2  # a pattern seen in one week could be that week's
 
     def __init__(self, bucket_seconds: float, spread: float, min_count: int, weekly: bool = False):
         self._bucket, self._spread, self._min_count, self._weekly = bucket_seconds, spread, min_count, weekly
         self._counts: dict[tuple[int, int], dict[int, int]] = {}
+        self._weeks: dict[tuple[int, int], tuple[int, int]] = {}  # weekly profile → (last week it read, weeks before)
 
     def update(self, bin_: int, timestamp: float) -> float:
         bucket = int((timestamp % DAY_SECONDS) // self._bucket)
-        days = (*day_kinds(timestamp), -1) if self._weekly else (-1,)
-        profiles = [self._counts.setdefault((day, bucket), {}) for day in days]
+        keys = [(day, bucket) for day in (*day_kinds(timestamp), -1)] if self._weekly else [(-1, bucket)]
+        week = int((timestamp // DAY_SECONDS + 3) // 7)  # weeks from Monday 1969-12-29
+        for key in keys[:-1]:
+            last, before = self._weeks.get(key, (week, 0))
+            self._weeks[key] = (week, before + (last != week))
+        profiles = [self._counts.setdefault(key, {}) for key in keys]
         raw = 0.0
-        for counts in profiles:  # the most specific one with enough readings
+        for key, counts in zip(keys, profiles):  # the most specific one with enough readings
             total = sum(counts.values())
-            if total >= self._min_count:
+            enough_weeks = key[0] < 0 or self._weeks[key][1] >= self.WEEKLY_MIN_WEEKS
+            if total >= self._min_count and enough_weeks:
                 bins = np.array(sorted(counts))
                 weights = np.array([counts[b] for b in bins])
                 median = bins[np.searchsorted(np.cumsum(weights), total / 2)]
