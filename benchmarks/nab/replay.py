@@ -352,13 +352,13 @@ def score_corpus(files: Sequence[DataFile], times: Mapping[str, np.ndarray], sco
                  profiles: Iterable[str] = tuple(PROFILES)) -> dict[str, ProfileScore]:
     """NAB's scores of per-row anomaly scores ({file: rows' datetime64[s] times}, {file: scores}), per profile: one
     threshold swept over the whole corpus, and each category scored at that threshold, as NAB reports them."""
+    parsed = {f.relative: [(_datetime64(a), _datetime64(b)) for a, b in windows.get(f.relative, [])] for f in files}
     out = {}
     for name in profiles:
         profile = PROFILES[name]
         pairs = {}
         for f in files:
-            labelled, scorable = label_file(f.relative, times[f.relative], [
-                (_datetime64(a), _datetime64(b)) for a, b in windows.get(f.relative, [])], profile)
+            labelled, scorable = label_file(f.relative, times[f.relative], parsed[f.relative], profile)
             pairs[f.relative] = (labelled, scores[f.relative][scorable])
         threshold, raw = sweep(list(pairs.values()), profile)
         categories = {}

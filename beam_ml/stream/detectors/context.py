@@ -291,10 +291,11 @@ class SequenceMemory:
         return raw
 
 
-def day_kinds(timestamp: float) -> tuple[int, int]:
-    """(day of week, 0 Monday to 6 Sunday; 7 for a weekday, 8 for Saturday or Sunday) of a unix time in UTC."""
-    day = int((timestamp // DAY_SECONDS + 3) % 7)  # 1970-01-01 was a Thursday
-    return day, 8 if day >= 5 else 7
+def day_kinds(timestamp: float) -> tuple[int, int, int]:
+    """(day of week, 0 Monday to 6 Sunday; 7 for a weekday, 8 for Saturday or Sunday; the week, counted from Monday
+    1969-12-29) of a unix time in UTC."""
+    days = int(timestamp // DAY_SECONDS) + 3  # 1970-01-01 was a Thursday
+    return days % 7, 8 if days % 7 >= 5 else 7, days // 7
 
 
 class TimeOfDayProfile:
@@ -318,8 +319,8 @@ class TimeOfDayProfile:
 
     def update(self, bin_: int, timestamp: float) -> float:
         bucket = int((timestamp % DAY_SECONDS) // self._bucket)
-        keys = [(day, bucket) for day in (*day_kinds(timestamp), -1)] if self._weekly else [(-1, bucket)]
-        week = int((timestamp // DAY_SECONDS + 3) // 7)  # weeks from Monday 1969-12-29
+        day, kind, week = day_kinds(timestamp)
+        keys = [(day, bucket), (kind, bucket), (-1, bucket)] if self._weekly else [(-1, bucket)]
         for key in keys[:-1]:
             last, before = self._weeks.get(key, (week, 0))
             self._weeks[key] = (week, before + (last != week))

@@ -94,7 +94,7 @@ def test_a_weekly_profile_learns_weekends_apart_once_it_has_seen_enough_of_them(
     noon = 12 * 3600
     weekly, daily = (TimeOfDayProfile(3600, spread=2.0, min_count=3, weekly=w) for w in (True, False))
     monday = 4  # 1970-01-05
-    assert day_kinds(monday * 86400 + noon) == (0, 7) and day_kinds((monday + 6) * 86400) == (6, 8)
+    assert day_kinds(monday * 86400 + noon) == (0, 7, 1) and day_kinds((monday + 6) * 86400) == (6, 8, 1)
     for day in range(monday, monday + 28):  # four weeks: busy weekday noons (bin 8), quiet weekend ones (bin 1)
         for profile in (weekly, daily):
             profile.update(1 if day_kinds(day * 86400)[0] >= 5 else 8, day * 86400 + noon)
