@@ -1,15 +1,23 @@
 """SKAB: multivariate outlier detection through the streaming path, scored as the Skoltech Anomaly Benchmark's
 leaderboard scores it.
 
-    python -m benchmarks.skab [--data ../shared/data/skab] [--workers 2]
+    python -m benchmarks.skab [--data ../shared/data/skab] [--detectors pca lstm_ae] [--workers 2]
 
 Every `<folder>/<n>.csv` under --data that has labels (`anomaly`, `changepoint`; `;`-separated, 8 channels at 1 Hz) is
-one machine. Its readings are replayed as the machine sends them (`benchmarks.nab.replay`: a TestStream, one key
-per file) through the streaming job's own transforms: `WindowPerSensor(length=1)` → `ScoreWindows(PcaSpec())`, the
-PCA T²+Q detector (`beam_ml.stream.detectors.pca`), which fits on each file's first 400 readings as SKAB's protocol
-says and then scores online. A reading alerts when its score reaches the detector's threshold (1). Over the scored
-rows of all files (those after the first 400): F1 of the `anomaly` label, FAR (% of normal rows flagged) and MAR (%
-of anomalous rows missed), next to the leaderboard's published numbers (all 34 files of SKAB). The changepoint
+one machine. Each detector is fitted on each file's first 400 rows, as SKAB's protocol says, and scores the rest
+online, the file's readings replayed as the machine sends them (`benchmarks.nab.replay`: a TestStream, one key per
+file) through the streaming job's own transforms, `WindowPerSensor` and then:
+  * `pca`: `ScoreWindows(PcaSpec())`, the online PCA T²+Q detector (`beam_ml.stream.detectors.pca`), windows of one
+    reading; it fits on the first 400 readings itself;
+  * `context`: `ScoreWindows(DetectorConfig())`, the online detector NAB's benchmark runs, each channel on its own
+    and the reading's score their highest; its anomaly likelihood learns over the first 400 readings;
+  * `lstm_ae`: `ScoreWithModel` (RunInference), the window model the batch pipeline trains: per file, a
+    `jobs.train_pipeline` run (ingest, TFDV, tf.Transform, training, TFMA on the rest of the file, push) trains
+    `transforms.skab`'s LSTM autoencoder on the first 400 rows, and the replay scores with the pushed model. Its
+    runs (reports, models) stay in --work_dir when one is given.
+A reading alerts when its score reaches the detector's threshold (scores are on the threshold's scale: 1). Over the
+scored rows of all files (those after the first 400): F1 of the `anomaly` label, FAR (% of normal rows flagged) and
+MAR (% of anomalous rows missed), next to the leaderboard's published numbers (all 34 files of SKAB). The changepoint
 problem is scored as SKAB scores it, with NAB's rules (`benchmarks.nab.scoring`, its three profiles) on windows of
 `--changepoint_window` seconds after each `changepoint` (overlapping windows merged); as in SKAB's baselines, the
 detected changepoints are the rows where the alert series changes (an alert starts or ends). Incidents, as the
@@ -23,22 +31,33 @@ normal: F1, FAR and MAR are printed for the files with faults alone (the leaderb
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import glob
+import json
+import multiprocessing
 import os
+import re
+import subprocess
 import sys
+import tempfile
 import time
 from typing import Sequence
 
 import numpy as np
 
+from beam_ml.stream.detectors.context import DetectorConfig, SensorPrior
 from beam_ml.stream.detectors.pca import PcaSpec
 from benchmarks.common import ROOT, environment
 from benchmarks.incidents import fault_segments, incident_metrics, incidents
-from benchmarks.nab.replay import DataFile, Series, detect_all, unix_seconds
+from benchmarks.nab.replay import DataFile, Series, WindowModel, detect_all, detect_files, unix_seconds
 from benchmarks.nab.scoring import PROFILES, label_file, normalised, sweep
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data", "skab")
 LABELS = ("anomaly", "changepoint")
+FIT_ROWS = 400  # SKAB's protocol: every detector is fitted on each file's first 400 rows
+MODEL_MODULE = "transforms.skab"
+# --detectors choice → the name in the tables
+DETECTORS = {"pca": "PCA T²+Q", "lstm_ae": "LSTM-AE", "context": "context, per channel"}
 # The outlier leaderboard as ../shared/data/README.md quotes it (all 34 files of SKAB): detector → (F1, FAR %, MAR %),
 # None where it gives no figure.
 PUBLISHED = {"Conv-AE": (0.78, 13.6, 28.0), "MSET": (0.78, None, None), "PCA T²+Q": (0.76, None, None),
@@ -120,62 +139,165 @@ def skab_series(path: str) -> Series:
     return read_skab(path)[0]
 
 
+def column_name(channel: str) -> str:
+    """A SKAB channel's name as a column name (an identifier): `Volume Flow RateRMS` → `Volume_Flow_RateRMS`."""
+    return re.sub(r"\W", "_", channel)
+
+
+def write_training_input(f: DataFile, run_dir: str) -> str:
+    """The file as the batch pipeline reads it (CSV: timestamp, machine, the channels, anomaly) and its run config:
+    train on the first FIT_ROWS rows, evaluate on the rest, push to `<run_dir>/serving`. Returns the config's path."""
+    from transforms.skab import CHANNELS, WINDOW_LENGTH
+    with open(f.path) as source:
+        header = source.readline().strip().split(";")
+    channels = [column_name(c) for c in header if c not in ("datetime", *LABELS)]
+    if tuple(channels) != CHANNELS:
+        raise ValueError(f"{f.path}: channels {channels}, but {MODEL_MODULE} is written for {list(CHANNELS)}")
+    series, anomaly, _ = read_skab(f.path)
+    if len(anomaly) <= FIT_ROWS + WINDOW_LENGTH:
+        raise ValueError(f"{f.path}: {len(anomaly)} rows; training on the first {FIT_ROWS} and scoring windows of "
+                         f"{WINDOW_LENGTH} after them needs more than {FIT_ROWS + WINDOW_LENGTH}")
+    os.makedirs(run_dir, exist_ok=True)
+    data = os.path.join(run_dir, "data.csv")
+    with open(data, "w") as out:
+        out.write(",".join(("timestamp", "machine", *channels, "anomaly")) + "\n")
+        for t, values, label in zip(series.seconds, series.values, anomaly):
+            out.write(",".join((str(int(t)), f.relative, *map(repr, values.tolist()), str(label))) + "\n")
+    config = {
+        "input": data, "label_key": "anomaly", "module": MODEL_MODULE,
+        "output_dir": os.path.join(run_dir, "runs"), "serving_dir": os.path.join(run_dir, "serving"),
+        "column_types": {"timestamp": "int", "machine": "string", **dict.fromkeys(channels, "float"), "anomaly": "int"},
+        "split_time_key": "timestamp", "split_time_cutoffs": {"train": int(series.seconds[FIT_ROWS]), "eval": None},
+        "window_key": "machine", "window_time_key": "timestamp", "window_length": WINDOW_LENGTH,
+        "anomaly_policy": "warn", "eval_metrics": ["ExampleCount", "AUC", "Precision", "Recall"],
+        # The gate checks the model was evaluated, nothing more: a model chosen by the labels of the very rows it is
+        # then scored on would not be SKAB's protocol.
+        "eval_thresholds": {"ExampleCount": {"lower": 1}},
+        "hyperparameters": {"epochs": 30, "batch_size": 32, "lstm_units": 16, "threshold_quantile": 0.99,
+                            "calibration_fraction": 0.25},
+        "seed": 42}
+    path = os.path.join(run_dir, "config.json")  # JSON is YAML: the job's --config reads it
+    with open(path, "w") as out:
+        json.dump(config, out, indent=1)
+    return path
+
+
+def train_window_model(f: DataFile, work_dir: str) -> str:
+    """Trains `transforms.skab`'s LSTM autoencoder on the file's first FIT_ROWS rows with the batch pipeline
+    (`jobs.train_pipeline`, its own process) and returns the serving directory it pushed to."""
+    from beam_ml.model.push import latest_model
+    run_dir = os.path.join(work_dir, f.relative.replace("/", "_").removesuffix(".csv"))
+    config = write_training_input(f, run_dir)
+    log = os.path.join(run_dir, "train.log")
+    with open(log, "w") as out:
+        done = subprocess.run([sys.executable, "-m", "jobs.train_pipeline", "--config", config], cwd=ROOT,
+                              stdout=out, stderr=subprocess.STDOUT)
+    serving = os.path.join(run_dir, "serving")
+    if done.returncode or latest_model(serving) is None:
+        raise RuntimeError(f"training on {f.relative} pushed no model (exit {done.returncode}); see {log}")
+    return serving
+
+
+def lstm_ae_scores(files: Sequence[DataFile], workers: int, work_dir: str) -> dict[str, np.ndarray]:
+    """Per file, the scores (on the threshold's scale) of a window model trained on its first FIT_ROWS rows and
+    replayed through `ScoreWithModel`; `workers` trainings, then replays, at a time."""
+    from beam_ml.model.artifact import window_model_info
+    from beam_ml.model.push import latest_model
+    with concurrent.futures.ThreadPoolExecutor(workers) as threads:  # each training is its own process
+        serving = dict(zip((f.relative for f in files), threads.map(train_window_model, files,
+                                                                      [work_dir] * len(files))))
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        jobs = []
+        for f in files:
+            length = window_model_info(latest_model(serving[f.relative])).spec.length
+            model = WindowModel(DETECTORS["lstm_ae"], serving[f.relative])
+            jobs.append(pool.submit(detect_files, [f], model, length, 100, skab_series, False, True))
+        return {f.relative: job.result().scores[model.name][f.relative] for f, job in zip(files, jobs)}
+
+
+def detector_scores(detector: str, files: Sequence[DataFile], workers: int, work_dir: str) -> dict[str, np.ndarray]:
+    """{file: per-row scores, 1 at the alert level} of a --detectors choice, from the streaming replay."""
+    if detector == "lstm_ae":
+        return lstm_ae_scores(files, workers, work_dir)
+    if detector == "context":  # NAB's detector: each channel alone, the window's score their highest
+        spec = DetectorConfig(sensors={f.relative: SensorPrior(learning_readings=FIT_ROWS) for f in files})
+    else:
+        spec = PcaSpec(fit_readings=FIT_ROWS)
+    return detect_all(files, spec, workers, window_length=1, chunk=100, reader=skab_series, zscore=False,
+                      relative=True).scores[spec.name]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=SHARED, help="folder of <folder>/<n>.csv SKAB files")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="replay processes")
+    parser.add_argument("--detectors", nargs="+", choices=DETECTORS, default=["pca"], help="detectors to run")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="replay (and training) processes")
+    parser.add_argument("--work_dir", help="where lstm_ae's training runs and models are kept (default: a "
+                                           "temporary folder, removed)")
     parser.add_argument("--changepoint_window", type=float, default=60.0, help="seconds after each changepoint")
     parser.add_argument("--incident_gap", type=float, default=60.0,
                         help="seconds without an alert that end an incident")
     args = parser.parse_args(argv)
     files, normal = skab_files(args.data)
-    spec = PcaSpec()
-
-    start = time.perf_counter()
-    scores = detect_all(files + normal, spec, args.workers, window_length=1, chunk=100, reader=skab_series,
-                        zscore=False).scores[spec.name]
-    seconds = time.perf_counter() - start
-    labels, alerts, rows, changepoint_files, incident_files = [], [], 0, [], []
-    for f in files + normal:
-        series, anomaly, changepoints = read_skab(f.path)
-        rows += len(anomaly)
-        labels.append(anomaly[spec.fit_readings:])
-        alerts.append(scores[f.relative][spec.fit_readings:] >= 1.0)
-        scored = slice(spec.fit_readings, None)
-        found = incidents(series.seconds[scored], scores[f.relative][scored] >= 1.0, args.incident_gap)
-        incident_files.append((found, fault_segments(series.seconds[scored], anomaly[scored])))
-        if f in files:
-            times = np.array([np.datetime64(t.replace(" ", "T"), "s") for t in series.timestamps])
-            changepoint_files.append((f.relative, times, changepoint_windows(times, changepoints,
-                                                                             args.changepoint_window),
-                                      alert_edges(scores[f.relative] >= 1.0)))
+    read = {f.relative: read_skab(f.path) for f in files + normal}
+    rows = sum(len(anomaly) for _, anomaly, _ in read.values())
+    scored = slice(FIT_ROWS, None)
     faulty = slice(0, len(files))
-    nab = changepoint_scores(changepoint_files)
-    precision, recall, made = incident_metrics(incident_files[faulty])
+    with tempfile.TemporaryDirectory() as temporary:
+        timed = {}  # detector → (its scores per file, seconds taken)
+        for detector in args.detectors:
+            start = time.perf_counter()
+            scores = detector_scores(detector, files + normal, args.workers, args.work_dir or temporary)
+            timed[detector] = (scores, time.perf_counter() - start)
 
     print(f"\nSKAB outliers: {len(files)} files with faults and {len(normal)} without, {rows:,} rows "
-          f"({sum(len(a) for a in labels):,} scored after the first {spec.fit_readings} of each), {args.data}")
+          f"({sum(len(a[scored]) for _, a, _ in read.values()):,} scored after the first {FIT_ROWS} of each), "
+          f"{args.data}")
     print("| detector | F1 | FAR % | MAR % | files |")
     print("|---|---:|---:|---:|---|")
-    rows_of = [(f"these {len(files)}", faulty)]
-    if normal:
-        rows_of.append((f"these {len(files)} + {', '.join(f.relative for f in normal)}", slice(None)))
-    for label, kept in rows_of:
-        f1, far, mar = outlier_metrics(labels[kept], alerts[kept])
-        print(f"| beam_ml PCA T²+Q (streaming, {spec.name}) | {f1:.3f} | {far:.2f} | {mar:.2f} | {label} |")
+    outcomes = {}
+    for detector, (scores, _) in timed.items():
+        labels, alerts, changepoint_files, incident_files = [], [], [], []
+        for f in files + normal:
+            series, anomaly, changepoints = read[f.relative]
+            alert = scores[f.relative] >= 1.0
+            labels.append(anomaly[scored])
+            alerts.append(alert[scored])
+            found = incidents(series.seconds[scored], alert[scored], args.incident_gap)
+            incident_files.append((found, fault_segments(series.seconds[scored], anomaly[scored])))
+            if f in files:
+                times = np.array([np.datetime64(t.replace(" ", "T"), "s") for t in series.timestamps])
+                changepoint_files.append((f.relative, times,
+                                          changepoint_windows(times, changepoints, args.changepoint_window),
+                                          alert_edges(alert)))
+        outcomes[detector] = (incident_files, changepoint_scores(changepoint_files))
+        rows_of = [(f"these {len(files)}", faulty)]
+        if normal:
+            rows_of.append((f"these {len(files)} + {', '.join(f.relative for f in normal)}", slice(None)))
+        for label, kept in rows_of:
+            f1, far, mar = outlier_metrics(labels[kept], alerts[kept])
+            print(f"| beam_ml {DETECTORS[detector]} (streaming) | {f1:.3f} | {far:.2f} | {mar:.2f} | {label} |")
     for name, figures in PUBLISHED.items():
         print(f"| {name} (published) | " + " | ".join("—" if x is None else f"{x:g}" for x in figures)
               + " | SKAB's 34 |")
-    false_incidents = "".join(f"; {f.relative}: {len(found)}, all false"
-                              for f, (found, _) in zip(normal, incident_files[faulty.stop:]))
-    print(f"incidents (gap {args.incident_gap:g} s): {made}, precision {precision:.2f}, recall {recall:.2f} "
-          f"({sum(len(faults) for _, faults in incident_files[faulty])} faults){false_incidents}")
+    for detector, (incident_files, _) in outcomes.items():
+        precision, recall, made = incident_metrics(incident_files[faulty])
+        false_incidents = "".join(f"; {f.relative}: {len(found)}, all false"
+                                  for f, (found, _) in zip(normal, incident_files[faulty.stop:]))
+        print(f"{DETECTORS[detector]} incidents (gap {args.incident_gap:g} s): {made}, precision {precision:.2f}, "
+              f"recall {recall:.2f} ({sum(len(faults) for _, faults in incident_files[faulty])} faults)"
+              f"{false_incidents}")
     print(f"\nSKAB changepoints (NAB's rules, {args.changepoint_window:g} s windows after each changepoint):")
     print("| detector | " + " | ".join(PROFILES) + " |")
     print("|---|" + "---:|" * len(PROFILES))
-    print(f"| beam_ml PCA T²+Q (streaming, {spec.name}) | " + " | ".join(f"{nab[p]:.1f}" for p in PROFILES) + " |")
+    for detector, (_, nab) in outcomes.items():
+        print(f"| beam_ml {DETECTORS[detector]} (streaming) | " + " | ".join(f"{nab[p]:.1f}" for p in PROFILES)
+              + " |")
     print(f"| MSCRED (published, best standard) | {PUBLISHED_CHANGEPOINT:g} | — | — |")
-    print(f"replay {seconds:.1f} s with {args.workers} worker process(es)")
+    for detector, (_, seconds) in timed.items():
+        what = "training and replay" if detector == "lstm_ae" else "replay"
+        print(f"{DETECTORS[detector]}: {what} {seconds:.1f} s with {args.workers} worker process(es)")
     print(environment(f"DirectRunner (streaming, TestStream) × {args.workers} processes"))
     return 0
 

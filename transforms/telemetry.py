@@ -1,113 +1,13 @@
-"""Sensor telemetry: an LSTM autoencoder over windows of each sensor's readings, with a calibrated alert threshold.
+"""Sensor telemetry (`examples/telemetry`): an LSTM autoencoder over 2-hour windows (24 readings) of each sensor's four
+channels, with a calibrated alert threshold (`transforms.window_autoencoder` says how it scores and calibrates).
 
-Trained on windows (`--window_key sensor_id --window_time_key timestamp --window_length 30`): each channel is
-z-scored with tf.Transform (statistics over the train windows' readings), the autoencoder learns to reconstruct
-normal windows, and a window's anomaly score compares its reconstruction error with what normal windows show:
-per channel, the mean squared error over the window and the largest single-reading error, each divided by its
-typical value on held-out normal windows; the score is the largest of these ratios. The alert threshold is the
-`threshold_quantile` of the scores of held-out normal train windows (the newest `calibration_fraction` of them, never
-used for fitting and never eval data), so eval precision and recall are honest.
-
-The exported model returns, per window: `outputs` = score / (score + threshold) (0.5 at the threshold: what TFMA
-evaluates, so Precision/Recall at 0.5 are the alerts' precision and recall), `score`, `threshold` and
-`channel_errors` (the per-channel ratios, for the channels that contributed most to an alert).
+Trained on windows: `--window_key sensor_id --window_time_key timestamp --window_length 24`.
 """
-from __future__ import annotations
+from transforms.window_autoencoder import WindowAutoencoder
 
-import numpy as np
-import tensorflow as tf
-import tensorflow_transform as tft
-import tf_keras
+WINDOW_LENGTH = 24  # the run refuses another --window_length
+UNSUPERVISED = True  # it learns from the rows labelled normal: a history without anomalies is fine
 
-from beam_ml.model.artifact import OUTPUT_KEY
-from beam_ml.model.export import export_serving_model
-from beam_ml.train.trainer import FnArgs
-from transforms.features import window_values
-
-WINDOW_LENGTH = 24
-CHANNELS = ("temperature", "pressure", "current", "flow")
-LABEL = "is_anomaly"
-TIME = "timestamp"
-WINDOW_END = "window_end"  # passed through for the time-ordered calibration hold-out; not a model input
-
-
-def preprocessing_fn(inputs: dict) -> dict:
-    outputs = {name: tft.scale_to_z_score(window_values(inputs[name], WINDOW_LENGTH)) for name in CHANNELS}
-    outputs[WINDOW_END] = tf.reduce_max(window_values(inputs[TIME], WINDOW_LENGTH), axis=1)
-    outputs[LABEL] = tf.reduce_max(window_values(inputs[LABEL], WINDOW_LENGTH), axis=1)  # anomalous if any row is
-    return outputs
-
-
-class WindowScore(tf_keras.layers.Layer):
-    """(windows, reconstructions) [batch, length, channels] → the outputs described in the module docstring."""
-
-    def __init__(self, channels: int, **kwargs):
-        super().__init__(**kwargs)
-        self.channel_scale = self.add_weight(name="channel_scale", shape=(channels,), initializer="ones",
-                                             trainable=False)
-        self.point_scale = self.add_weight(name="point_scale", shape=(channels,), initializer="ones", trainable=False)
-        self.threshold = self.add_weight(name="threshold", shape=(), initializer="ones", trainable=False)
-
-    def call(self, inputs):
-        windows, reconstructed = inputs
-        squared = tf.square(windows - reconstructed)
-        ratios = tf.maximum(tf.reduce_mean(squared, axis=1) / self.channel_scale,
-                            tf.reduce_max(squared, axis=1) / self.point_scale)
-        score = tf.reduce_max(ratios, axis=1)
-        threshold = tf.fill(tf.shape(score), self.threshold)
-        return {OUTPUT_KEY: score / (score + threshold), "score": score, "threshold": threshold,
-                "channel_errors": ratios}
-
-
-def autoencoder(hp: dict) -> tf_keras.Model:
-    units = int(hp.get("lstm_units", 32))
-    windows = tf_keras.Input(shape=(WINDOW_LENGTH, len(CHANNELS)), name="windows")
-    code = tf_keras.layers.LSTM(units, name="encoder")(windows)
-    x = tf_keras.layers.RepeatVector(WINDOW_LENGTH)(code)
-    x = tf_keras.layers.LSTM(units, return_sequences=True, name="decoder")(x)
-    reconstructed = tf_keras.layers.TimeDistributed(tf_keras.layers.Dense(len(CHANNELS)), name="reconstruction")(x)
-    model = tf_keras.Model(windows, reconstructed)
-    model.compile(optimizer=tf_keras.optimizers.Adam(float(hp.get("learning_rate", 0.003))), loss="mse")
-    return model
-
-
-def load_windows(fn_args: FnArgs, files) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(windows [n, length, channels], labels [n], window end times [n]) of transformed examples, in time order."""
-    parts = [[], [], []]
-    for features, labels in fn_args.make_dataset(files, batch_size=4096, num_epochs=1, shuffle=False):
-        parts[0].append(np.stack([features[name].numpy() for name in CHANNELS], axis=-1))
-        parts[1].append(labels.numpy())
-        parts[2].append(features[WINDOW_END].numpy())
-    windows, labels, ends = (np.concatenate(p) for p in parts)
-    order = np.argsort(ends, kind="stable")
-    return windows[order], labels[order], ends[order]
-
-
-def run_fn(fn_args: FnArgs) -> None:
-    hp = fn_args.hyperparameters
-    windows, labels, _ = load_windows(fn_args, fn_args.train_files)
-    normal = windows[labels == 0]
-    calibration_size = max(1, int(len(normal) * float(hp.get("calibration_fraction", 0.2))))
-    fit, calibration = normal[:-calibration_size], normal[-calibration_size:]
-
-    model = autoencoder(hp)
-    rng = np.random.default_rng(fn_args.seed)
-    fit = fit[rng.permutation(len(fit))]
-    model.fit(fit, fit, batch_size=int(hp.get("batch_size", 128)), epochs=int(hp.get("epochs", 10)),
-              validation_data=(calibration, calibration), callbacks=[fn_args.epoch_progress()], verbose=0)
-
-    windows_in = {name: tf_keras.Input(shape=(WINDOW_LENGTH,), name=name) for name in CHANNELS}
-    stacked = tf_keras.layers.Lambda(lambda d: tf.stack([d[n] for n in CHANNELS], axis=-1),
-                                     name="stack_channels")(windows_in)
-    scoring = WindowScore(len(CHANNELS), name="window_score")
-    scorer = tf_keras.Model(windows_in, scoring([stacked, model(stacked)]))
-
-    squared = np.square(calibration - model.predict(calibration, batch_size=1024, verbose=0))
-    scoring.channel_scale.assign(squared.mean(axis=1).mean(axis=0))
-    scoring.point_scale.assign(squared.max(axis=1).mean(axis=0))
-    scores = scorer.predict({name: calibration[..., i] for i, name in enumerate(CHANNELS)}, batch_size=1024,
-                            verbose=0)["score"]
-    scoring.threshold.assign(float(np.quantile(scores, float(hp.get("threshold_quantile", 0.995)))))
-    print(f"calibrated on {len(calibration)} held-out normal windows: threshold {float(scoring.threshold):.4g}")
-    export_serving_model(scorer, tft.TFTransformOutput(fn_args.transform_output), fn_args.label,
-                         fn_args.serving_model_dir)
+_MODEL = WindowAutoencoder(channels=("temperature", "pressure", "current", "flow"), window_length=WINDOW_LENGTH,
+                           label="is_anomaly", time="timestamp")
+preprocessing_fn, run_fn = _MODEL.preprocessing_fn, _MODEL.run_fn

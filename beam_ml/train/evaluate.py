@@ -175,6 +175,9 @@ def threshold_failures(output_path: str) -> list[str]:
             bound = text_format.MessageToString(failure.metric_threshold, as_one_line=True)
             failures.append(f"{failure.metric_key.name}{' change vs baseline' if failure.metric_key.is_diff else ''}"
                             f" = {value:.6g} fails {{{bound}}} {failure.message}".strip())
+    if result.missing_thresholds:  # TFMA blesses nothing without a bound to check
+        failures.append("no thresholds to validate against: eval_thresholds is empty (and a first model has no "
+                        "baseline for eval_change_thresholds)")
     if not result.validation_ok and not failures:
         failures = [str(result.validation_details) or "validation not ok"]
     return failures

@@ -8,7 +8,9 @@ transformed label is a class index, found by passing one real row of each value 
 `transformed_label` signature), and the shape of its outputs. Before blessing, that record is compared with the
 baseline model's:
 
-- the label has a single value in the whole run: never blessed (a model of it predicts nothing);
+- the label has a single value in the whole run: never blessed (a model of it predicts nothing), unless the module
+  says `UNSUPERVISED = True` and the value is 0: an anomaly model learns what normal is from the rows labelled 0, and
+  a history without anomalies is what it learns from best;
 - a split lacks label values the baseline's same split had, the run has values the baseline never saw, or the
   outputs' shape differs from the baseline's: not blessed unless the config says the label set changed on purpose
   (`label_set_changed: true`).
@@ -116,11 +118,11 @@ def is_constant(found: dict[str, dict]) -> Optional[Any]:
 
 
 def label_failures(label: str, candidate: dict, baseline: Optional[dict], label_set_changed: bool,
-                   constant: Optional[list]) -> list[str]:
-    """Why the candidate must not be blessed, from its labels record, the baseline's (None without one) and the
-    label's single value (`is_constant`); [] if nothing is wrong."""
+                   constant: Optional[list], unsupervised: bool = False) -> list[str]:
+    """Why the candidate must not be blessed, from its labels record, the baseline's (None without one), the
+    label's single value (`is_constant`) and whether the module's model is `unsupervised`; [] if nothing is wrong."""
     failures = []
-    if constant is not None:
+    if constant is not None and not (unsupervised and constant[0] == 0):
         failures.append(f"label {label!r} has one value in the whole run ({constant[0]!r}): a model of it "
                         f"predicts nothing")
     if baseline is None or label_set_changed:
@@ -184,10 +186,11 @@ class JudgeLabels(beam.DoFn):
     """After training: writes the candidate's labels record into its model directory and emits the list of label
     failures (see the module docstring)."""
 
-    def __init__(self, label: str, baseline_model: Optional[str], label_set_changed: bool):
+    def __init__(self, label: str, baseline_model: Optional[str], label_set_changed: bool, unsupervised: bool):
         self._label = label
         self._baseline_model = baseline_model
         self._label_set_changed = label_set_changed
+        self._unsupervised = unsupervised
 
     def process(self, model_dir: str, found: dict):
         merged: dict = {}
@@ -199,7 +202,7 @@ class JudgeLabels(beam.DoFn):
         record = {"label": self._label, "values": split_values(found), "classes": classes, "output_shape": shape}
         fileutil.write_json(os.path.join(model_dir, LABELS_RECORD), record)
         yield label_failures(self._label, record, read_labels_record(self._baseline_model),
-                             self._label_set_changed, is_constant(found))
+                             self._label_set_changed, is_constant(found), self._unsupervised)
 
 
 class CheckLabels(beam.PTransform):
@@ -211,12 +214,13 @@ class CheckLabels(beam.PTransform):
     """
 
     def __init__(self, label: str, model_dir: beam.PCollection[str], baseline_model: Optional[str],
-                 label_set_changed: bool):
+                 label_set_changed: bool, unsupervised: bool = False):
         super().__init__()
         self._label = label
         self._model_dir = model_dir
         self._baseline_model = baseline_model
         self._label_set_changed = label_set_changed
+        self._unsupervised = unsupervised
 
     def expand(self, split_batches: beam.PCollection[tuple[str, pa.RecordBatch]]) -> beam.PCollection[list[str]]:
         found = (split_batches
@@ -224,4 +228,5 @@ class CheckLabels(beam.PTransform):
                  | "PerSplit" >> beam.CombinePerKey(MergeLabelRows())
                  | "ToDict" >> beam.combiners.ToDict())
         return self._model_dir | "Judge" >> beam.ParDo(
-            JudgeLabels(self._label, self._baseline_model, self._label_set_changed), beam.pvalue.AsSingleton(found))
+            JudgeLabels(self._label, self._baseline_model, self._label_set_changed, self._unsupervised),
+            beam.pvalue.AsSingleton(found))

@@ -235,7 +235,8 @@ class TrainPipeline(beam.PTransform[beam.pvalue.PBegin, TrainOutputs]):
             [examples[name] | f"Key{name.title()}" >> beam.Map(lambda batch, name=name: (name, batch))
              for name in splits] | "KeyedWindows" >> beam.Flatten())
         label_failures = keyed_examples | "CheckLabels" >> CheckLabels(
-            config.label_key, model_dir, plan.baseline_model, config.label_set_changed)
+            config.label_key, model_dir, plan.baseline_model, config.label_set_changed,
+            unsupervised=getattr(plan.module.load(), "UNSUPERVISED", False))
         evaluation = ({"examples": examples["eval"], "model": model_dir, "guards": label_failures}
                       | "Evaluate" >> EvaluateModel(eval_config, plan.serving_model_dir, plan.baseline_model,
                                                     layout.evaluation, plan.fmt, plan.materialized_evaluation)

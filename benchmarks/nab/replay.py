@@ -39,6 +39,7 @@ from apache_beam.testing.test_stream import TestStream
 
 from beam_ml.core.windowing import Reading
 from beam_ml.stream.detectors.context import DetectorConfig, SensorPrior
+from beam_ml.stream.model_scoring import ScoreWithModel
 from beam_ml.stream.online_scoring import ScoreWindows
 from beam_ml.stream.order import WindowPerSensor
 from benchmarks.common import memoized_dofn_inspection
@@ -152,11 +153,21 @@ def arrivals(series: Mapping[str, Series]) -> list[tuple[float, str, int]]:
                   for i, arrived in enumerate(np.maximum.accumulate(s.seconds)))
 
 
+@dataclasses.dataclass(frozen=True)
+class WindowModel:
+    """A pushed window model to replay with (the newest version under `serving_dir`), scored as the streaming job
+    scores with it (`ScoreWithModel`, RunInference)."""
+
+    name: str
+    serving_dir: str
+
+
 def build(pipeline, series: Mapping[str, Series], config, window_length: int, chunk: int, token: str,
-          zscore: bool = True) -> None:
-    """The replay graph: every series as one sensor through WindowPerSensor, then our detector (`config`, a
-    `DetectorSpec` with a `name`) and, with `zscore`, Beam's ZScore; results, and the readings set apart as late or
-    duplicate, go to the in-process `_COLLECTED[token]`."""
+          zscore: bool = True, relative: bool = False) -> None:
+    """The replay graph: every series as one sensor through WindowPerSensor, then our detector (`config`: a
+    `DetectorSpec` with a `name`, or a `WindowModel`; with `relative`, its scores divided by its threshold, so 1 is
+    the alert level) and, with `zscore`, Beam's ZScore; results, and the readings set apart as late or duplicate, go
+    to the in-process `_COLLECTED[token]`."""
     readings = arrivals(series)
     stream = TestStream()
     watermark = -math.inf
@@ -176,9 +187,11 @@ def build(pipeline, series: Mapping[str, Series], config, window_length: int, ch
     for kind, readings_set_apart in ((LATE, windowed.late), (DUPLICATE, windowed.duplicates)):
         _ = readings_set_apart | f"Collect{kind.title()}" >> beam.ParDo(_CollectSetApart(token, kind))
     windows = windowed.windows
+    scorer = (ScoreWithModel(config.serving_dir, config.name) if isinstance(config, WindowModel)
+              else ScoreWindows(config))
     _ = (windows
-         | "Detect" >> ScoreWindows(config)
-         | "CollectDetector" >> beam.ParDo(_Collect(token, config.name)))
+         | "Detect" >> scorer
+         | "CollectDetector" >> beam.ParDo(_Collect(token, config.name, relative)))
     if not zscore:
         return
     _ = (windows
@@ -188,13 +201,14 @@ def build(pipeline, series: Mapping[str, Series], config, window_length: int, ch
 
 
 class _Collect(beam.DoFn):
-    """Keeps our detector's scores in `_COLLECTED[token]`."""
+    """Keeps our detector's scores in `_COLLECTED[token]` (with `relative`, divided by their thresholds)."""
 
-    def __init__(self, token: str, detector: str):
-        self._token, self._detector = token, detector
+    def __init__(self, token: str, detector: str, relative: bool = False):
+        self._token, self._detector, self._relative = token, detector, relative
 
     def process(self, scored):
-        _COLLECTED[self._token].append((self._detector, scored.sensor_id, scored.end, scored.score))
+        score = scored.score / scored.threshold if self._relative else scored.score
+        _COLLECTED[self._token].append((self._detector, scored.sensor_id, scored.end, score))
 
 
 class _CollectSetApart(beam.DoFn):
@@ -234,13 +248,14 @@ class Replayed:
 
 
 def detect(series: Mapping[str, Series], config, window_length: int = 8, chunk: int = 500,
-           zscore: bool = True) -> Replayed:
-    """The scores of every series, from one streaming replay in this process (Beam's ZScore too, with `zscore`)."""
+           zscore: bool = True, relative: bool = False) -> Replayed:
+    """The scores of every series, from one streaming replay in this process (Beam's ZScore too, with `zscore`;
+    ours divided by its threshold, with `relative`)."""
     token = uuid.uuid4().hex
     options = PipelineOptions(["--runner=DirectRunner"])
     options.view_as(StandardOptions).streaming = True
     with memoized_dofn_inspection(), beam.Pipeline(options=options) as pipeline:
-        build(pipeline, series, config, window_length, chunk, token, zscore)
+        build(pipeline, series, config, window_length, chunk, token, zscore, relative)
     collected = _COLLECTED.pop(token, [])
     scores = {name: {key: np.zeros(len(s.values)) for key, s in series.items()}
               for name in (config.name, *([ZSCORE] if zscore else []))}
@@ -263,9 +278,10 @@ def detect(series: Mapping[str, Series], config, window_length: int = 8, chunk: 
     return Replayed(scores, set_apart)
 
 
-def _detect_files(files: Sequence[DataFile], config, window_length: int, chunk: int,
-                  reader: Callable[[str], Series] = read_series, zscore: bool = True) -> Replayed:
-    return detect({f.relative: reader(f.path) for f in files}, config, window_length, chunk, zscore)
+def detect_files(files: Sequence[DataFile], config, window_length: int, chunk: int,
+                 reader: Callable[[str], Series] = read_series, zscore: bool = True, relative: bool = False
+                 ) -> Replayed:
+    return detect({f.relative: reader(f.path) for f in files}, config, window_length, chunk, zscore, relative)
 
 
 def balanced_groups(files: Sequence[DataFile], sizes: Mapping[str, int], groups: int) -> list[list[DataFile]]:
@@ -279,16 +295,17 @@ def balanced_groups(files: Sequence[DataFile], sizes: Mapping[str, int], groups:
 
 
 def detect_all(files: Sequence[DataFile], config, workers: int, window_length: int = 8, chunk: int = 500,
-               reader: Callable[[str], Series] = read_series, zscore: bool = True) -> Replayed:
+               reader: Callable[[str], Series] = read_series, zscore: bool = True, relative: bool = False
+               ) -> Replayed:
     """`detect` over all files (read by `reader`, a module-level function), split across `workers` processes (each
     its own pipeline)."""
     if workers <= 1:
-        return _detect_files(files, config, window_length, chunk, reader, zscore)
+        return detect_files(files, config, window_length, chunk, reader, zscore, relative)
     sizes = {f.relative: os.path.getsize(f.path) for f in files}
     merged = Replayed({}, {})
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        jobs = [pool.submit(_detect_files, group, config, window_length, chunk, reader, zscore)
+        jobs = [pool.submit(detect_files, group, config, window_length, chunk, reader, zscore, relative)
                 for group in balanced_groups(files, sizes, workers)]
         for job in jobs:
             merged.update(job.result())

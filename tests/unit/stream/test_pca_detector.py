@@ -83,8 +83,9 @@ def test_the_skab_command_line_scores_a_corpus_laid_out_like_skab(tmp_path, caps
         (folder / f"{n}.csv").write_text("\n".join(lines) + "\n")
     (tmp_path / "anomaly-free").mkdir()
     (tmp_path / "anomaly-free" / "anomaly-free.csv").write_text("datetime;A\n2020-01-01 00:00:00;1.0\n")
-    assert main(["--data", str(tmp_path), "--workers", "1"]) == 0
+    assert main(["--data", str(tmp_path), "--workers", "1", "--detectors", "pca", "context"]) == 0
     printed = capsys.readouterr().out
+    assert "| beam_ml context, per channel (streaming) |" in printed  # NAB's detector, each channel alone
     assert "SKAB outliers: 2 files with faults and 1 without, 1,401 rows (600 scored" in printed
     assert "| Conv-AE (published) | 0.78" in printed
     f1 = float(next(line for line in printed.splitlines() if line.startswith("| beam_ml")).split("|")[2])

@@ -73,6 +73,16 @@ def test_a_constant_label_fails_even_when_the_label_set_changed_on_purpose():
         "label 'y' has one value in the whole run ('a'): a model of it predicts nothing"]
 
 
+def test_an_unsupervised_model_may_learn_from_a_history_without_anomalies_but_not_from_anomalies_alone():
+    normal_only = {"values": {"train": [0], "eval": [0]}, "output_shape": [None]}
+    assert label_failures("anomaly", normal_only, None, False, constant=[0], unsupervised=True) == []
+    assert label_failures("anomaly", normal_only, None, False, constant=[0]) == [  # a classifier of it: useless
+        "label 'anomaly' has one value in the whole run (0): a model of it predicts nothing"]
+    anomalies_only = {"values": {"train": [1], "eval": [1]}, "output_shape": [None]}
+    assert label_failures("anomaly", anomalies_only, None, False, constant=[1], unsupervised=True) == [
+        "label 'anomaly' has one value in the whole run (1): a model of it predicts nothing"]
+
+
 def test_the_combine_merges_values_of_a_split_across_bundles():
     batches = [("train", _batch({"y": ["a"]})), ("train", _batch({"y": ["b", "a"]})),
                ("eval", _batch({"y": ["b"]}))]

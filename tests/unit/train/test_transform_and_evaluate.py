@@ -9,7 +9,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_ml.ingest.files.csv_format import infer_csv_format, parse_csv_chunk
-from beam_ml.train.evaluate import AddRawRecords, build_eval_config
+from beam_ml.train.evaluate import AddRawRecords, build_eval_config, threshold_failures
 from beam_ml.train.transform import TransformSplits
 from transforms import penguins
 
@@ -56,6 +56,22 @@ def test_eval_config_thresholds_on_the_overall_slice_and_change_only_with_a_base
     assert change.direction == tfma.MetricDirection.HIGHER_IS_BETTER and change.absolute.value == -0.02
     with pytest.raises(ValueError, match="AUC"):
         build_eval_config("species", ["ExampleCount"], [[]], {"AUC": {"lower": 0.5}}, {}, with_baseline=False)
+
+
+def test_a_model_judged_without_thresholds_is_refused_with_the_reason(tmp_path):
+    from tensorflow_model_analysis.proto import validation_result_pb2
+
+    def failures(result) -> list[str]:
+        with tf.io.TFRecordWriter(str(tmp_path / "validations.tfrecord")) as writer:
+            writer.write(result.SerializeToString())
+        return threshold_failures(str(tmp_path))
+
+    # TFMA's verdict when no metric has a bound: not ok, no failure listed (a first model with only change
+    # thresholds has no baseline to compare with, so it gets the same verdict)
+    unjudged = failures(validation_result_pb2.ValidationResult(validation_ok=False, missing_thresholds=True))
+    assert unjudged == ["no thresholds to validate against: eval_thresholds is empty (and a first model has no "
+                        "baseline for eval_change_thresholds)"]
+    assert failures(validation_result_pb2.ValidationResult(validation_ok=True)) == []
 
 
 def test_eval_batches_are_cut_to_bounded_slices_with_each_row_serialized_once():
