@@ -1,7 +1,7 @@
 """SKAB: multivariate outlier detection through the streaming path, scored as the Skoltech Anomaly Benchmark's
 leaderboard scores it.
 
-    python -m benchmarks.skab [--data ../shared/data/skab] [--detectors pca lstm_ae] [--workers 2]
+    python -m benchmarks.skab [--data ../shared/data/skab] [--detectors pca lstm_ae context] [--workers 2]
 
 Every `<folder>/<n>.csv` under --data that has labels (`anomaly`, `changepoint`; `;`-separated, 8 channels at 1 Hz) is
 one machine. Each detector is fitted on each file's first 400 rows, as SKAB's protocol says, and scores the rest
@@ -206,14 +206,15 @@ def lstm_ae_scores(files: Sequence[DataFile], workers: int, work_dir: str) -> di
     with concurrent.futures.ThreadPoolExecutor(workers) as threads:  # each training is its own process
         serving = dict(zip((f.relative for f in files), threads.map(train_window_model, files,
                                                                       [work_dir] * len(files))))
+    name = DETECTORS["lstm_ae"]
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
         jobs = []
         for f in files:
             length = window_model_info(latest_model(serving[f.relative])).spec.length
-            model = WindowModel(DETECTORS["lstm_ae"], serving[f.relative])
-            jobs.append(pool.submit(detect_files, [f], model, length, 100, skab_series, False, True))
-        return {f.relative: job.result().scores[model.name][f.relative] for f, job in zip(files, jobs)}
+            jobs.append(pool.submit(detect_files, [f], WindowModel(name, serving[f.relative]), length, 100,
+                                    skab_series, False, True))
+        return {f.relative: job.result().scores[name][f.relative] for f, job in zip(files, jobs)}
 
 
 def detector_scores(detector: str, files: Sequence[DataFile], workers: int, work_dir: str) -> dict[str, np.ndarray]:
