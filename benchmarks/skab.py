@@ -257,25 +257,29 @@ def main(argv=None) -> int:
           f"{args.data}")
     print("| detector | F1 | FAR % | MAR % | files |")
     print("|---|---:|---:|---:|---|")
+    # What every detector is judged against, per file: the scored rows' labels and faults, and the changepoint
+    # windows (files with faults only).
+    labels = [read[f.relative][1][scored] for f in files + normal]
+    faults = [fault_segments(read[f.relative][0].seconds[scored], anomaly)
+              for f, anomaly in zip(files + normal, labels)]
+    changepoint_truth = []
+    for f in files:
+        series, _, changepoints = read[f.relative]
+        times = np.array([np.datetime64(t.replace(" ", "T"), "s") for t in series.timestamps])
+        changepoint_truth.append((f.relative, times, changepoint_windows(times, changepoints,
+                                                                         args.changepoint_window)))
+    rows_of = [(f"these {len(files)}", faulty)]
+    if normal:
+        rows_of.append((f"these {len(files)} + {', '.join(f.relative for f in normal)}", slice(None)))
     outcomes = {}
     for detector, (scores, _) in timed.items():
-        labels, alerts, changepoint_files, incident_files = [], [], [], []
-        for f in files + normal:
-            series, anomaly, changepoints = read[f.relative]
-            alert = scores[f.relative] >= 1.0
-            labels.append(anomaly[scored])
-            alerts.append(alert[scored])
-            found = incidents(series.seconds[scored], alert[scored], args.incident_gap)
-            incident_files.append((found, fault_segments(series.seconds[scored], anomaly[scored])))
-            if f in files:
-                times = np.array([np.datetime64(t.replace(" ", "T"), "s") for t in series.timestamps])
-                changepoint_files.append((f.relative, times,
-                                          changepoint_windows(times, changepoints, args.changepoint_window),
-                                          alert_edges(alert)))
+        alert_of = {f.relative: scores[f.relative] >= 1.0 for f in files + normal}
+        alerts = [alert_of[f.relative][scored] for f in files + normal]
+        incident_files = [(incidents(read[f.relative][0].seconds[scored], alert, args.incident_gap), found)
+                          for f, alert, found in zip(files + normal, alerts, faults)]
+        changepoint_files = [(relative, times, windows, alert_edges(alert_of[relative]))
+                             for relative, times, windows in changepoint_truth]
         outcomes[detector] = (incident_files, changepoint_scores(changepoint_files))
-        rows_of = [(f"these {len(files)}", faulty)]
-        if normal:
-            rows_of.append((f"these {len(files)} + {', '.join(f.relative for f in normal)}", slice(None)))
         for label, kept in rows_of:
             f1, far, mar = outlier_metrics(labels[kept], alerts[kept])
             print(f"| beam_ml {DETECTORS[detector]} (streaming) | {f1:.3f} | {far:.2f} | {mar:.2f} | {label} |")
